@@ -1,0 +1,2 @@
+"""Conversational messaging gateway."""
+__version__ = "0.1.0"

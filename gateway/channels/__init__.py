@@ -1,0 +1,1 @@
+"""Channel adapters: one package per channel (verify, parse, render, send, parse status)."""
