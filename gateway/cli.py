@@ -1,0 +1,201 @@
+"""The `gateway` command line: run, api, worker, migrate, simulate, tokens, flows, bench."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+
+from gateway.log import configure_logging, get_logger
+from gateway.settings import Settings, SettingsError, load_settings
+
+log = get_logger("gateway")
+
+
+@contextlib.contextmanager
+def infrastructure(settings: Settings):
+    """Settings with database/redis URLs, starting embedded servers for the ones not configured."""
+    from gateway.embedded import EmbeddedPostgres, EmbeddedRedis
+
+    started = []
+    try:
+        if not settings.database_url:
+            pg = EmbeddedPostgres(settings.data_dir)
+            settings = settings.with_(database_url=pg.start())
+            started.append(pg)
+        if not settings.redis_url:
+            rd = EmbeddedRedis(settings.data_dir)
+            settings = settings.with_(redis_url=rd.start())
+            started.append(rd)
+        yield settings
+    finally:
+        for server in reversed(started):
+            try:
+                server.stop()
+            except Exception as exc:  # shutting down anyway: report and go on
+                log.warning("embedded server stop failed", server=type(server).__name__, error=str(exc))
+
+
+async def serve(settings: Settings, roles: tuple[str, ...]) -> None:
+    from aiohttp import web
+
+    from gateway.http.app import create_app
+    from gateway.runtime import Runtime
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with Runtime(settings, roles=roles) as runtime:
+        extra = await _start_extras(runtime)
+        runner = None
+        if "http" in roles:
+            runner = web.AppRunner(create_app(runtime), access_log=None, shutdown_timeout=5)
+            await runner.setup()
+            site = web.TCPSite(runner, settings.http_host, settings.http_port)
+            await site.start()
+            log.info("gateway listening", url=f"http://{settings.http_host}:{settings.http_port}",
+                     roles=list(roles), channels=_channel_modes(runtime))
+        else:
+            log.info("gateway worker running", roles=list(roles))
+        await stop.wait()
+        log.info("shutting down")
+        if runner is not None:
+            await runner.cleanup()
+        for closer in extra:
+            await closer()
+
+
+async def _start_extras(runtime) -> list:
+    """Optional listeners (inbound SMTP) that some deployments enable."""
+    closers = []
+    if runtime.settings.smtp_listen_port and "http" in runtime.roles:
+        from gateway.email_intake import start_smtp_listener
+
+        closers.append(await start_smtp_listener(runtime))
+    return closers
+
+
+def _channel_modes(runtime) -> dict:
+    from gateway.channels.sandbox import SandboxSender
+
+    return {ch.value: ("sandbox" if isinstance(s, SandboxSender) else "live") for ch, s in runtime.senders.items()}
+
+
+def cmd_serve(roles: tuple[str, ...]):
+    def run(args, settings: Settings) -> int:
+        with infrastructure(settings) as settings:
+            asyncio.run(serve(settings, roles))
+        return 0
+    return run
+
+
+def cmd_migrate(args, settings: Settings) -> int:
+    from gateway import db
+
+    with infrastructure(settings) as settings:
+        applied = asyncio.run(db.migrate_dsn(settings.database_url))
+    print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+    return 0
+
+
+def cmd_tokens(args, settings: Settings) -> int:
+    from gateway import auth, db
+
+    async def go():
+        pool = await db.create_pool(settings.database_url, min_size=1, max_size=2)
+        try:
+            async with pool.acquire() as conn:
+                await db.migrate(conn)
+                if args.tokens_cmd == "create":
+                    token_id, token = await auth.create_token(conn, name=args.name, role=args.role,
+                                                              agent_id=args.agent_id)
+                    print(f"token {token_id} ({args.role}) created. Shown once, store it now:\n{token}")
+                elif args.tokens_cmd == "list":
+                    for r in await auth.list_tokens(conn):
+                        state = "revoked" if r["revoked_at"] else "active"
+                        print(f"{r['id']:>4}  gw_{r['prefix']}_…  {r['role']:<11} {state:<7} {r['name']}")
+                else:
+                    ok = await auth.revoke_token(conn, args.token)
+                    print("revoked" if ok else "no such active token")
+                    return 0 if ok else 1
+        finally:
+            await pool.close()
+        return 0
+
+    with infrastructure(settings) as settings:
+        return asyncio.run(go()) or 0
+
+
+def cmd_simulate(args, settings: Settings) -> int:
+    from gateway.simulate import simulate
+
+    return asyncio.run(simulate(args, settings))
+
+
+def cmd_bench(args, settings: Settings) -> int:
+    from gateway.bench import main as bench_main
+
+    return bench_main(args, settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="Conversational messaging gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="all roles in one process (HTTP, workers, timers)").set_defaults(
+        func=cmd_serve(("http", "worker")))
+    sub.add_parser("api", help="HTTP role only").set_defaults(func=cmd_serve(("http",)))
+    sub.add_parser("worker", help="worker role only (queue, outbox, timers)").set_defaults(
+        func=cmd_serve(("worker",)))
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+
+    tokens = sub.add_parser("tokens", help="manage API tokens")
+    tsub = tokens.add_subparsers(dest="tokens_cmd", required=True)
+    create = tsub.add_parser("create")
+    create.add_argument("--name", required=True)
+    create.add_argument("--role", required=True, choices=("admin", "agent", "integration", "readonly"))
+    create.add_argument("--agent-id", type=int, default=None)
+    tsub.add_parser("list")
+    revoke = tsub.add_parser("revoke")
+    revoke.add_argument("token", help="token id or prefix")
+    tokens.set_defaults(func=cmd_tokens)
+
+    sim = sub.add_parser("simulate", help="send a signed inbound message to a running gateway")
+    sim.add_argument("channel", choices=("sms", "whatsapp", "whatsapp-cloud", "email", "api"))
+    sim.add_argument("--from", dest="from_", required=True, help="customer address (phone or email)")
+    sim.add_argument("--to", default=None, help="our address (number or mailbox)")
+    sim.add_argument("--text", required=True)
+    sim.add_argument("--subject", default="Hello")
+    sim.add_argument("--url", default=None, help="gateway base URL (default: from settings)")
+    sim.set_defaults(func=cmd_simulate)
+
+    try:
+        from gateway.flows.cli import add_subparser as add_flows
+    except ImportError:
+        add_flows = None
+    if add_flows is not None:
+        add_flows(sub)
+
+    bench = sub.add_parser("bench", help="measure throughput and latency against a naive baseline")
+    bench.add_argument("--scenarios", default="all")
+    bench.add_argument("--quick", action="store_true", help="smaller sizes for a fast look")
+    bench.add_argument("--out", default="bench-results.json")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    return args.func(args, settings) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

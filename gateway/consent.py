@@ -1,0 +1,68 @@
+"""Consent: keywords, records, and the send-time check.
+
+Keywords follow carrier practice: an exact single word, any case, trimmed. STOP revokes every
+non-compliance message to that address on that channel; START restores it; HELP answers with the
+configured help text. Email one-click unsubscribe revokes marketing on email only.
+"""
+from __future__ import annotations
+
+import asyncpg
+
+from gateway.identity import address_hash
+from gateway.types import Purpose
+
+STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
+START_WORDS = frozenset({"START", "YES", "UNSTOP"})
+HELP_WORDS = frozenset({"HELP", "INFO"})
+
+ALL = "all"
+MARKETING = "marketing"
+
+
+def classify_keyword(text: str) -> str | None:
+    """'stop' | 'start' | 'help' | None, for an exact single-word message."""
+    word = text.strip().upper()
+    if not word or any(ch.isspace() for ch in word):
+        return None
+    word = word.rstrip(".!")
+    if word in STOP_WORDS:
+        return "stop"
+    if word in START_WORDS:
+        return "start"
+    if word in HELP_WORDS:
+        return "help"
+    return None
+
+
+async def set_consent(conn: asyncpg.Connection, *, kind: str, address: str, channel: str,
+                      purpose: str, granted: bool, source: str) -> None:
+    await conn.execute(
+        """INSERT INTO consents (address_kind, address, channel, purpose, granted, source, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, now())
+           ON CONFLICT (address_kind, address, channel, purpose)
+           DO UPDATE SET granted = EXCLUDED.granted, source = EXCLUDED.source, updated_at = now()""",
+        kind, address, channel, purpose, granted, source)
+
+
+async def blocked_reason(conn: asyncpg.Connection, *, kind: str, address: str, channel: str,
+                         purpose: str, compliance: bool = False) -> str | None:
+    """Why a send to this address must not happen now, or None when it may.
+
+    Checked at send time by the outbox, so a STOP that arrives after a message was queued still
+    stops it.
+    """
+    if compliance:
+        return None
+    if await conn.fetchval("SELECT 1 FROM suppressions WHERE address_hash = $1",
+                           address_hash(kind, address)):
+        return "suppressed"
+    rows = await conn.fetch(
+        """SELECT purpose, granted FROM consents
+           WHERE address_kind = $1 AND address = $2 AND channel IN ($3, '*')""",
+        kind, address, channel)
+    revoked = {r["purpose"] for r in rows if not r["granted"]}
+    if ALL in revoked:
+        return "opted_out"
+    if purpose == Purpose.MARKETING.value and MARKETING in revoked:
+        return "no_marketing_consent"
+    return None

@@ -1,0 +1,90 @@
+"""Contact references from business systems: contact id, external id, phone or email."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from gateway.identity import Address, AddressError, normalize_email, normalize_phone
+from gateway.ingest import resolve_contact
+
+
+class ContactRefError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ContactRef:
+    contact_id: int | None = None
+    external_id: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    name: str | None = None
+
+    @classmethod
+    def parse(cls, data) -> "ContactRef":
+        if not isinstance(data, dict):
+            raise ContactRefError("contact must be an object with contact_id, external_id, phone or email")
+        try:
+            ref = cls(
+                contact_id=int(data["contact_id"]) if data.get("contact_id") is not None else None,
+                external_id=_opt_str(data, "external_id"),
+                phone=normalize_phone(data["phone"]) if data.get("phone") else None,
+                email=normalize_email(data["email"]) if data.get("email") else None,
+                name=_opt_str(data, "name"),
+            )
+        except (AddressError, ValueError, TypeError) as exc:
+            raise ContactRefError(str(exc)) from None
+        if not (ref.contact_id or ref.external_id or ref.phone or ref.email):
+            raise ContactRefError("contact needs one of contact_id, external_id, phone, email")
+        return ref
+
+    def identities(self) -> list[tuple[str, str]]:
+        out = []
+        if self.external_id:
+            out.append(("api", self.external_id))
+        if self.phone:
+            out.append(("phone", self.phone))
+        if self.email:
+            out.append(("email", self.email))
+        return out
+
+
+def _opt_str(data: dict, key: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, (str, int)) or not str(value).strip():
+        raise ContactRefError(f"contact.{key} must be a non-empty string")
+    return str(value).strip()[:200]
+
+
+async def resolve(conn: asyncpg.Connection, ref: ContactRef, *, create: bool = True) -> int | None:
+    """The contact a reference names; created (with its identities) when unknown and `create`.
+
+    Identities named in the reference that no other contact owns are attached to the contact.
+    """
+    if ref.contact_id is not None:
+        found = await conn.fetchval("SELECT id FROM contacts WHERE id = $1 AND erased_at IS NULL", ref.contact_id)
+        if found is None:
+            raise ContactRefError(f"no contact with id {ref.contact_id}")
+        contact_id = found
+    else:
+        contact_id = None
+        for kind, address in ref.identities():
+            contact_id = await conn.fetchval(
+                "SELECT contact_id FROM identities WHERE kind = $1 AND address = $2", kind, address)
+            if contact_id is not None:
+                break
+        if contact_id is None:
+            if not create:
+                return None
+            kind, address = ref.identities()[0]
+            contact_id = await resolve_contact(conn, Address(kind, address), name=ref.name)
+    for kind, address in ref.identities():
+        await conn.execute(
+            """INSERT INTO identities (contact_id, kind, address) VALUES ($1, $2, $3)
+               ON CONFLICT (kind, address) DO NOTHING""", contact_id, kind, address)
+    if ref.name:
+        await conn.execute("UPDATE contacts SET name = coalesce(name, $2) WHERE id = $1", contact_id, ref.name)
+    return contact_id

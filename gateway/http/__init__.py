@@ -1,0 +1,1 @@
+"""HTTP surface: webhooks, the agent API, the chat socket, health and metrics."""

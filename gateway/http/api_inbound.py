@@ -1,0 +1,73 @@
+"""The API channel's inbound side: `POST /api/v1/inbound` from a business system.
+
+Body: {"client_message_id": "...", "contact": {"external_id"|"phone"|"email"|"contact_id": ..., "name": ...},
+       "text": "...", "attachments": [{"url": "...", "content_type": "..."}]}
+The client message id makes the call idempotent: a retry answers 200 with the same message.
+"""
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from gateway import contacts, intake
+from gateway.http.access import principal
+from gateway.http.errors import ApiError
+from gateway.http.keys import RUNTIME
+from gateway.types import Attachment, Channel, Inbound
+
+MAX_TEXT = 10_000
+
+
+async def read_json(request: web.Request) -> dict:
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send application/json")
+    raw = await request.read()
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "body must be a JSON object")
+    return data
+
+
+def parse_inbound_body(data: dict) -> tuple[contacts.ContactRef, Inbound]:
+    cmid = data.get("client_message_id")
+    if not isinstance(cmid, str) or not cmid.strip() or len(cmid) > 200:
+        raise ApiError(400, "invalid_field", "client_message_id must be a non-empty string (max 200 chars)")
+    text = data.get("text", "")
+    if not isinstance(text, str) or len(text) > MAX_TEXT:
+        raise ApiError(400, "invalid_field", f"text must be a string of at most {MAX_TEXT} characters")
+    attachments = []
+    for i, a in enumerate(data.get("attachments") or []):
+        if not isinstance(a, dict) or not isinstance(a.get("url"), str) or \
+                not a["url"].startswith(("http://", "https://")):
+            raise ApiError(400, "invalid_field", f"attachments[{i}].url must be an http(s) URL")
+        attachments.append(Attachment(url=a["url"], content_type=a.get("content_type"),
+                                      filename=a.get("filename")))
+    if not text.strip() and not attachments:
+        raise ApiError(400, "invalid_field", "a message needs text or attachments")
+    try:
+        ref = contacts.ContactRef.parse(data.get("contact"))
+    except contacts.ContactRefError as exc:
+        raise ApiError(400, "invalid_contact", str(exc)) from None
+    sender = ref.external_id or ref.phone or ref.email or str(ref.contact_id)
+    inbound = Inbound(channel=Channel.API, provider="api", provider_message_id=cmid.strip(), sender=sender,
+                      text=text, attachments=tuple(attachments), profile_name=ref.name,
+                      raw={k: v for k, v in data.items() if k != "contact"})
+    return ref, inbound
+
+
+async def post_inbound(request: web.Request) -> web.Response:
+    await principal(request, "integration")
+    data = await read_json(request)
+    ref, inbound = parse_inbound_body(data)
+    try:
+        result = await intake.accept(request.app[RUNTIME], inbound, contact_ref=ref)
+    except contacts.ContactRefError as exc:
+        raise ApiError(400, "invalid_contact", str(exc)) from None
+    return web.json_response(
+        {"message_id": result.message_id, "conversation_id": result.conversation_id,
+         "contact_id": result.contact_id, "seq": result.seq, "duplicate": result.duplicate},
+        status=200 if result.duplicate else 201)

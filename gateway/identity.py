@@ -1,0 +1,81 @@
+"""Identity normalization: one customer, one contact, whatever the channel.
+
+Phone numbers become E.164 (SMS and WhatsApp from one number are one contact), emails are
+lowercased, chat visitors and API sources keep their ids. Pure functions, no I/O.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from email.utils import parseaddr
+
+import phonenumbers
+
+from gateway.types import Channel
+
+
+class AddressError(ValueError):
+    """An address that cannot be normalized (the message says which and why)."""
+
+
+@dataclass(frozen=True)
+class Address:
+    kind: str      # phone | email | whatsapp_id | chat | api
+    value: str
+
+
+def normalize_phone(raw: str, default_region: str | None = None) -> str:
+    text = raw.strip()
+    if text.lower().startswith("whatsapp:"):
+        text = text[len("whatsapp:"):]
+    if text and text[0].isdigit() and default_region is None:
+        text = "+" + text  # WhatsApp wa_id and Twilio WaId come without "+"
+    try:
+        number = phonenumbers.parse(text, default_region)
+    except phonenumbers.NumberParseException as exc:
+        raise AddressError(f"not a phone number: {raw!r} ({exc})") from None
+    if not phonenumbers.is_possible_number(number):
+        raise AddressError(f"not a possible phone number: {raw!r}")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_email(raw: str) -> str:
+    _, addr = parseaddr(raw.strip())
+    addr = addr.strip().lower()
+    local, at, domain = addr.rpartition("@")
+    if not at or not local or not domain or "." not in domain or " " in addr:
+        raise AddressError(f"not an email address: {raw!r}")
+    return addr
+
+
+def address_for(channel: Channel | str, raw: str, kind_hint: str | None = None) -> Address:
+    """The identity an inbound sender maps to."""
+    channel = Channel(channel)
+    if kind_hint == "whatsapp_id":
+        return Address("whatsapp_id", raw.strip())
+    if channel in (Channel.SMS, Channel.WHATSAPP):
+        return Address("phone", normalize_phone(raw))
+    if channel is Channel.EMAIL:
+        return Address("email", normalize_email(raw))
+    if channel is Channel.WEBCHAT:
+        return Address("chat", raw.strip())
+    value = raw.strip()
+    if not value:
+        raise AddressError("empty API contact id")
+    return Address("api", value)
+
+
+def channels_for_kind(kind: str) -> tuple[Channel, ...]:
+    """Which channels can reach an identity of this kind."""
+    return {
+        "phone": (Channel.SMS, Channel.WHATSAPP),
+        "whatsapp_id": (Channel.WHATSAPP,),
+        "email": (Channel.EMAIL,),
+        "chat": (Channel.WEBCHAT,),
+        "api": (Channel.API,),
+    }.get(kind, ())
+
+
+def address_hash(kind: str, value: str) -> str:
+    """Stable hash kept in suppression tombstones after a contact is erased."""
+    return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()

@@ -1,0 +1,36 @@
+"""Accepting an inbound message: commit it, then enqueue its conversation.
+
+Webhook handlers call `accept` and answer 2xx only after it returns: the message is durable in
+PostgreSQL by then. A failed enqueue is logged, not fatal: the sweeper finds the message.
+"""
+from __future__ import annotations
+
+from gateway import contacts, queue
+from gateway.ingest import IngestResult, ingest_inbound
+from gateway.log import get_logger
+from gateway.metrics import INBOUND, INGEST_SECONDS
+from gateway.types import Inbound
+
+log = get_logger(__name__)
+
+
+async def accept(rt, inbound: Inbound, *, contact_id: int | None = None,
+                 contact_ref: contacts.ContactRef | None = None) -> IngestResult:
+    """Store the message (and, with `contact_ref`, its contact) in one transaction, then enqueue."""
+    channel = inbound.channel.value
+    with INGEST_SECONDS.labels(channel).time():
+        async with rt.pool.acquire(timeout=5) as conn:
+            async with conn.transaction():
+                if contact_ref is not None:
+                    contact_id = await contacts.resolve(conn, contact_ref)
+                result = await ingest_inbound(conn, inbound, contact_id=contact_id)
+    INBOUND.labels(channel, "duplicate" if result.duplicate else "stored").inc()
+    if not result.duplicate:
+        try:
+            await queue.enqueue(rt.redis, rt.keys, result.conversation_id)
+        except Exception as exc:
+            log.warning("enqueue failed; the sweeper will pick the message up",
+                        conversation_id=result.conversation_id, error=str(exc))
+    log.info("inbound accepted", channel=channel, conversation_id=result.conversation_id,
+             message_id=result.message_id, duplicate=result.duplicate)
+    return result

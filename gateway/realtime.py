@@ -1,0 +1,41 @@
+"""Fan-out of thread events to agents' feeds and chat tabs across processes.
+
+Events go to one Redis Stream (`gw:{feed}:events`): every API process tails it and pushes to its
+own WebSockets, and a reconnecting client replays from its last event id. Chat visitors get their
+conversation's events over a pub/sub channel. Publishing happens after commit; a lost publish only
+delays a screen, never loses data (clients refetch from PostgreSQL by seq).
+"""
+from __future__ import annotations
+
+import json
+
+import redis.asyncio as aioredis
+
+from gateway.log import get_logger
+from gateway.queue import Keys
+
+log = get_logger(__name__)
+FEED_MAXLEN = 50_000
+
+
+async def publish(redis: aioredis.Redis, keys: Keys, events: list[tuple[str, dict]]) -> None:
+    if not events:
+        return
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for event_type, payload in events:
+                data = json.dumps({"type": event_type, **payload}, default=str)
+                pipe.xadd(keys.stream_events(), {"e": data}, maxlen=FEED_MAXLEN, approximate=True)
+                cid = payload.get("conversation_id")
+                if cid is not None:
+                    pipe.publish(keys.chat_channel(int(cid)), data)
+            await pipe.execute()
+    except Exception as exc:  # Redis down: screens refetch; the data is in PostgreSQL
+        log.warning("realtime publish failed", error=str(exc))
+
+
+async def wake_outbox(redis: aioredis.Redis, keys: Keys) -> None:
+    try:
+        await redis.publish(keys.outbox_wake(), "1")
+    except Exception as exc:
+        log.warning("outbox wake failed", error=str(exc))

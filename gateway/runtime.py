@@ -1,0 +1,158 @@
+"""The runtime: shared resources (pool, Redis, HTTP client, senders) and the background roles.
+
+`Runtime` is an async context manager. Roles:
+  - "worker": queue consumer + sweeper + outbox sender + timers
+  - "http": nothing here; the aiohttp app (gateway.http.app) uses the runtime's resources
+`gateway run` starts both in one process; `gateway api` / `gateway worker` split them.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+import aiohttp
+import asyncpg
+import redis.asyncio as aioredis
+
+from gateway import db, realtime
+from gateway.channels.sandbox import SandboxSender
+from gateway.log import get_logger
+from gateway.outbox import OutboxSender
+from gateway.processor import AgentQueueHandler, EchoHandler, Handler, Processor
+from gateway.queue import Keys
+from gateway.settings import Settings
+from gateway.thread import Effects
+from gateway.timers import Clock, TimerService
+from gateway.types import Channel
+from gateway.worker import QueueConsumer, Sweeper
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    roles: tuple[str, ...] = ("http", "worker")
+    clock: Clock = field(default_factory=Clock)
+    handler: Handler | None = None
+    pool: asyncpg.Pool | None = None
+    redis: aioredis.Redis | None = None
+    http: aiohttp.ClientSession | None = None
+    keys: Keys | None = None
+    senders: dict = field(default_factory=dict)
+    processor: Processor | None = None
+    consumer: QueueConsumer | None = None
+    outbox: OutboxSender | None = None
+    timers: TimerService | None = None
+    timer_handlers: dict = field(default_factory=dict)
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+    _exit: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+
+    async def __aenter__(self) -> "Runtime":
+        s = self.settings
+        self.keys = Keys(s.redis_prefix, s.queue_partitions)
+        self.pool = await _connect_pg(s.database_url)
+        self._exit.push_async_callback(self.pool.close)
+        async with self.pool.acquire() as conn:
+            await db.migrate(conn)
+        self.redis = aioredis.Redis.from_url(s.redis_url, socket_connect_timeout=5, health_check_interval=30)
+        self._exit.push_async_callback(self.redis.aclose)
+        self.http = aiohttp.ClientSession()
+        self._exit.push_async_callback(self.http.close)
+        self.senders = build_senders(s, self.http)
+        self.processor = Processor(self.pool, self.redis, self.keys, s, self.handler or default_handler(self))
+        self.outbox = OutboxSender(self.pool, self.redis, self.keys, s, self.senders)
+        self.timers = TimerService(self.pool, self.timer_handlers, clock=self.clock,
+                                   after_commit=self.publish_effects)
+        if "worker" in self.roles:
+            self.start_workers()
+        return self
+
+    def start_workers(self) -> None:
+        s = self.settings
+        self.consumer = QueueConsumer(self.redis, self.keys, self.processor,
+                                      concurrency=s.worker_concurrency, reclaim_idle_ms=s.reclaim_idle_ms)
+        sweeper = Sweeper(self.pool, self.redis, self.keys, interval=s.sweeper_interval)
+        for name, coro in (("consumer", self.consumer.run(self.stop_event)),
+                           ("sweeper", sweeper.run(self.stop_event)),
+                           ("outbox", self.outbox.run(self.stop_event)),
+                           ("timers", self.timers.run(self.stop_event))):
+            self._tasks.append(asyncio.create_task(coro, name=name))
+
+    async def publish_effects(self, effects: Effects) -> None:
+        await realtime.publish(self.redis, self.keys, effects.events)
+        if effects.wake_outbox:
+            self.outbox.wake()
+            await realtime.wake_outbox(self.redis, self.keys)
+
+    async def __aexit__(self, *exc) -> None:
+        self.stop_event.set()
+        if self._tasks:
+            done, pending = await asyncio.wait(self._tasks, timeout=15)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._exit.aclose()
+
+
+def default_handler(runtime: "Runtime") -> Handler:
+    choice = runtime.settings.default_handler
+    if choice == "echo":
+        return EchoHandler()
+    if choice == "flow":
+        try:
+            from gateway.flow_handler import build_flow_handler
+        except ImportError:
+            return AgentQueueHandler()
+        return build_flow_handler(runtime)
+    return AgentQueueHandler()
+
+
+def build_senders(s: Settings, http: aiohttp.ClientSession) -> dict:
+    """One sender per channel: the real provider when credentials are set, the sandbox otherwise."""
+    senders: dict = {channel: SandboxSender(channel) for channel in Channel}
+    try:
+        from gateway.channels.twilio.sender import TwilioSender
+    except ImportError:  # pragma: no cover - adapters ship with the package
+        TwilioSender = None
+    if TwilioSender is not None and s.twilio_enabled:
+        common = dict(account_sid=s.twilio_account_sid, auth_token=s.twilio_auth_token,
+                      api_base=s.twilio_api_base, messaging_service_sid=s.twilio_messaging_service_sid)
+        if s.twilio_from_number or s.twilio_messaging_service_sid:
+            senders[Channel.SMS] = TwilioSender(http, channel=Channel.SMS, from_address=s.twilio_from_number, **common)
+        if s.twilio_whatsapp_from:
+            senders[Channel.WHATSAPP] = TwilioSender(http, channel=Channel.WHATSAPP,
+                                                     from_address=s.twilio_whatsapp_from, **common)
+    if s.whatsapp_cloud_enabled:
+        from gateway.channels.whatsapp.sender import WhatsAppCloudSender
+
+        senders[Channel.WHATSAPP] = WhatsAppCloudSender(
+            http, access_token=s.whatsapp_access_token, phone_number_id=s.whatsapp_phone_number_id,
+            api_base=s.whatsapp_api_base)
+    if s.smtp_enabled:
+        from gateway.channels.email.sender import SmtpSender
+
+        senders[Channel.EMAIL] = SmtpSender(
+            hostname=s.smtp_host, port=s.smtp_port, username=s.smtp_username, password=s.smtp_password,
+            use_tls=s.smtp_tls == "tls", start_tls={"starttls": True, "none": False}.get(s.smtp_tls),
+            from_address=s.email_from, message_id_domain=(s.email_from or "@localhost").split("@")[-1])
+    if s.api_channel_webhook_url:
+        from gateway.channels.api.webhook import ApiWebhookSender
+
+        senders[Channel.API] = ApiWebhookSender(http, url=s.api_channel_webhook_url,
+                                                secret=s.api_channel_webhook_secret or s.secret_key)
+    return senders
+
+
+async def _connect_pg(dsn: str, attempts: int = 30) -> asyncpg.Pool:
+    for attempt in range(1, attempts + 1):
+        try:
+            return await db.create_pool(dsn, timeout=5)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if attempt == attempts:
+                raise
+            log.warning("postgres not reachable yet, retrying", attempt=attempt, error=str(exc))
+            await asyncio.sleep(1.0)
+    raise RuntimeError("unreachable")

@@ -1,0 +1,312 @@
+"""Settings: read from the environment (and an optional .env file) once, into one frozen object.
+
+Names are fixed by the design contract; see README for the full list. Validation happens here, at
+start, with messages that say which variable is wrong and why.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import urlparse
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+SECRET_FIELDS = frozenset({
+    "twilio_auth_token", "whatsapp_access_token", "whatsapp_app_secret", "whatsapp_verify_token",
+    "smtp_password", "email_webhook_key", "admin_token", "secret_key", "api_channel_webhook_secret",
+    "chat_identity_secret",
+})
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: Path = Path(".gateway")
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    public_url: str | None = None
+    log_level: str = "info"
+    log_format: str = "auto"              # auto | json | console
+    redis_prefix: str = "gw"
+    queue_partitions: int = 8
+    worker_concurrency: int = 16
+    secret_key: str = ""                  # signs chat sessions, thread tokens, unsubscribe links
+    admin_token: str | None = None
+    default_handler: str = "flow"         # flow | agent | echo
+    default_flow: str = "support"
+    flows_dir: Path | None = None
+    business_api_base: str | None = None
+    max_body_bytes: int = 1024 * 1024
+    # Twilio
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from_number: str | None = None
+    twilio_whatsapp_from: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_api_base: str = "https://api.twilio.com"
+    twilio_whatsapp_template_sid: str | None = None
+    # Meta WhatsApp Cloud API
+    whatsapp_access_token: str | None = None
+    whatsapp_app_secret: str | None = None
+    whatsapp_verify_token: str | None = None
+    whatsapp_phone_number_id: str | None = None
+    whatsapp_api_base: str = "https://graph.facebook.com/v21.0"
+    whatsapp_reengage_template: str | None = None
+    whatsapp_template_language: str = "en_US"
+    # Email
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_tls: str = "auto"                # auto | starttls | tls | none
+    email_from: str | None = None
+    email_reply_domain: str | None = None
+    smtp_listen_port: int | None = None
+    smtp_listen_host: str = "127.0.0.1"
+    email_webhook_key: str | None = None
+    # API channel
+    api_channel_webhook_url: str | None = None
+    api_channel_webhook_secret: str | None = None
+    # Web chat
+    chat_allowed_origins: tuple[str, ...] = ()
+    chat_identity_secret: str | None = None
+    # Consent / compliance texts
+    help_text: str = "Reply STOP to unsubscribe, START to resubscribe. Write to us any time for help."
+    stop_confirmation: str = "You have been unsubscribed and will receive no more messages. Reply START to resubscribe."
+    start_confirmation: str = "You are subscribed again. Reply STOP to unsubscribe."
+    # Outbox
+    outbox_max_attempts: int = 8
+    outbox_base_delay: float = 2.0
+    outbox_max_delay: float = 900.0
+    outbox_batch: int = 50
+    rate_limit_per_second: float = 0.0   # per sender; 0 means off
+    rate_limit_burst: int = 10
+    sweeper_interval: float = 5.0
+    reclaim_idle_ms: int = 30_000
+
+    # -- channel availability (sandbox when credentials are absent) -------------------------
+    @property
+    def twilio_enabled(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token)
+
+    @property
+    def whatsapp_cloud_enabled(self) -> bool:
+        return bool(self.whatsapp_access_token and self.whatsapp_phone_number_id)
+
+    @property
+    def smtp_enabled(self) -> bool:
+        return bool(self.smtp_host)
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+    def redacted(self) -> dict:
+        """A loggable view: secrets masked, DSN passwords removed."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS and value:
+                value = "***"
+            elif f.name in ("database_url", "redis_url") and value:
+                value = _strip_password(value)
+            out[f.name] = str(value) if isinstance(value, Path) else value
+        return out
+
+
+def _strip_password(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.password:
+        netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@")
+        return parsed._replace(netloc=netloc).geturl()
+    return url
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Minimal .env reader: KEY=VALUE lines, optional quotes, # comments."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        key = key.strip().removeprefix("export ").strip()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+# environment variable -> (field, parser)
+def _int(name: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _float(name: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _port(name: str, raw: str) -> int:
+    value = _int(name, raw)
+    if not 0 <= value <= 65535:
+        raise SettingsError(f"{name} must be a TCP port (0-65535), got {value}")
+    return value
+
+
+def _url(schemes: tuple[str, ...]):
+    def parse(name: str, raw: str) -> str:
+        parsed = urlparse(raw)
+        if parsed.scheme not in schemes or not (parsed.netloc or parsed.path or parsed.query):
+            raise SettingsError(f"{name} must be a URL starting with {' or '.join(s + '://' for s in schemes)}"
+                                f", got {_strip_password(raw)!r}")
+        return raw
+    return parse
+
+
+def _str(name: str, raw: str) -> str:
+    return raw
+
+
+def _choice(*options: str):
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in options:
+            raise SettingsError(f"{name} must be one of {', '.join(options)}, got {raw!r}")
+        return value
+    return parse
+
+
+def _csv(name: str, raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+_HTTP = _url(("http", "https"))
+
+ENV: dict[str, tuple[str, object]] = {
+    "GATEWAY_DATABASE_URL": ("database_url", _url(("postgres", "postgresql"))),
+    "GATEWAY_REDIS_URL": ("redis_url", _url(("redis", "rediss", "unix"))),
+    "GATEWAY_DATA_DIR": ("data_dir", lambda n, r: Path(r)),
+    "GATEWAY_HTTP_HOST": ("http_host", _str),
+    "GATEWAY_HTTP_PORT": ("http_port", _port),
+    "GATEWAY_PUBLIC_URL": ("public_url", _HTTP),
+    "GATEWAY_LOG_LEVEL": ("log_level", _choice("debug", "info", "warning", "error")),
+    "GATEWAY_LOG_FORMAT": ("log_format", _choice("auto", "json", "console")),
+    "GATEWAY_REDIS_PREFIX": ("redis_prefix", _str),
+    "GATEWAY_QUEUE_PARTITIONS": ("queue_partitions", _int),
+    "GATEWAY_WORKER_CONCURRENCY": ("worker_concurrency", _int),
+    "GATEWAY_SECRET_KEY": ("secret_key", _str),
+    "GATEWAY_ADMIN_TOKEN": ("admin_token", _str),
+    "GATEWAY_DEFAULT_HANDLER": ("default_handler", _choice("flow", "agent", "echo")),
+    "GATEWAY_DEFAULT_FLOW": ("default_flow", _str),
+    "GATEWAY_FLOWS_DIR": ("flows_dir", lambda n, r: Path(r)),
+    "GATEWAY_BUSINESS_API_BASE": ("business_api_base", _HTTP),
+    "GATEWAY_MAX_BODY_BYTES": ("max_body_bytes", _int),
+    "TWILIO_ACCOUNT_SID": ("twilio_account_sid", _str),
+    "TWILIO_AUTH_TOKEN": ("twilio_auth_token", _str),
+    "TWILIO_FROM_NUMBER": ("twilio_from_number", _str),
+    "TWILIO_WHATSAPP_FROM": ("twilio_whatsapp_from", _str),
+    "TWILIO_MESSAGING_SERVICE_SID": ("twilio_messaging_service_sid", _str),
+    "GATEWAY_TWILIO_API_BASE": ("twilio_api_base", _HTTP),
+    "GATEWAY_TWILIO_WHATSAPP_TEMPLATE_SID": ("twilio_whatsapp_template_sid", _str),
+    "WHATSAPP_ACCESS_TOKEN": ("whatsapp_access_token", _str),
+    "WHATSAPP_APP_SECRET": ("whatsapp_app_secret", _str),
+    "WHATSAPP_VERIFY_TOKEN": ("whatsapp_verify_token", _str),
+    "WHATSAPP_PHONE_NUMBER_ID": ("whatsapp_phone_number_id", _str),
+    "GATEWAY_WHATSAPP_API_BASE": ("whatsapp_api_base", _HTTP),
+    "GATEWAY_WHATSAPP_REENGAGE_TEMPLATE": ("whatsapp_reengage_template", _str),
+    "GATEWAY_WHATSAPP_TEMPLATE_LANGUAGE": ("whatsapp_template_language", _str),
+    "GATEWAY_SMTP_HOST": ("smtp_host", _str),
+    "GATEWAY_SMTP_PORT": ("smtp_port", _port),
+    "GATEWAY_SMTP_USERNAME": ("smtp_username", _str),
+    "GATEWAY_SMTP_PASSWORD": ("smtp_password", _str),
+    "GATEWAY_SMTP_TLS": ("smtp_tls", _choice("auto", "starttls", "tls", "none")),
+    "GATEWAY_EMAIL_FROM": ("email_from", _str),
+    "GATEWAY_EMAIL_REPLY_DOMAIN": ("email_reply_domain", _str),
+    "GATEWAY_SMTP_LISTEN_PORT": ("smtp_listen_port", _port),
+    "GATEWAY_SMTP_LISTEN_HOST": ("smtp_listen_host", _str),
+    "GATEWAY_EMAIL_WEBHOOK_KEY": ("email_webhook_key", _str),
+    "GATEWAY_API_CHANNEL_WEBHOOK_URL": ("api_channel_webhook_url", _HTTP),
+    "GATEWAY_API_CHANNEL_WEBHOOK_SECRET": ("api_channel_webhook_secret", _str),
+    "GATEWAY_CHAT_ALLOWED_ORIGINS": ("chat_allowed_origins", _csv),
+    "GATEWAY_CHAT_IDENTITY_SECRET": ("chat_identity_secret", _str),
+    "GATEWAY_HELP_TEXT": ("help_text", _str),
+    "GATEWAY_OUTBOX_MAX_ATTEMPTS": ("outbox_max_attempts", _int),
+    "GATEWAY_OUTBOX_BASE_DELAY": ("outbox_base_delay", _float),
+    "GATEWAY_OUTBOX_MAX_DELAY": ("outbox_max_delay", _float),
+    "GATEWAY_RATE_LIMIT_PER_SECOND": ("rate_limit_per_second", _float),
+    "GATEWAY_RATE_LIMIT_BURST": ("rate_limit_burst", _int),
+    "GATEWAY_SWEEPER_INTERVAL": ("sweeper_interval", _float),
+    "GATEWAY_RECLAIM_IDLE_MS": ("reclaim_idle_ms", _int),
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Settings:
+    """Build Settings from the environment (which wins) over an optional .env file."""
+    env: dict[str, str] = {}
+    if dotenv is not None:
+        env.update(read_dotenv(dotenv))
+    env.update(os.environ if environ is None else environ)
+    values: dict[str, object] = {}
+    for var, (name, parse) in ENV.items():
+        raw = env.get(var)
+        if raw is None or raw.strip() == "":
+            continue
+        values[name] = parse(var, raw.strip())  # type: ignore[operator]
+    settings = Settings(**values)  # type: ignore[arg-type]
+    return validate(settings)
+
+
+def validate(s: Settings) -> Settings:
+    if s.queue_partitions < 1 or s.queue_partitions > 1024:
+        raise SettingsError("GATEWAY_QUEUE_PARTITIONS must be between 1 and 1024")
+    if s.worker_concurrency < 1:
+        raise SettingsError("GATEWAY_WORKER_CONCURRENCY must be at least 1")
+    if bool(s.twilio_account_sid) != bool(s.twilio_auth_token):
+        raise SettingsError("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set together")
+    if s.twilio_enabled and not (s.twilio_from_number or s.twilio_whatsapp_from or s.twilio_messaging_service_sid):
+        raise SettingsError("Twilio is configured but none of TWILIO_FROM_NUMBER, TWILIO_WHATSAPP_FROM, "
+                            "TWILIO_MESSAGING_SERVICE_SID is set: there is no sender")
+    if bool(s.whatsapp_access_token) != bool(s.whatsapp_phone_number_id):
+        raise SettingsError("WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID must be set together")
+    if s.whatsapp_access_token and not s.whatsapp_app_secret:
+        raise SettingsError("WHATSAPP_APP_SECRET is required with WHATSAPP_ACCESS_TOKEN "
+                            "(webhooks cannot be verified without it)")
+    if s.smtp_host and not s.email_from:
+        raise SettingsError("GATEWAY_EMAIL_FROM is required when GATEWAY_SMTP_HOST is set")
+    if s.max_body_bytes < 1024:
+        raise SettingsError("GATEWAY_MAX_BODY_BYTES must be at least 1024")
+    if not s.secret_key:
+        # A stable per-installation key under the data dir: sessions and links survive restarts.
+        s = replace(s, secret_key=_data_dir_secret(s.data_dir))
+    return s
+
+
+def _data_dir_secret(data_dir: Path) -> str:
+    path = data_dir / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        import secrets
+        data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(32)
+        path.write_text(key)
+        path.chmod(0o600)
+        return key

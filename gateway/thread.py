@@ -1,0 +1,164 @@
+"""Operations on a conversation thread, composable inside a caller's transaction.
+
+Every entry in a thread (customer message, our message, private note, system event) takes the
+next per-thread seq. An outbound message and its outbox row are written together, so whoever
+calls `queue_outbound` inside its transaction gets "state change and message commit together".
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import asyncpg
+
+from gateway import consent, routing
+from gateway.types import Attachment, Button, Channel, Purpose, TemplateRef
+
+
+class NoRoute(Exception):
+    """No channel can carry this message now; `reasons` says why for each channel."""
+
+    def __init__(self, reasons: dict[str, str]):
+        super().__init__("no channel available: " + ", ".join(f"{k}: {v}" for k, v in reasons.items())
+                         if reasons else "no channel available: the contact has no reachable address")
+        self.reasons = reasons
+
+
+@dataclass
+class Effects:
+    """What a unit of work wants published after its transaction commits."""
+
+    events: list[tuple[str, dict]] = field(default_factory=list)
+    wake_outbox: bool = False
+
+    def emit(self, event_type: str, **payload) -> None:
+        self.events.append((event_type, payload))
+
+
+async def append(conn: asyncpg.Connection, conversation_id: int, *, direction: str, channel: str,
+                 body: str = "", kind: str = "message", content: dict | None = None,
+                 author_type: str, author_id: int | None = None, status: str | None = None,
+                 purpose: str | None = None, recipient_address: str | None = None,
+                 sender_address: str | None = None, processed: bool = False) -> tuple[int, int]:
+    """Append one entry to the thread; returns (message id, seq)."""
+    conv = await conn.fetchrow(
+        """UPDATE conversations SET last_seq = last_seq + 1, last_message_at = now(), updated_at = now()
+           WHERE id = $1 RETURNING last_seq, current_episode_id""", conversation_id)
+    if conv is None:
+        raise LookupError(f"conversation {conversation_id} does not exist")
+    message_id = await conn.fetchval(
+        """INSERT INTO messages (conversation_id, seq, episode_id, direction, kind, channel, body,
+               content, author_type, author_id, status, purpose, recipient_address, sender_address,
+               processed_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+                   CASE WHEN $15 THEN now() END)
+           RETURNING id""",
+        conversation_id, conv["last_seq"], conv["current_episode_id"], direction, kind, channel, body,
+        content or {}, author_type, author_id, status, purpose, recipient_address, sender_address,
+        processed)
+    return message_id, conv["last_seq"]
+
+
+async def add_event(conn: asyncpg.Connection, conversation_id: int, text: str, *,
+                    event: str, details: dict | None = None, author_type: str = "system",
+                    author_id: int | None = None) -> tuple[int, int]:
+    """A system event in the thread ("escalated by bot", "assigned to", "opted out")."""
+    return await append(conn, conversation_id, direction="internal", kind="event", channel="system",
+                        body=text, content={"event": event, **(details or {})},
+                        author_type=author_type, author_id=author_id)
+
+
+async def route_options(conn: asyncpg.Connection, conversation_id: int, *, purpose: Purpose,
+                        whatsapp_template_available: bool, has_template: bool = False,
+                        now: datetime | None = None) -> routing.RouteOptions:
+    now = now or datetime.now(timezone.utc)
+    contact_id = await conn.fetchval("SELECT contact_id FROM conversations WHERE id = $1", conversation_id)
+    identities = [(r["kind"], r["address"]) for r in await conn.fetch(
+        "SELECT kind, address FROM identities WHERE contact_id = $1 ORDER BY id", contact_id)]
+    last = {(r["channel"], r["sender_address"]): r["at"] for r in await conn.fetch(
+        """SELECT channel, sender_address, max(created_at) AS at FROM messages
+           WHERE conversation_id = $1 AND direction = 'in' GROUP BY channel, sender_address""",
+        conversation_id)}
+    reachable = routing.reachable_from_identities(identities, last)
+    blocked = {}
+    for r in reachable:
+        reason = await consent.blocked_reason(conn, kind=r.kind, address=r.address,
+                                              channel=r.channel.value, purpose=purpose.value)
+        if reason:
+            blocked[(r.channel.value, r.address)] = reason
+    return routing.route_options(reachable, now=now, purpose=purpose, blocked=blocked,
+                                 whatsapp_template_available=whatsapp_template_available,
+                                 has_template=has_template)
+
+
+def _jsonable(items) -> list[dict]:
+    return [{k: v for k, v in dataclasses.asdict(i).items() if v is not None} for i in items]
+
+
+async def queue_outbound(conn: asyncpg.Connection, conversation_id: int, *, text: str,
+                         author_type: str, author_id: int | None = None,
+                         purpose: Purpose = Purpose.REPLY, channel: Channel | None = None,
+                         to_address: str | None = None, buttons: tuple[Button, ...] = (),
+                         button_label: str | None = None,
+                         attachments: tuple[Attachment, ...] = (), template: TemplateRef | None = None,
+                         subject: str | None = None, html: str | None = None,
+                         compliance: bool = False, whatsapp_template_available: bool = False,
+                         extra: dict[str, Any] | None = None, effects: Effects | None = None,
+                         max_attempts: int = 8) -> int:
+    """Write an outbound message into the thread plus its outbox row. Returns the message id.
+
+    With `channel` and `to_address` both given (e.g. a compliance reply to the exact address that
+    wrote STOP) routing is skipped. Otherwise the route is chosen now; consent is checked again
+    by the outbox at send time.
+    """
+    if channel is not None and to_address is not None:
+        kind = "email" if channel is Channel.EMAIL else "phone" if channel in (Channel.SMS, Channel.WHATSAPP) \
+            else "chat" if channel is Channel.WEBCHAT else "api"
+        route = routing.Route(channel, to_address, kind)
+    else:
+        options = await route_options(conn, conversation_id, purpose=purpose,
+                                      whatsapp_template_available=whatsapp_template_available,
+                                      has_template=template is not None)
+        last = await conn.fetchval("SELECT last_inbound_channel FROM conversations WHERE id = $1",
+                                   conversation_id)
+        route = routing.choose_route(options, explicit=channel,
+                                     last_inbound_channel=Channel(last) if last else None)
+        if route is None:
+            raise NoRoute({c.value: r for c, r in options.unavailable.items()}
+                          if channel is None else {channel.value: options.unavailable.get(channel, "no_address")})
+    content: dict[str, Any] = {}
+    if buttons:
+        content["buttons"] = _jsonable(buttons)
+    if button_label:
+        content["button_label"] = button_label
+    if attachments:
+        content["attachments"] = _jsonable(attachments)
+    if template is not None:
+        content["template"] = {"name": template.name, "language": template.language,
+                               "parameters": list(template.parameters), "variables": dict(template.variables)}
+    if route.needs_template:
+        content["needs_template"] = True
+    if subject:
+        content["subject"] = subject
+    if html:
+        content["html"] = html
+    if compliance:
+        content["compliance"] = True
+    if extra:
+        content.update(extra)
+    message_id, seq = await append(
+        conn, conversation_id, direction="out", channel=route.channel.value, body=text, content=content,
+        author_type=author_type, author_id=author_id, status="queued", purpose=purpose.value,
+        recipient_address=route.address)
+    await conn.execute(
+        """INSERT INTO outbox (message_id, conversation_id, channel, to_address, purpose, payload, max_attempts)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        message_id, conversation_id, route.channel.value, route.address, purpose.value,
+        {"kind": route.kind}, max_attempts)
+    if effects is not None:
+        effects.wake_outbox = True
+        effects.emit("message.created", conversation_id=conversation_id, message_id=message_id, seq=seq,
+                     direction="out", channel=route.channel.value)
+    return message_id

@@ -1,0 +1,116 @@
+"""Test infrastructure: a real PostgreSQL and Redis for every run.
+
+With GATEWAY_TEST_DATABASE_URL / GATEWAY_TEST_REDIS_URL set (CI sets them to the machine's
+servers) those are used; otherwise embedded servers start under a temporary directory. Each run
+gets a database of its own (created, migrated, dropped) and a Redis key prefix of its own.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import tempfile
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from gateway import db
+from gateway.settings import Settings, validate
+
+TABLES = ("audit_log", "events", "blobs", "flow_versions", "api_tokens", "suppressions", "consents",
+          "timers", "outbox", "messages", "episodes", "conversations", "teams", "identities", "contacts")
+
+
+def _with_db(dsn: str, name: str) -> str:
+    parsed = urlparse(dsn)
+    return urlunparse(parsed._replace(path="/" + name))
+
+
+@pytest.fixture(scope="session")
+def infra():
+    """(admin_dsn, redis_url, cleanup) for this run."""
+    tmp = None
+    embedded = []
+    admin_dsn = os.environ.get("GATEWAY_TEST_DATABASE_URL")
+    redis_url = os.environ.get("GATEWAY_TEST_REDIS_URL")
+    if not admin_dsn or not redis_url:
+        from gateway.embedded import EmbeddedPostgres, EmbeddedRedis
+
+        tmp = tempfile.mkdtemp(prefix="gwtest-")
+        if not admin_dsn:
+            pg = EmbeddedPostgres(Path(tmp))
+            admin_dsn = pg.start()
+            embedded.append(pg)
+        if not redis_url:
+            rd = EmbeddedRedis(Path(tmp))
+            redis_url = rd.start()
+            embedded.append(rd)
+    yield admin_dsn, redis_url
+    for server in reversed(embedded):
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+async def database_url(infra):
+    admin_dsn, _ = infra
+    name = f"gwtest_{os.getpid()}_{secrets.token_hex(3)}"
+    conn = await asyncpg.connect(admin_dsn)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    if "?" in admin_dsn and "host=" in admin_dsn and urlparse(admin_dsn).path in ("/postgres", ""):
+        # embedded: unix-socket DSN like postgresql://postgres:@/postgres?host=/dir
+        dsn = admin_dsn.replace("/postgres?", f"/{name}?", 1)
+    else:
+        dsn = _with_db(admin_dsn, name)
+    await db.migrate_dsn(dsn)
+    yield dsn
+    conn = await asyncpg.connect(admin_dsn)
+    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await conn.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url(infra):
+    return infra[1]
+
+
+@pytest.fixture(scope="session")
+async def pool(database_url):
+    p = await db.create_pool(database_url, min_size=1, max_size=10)
+    yield p
+    await p.close()
+
+
+@pytest.fixture
+async def clean(pool, redis_url):
+    """Empty tables before a test that needs a blank slate."""
+    await pool.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    yield
+
+
+@pytest.fixture
+def prefix():
+    return f"gwt{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+async def redis_client(redis_url, prefix):
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture
+def settings(database_url, redis_url, prefix, tmp_path) -> Settings:
+    return validate(Settings(
+        database_url=database_url, redis_url=redis_url, redis_prefix=prefix, data_dir=tmp_path,
+        secret_key="test-secret", admin_token="admin-test-token", default_handler="agent",
+        sweeper_interval=0.5, reclaim_idle_ms=2000, outbox_base_delay=0.05, outbox_max_delay=0.5,
+        log_format="console",
+    ))
