@@ -1,7 +1,9 @@
 """Helpers to run a gateway in-process on an ephemeral port (tests, benchmarks)."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import socket
 
 from aiohttp import web
@@ -31,3 +33,30 @@ async def running_gateway(settings: Settings, *, roles=("http", "worker"), **run
             yield runtime, f"http://127.0.0.1:{port}"
         finally:
             await runner.cleanup()
+
+
+async def wait_for(predicate, timeout=20.0, interval=0.05, message="condition not met in time"):
+    """Poll an async predicate until it returns a truthy value."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(message)
+        await asyncio.sleep(interval)
+
+
+def settings_env(s: Settings, **overrides) -> dict:
+    """Environment for a `gateway` subprocess that uses the same database/redis/prefix."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "TWILIO_", "WHATSAPP_"))}
+    env.update({
+        "GATEWAY_DATABASE_URL": s.database_url, "GATEWAY_REDIS_URL": s.redis_url,
+        "GATEWAY_REDIS_PREFIX": s.redis_prefix, "GATEWAY_SECRET_KEY": s.secret_key,
+        "GATEWAY_DATA_DIR": str(s.data_dir), "GATEWAY_DEFAULT_HANDLER": s.default_handler,
+        "GATEWAY_RECLAIM_IDLE_MS": str(s.reclaim_idle_ms), "GATEWAY_SWEEPER_INTERVAL": str(s.sweeper_interval),
+        "GATEWAY_LOG_LEVEL": "warning", "GATEWAY_LOG_FORMAT": "json",
+    })
+    env.update({k: str(v) for k, v in overrides.items()})
+    return env
+

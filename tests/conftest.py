@@ -114,3 +114,26 @@ def settings(database_url, redis_url, prefix, tmp_path) -> Settings:
         sweeper_interval=0.5, reclaim_idle_ms=2000, outbox_base_delay=0.05, outbox_max_delay=0.5,
         log_format="console",
     ))
+
+
+@pytest.fixture
+def spawn():
+    """Start `python -m gateway ...` subprocesses; all are killed at teardown."""
+    import subprocess
+    import sys
+
+    procs = []
+
+    def start(args, env, log_path=None):
+        out = open(log_path, "wb") if log_path else subprocess.DEVNULL
+        proc = subprocess.Popen([sys.executable, "-m", "gateway", *args], env=env, stdout=out,
+                                stderr=subprocess.STDOUT if log_path else subprocess.DEVNULL)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+

@@ -44,7 +44,7 @@ async def error_middleware(request: web.Request, handler):
         return exc.response()
     except web.HTTPRequestEntityTooLarge as exc:
         log.info("request rejected", path=request.path, status=413, code="too_large")
-        return json_error(413, "too_large", f"request body exceeds {exc.max_size} bytes")
+        return json_error(413, "too_large", f"request body exceeds {request.client_max_size} bytes")
     except web.HTTPException:
         raise
     except DB_UNAVAILABLE as exc:

@@ -6,20 +6,9 @@ import asyncio
 import aiohttp
 import pytest
 
-from gateway.testing import running_gateway
+from gateway.testing import running_gateway, wait_for
 
 ADMIN = {"Authorization": "Bearer admin-test-token"}
-
-
-async def wait_for(predicate, timeout=10.0, interval=0.05):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(interval)
 
 
 async def test_api_inbound_is_stored_processed_and_routed_to_agents(settings, pool, clean, redis_client):
