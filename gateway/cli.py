@@ -134,6 +134,29 @@ def cmd_simulate(args, settings: Settings) -> int:
     return asyncio.run(simulate(args, settings))
 
 
+def cmd_health(args, settings: Settings) -> int:
+    """Exit 0 when this host's worker heartbeat is fresh (container health checks)."""
+    import socket
+
+    import redis as redis_sync
+
+    from gateway.queue import Keys
+
+    if not settings.redis_url:
+        print("GATEWAY_REDIS_URL is required for health checks", file=sys.stderr)
+        return 2
+    client = redis_sync.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        alive = client.exists(Keys(settings.redis_prefix).heartbeat(args.role, socket.gethostname()))
+    except redis_sync.RedisError as exc:
+        print(f"redis unreachable: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    print("healthy" if alive else "no recent heartbeat")
+    return 0 if alive else 1
+
+
 def cmd_bench(args, settings: Settings) -> int:
     from gateway.bench import main as bench_main
 
@@ -160,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = tsub.add_parser("revoke")
     revoke.add_argument("token", help="token id or prefix")
     tokens.set_defaults(func=cmd_tokens)
+
+    health = sub.add_parser("health", help="exit 0 when this host's worker heartbeat is fresh")
+    health.add_argument("--role", default="worker", choices=("worker",))
+    health.set_defaults(func=cmd_health)
 
     sim = sub.add_parser("simulate", help="send a signed inbound message to a running gateway")
     sim.add_argument("channel", choices=("sms", "whatsapp", "whatsapp-cloud", "email", "api"))

@@ -26,6 +26,10 @@ from gateway.queue import Keys
 log = get_logger(__name__)
 
 
+HEARTBEAT_EVERY = 5.0
+HEARTBEAT_TTL = 20
+
+
 def consumer_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -48,10 +52,14 @@ class QueueConsumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self._retrying(queue.ensure_groups, self.redis, self.keys)
-        last_reclaim = 0.0
+        last_reclaim = last_beat = 0.0
         log.info("worker started", consumer=self.name, concurrency=self.concurrency)
         while not stop.is_set():
             try:
+                if time.monotonic() - last_beat > HEARTBEAT_EVERY:
+                    last_beat = time.monotonic()
+                    await self.redis.set(self.keys.heartbeat("worker", socket.gethostname()),
+                                         str(time.time()), ex=HEARTBEAT_TTL)
                 if time.monotonic() - last_reclaim > max(self.reclaim_idle_ms / 2000, 1.0):
                     last_reclaim = time.monotonic()
                     for entry in await queue.reclaim(self.redis, self.keys, self.name, self.reclaim_idle_ms):
