@@ -207,7 +207,7 @@ class OutboxSender:
         elif outcome in (SendOutcome.RETRY, SendOutcome.THROTTLED):
             if outcome is SendOutcome.THROTTLED and self.rate_limiter is not None:
                 await self.rate_limiter.penalize(f"{row['channel']}:default", result.retry_after)
-            if row["attempts"] >= row["max_attempts"]:
+            if row["attempts"] >= min(row["max_attempts"], self.settings.outbox_max_attempts):
                 await self._finish(row, state="dead", status="failed", error_code=result.error_code or "dead_letter",
                                    error_message=f"gave up after {row['attempts']} attempts: {result.error_message}")
                 self.stats.dead += 1
