@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from gateway import consent, realtime, thread
+from gateway.hooks import Hooks
 from gateway.log import get_logger
 from gateway.queue import Keys
 from gateway.settings import Settings
@@ -92,8 +93,9 @@ class EchoHandler:
 
 class Processor:
     def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys, settings: Settings,
-                 handler: Handler):
+                 handler: Handler, hooks: Hooks | None = None):
         self.pool = pool
+        self.hooks = hooks or Hooks()
         self.redis = redis
         self.keys = keys
         self.settings = settings
@@ -189,6 +191,7 @@ class Processor:
 
     async def _dispatch(self, turn: Turn) -> None:
         msg, conv = turn.message, turn.conversation
+        await self.hooks.on_inbound(turn)
         if msg["channel"] in KEYWORD_CHANNELS and msg["kind"] == "message":
             keyword = consent.classify_keyword(msg["body"] or "")
             if keyword is not None:

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from gateway import db, realtime
 from gateway.channels.sandbox import SandboxSender
+from gateway.hooks import Hooks
 from gateway.log import get_logger
 from gateway.outbox import OutboxSender
 from gateway.processor import AgentQueueHandler, EchoHandler, Handler, Processor
@@ -46,6 +47,7 @@ class Runtime:
     outbox: OutboxSender | None = None
     timers: TimerService | None = None
     timer_handlers: dict = field(default_factory=dict)
+    hooks: Hooks = field(default_factory=Hooks)
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _exit: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
@@ -62,7 +64,8 @@ class Runtime:
         self.http = aiohttp.ClientSession()
         self._exit.push_async_callback(self.http.close)
         self.senders = build_senders(s, self.http)
-        self.processor = Processor(self.pool, self.redis, self.keys, s, self.handler or default_handler(self))
+        self.processor = Processor(self.pool, self.redis, self.keys, s, self.handler or default_handler(self),
+                                   hooks=self.hooks)
         self.outbox = OutboxSender(self.pool, self.redis, self.keys, s, self.senders)
         self.timers = TimerService(self.pool, self.timer_handlers, clock=self.clock,
                                    after_commit=self.publish_effects)

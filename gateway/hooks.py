@@ -1,0 +1,39 @@
+"""Extension points: subsystems (journeys, metrics) subscribe to what happens in a thread.
+
+Every hook runs inside the transaction of the work that triggered it, so its writes commit or roll
+back together with that work (a status update, a processed inbound message, a stored event).
+"""
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable
+
+import asyncpg
+
+from gateway.thread import Effects
+
+InboundHook = Callable[[Any], Awaitable[None]]                      # (processor.Turn)
+StatusHook = Callable[[asyncpg.Connection, asyncpg.Record, str, Effects], Awaitable[None]]
+EventHook = Callable[[asyncpg.Connection, asyncpg.Record, Effects], Awaitable[None]]
+
+
+class Hooks:
+    def __init__(self) -> None:
+        self.inbound: list[InboundHook] = []
+        self.status: list[StatusHook] = []
+        self.event: list[EventHook] = []
+
+    async def on_inbound(self, turn) -> None:
+        """A customer message is being processed (before the bot or agent routing)."""
+        for hook in self.inbound:
+            await hook(turn)
+
+    async def on_status(self, conn: asyncpg.Connection, message: asyncpg.Record, status: str,
+                        effects: Effects) -> None:
+        """An outbound message's status moved forward (message: id, conversation_id, status before)."""
+        for hook in self.status:
+            await hook(conn, message, status, effects)
+
+    async def on_event(self, conn: asyncpg.Connection, event: asyncpg.Record, effects: Effects) -> None:
+        """A business event was stored (events table row)."""
+        for hook in self.event:
+            await hook(conn, event, effects)
