@@ -69,6 +69,8 @@ class Runtime:
         self.outbox = OutboxSender(self.pool, self.redis, self.keys, s, self.senders)
         self.timers = TimerService(self.pool, self.timer_handlers, clock=self.clock,
                                    after_commit=self.publish_effects)
+        for setup in plugin_setups():
+            await setup(self)
         if "worker" in self.roles:
             self.start_workers()
         return self
@@ -98,6 +100,29 @@ class Runtime:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._exit.aclose()
+
+
+PLUGINS = ("gateway.journeys.plugin", "gateway.inbox.plugin", "gateway.channels.webchat.plugin")
+
+
+def plugin_setups():
+    """`async setup(runtime)` of each subsystem that registers timer handlers and hooks.
+
+    Called in every process (api and worker roles alike) before the workers start, so a timer
+    kind or hook is known wherever timers fire or statuses arrive.
+    """
+    import importlib
+
+    setups = []
+    for name in PLUGINS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name and not name.startswith(exc.name + "."):
+                raise
+            continue
+        setups.append(module.setup)
+    return setups
 
 
 def default_handler(runtime: "Runtime") -> Handler:
