@@ -1,13 +1,16 @@
-"""Ingest: one transaction takes a normalized Inbound to identity -> contact -> thread -> message.
+"""Ingest: identity -> contact -> thread -> message, in the caller's transaction.
 
-The caller answers the provider 2xx only after this commits, then enqueues the conversation.
-Duplicates (provider retries) are absorbed by the UNIQUE index on (channel, provider_message_id):
-the loser of a race rolls back its savepoint, so no seq number is burnt and nothing is stored twice.
+The work is done by the `gateway_ingest` SQL function (migrations/0002), one round trip for any
+number of messages: a single webhook stores one, the group-commit batcher stores many. Duplicates
+(provider retries) are absorbed by the UNIQUE index on (channel, provider_message_id) without
+burning a seq number; concurrent first messages from one new customer make one contact.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Sequence
+
 import asyncpg
 
 from gateway.identity import Address, address_for
@@ -21,32 +24,6 @@ class IngestResult:
     contact_id: int
     seq: int
     duplicate: bool
-
-
-class _Lost(Exception):
-    """Internal: a concurrent transaction won a unique race; roll back the savepoint."""
-
-
-async def resolve_contact(conn: asyncpg.Connection, addr: Address, *, name: str | None = None) -> int:
-    """The contact owning this identity, created with it when new (race-safe)."""
-    found = await conn.fetchval(
-        "SELECT contact_id FROM identities WHERE kind = $1 AND address = $2", addr.kind, addr.value)
-    if found is not None:
-        return found
-    try:
-        async with conn.transaction():
-            contact_id = await conn.fetchval(
-                "INSERT INTO contacts (name) VALUES ($1) RETURNING id", name)
-            won = await conn.fetchval(
-                """INSERT INTO identities (contact_id, kind, address) VALUES ($1, $2, $3)
-                   ON CONFLICT (kind, address) DO NOTHING RETURNING contact_id""",
-                contact_id, addr.kind, addr.value)
-            if won is None:
-                raise _Lost
-            return contact_id
-    except _Lost:
-        return await conn.fetchval(
-            "SELECT contact_id FROM identities WHERE kind = $1 AND address = $2", addr.kind, addr.value)
 
 
 def inbound_content(inbound: Inbound) -> dict:
@@ -73,12 +50,25 @@ def inbound_content(inbound: Inbound) -> dict:
     return content
 
 
-async def find_inbound(conn: asyncpg.Connection, channel: str, provider_message_id: str):
-    return await conn.fetchrow(
-        """SELECT m.id, m.conversation_id, m.seq, c.contact_id FROM messages m
-           JOIN conversations c ON c.id = m.conversation_id
-           WHERE m.channel = $1 AND m.provider_message_id = $2 AND m.direction = 'in'""",
-        channel, provider_message_id)
+def ingest_item(inbound: Inbound, contact_id: int | None = None) -> dict:
+    """One element of gateway_ingest's input. Raises AddressError for an unusable sender."""
+    if contact_id is None:
+        addr = address_for(inbound.channel, inbound.sender, (inbound.extra or {}).get("address_kind"))
+    else:
+        addr = Address("", inbound.sender)
+    return {
+        "channel": inbound.channel.value, "provider": inbound.provider,
+        "provider_message_id": inbound.provider_message_id, "kind": addr.kind, "address": addr.value,
+        "name": inbound.profile_name, "contact_id": contact_id, "recipient": inbound.recipient,
+        "body": inbound.text, "content": inbound_content(inbound),
+        "raw": dict(inbound.raw) if inbound.raw else None,
+    }
+
+
+async def ingest_items(conn: asyncpg.Connection, items: Sequence[dict]) -> list[IngestResult]:
+    rows = await conn.fetch("SELECT * FROM gateway_ingest($1::jsonb)", list(items))
+    return [IngestResult(r["message_id"], r["conversation_id"], r["contact_id"], r["seq"], r["duplicate"])
+            for r in sorted(rows, key=lambda r: r["idx"])]
 
 
 async def ingest_inbound(conn: asyncpg.Connection, inbound: Inbound, *,
@@ -86,49 +76,11 @@ async def ingest_inbound(conn: asyncpg.Connection, inbound: Inbound, *,
     """Store one inbound message in its contact's thread. Raises AddressError for bad senders.
 
     `contact_id` short-cuts identity resolution when the caller already knows the contact
-    (e.g. an identified chat visitor).
+    (e.g. an identified chat visitor, an API contact reference).
     """
-    channel = inbound.channel.value
-    existing = await find_inbound(conn, channel, inbound.provider_message_id)
-    if existing is not None:
-        return IngestResult(existing["id"], existing["conversation_id"], existing["contact_id"],
-                            existing["seq"], duplicate=True)
-    if contact_id is None:
-        addr = address_for(inbound.channel, inbound.sender, (inbound.extra or {}).get("address_kind"))
-        contact_id = await resolve_contact(conn, addr, name=inbound.profile_name)
-        sender_address = addr.value
-    else:
-        sender_address = inbound.sender
-    try:
-        async with conn.transaction():
-            conv = await conn.fetchrow(
-                """INSERT INTO conversations
-                       (contact_id, last_seq, last_inbound_at, last_inbound_channel, last_message_at)
-                   VALUES ($1, 1, now(), $2, now())
-                   ON CONFLICT (contact_id) DO UPDATE SET
-                       last_seq = conversations.last_seq + 1,
-                       last_inbound_at = now(),
-                       last_inbound_channel = EXCLUDED.last_inbound_channel,
-                       last_message_at = now(),
-                       updated_at = now()
-                   RETURNING id, last_seq, current_episode_id""",
-                contact_id, channel)
-            message_id = await conn.fetchval(
-                """INSERT INTO messages
-                       (conversation_id, seq, episode_id, direction, channel, provider,
-                        provider_message_id, sender_address, recipient_address, body, content,
-                        author_type, raw)
-                   VALUES ($1, $2, $3, 'in', $4, $5, $6, $7, $8, $9, $10, 'customer', $11)
-                   ON CONFLICT (channel, provider_message_id)
-                       WHERE provider_message_id IS NOT NULL AND direction = 'in'
-                   DO NOTHING RETURNING id""",
-                conv["id"], conv["last_seq"], conv["current_episode_id"], channel, inbound.provider,
-                inbound.provider_message_id, sender_address, inbound.recipient, inbound.text,
-                inbound_content(inbound), dict(inbound.raw) if inbound.raw else None)
-            if message_id is None:
-                raise _Lost
-            return IngestResult(message_id, conv["id"], contact_id, conv["last_seq"], duplicate=False)
-    except _Lost:
-        existing = await find_inbound(conn, channel, inbound.provider_message_id)
-        return IngestResult(existing["id"], existing["conversation_id"], existing["contact_id"],
-                            existing["seq"], duplicate=True)
+    return (await ingest_items(conn, [ingest_item(inbound, contact_id)]))[0]
+
+
+async def resolve_contact(conn: asyncpg.Connection, addr: Address, *, name: str | None = None) -> int:
+    """The contact owning this identity, created with it when new (race-safe)."""
+    return await conn.fetchval("SELECT gateway_resolve_contact($1, $2, $3)", addr.kind, addr.value, name)

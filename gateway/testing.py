@@ -20,9 +20,10 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(settings: Settings, *, roles=("http", "worker"), **runtime_kwargs):
-    """Yields (runtime, base_url) with the HTTP app served on 127.0.0.1."""
-    port = settings.http_port if settings.http_port else free_port()
+async def running_gateway(settings: Settings, *, roles=("http", "worker"), port: int | None = None,
+                          **runtime_kwargs):
+    """Yields (runtime, base_url) with the HTTP app served on 127.0.0.1 (a free port by default)."""
+    port = port or free_port()
     settings = settings.with_(http_host="127.0.0.1", http_port=port,
                               public_url=settings.public_url or f"http://127.0.0.1:{port}")
     async with Runtime(settings, roles=roles, **runtime_kwargs) as runtime:

@@ -130,7 +130,7 @@ async def test_redis_wiped_mid_run_sweeper_recovers_everything(settings, pool, c
             # Redis restarts with empty memory: streams, groups and pending entries are gone.
             await api_rt.redis.flushall()
             assert await api_rt.redis.dbsize() == 0
-            async with running_gateway(settings.with_(http_port=0), roles=("worker",)):
+            async with running_gateway(settings, roles=("worker",)):
                 async with aiohttp.ClientSession() as http:
                     await post_all(http, url, [inbound(f"b{i}", f"cust-{i % 10}", f"n{i}") for i in range(50)])
 
