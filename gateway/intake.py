@@ -6,7 +6,7 @@ PostgreSQL by then. A failed enqueue is logged, not fatal: the sweeper finds the
 from __future__ import annotations
 
 from gateway import contacts, queue
-from gateway.ingest import IngestResult, ingest_inbound
+from gateway.ingest import IngestResult, ingest_inbound, ingest_item
 from gateway.log import get_logger
 from gateway.metrics import INBOUND, INGEST_SECONDS
 from gateway.types import Inbound
@@ -19,18 +19,21 @@ async def accept(rt, inbound: Inbound, *, contact_id: int | None = None,
     """Store the message (and, with `contact_ref`, its contact) in one transaction, then enqueue."""
     channel = inbound.channel.value
     with INGEST_SECONDS.labels(channel).time():
-        async with rt.pool.acquire(timeout=5) as conn:
-            async with conn.transaction():
-                if contact_ref is not None:
-                    contact_id = await contacts.resolve(conn, contact_ref)
-                result = await ingest_inbound(conn, inbound, contact_id=contact_id)
+        if contact_ref is None and rt.batcher is not None:
+            result = await rt.batcher.submit(ingest_item(inbound, contact_id))  # enqueues after commit
+        else:
+            async with rt.pool.acquire(timeout=5) as conn:
+                async with conn.transaction():
+                    if contact_ref is not None:
+                        contact_id = await contacts.resolve(conn, contact_ref)
+                    result = await ingest_inbound(conn, inbound, contact_id=contact_id)
+            if not result.duplicate:
+                try:
+                    await queue.enqueue(rt.redis, rt.keys, result.conversation_id)
+                except Exception as exc:
+                    log.warning("enqueue failed; the sweeper will pick the message up",
+                                conversation_id=result.conversation_id, error=str(exc))
     INBOUND.labels(channel, "duplicate" if result.duplicate else "stored").inc()
-    if not result.duplicate:
-        try:
-            await queue.enqueue(rt.redis, rt.keys, result.conversation_id)
-        except Exception as exc:
-            log.warning("enqueue failed; the sweeper will pick the message up",
-                        conversation_id=result.conversation_id, error=str(exc))
-    log.info("inbound accepted", channel=channel, conversation_id=result.conversation_id,
+    log.debug("inbound accepted", channel=channel, conversation_id=result.conversation_id,
              message_id=result.message_id, duplicate=result.duplicate)
     return result

@@ -16,6 +16,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from gateway import db, realtime
+from gateway.batcher import IngestBatcher
 from gateway.channels.sandbox import SandboxSender
 from gateway.hooks import Hooks
 from gateway.log import get_logger
@@ -42,6 +43,7 @@ class Runtime:
     http: aiohttp.ClientSession | None = None
     keys: Keys | None = None
     senders: dict = field(default_factory=dict)
+    batcher: IngestBatcher | None = None
     processor: Processor | None = None
     consumer: QueueConsumer | None = None
     outbox: OutboxSender | None = None
@@ -64,6 +66,9 @@ class Runtime:
         self.http = aiohttp.ClientSession()
         self._exit.push_async_callback(self.http.close)
         self.senders = build_senders(s, self.http)
+        if "http" in self.roles:
+            self.batcher = IngestBatcher(self.pool, self.redis, self.keys)
+            self._exit.push_async_callback(self.batcher.close)
         self.processor = Processor(self.pool, self.redis, self.keys, s, self.handler or default_handler(self),
                                    hooks=self.hooks)
         self.outbox = OutboxSender(self.pool, self.redis, self.keys, s, self.senders)

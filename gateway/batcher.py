@@ -1,0 +1,97 @@
+"""Group commit for ingest: concurrent webhooks share one transaction, nobody is answered early.
+
+Each request hands its message to the batcher and waits for its own result. At most
+`max_inflight` transactions run at once; whatever arrives meanwhile forms the next batch, so at low
+load a message commits alone (no added latency) and under load many share one commit and one round
+trip (the `gateway_ingest` SQL function). A request's future resolves only after the commit, so a
+2xx still means "durable in PostgreSQL". Items are sorted by address so concurrent batches lock
+conversations in the same order (no deadlocks between batches of one process); a deadlock with
+another process's batch is retried.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from gateway import queue
+from gateway.ingest import IngestResult, ingest_items
+from gateway.log import get_logger
+from gateway.queue import Keys
+
+log = get_logger(__name__)
+
+
+class IngestBatcher:
+    def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys, *,
+                 max_batch: int = 200, max_inflight: int = 4, retries: int = 2):
+        self.pool = pool
+        self.redis = redis
+        self.keys = keys
+        self.max_batch = max_batch
+        self.max_inflight = max_inflight
+        self.retries = retries
+        self._pending: list[tuple[dict, asyncio.Future]] = []
+        self._inflight = 0
+        self._tasks: set[asyncio.Task] = set()
+        self.batches = 0
+        self.items = 0
+
+    async def submit(self, item: dict) -> IngestResult:
+        fut = asyncio.get_running_loop().create_future()
+        self._pending.append((item, fut))
+        self._flush_more()
+        return await asyncio.shield(fut)
+
+    def _flush_more(self) -> None:
+        while self._pending and self._inflight < self.max_inflight:
+            batch = self._pending[:self.max_batch]
+            del self._pending[:len(batch)]
+            self._inflight += 1
+            task = asyncio.create_task(self._flush(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _flush(self, batch: list[tuple[dict, asyncio.Future]]) -> None:
+        try:
+            order = sorted(range(len(batch)), key=lambda i: (batch[i][0]["kind"], batch[i][0]["address"]))
+            items = [batch[i][0] for i in order]
+            for attempt in range(self.retries + 1):
+                try:
+                    async with self.pool.acquire(timeout=5) as conn, conn.transaction():
+                        results = await ingest_items(conn, items)
+                    break
+                except asyncpg.DeadlockDetectedError:
+                    if attempt == self.retries:
+                        raise
+                    log.info("ingest batch deadlocked with another process; retrying", size=len(items))
+            self.batches += 1
+            self.items += len(items)
+            fresh = [r.conversation_id for r in results if not r.duplicate]
+            if fresh:
+                try:
+                    await queue.enqueue_many(self.redis, self.keys, fresh)
+                except Exception as exc:
+                    log.warning("enqueue failed; the sweeper will pick the messages up", error=str(exc))
+            for position, result in zip(order, results):
+                fut = batch[position][1]
+                if not fut.done():
+                    fut.set_result(result)
+        except BaseException as exc:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc if isinstance(exc, Exception) else RuntimeError("ingest cancelled"))
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self._inflight -= 1
+            self._flush_more()
+
+    async def close(self) -> None:
+        while self._tasks or self._pending:
+            if self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            else:
+                self._flush_more()
+                await asyncio.sleep(0)
