@@ -17,7 +17,7 @@ from typing import Mapping
 import asyncpg
 import redis.asyncio as aioredis
 
-from gateway import consent, realtime, thread
+from gateway import consent, realtime, routing, thread
 from gateway.channels.base import ChannelSender
 from gateway.log import get_logger
 from gateway.queue import Keys
@@ -250,8 +250,9 @@ class OutboxSender:
             msg = await conn.fetchrow("SELECT * FROM messages WHERE id = $1", row["message_id"])
             content = dict(msg["content"] or {})
             tried = set(content.get("fallback_tried", [])) | {failed_channel.value}
-            options = await thread.route_options(conn, row["conversation_id"], purpose=Purpose(row["purpose"]),
-                                                 whatsapp_template_available=False)
+            options = await thread.route_options(
+                conn, row["conversation_id"], purpose=Purpose(row["purpose"]),
+                policy=routing.Policy(False, routing.policy_from_settings(self.settings).live))
             candidates = [c for c in options.routes if c.value not in tried and c is not Channel.WEBCHAT]
             if not candidates:
                 await thread.add_event(conn, row["conversation_id"],

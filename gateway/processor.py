@@ -16,7 +16,7 @@ import asyncpg
 import redis.asyncio as aioredis
 import structlog
 
-from gateway import consent, realtime, thread
+from gateway import consent, realtime, routing, thread
 from gateway.hooks import Hooks
 from gateway.log import get_logger
 from gateway.queue import Keys
@@ -43,15 +43,18 @@ class Turn:
     def conversation_id(self) -> int:
         return self.conversation["id"]
 
-    async def reply(self, text: str, **kwargs) -> int:
+    async def reply(self, text: str, **kwargs) -> int | None:
+        """Queue a reply; when no channel may carry it (opted out, window closed) the thread records
+        why instead, and the turn goes on."""
         kwargs.setdefault("author_type", "bot")
-        kwargs.setdefault("whatsapp_template_available", whatsapp_template_available(self.settings))
-        return await thread.queue_outbound(self.conn, self.conversation_id, text=text,
-                                           effects=self.effects, **kwargs)
-
-
-def whatsapp_template_available(settings: Settings) -> bool:
-    return bool(settings.whatsapp_reengage_template or settings.twilio_whatsapp_template_sid)
+        kwargs.setdefault("policy", routing.policy_from_settings(self.settings))
+        try:
+            return await thread.queue_outbound(self.conn, self.conversation_id, text=text,
+                                               effects=self.effects, **kwargs)
+        except thread.NoRoute as exc:
+            await thread.add_event(self.conn, self.conversation_id, f"Reply not sent: {exc}",
+                                   event="reply_not_sent", details={"reasons": exc.reasons})
+            return None
 
 
 class Handler(Protocol):

@@ -16,6 +16,30 @@ DEFAULT_PREFERENCE = (Channel.WHATSAPP, Channel.SMS, Channel.EMAIL, Channel.WEBC
 
 
 @dataclass(frozen=True)
+class Policy:
+    """What the deployment can do: which channels have a live provider, whether a WhatsApp
+    re-engagement template is configured. `live=None` means development (all sandbox): every
+    channel counts."""
+
+    whatsapp_template_available: bool = False
+    live: frozenset[Channel] | None = None
+
+
+def policy_from_settings(settings) -> Policy:
+    live = {Channel.WEBCHAT}
+    if settings.twilio_enabled and (settings.twilio_from_number or settings.twilio_messaging_service_sid):
+        live.add(Channel.SMS)
+    if (settings.twilio_enabled and settings.twilio_whatsapp_from) or settings.whatsapp_cloud_enabled:
+        live.add(Channel.WHATSAPP)
+    if settings.smtp_enabled:
+        live.add(Channel.EMAIL)
+    if settings.api_channel_webhook_url:
+        live.add(Channel.API)
+    template = bool(settings.whatsapp_reengage_template or settings.twilio_whatsapp_template_sid)
+    return Policy(template, frozenset(live) if live != {Channel.WEBCHAT} else None)
+
+
+@dataclass(frozen=True)
 class Reachable:
     channel: Channel
     address: str
@@ -49,7 +73,7 @@ def reachable_from_identities(identities: list[tuple[str, str]],
 
 def route_options(reachable: list[Reachable], *, now: datetime, purpose: Purpose,
                   blocked: dict[tuple[str, str], str], whatsapp_template_available: bool,
-                  has_template: bool = False) -> RouteOptions:
+                  has_template: bool = False, live: frozenset[Channel] | None = None) -> RouteOptions:
     """Every channel we could use now, and why the others cannot be used.
 
     `blocked` maps (channel, address) to a consent reason ("opted_out", ...).
@@ -61,6 +85,9 @@ def route_options(reachable: list[Reachable], *, now: datetime, purpose: Purpose
                      reverse=True)
     for r in ordered:
         if r.channel in routes:
+            continue
+        if live is not None and r.channel not in live:
+            unavailable.setdefault(r.channel, "channel_not_configured")
             continue
         reason = blocked.get((r.channel.value, r.address))
         if reason:
@@ -88,9 +115,7 @@ def choose_route(options: RouteOptions, *, explicit: Channel | None, last_inboun
     if explicit is not None:
         return options.routes.get(explicit)
     if last_inbound_channel is not None and last_inbound_channel in options.routes:
-        route = options.routes[last_inbound_channel]
-        if not route.needs_template:
-            return route
+        return options.routes[last_inbound_channel]  # the customer's channel, by template if need be
     for channel in preference:
         route = options.routes.get(channel)
         if route is not None and not route.needs_template:

@@ -71,8 +71,9 @@ async def add_event(conn: asyncpg.Connection, conversation_id: int, text: str, *
 
 
 async def route_options(conn: asyncpg.Connection, conversation_id: int, *, purpose: Purpose,
-                        whatsapp_template_available: bool, has_template: bool = False,
-                        now: datetime | None = None) -> routing.RouteOptions:
+                        whatsapp_template_available: bool = False, has_template: bool = False,
+                        now: datetime | None = None,
+                        policy: routing.Policy | None = None) -> routing.RouteOptions:
     now = now or datetime.now(timezone.utc)
     contact_id = await conn.fetchval("SELECT contact_id FROM conversations WHERE id = $1", conversation_id)
     identities = [(r["kind"], r["address"]) for r in await conn.fetch(
@@ -88,9 +89,11 @@ async def route_options(conn: asyncpg.Connection, conversation_id: int, *, purpo
                                               channel=r.channel.value, purpose=purpose.value)
         if reason:
             blocked[(r.channel.value, r.address)] = reason
+    if policy is not None:
+        whatsapp_template_available = policy.whatsapp_template_available
     return routing.route_options(reachable, now=now, purpose=purpose, blocked=blocked,
                                  whatsapp_template_available=whatsapp_template_available,
-                                 has_template=has_template)
+                                 has_template=has_template, live=policy.live if policy else None)
 
 
 def _jsonable(items) -> list[dict]:
@@ -106,7 +109,7 @@ async def queue_outbound(conn: asyncpg.Connection, conversation_id: int, *, text
                          subject: str | None = None, html: str | None = None,
                          compliance: bool = False, whatsapp_template_available: bool = False,
                          extra: dict[str, Any] | None = None, effects: Effects | None = None,
-                         max_attempts: int = 8) -> int:
+                         max_attempts: int = 8, policy: routing.Policy | None = None) -> int:
     """Write an outbound message into the thread plus its outbox row. Returns the message id.
 
     With `channel` and `to_address` both given (e.g. a compliance reply to the exact address that
@@ -120,7 +123,7 @@ async def queue_outbound(conn: asyncpg.Connection, conversation_id: int, *, text
     else:
         options = await route_options(conn, conversation_id, purpose=purpose,
                                       whatsapp_template_available=whatsapp_template_available,
-                                      has_template=template is not None)
+                                      has_template=template is not None, policy=policy)
         last = await conn.fetchval("SELECT last_inbound_channel FROM conversations WHERE id = $1",
                                    conversation_id)
         route = routing.choose_route(options, explicit=channel,

@@ -125,3 +125,20 @@ def test_settings_read_dotenv_environment_wins_and_secrets_are_redacted(tmp_path
 def test_log_processor_masks_secret_fields():
     out = _mask_secrets(None, None, {"event": "x", "auth_token": "abc", "password": "p", "to": "+1"})
     assert out == {"event": "x", "auth_token": "***", "password": "***", "to": "+1"}
+
+
+def test_channels_without_a_live_provider_are_not_routes_in_production():
+    r = reachable((Channel.SMS, "+1", "phone", NOW), (Channel.EMAIL, "a@x.io", "email", None))
+    options = routing.route_options(r, now=NOW, purpose=Purpose.REPLY, blocked={}, whatsapp_template_available=False,
+                                    live=frozenset({Channel.EMAIL, Channel.WEBCHAT}))
+    assert options.unavailable[Channel.SMS] == "channel_not_configured"
+    assert routing.choose_route(options, explicit=None, last_inbound_channel=Channel.SMS).channel is Channel.EMAIL
+
+
+def test_policy_from_settings_lists_live_channels():
+    dev = routing.policy_from_settings(Settings())
+    assert dev.live is None  # all sandbox: development, every channel counts
+    prod = routing.policy_from_settings(Settings(twilio_account_sid="AC1", twilio_auth_token="t",
+                                                 twilio_from_number="+15550001111",
+                                                 whatsapp_reengage_template="hello"))
+    assert prod.live == frozenset({Channel.SMS, Channel.WEBCHAT}) and prod.whatsapp_template_available
