@@ -14,7 +14,12 @@ from typing import Any
 import asyncpg
 
 from gateway import consent, routing
+from gateway.channels.sms_segments import count_segments, split_text
 from gateway.types import Attachment, Button, Channel, Purpose, TemplateRef
+
+
+# Longest text one provider message may carry (Twilio Body 1600 chars, WhatsApp text 4096).
+TEXT_LIMITS = {Channel.SMS: 1600, Channel.WHATSAPP: 4096}
 
 
 class NoRoute(Exception):
@@ -131,6 +136,18 @@ async def queue_outbound(conn: asyncpg.Connection, conversation_id: int, *, text
         if route is None:
             raise NoRoute({c.value: r for c, r in options.unavailable.items()}
                           if channel is None else {channel.value: options.unavailable.get(channel, "no_address")})
+    limit = TEXT_LIMITS.get(route.channel)
+    if limit and len(text) > limit and template is None:
+        # Too long for one provider message: several, split at paragraph/sentence/word boundaries.
+        parts = split_text(text, limit)
+        ids = [await queue_outbound(conn, conversation_id, text=part, author_type=author_type,
+                                    author_id=author_id, purpose=purpose, channel=route.channel,
+                                    to_address=route.address, buttons=buttons if i == len(parts) - 1 else (),
+                                    button_label=button_label, attachments=attachments if i == 0 else (),
+                                    compliance=compliance, extra={**(extra or {}), "part": [i + 1, len(parts)]},
+                                    effects=effects, max_attempts=max_attempts)
+               for i, part in enumerate(parts)]
+        return ids[0]
     content: dict[str, Any] = {}
     if buttons:
         content["buttons"] = _jsonable(buttons)
@@ -155,6 +172,9 @@ async def queue_outbound(conn: asyncpg.Connection, conversation_id: int, *, text
         conn, conversation_id, direction="out", channel=route.channel.value, body=text, content=content,
         author_type=author_type, author_id=author_id, status="queued", purpose=purpose.value,
         recipient_address=route.address)
+    if route.channel is Channel.SMS:
+        await conn.execute("UPDATE messages SET segments = $2 WHERE id = $1", message_id,
+                           count_segments(text).segments)
     await conn.execute(
         """INSERT INTO outbox (message_id, conversation_id, channel, to_address, purpose, payload, max_attempts)
            VALUES ($1, $2, $3, $4, $5, $6, $7)""",

@@ -1,0 +1,1 @@
+"""Twilio Programmable Messaging: SMS, MMS and WhatsApp via Twilio (adapter + REST sender)."""

@@ -1,0 +1,144 @@
+"""Outbound SMS/MMS/WhatsApp through Twilio's Messages REST API, with the answer classified.
+
+Classification (providers.md 1.5-1.6, courier's policy): 2xx sent; HTTP 429 or code 20429
+throttled; 5xx, timeouts and network errors retry; 21610 opted out; 63016 (WhatsApp window
+closed) fall back; any other code is a permanent failure that keeps the code.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+import aiohttp
+
+from gateway.channels.errors import MediaDownloadError
+from gateway.channels.render import render_numbered_menu
+from gateway.channels.twilio.adapter import WHATSAPP_PREFIX
+from gateway.log import get_logger
+from gateway.types import Channel, OutgoingMessage, SendOutcome, SendResult
+
+log = get_logger(__name__)
+
+THROTTLE_CODES = {"20429"}
+OPT_OUT_CODES = {"21610"}
+FALLBACK_CODES = {"63016"}
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds (the HTTP-date form is ignored: the outbox backs off anyway)."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+class TwilioSender:
+    """ChannelSender for Channel.SMS or Channel.WHATSAPP over Twilio."""
+
+    def __init__(self, session: aiohttp.ClientSession, *, channel: Channel, account_sid: str,
+                 auth_token: str, api_base: str = "https://api.twilio.com", from_address: str | None,
+                 messaging_service_sid: str | None = None, api_key_sid: str | None = None,
+                 timeout: float = 10.0):
+        if channel not in (Channel.SMS, Channel.WHATSAPP):
+            raise ValueError(f"Twilio cannot send on {channel.value}")
+        if not from_address and not messaging_service_sid:
+            raise ValueError("Twilio needs a from address or a messaging service sid")
+        self.channel = channel
+        self._session = session
+        self._url = f"{api_base.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
+        # With an API key the key sid is the username and `auth_token` holds the key secret.
+        credentials = base64.b64encode(f"{api_key_sid or account_sid}:{auth_token}".encode()).decode()
+        self._auth_header = {"Authorization": f"Basic {credentials}"}
+        self._from = from_address
+        self._service = messaging_service_sid
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    def __repr__(self) -> str:  # never show the token
+        return f"TwilioSender(channel={self.channel.value}, url={self._url!r})"
+
+    def _address(self, value: str) -> str:
+        if self.channel is Channel.WHATSAPP and not value.startswith(WHATSAPP_PREFIX):
+            return WHATSAPP_PREFIX + value
+        return value
+
+    def build_form(self, msg: OutgoingMessage) -> list[tuple[str, str]]:
+        """The form Twilio's create-message call receives for `msg` (keys per twilio-python)."""
+        form = [("To", self._address(msg.to))]
+        # A Messaging Service picks the SMS sender from its pool (and handles opt-outs);
+        # WhatsApp needs the exact whatsapp: sender when one is configured.
+        sender = msg.sender or (None if self._service and self.channel is Channel.SMS else self._from)
+        if sender:
+            form.append(("From", self._address(sender)))
+        else:
+            form.append(("MessagingServiceSid", self._service or ""))
+        if msg.template is not None:
+            variables = dict(msg.template.variables) or {
+                str(i): value for i, value in enumerate(msg.template.parameters, 1)}
+            form.append(("ContentSid", msg.template.name))
+            if variables:
+                form.append(("ContentVariables", json.dumps(variables, ensure_ascii=False)))
+        else:
+            body = render_numbered_menu(msg.text, msg.buttons) if msg.buttons else msg.text
+            if body:
+                form.append(("Body", body))
+            form.extend(("MediaUrl", a.url) for a in msg.attachments if a.url)
+        if msg.status_callback_url:
+            form.append(("StatusCallback", msg.status_callback_url))
+        return form
+
+    async def send(self, msg: OutgoingMessage) -> SendResult:
+        form = self.build_form(msg)
+        try:
+            async with self._session.post(self._url, data=form, timeout=self._timeout,
+                                          headers={**self._auth_header, "Accept": "application/json"}) as resp:
+                body = await _json(resp)
+                return classify(resp.status, body, resp.headers.get("Retry-After"))
+        except asyncio.TimeoutError:
+            return SendResult(SendOutcome.RETRY, error_code="timeout", error_message="Twilio did not answer in time")
+        except aiohttp.ClientError as exc:
+            return SendResult(SendOutcome.RETRY, error_code="network", error_message=type(exc).__name__)
+
+    async def download_media(self, url: str) -> tuple[bytes, str]:
+        """Fetch a MediaUrlN with Basic auth (Twilio redirects to its CDN; aiohttp follows it)."""
+        try:
+            async with self._session.get(url, headers=self._auth_header, timeout=self._timeout) as resp:
+                if resp.status != 200:
+                    raise MediaDownloadError(f"Twilio media answered HTTP {resp.status}")
+                return await resp.read(), resp.content_type
+        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            raise MediaDownloadError(f"Twilio media download failed: {type(exc).__name__}") from exc
+
+
+async def _json(resp: aiohttp.ClientResponse) -> dict[str, Any]:
+    try:
+        body = await resp.json(content_type=None)
+    except (ValueError, aiohttp.ContentTypeError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def classify(http_status: int, body: dict[str, Any], retry_after: str | None = None) -> SendResult:
+    """Map Twilio's answer to a SendResult."""
+    if 200 <= http_status < 300:
+        sid = body.get("sid")
+        if not sid:
+            return SendResult(SendOutcome.FAILED, error_code="invalid_response",
+                              error_message="2xx answer without a message sid")
+        segments = body.get("num_segments")
+        return SendResult(SendOutcome.SENT, provider_message_id=sid, status=body.get("status"),
+                          segments=int(segments) if str(segments or "").isdigit() else None)
+    code = str(body["code"]) if body.get("code") is not None else None
+    message = body.get("message") or body.get("title") or f"HTTP {http_status}"
+    if http_status == 429 or code in THROTTLE_CODES:
+        return SendResult(SendOutcome.THROTTLED, error_code=code or "429", error_message=message,
+                          retry_after=retry_after_seconds(retry_after))
+    if code in OPT_OUT_CODES:
+        return SendResult(SendOutcome.OPTED_OUT, error_code=code, error_message=message)
+    if code in FALLBACK_CODES:
+        return SendResult(SendOutcome.FALLBACK, error_code=code, error_message=message)
+    if http_status >= 500:
+        return SendResult(SendOutcome.RETRY, error_code=code or f"http_{http_status}", error_message=message)
+    log.info("twilio send failed", http_status=http_status, error_code=code)
+    return SendResult(SendOutcome.FAILED, error_code=code or f"http_{http_status}", error_message=message)

@@ -1,0 +1,1 @@
+"""Meta WhatsApp Cloud API (adapter + Graph API sender)."""

@@ -1,0 +1,229 @@
+"""Outbound WhatsApp through the Meta Cloud API (Graph `/{phone-number-id}/messages`).
+
+Meta reports what went wrong in `error.code`, not in the HTTP status (a rate limit can come back
+as 400), so classification reads the code first and falls back to the status for 5xx.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+
+from gateway.channels.errors import MediaDownloadError
+from gateway.channels.render import render_numbered_menu
+from gateway.log import get_logger
+from gateway.types import Attachment, Channel, OutgoingMessage, SendOutcome, SendResult
+
+log = get_logger(__name__)
+
+FALLBACK_CODES = {131047, 131026}   # 24 h window closed (send a template) / not a WhatsApp user
+THROTTLE_CODES = {130429, 131056, 4, 80007, 133016}
+OPT_OUT_CODES = {131050}            # the user stopped marketing messages from this business
+RETRY_CODES = {131053}              # media upload error
+BUTTON_TITLE_MAX = 20
+ROW_TITLE_MAX = 24
+ROW_DESCRIPTION_MAX = 72
+LIST_BUTTON_MAX = 20
+CAPTION_TYPES = ("image", "video", "document")
+
+
+def _media_kind(att: Attachment) -> str:
+    major = (att.content_type or "").split("/", 1)[0]
+    return major if major in ("image", "video", "audio") else "document"
+
+
+def _interactive(msg: OutgoingMessage) -> dict[str, Any]:
+    body = {"text": msg.text or msg.button_label or "Choose"}
+    if len(msg.buttons) <= 3:
+        buttons = [{"type": "reply", "reply": {"id": b.id, "title": b.title[:BUTTON_TITLE_MAX]}}
+                   for b in msg.buttons]
+        return {"type": "button", "body": body, "action": {"buttons": buttons}}
+    rows = []
+    for b in msg.buttons:
+        row = {"id": b.id, "title": b.title[:ROW_TITLE_MAX]}
+        if b.description:
+            row["description"] = b.description[:ROW_DESCRIPTION_MAX]
+        rows.append(row)
+    label = (msg.button_label or "Choose")[:LIST_BUTTON_MAX]
+    return {"type": "list", "body": body, "action": {"button": label, "sections": [{"rows": rows}]}}
+
+
+def _template(msg: OutgoingMessage) -> dict[str, Any]:
+    t = msg.template
+    assert t is not None
+    template: dict[str, Any] = {"name": t.name, "language": {"code": t.language, "policy": "deterministic"}}
+    if t.parameters:
+        template["components"] = [{"type": "body",
+                                   "parameters": [{"type": "text", "text": p} for p in t.parameters]}]
+    return template
+
+
+def build_payloads(msg: OutgoingMessage) -> list[dict[str, Any]]:
+    """The JSON bodies (one per Graph call) that deliver `msg`, in order.
+
+    WhatsApp carries one media item per message, so each attachment is its own call; the text
+    rides as the first caption when the type allows it. More than 10 options cannot be a list,
+    so they become a numbered menu in a text message.
+    """
+    to = msg.to.lstrip("+")
+    parts: list[tuple[str, dict[str, Any]]] = []
+    if msg.template is not None:
+        parts.append(("template", _template(msg)))
+    else:
+        text_used = False
+        for i, att in enumerate(msg.attachments):
+            if not (att.url or att.provider_media_id):
+                continue
+            kind = _media_kind(att)
+            media: dict[str, Any] = {"id": att.provider_media_id} if att.provider_media_id else {"link": att.url}
+            if kind in CAPTION_TYPES:
+                caption = att.caption or (msg.text if not parts and not msg.buttons else None)
+                if caption:
+                    media["caption"] = caption
+                    text_used = text_used or caption == msg.text
+            if kind == "document" and att.filename:
+                media["filename"] = att.filename
+            parts.append((kind, media))
+        if msg.buttons and len(msg.buttons) <= 10:
+            parts.append(("interactive", _interactive(msg)))
+        elif msg.buttons:
+            parts.append(("text", {"body": render_numbered_menu(msg.text, msg.buttons), "preview_url": False}))
+        elif msg.text and not text_used:
+            parts.append(("text", {"body": msg.text, "preview_url": False}))
+    payloads = []
+    for kind, content in parts:
+        payload = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to,
+                   "type": kind, kind: content}
+        if msg.in_reply_to and not payloads:
+            payload["context"] = {"message_id": msg.in_reply_to}
+        payloads.append(payload)
+    return payloads
+
+
+class WhatsAppCloudSender:
+    """ChannelSender for Channel.WHATSAPP over the Meta Cloud API."""
+
+    channel = Channel.WHATSAPP
+
+    def __init__(self, session: aiohttp.ClientSession, *, access_token: str, phone_number_id: str,
+                 api_base: str = "https://graph.facebook.com/v21.0", timeout: float = 10.0):
+        self._session = session
+        self._base = api_base.rstrip("/")
+        self._messages_url = f"{self._base}/{phone_number_id}/messages"
+        self._headers = {"Authorization": f"Bearer {access_token}"}
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    def __repr__(self) -> str:  # never show the token
+        return f"WhatsAppCloudSender(url={self._messages_url!r})"
+
+    async def send(self, msg: OutgoingMessage) -> SendResult:
+        """Send every part of `msg`; the first part's wamid identifies the message.
+
+        When a later part fails after an earlier one went out, the result stays SENT (retrying
+        would duplicate what was delivered) and `extra["failed_part"]` records the failure.
+        """
+        payloads = build_payloads(msg)
+        if not payloads:
+            return SendResult(SendOutcome.FAILED, error_code="empty_message", error_message="nothing to send")
+        first: SendResult | None = None
+        ids: list[str] = []
+        for payload in payloads:
+            result = await self._post(payload)
+            if result.outcome is not SendOutcome.SENT:
+                if first is None:
+                    return result
+                return SendResult(SendOutcome.SENT, provider_message_id=first.provider_message_id,
+                                  status=first.status, extra={"part_ids": ids, "failed_part": {
+                                      "outcome": result.outcome.value, "error_code": result.error_code,
+                                      "error_message": result.error_message}})
+            first = first or result
+            ids.append(result.provider_message_id or "")
+        assert first is not None
+        if len(ids) == 1:
+            return first
+        return SendResult(SendOutcome.SENT, provider_message_id=first.provider_message_id,
+                          status=first.status, extra={"part_ids": ids})
+
+    async def _post(self, payload: dict[str, Any]) -> SendResult:
+        try:
+            async with self._session.post(self._messages_url, json=payload, headers=self._headers,
+                                          timeout=self._timeout) as resp:
+                body = await _json(resp)
+                return classify(resp.status, body, resp.headers.get("Retry-After"))
+        except asyncio.TimeoutError:
+            return SendResult(SendOutcome.RETRY, error_code="timeout", error_message="Graph API did not answer in time")
+        except aiohttp.ClientError as exc:
+            return SendResult(SendOutcome.RETRY, error_code="network", error_message=type(exc).__name__)
+
+    async def mark_read(self, wamid: str) -> bool:
+        """Show the customer's message as read (blue ticks); False when Meta refused or was unreachable."""
+        payload = {"messaging_product": "whatsapp", "status": "read", "message_id": wamid}
+        try:
+            async with self._session.post(self._messages_url, json=payload, headers=self._headers,
+                                          timeout=self._timeout) as resp:
+                return resp.status == 200 and (await _json(resp)).get("success") is True
+        except (asyncio.TimeoutError, aiohttp.ClientError):
+            return False
+
+    async def download_media(self, media_id: str) -> tuple[bytes, str]:
+        """(bytes, content type) of an inbound media id: GET the id for a URL, then GET the URL."""
+        try:
+            async with self._session.get(f"{self._base}/{media_id}", headers=self._headers,
+                                         timeout=self._timeout) as resp:
+                meta = await _json(resp)
+                if resp.status != 200 or not meta.get("url"):
+                    raise MediaDownloadError(f"media lookup answered HTTP {resp.status}")
+            async with self._session.get(meta["url"], headers=self._headers, timeout=self._timeout) as resp:
+                if resp.status != 200:
+                    raise MediaDownloadError(f"media download answered HTTP {resp.status}")
+                return await resp.read(), meta.get("mime_type") or resp.content_type
+        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            raise MediaDownloadError(f"media download failed: {type(exc).__name__}") from exc
+
+
+async def _json(resp: aiohttp.ClientResponse) -> dict[str, Any]:
+    try:
+        body = await resp.json(content_type=None)
+    except (ValueError, aiohttp.ContentTypeError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+def classify(http_status: int, body: dict[str, Any], retry_after: str | None = None) -> SendResult:
+    """Map a Graph API answer to a SendResult (by error.code first, then HTTP status)."""
+    if 200 <= http_status < 300:
+        messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+        wamid = messages[0].get("id") if messages and isinstance(messages[0], dict) else None
+        if not wamid:
+            return SendResult(SendOutcome.FAILED, error_code="invalid_response",
+                              error_message="2xx answer without a message id")
+        return SendResult(SendOutcome.SENT, provider_message_id=wamid,
+                          status=messages[0].get("message_status") or "accepted")
+    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    code = error.get("code")
+    details = (error.get("error_data") or {}).get("details") if isinstance(error.get("error_data"), dict) else None
+    message = str(error.get("message") or f"HTTP {http_status}")
+    if details and str(details) not in message:
+        message = f"{message} - {details}"
+    error_code = str(code) if code is not None else f"http_{http_status}"
+    if code in FALLBACK_CODES:
+        outcome = SendOutcome.FALLBACK
+    elif code in THROTTLE_CODES or (code is None and http_status == 429):
+        return SendResult(SendOutcome.THROTTLED, error_code=error_code, error_message=message,
+                          retry_after=_retry_after(retry_after))
+    elif code in OPT_OUT_CODES:
+        outcome = SendOutcome.OPTED_OUT
+    elif code in RETRY_CODES or http_status >= 500:
+        outcome = SendOutcome.RETRY
+    else:
+        outcome = SendOutcome.FAILED
+        log.info("whatsapp send failed", http_status=http_status, error_code=error_code)
+    return SendResult(outcome, error_code=error_code, error_message=message)

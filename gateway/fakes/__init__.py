@@ -1,0 +1,1 @@
+"""Fake provider servers speaking the real wire formats, for tests and `gateway bench`."""

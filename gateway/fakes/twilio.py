@@ -1,0 +1,207 @@
+"""A fake Twilio REST API on localhost: Messages.json create, media, signed status callbacks.
+
+Speaks the real wire format (Basic auth, form body, Message resource JSON, Twilio error JSON)
+and records every request, so tests and `gateway bench` exercise the real sender over HTTP.
+
+    async with FakeTwilio() as fake:
+        sender = TwilioSender(session, account_sid=fake.account_sid, auth_token=fake.auth_token,
+                              api_base=fake.base_url, ...)
+        fake.fail_next(1, http_status=400, code=21610, message="Attempt to send to unsubscribed recipient")
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from email.utils import formatdate
+from typing import Any
+
+from aiohttp import web
+
+from gateway.channels.sms_segments import count_segments
+from gateway.simulate_providers import post_twilio_form, twilio_status_params
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    form: list[tuple[str, str]]
+    headers: dict[str, str]
+
+    def values(self, key: str) -> list[str]:
+        return [v for k, v in self.form if k == key]
+
+    def value(self, key: str) -> str | None:
+        found = self.values(key)
+        return found[0] if found else None
+
+
+@dataclass
+class _Failure:
+    http_status: int
+    code: int | None
+    message: str
+    retry_after: float | None = None
+
+
+@dataclass
+class _Media:
+    body: bytes
+    content_type: str
+
+
+def error_body(http_status: int, code: int | None, message: str) -> dict[str, Any]:
+    return {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": http_status}
+
+
+class FakeTwilio:
+    def __init__(self, account_sid: str = "AC" + "1" * 32, auth_token: str = "fake-twilio-token", *,
+                 success_status: int = 201):
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self.success_status = success_status   # 201 vs 200 is UNVERIFIED; senders accept any 2xx
+        self.requests: list[RecordedRequest] = []
+        self.messages: dict[str, dict[str, Any]] = {}
+        self._failures: deque[_Failure | None] = deque()   # None: answer that call normally
+        self._delays: deque[float] = deque()
+        self._recipient_rules: dict[str, _Failure] = {}
+        self._media: dict[str, _Media] = {}
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+
+    # --- scripting ----------------------------------------------------------------------------
+    def fail_next(self, n: int = 1, *, http_status: int = 400, code: int | None = 21211,
+                  message: str = "The 'To' number is not a valid phone number.",
+                  retry_after: float | None = None, after: int = 0) -> None:
+        """Answer `n` create calls with this Twilio error, once `after` more have succeeded."""
+        self._failures.extend([None] * after)
+        self._failures.extend(_Failure(http_status, code, message, retry_after) for _ in range(n))
+
+    def delay_next(self, n: int, seconds: float) -> None:
+        """Hold the next `n` create calls for `seconds` before answering (timeouts)."""
+        self._delays.extend([seconds] * n)
+
+    def fail_for(self, to: str, *, http_status: int = 400, code: int = 21610,
+                 message: str = "Attempt to send to unsubscribed recipient") -> None:
+        """Always answer sends to `to` (as given in the To field) with this error."""
+        self._recipient_rules[to] = _Failure(http_status, code, message)
+
+    def add_media(self, name: str, body: bytes, content_type: str) -> str:
+        """Serve `body` at /media/<name> behind Basic auth; returns its URL."""
+        self._media[name] = _Media(body, content_type)
+        return f"{self.base_url}/media/{name}"
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", self._create_message)
+        app.router.add_get("/media/{name}", self._get_media)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.base_url = f"http://127.0.0.1:{port}"
+        return self.base_url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> "FakeTwilio":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    # --- handlers -----------------------------------------------------------------------------
+    def _authorized(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return user == self.account_sid and password == self.auth_token
+
+    async def _create_message(self, request: web.Request) -> web.Response:
+        form = [(k, v) for k, v in (await request.post()).items() if isinstance(v, str)]
+        self.requests.append(RecordedRequest(request.method, request.path, form, dict(request.headers)))
+        if self._delays:
+            await asyncio.sleep(self._delays.popleft())
+        if not self._authorized(request) or request.match_info["account"] != self.account_sid:
+            return web.json_response(error_body(401, 20003, "Authenticate"), status=401)
+        fields = dict(form)
+        failure = self._failures.popleft() if self._failures else None
+        failure = failure or self._recipient_rules.get(fields.get("To", ""))
+        if failure is None:
+            failure = _validate(fields)
+        if failure is not None:
+            headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else None
+            return web.json_response(error_body(failure.http_status, failure.code, failure.message),
+                                     status=failure.http_status, headers=headers)
+        resource = self._resource(request.match_info["account"], form)
+        self.messages[resource["sid"]] = resource
+        return web.json_response(resource, status=self.success_status)
+
+    def _resource(self, account: str, form: list[tuple[str, str]]) -> dict[str, Any]:
+        fields = dict(form)
+        media = [v for k, v in form if k == "MediaUrl"]
+        sid = ("MM" if media else "SM") + uuid.uuid4().hex
+        now = formatdate(usegmt=True)
+        body = fields.get("Body", "")
+        service = fields.get("MessagingServiceSid")
+        return {
+            "sid": sid, "account_sid": account, "messaging_service_sid": service,
+            "from": fields.get("From"), "to": fields["To"], "body": body,
+            "status": "accepted" if service else "queued", "direction": "outbound-api",
+            "num_segments": "0" if service and not fields.get("From") else str(count_segments(body).segments),
+            "num_media": str(len(media)), "error_code": None, "error_message": None,
+            "price": None, "price_unit": "USD", "date_created": now, "date_sent": None, "date_updated": now,
+            "api_version": "2010-04-01",
+            "uri": f"/2010-04-01/Accounts/{account}/Messages/{sid}.json",
+            "subresource_uris": {"media": f"/2010-04-01/Accounts/{account}/Messages/{sid}/Media.json"},
+        }
+
+    async def _get_media(self, request: web.Request) -> web.Response:
+        self.requests.append(RecordedRequest(request.method, request.path, [], dict(request.headers)))
+        if not self._authorized(request):
+            return web.json_response(error_body(401, 20003, "Authenticate"), status=401)
+        media = self._media.get(request.match_info["name"])
+        if media is None:
+            return web.json_response(error_body(404, 20404, "The requested resource was not found"), status=404)
+        return web.Response(body=media.body, content_type=media.content_type)
+
+    # --- callbacks to the gateway -------------------------------------------------------------
+    async def send_status_callback(self, callback_url: str, message_sid: str, status: str,
+                                   error_code: str | int | None = None, auth_token: str | None = None, *,
+                                   public_base_url: str | None = None) -> tuple[int, str]:
+        """POST a signed status callback for a message this fake accepted (or any sid)."""
+        sent = self.messages.get(message_sid, {})
+        params = twilio_status_params(message_sid, status, to=sent.get("to") or "+15550000000",
+                                      from_=sent.get("from") or "+15550000001",
+                                      error_code=str(error_code) if error_code is not None else None,
+                                      account_sid=self.account_sid)
+        return await post_twilio_form(callback_url, params, auth_token or self.auth_token, public_base_url)
+
+
+def _validate(fields: dict[str, str]) -> _Failure | None:
+    """The checks real Twilio makes before accepting a create call."""
+    if not fields.get("To"):
+        return _Failure(400, 21604, "A 'To' phone number is required.")
+    if not fields.get("From") and not fields.get("MessagingServiceSid"):
+        return _Failure(400, 21603, "A 'From' phone number is required.")
+    if not (fields.get("Body") or fields.get("MediaUrl") or fields.get("ContentSid")):
+        return _Failure(400, 21619, "A text message body or media urls must be specified.")
+    if len(fields.get("Body", "")) > 1600:
+        return _Failure(400, 21617, "The concatenated message body exceeds the 1600 character limit.")
+    return None
+

@@ -1,0 +1,130 @@
+"""Provider webhooks: Twilio (SMS, MMS, WhatsApp) and the Meta WhatsApp Cloud API.
+
+Each handler stays small: verify the signature, parse to normalized data, persist, answer.
+Rejections: bad signature 403, malformed payload 400, wrong content type 415; unsupported events
+are acknowledged with 200 and ignored so the provider stops retrying. PostgreSQL down -> 503.
+"""
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway import consent, intake, thread
+from gateway.channels.errors import PayloadError
+from gateway.channels.twilio import adapter as twilio
+from gateway.channels.whatsapp import adapter as whatsapp
+from gateway.http.errors import ApiError
+from gateway.http.keys import RUNTIME
+from gateway.identity import AddressError
+from gateway.log import get_logger
+from gateway.metrics import REJECTED, STATUS_UPDATES
+from gateway.sandbox_secrets import twilio_webhook_token, whatsapp_app_secret, whatsapp_verify_token
+from gateway.status import apply_status
+from gateway.types import StatusUpdate
+
+log = get_logger(__name__)
+
+OPT_OUT_ERROR_CODES = {"21610"}
+
+
+def register(app: web.Application) -> None:
+    app.router.add_post("/webhooks/twilio/inbound", twilio_inbound)
+    app.router.add_post("/webhooks/twilio/status", twilio_status)
+    app.router.add_get("/webhooks/whatsapp", whatsapp_verify)
+    app.router.add_post("/webhooks/whatsapp", whatsapp_events)
+
+
+def _reject(endpoint: str, reason: str, status: int, message: str) -> ApiError:
+    REJECTED.labels(endpoint, reason).inc()
+    return ApiError(status, reason, message)
+
+
+async def _twilio_params(request: web.Request, endpoint: str) -> list[tuple[str, str]]:
+    """The verified form parameters of a Twilio webhook (403 on a bad signature)."""
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise _reject(endpoint, "unsupported_media_type", 415, "expected application/x-www-form-urlencoded")
+    form = await request.post()
+    params = [(k, v) for k, v in form.items() if isinstance(v, str)]
+    rt = request.app[RUNTIME]
+    url = twilio.public_url(rt.settings.public_url, request.scheme, request.host, request.path_qs)
+    if not twilio.validate_signature(url, params, request.headers.get("X-Twilio-Signature"),
+                                     twilio_webhook_token(rt.settings)):
+        raise _reject(endpoint, "bad_signature", 403, "X-Twilio-Signature does not match")
+    return params
+
+
+async def twilio_inbound(request: web.Request) -> web.Response:
+    params = await _twilio_params(request, "twilio_inbound")
+    try:
+        inbound = twilio.parse_inbound(params)
+        await intake.accept(request.app[RUNTIME], inbound)
+    except (PayloadError, AddressError) as exc:
+        raise _reject("twilio_inbound", "invalid_payload", 400, str(exc)) from None
+    return web.Response(text=twilio.EMPTY_TWIML, content_type="text/xml")
+
+
+async def twilio_status(request: web.Request) -> web.Response:
+    params = await _twilio_params(request, "twilio_status")
+    try:
+        update = twilio.parse_status(params)
+    except PayloadError as exc:
+        raise _reject("twilio_status", "invalid_payload", 400, str(exc)) from None
+    if update is not None:
+        await record_status(request.app[RUNTIME], update)
+    return web.Response(text=twilio.EMPTY_TWIML, content_type="text/xml")
+
+
+async def record_status(rt, update: StatusUpdate) -> bool:
+    """Apply a delivery status monotonically; a provider opt-out code revokes consent."""
+    effects = thread.Effects()
+    async with rt.pool.acquire(timeout=5) as conn, conn.transaction():
+        applied = await apply_status(conn, channel=update.channel.value,
+                                     provider_message_id=update.provider_message_id, status=update.status,
+                                     error_code=update.error_code, error_message=update.error_message)
+        if applied is not None:
+            row, new = applied
+            effects.emit("message.status", conversation_id=row["conversation_id"], message_id=row["id"],
+                         status=new, error_code=update.error_code)
+            if update.error_code in OPT_OUT_ERROR_CODES and update.recipient:
+                await consent.set_consent(conn, kind="phone", address=update.recipient,
+                                          channel=update.channel.value, purpose=consent.ALL, granted=False,
+                                          source=f"provider:{update.error_code}")
+                await thread.add_event(conn, row["conversation_id"],
+                                       f"Provider reports {update.recipient} opted out",
+                                       event="opted_out", details={"channel": update.channel.value})
+            await rt.hooks.on_status(conn, row, new, effects)
+    STATUS_UPDATES.labels(update.channel.value, "yes" if applied else "no").inc()
+    await rt.publish_effects(effects)
+    return applied is not None
+
+
+async def whatsapp_verify(request: web.Request) -> web.Response:
+    token = whatsapp_verify_token(request.app[RUNTIME].settings)
+    challenge = whatsapp.verify_subscription(request.query, token)
+    if challenge is None:
+        raise _reject("whatsapp_verify", "bad_verify_token", 403, "verification failed")
+    return web.Response(text=challenge, content_type="text/plain")
+
+
+async def whatsapp_events(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    raw = await request.read()
+    if not whatsapp.verify_signature(raw, request.headers.get("X-Hub-Signature-256"),
+                                     whatsapp_app_secret(rt.settings)):
+        raise _reject("whatsapp", "bad_signature", 403, "X-Hub-Signature-256 does not match")
+    try:
+        import json
+
+        payload = json.loads(raw)
+        batch = whatsapp.parse_webhook(payload)
+    except (ValueError, PayloadError) as exc:
+        raise _reject("whatsapp", "invalid_payload", 400, f"malformed payload: {exc}") from None
+    for inbound in batch.messages:
+        try:
+            await intake.accept(rt, inbound)
+        except AddressError as exc:
+            log.warning("whatsapp message with unusable sender skipped", error=str(exc))
+    for update in batch.statuses:
+        await record_status(rt, update)
+    if batch.ignored:
+        log.info("whatsapp items ignored", items=list(batch.ignored)[:10])
+    return web.json_response({"status": "ok"})
