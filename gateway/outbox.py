@@ -158,7 +158,7 @@ class OutboxSender:
             return
         outgoing = self.build_outgoing(row, msg)
         if self.rate_limiter is not None:
-            await self.rate_limiter.acquire(f"{channel.value}:{outgoing.sender or 'default'}")
+            await self.rate_limiter.acquire(self.sender_key(channel))
         result = await sender.send(outgoing)
         await self.record(row, result)
 
@@ -183,6 +183,14 @@ class OutboxSender:
             metadata={"conversation_id": msg["conversation_id"], "seq": msg["seq"]},
         )
 
+    def sender_key(self, channel: Channel) -> str:
+        """Which of our senders (number, WhatsApp number id, mailbox) a channel sends from."""
+        s = self.settings
+        sender = {Channel.SMS: s.twilio_from_number or s.twilio_messaging_service_sid,
+                  Channel.WHATSAPP: s.whatsapp_phone_number_id if s.whatsapp_cloud_enabled else s.twilio_whatsapp_from,
+                  Channel.EMAIL: s.email_from}.get(channel)
+        return f"{channel.value}:{sender or 'default'}"
+
     def reengage_template(self, text: str) -> TemplateRef | None:
         s = self.settings
         if s.whatsapp_cloud_enabled and s.whatsapp_reengage_template:
@@ -206,7 +214,7 @@ class OutboxSender:
             self.stats.sent += 1
         elif outcome in (SendOutcome.RETRY, SendOutcome.THROTTLED):
             if outcome is SendOutcome.THROTTLED and self.rate_limiter is not None:
-                await self.rate_limiter.penalize(f"{row['channel']}:default", result.retry_after)
+                await self.rate_limiter.penalize(self.sender_key(Channel(row["channel"])), result.retry_after)
             if row["attempts"] >= min(row["max_attempts"], self.settings.outbox_max_attempts):
                 await self._finish(row, state="dead", status="failed", error_code=result.error_code or "dead_letter",
                                    error_message=f"gave up after {row['attempts']} attempts: {result.error_message}")

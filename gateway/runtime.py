@@ -23,6 +23,7 @@ from gateway.log import get_logger
 from gateway.outbox import OutboxSender
 from gateway.processor import AgentQueueHandler, EchoHandler, Handler, Processor
 from gateway.queue import Keys
+from gateway.ratelimit import RateLimiter, parse_limits
 from gateway.settings import Settings
 from gateway.thread import Effects
 from gateway.timers import Clock, TimerService
@@ -71,7 +72,11 @@ class Runtime:
             self._exit.push_async_callback(self.batcher.close)
         self.processor = Processor(self.pool, self.redis, self.keys, s, self.handler or default_handler(self),
                                    hooks=self.hooks)
-        self.outbox = OutboxSender(self.pool, self.redis, self.keys, s, self.senders)
+        limiter = None
+        if s.rate_limit_per_second > 0 or s.rate_limits:
+            limiter = RateLimiter(self.redis, self.keys, default_rate=s.rate_limit_per_second,
+                                  burst=s.rate_limit_burst, per_sender=parse_limits(s.rate_limits))
+        self.outbox = OutboxSender(self.pool, self.redis, self.keys, s, self.senders, rate_limiter=limiter)
         self.timers = TimerService(self.pool, self.timer_handlers, clock=self.clock,
                                    after_commit=self.publish_effects)
         for setup in plugin_setups():

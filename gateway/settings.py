@@ -87,6 +87,7 @@ class Settings:
     outbox_batch: int = 50
     rate_limit_per_second: float = 0.0   # per sender; 0 means off
     rate_limit_burst: int = 10
+    rate_limits: str = ""                # per sender: "sms:+15550001111=1,whatsapp:+1555...=20"
     sweeper_interval: float = 5.0
     reclaim_idle_ms: int = 30_000
 
@@ -200,6 +201,16 @@ def _csv(name: str, raw: str) -> tuple[str, ...]:
 
 _HTTP = _url(("http", "https"))
 
+
+def _rate_limits(name: str, raw: str) -> str:
+    from gateway.ratelimit import parse_limits
+
+    try:
+        parse_limits(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}: {exc}") from None
+    return raw
+
 ENV: dict[str, tuple[str, object]] = {
     "GATEWAY_DATABASE_URL": ("database_url", _url(("postgres", "postgresql"))),
     "GATEWAY_REDIS_URL": ("redis_url", _url(("redis", "rediss", "unix"))),
@@ -253,6 +264,7 @@ ENV: dict[str, tuple[str, object]] = {
     "GATEWAY_OUTBOX_MAX_DELAY": ("outbox_max_delay", _float),
     "GATEWAY_RATE_LIMIT_PER_SECOND": ("rate_limit_per_second", _float),
     "GATEWAY_RATE_LIMIT_BURST": ("rate_limit_burst", _int),
+    "GATEWAY_RATE_LIMITS": ("rate_limits", _rate_limits),
     "GATEWAY_SWEEPER_INTERVAL": ("sweeper_interval", _float),
     "GATEWAY_RECLAIM_IDLE_MS": ("reclaim_idle_ms", _int),
 }
