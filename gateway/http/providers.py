@@ -85,7 +85,8 @@ async def record_status(rt, update: StatusUpdate) -> bool:
             effects.emit("message.status", conversation_id=row["conversation_id"], message_id=row["id"],
                          status=new, error_code=update.error_code)
             if update.error_code in OPT_OUT_ERROR_CODES and update.recipient:
-                await consent.set_consent(conn, kind="phone", address=update.recipient,
+                kind = "phone" if update.recipient.startswith("+") else "whatsapp_id"
+                await consent.set_consent(conn, kind=kind, address=update.recipient,
                                           channel=update.channel.value, purpose=consent.ALL, granted=False,
                                           source=f"provider:{update.error_code}")
                 await thread.add_event(conn, row["conversation_id"],
