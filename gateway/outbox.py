@@ -115,8 +115,13 @@ class OutboxSender:
         return await self.pool.fetch(
             """UPDATE outbox o SET state = 'sending', attempts = o.attempts + 1,
                    locked_until = now() + make_interval(secs => $2), updated_at = now()
-               FROM (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= now()
-                     ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) due
+               FROM (SELECT id FROM outbox o1 WHERE state = 'pending' AND next_attempt_at <= now()
+                       -- in order per conversation: not while an earlier message is in flight or
+                       -- waiting for a retry (earlier ones that are due go in this same batch, first)
+                       AND NOT EXISTS (SELECT 1 FROM outbox o0 WHERE o0.conversation_id = o1.conversation_id
+                                       AND o0.id < o1.id AND o0.state IN ('pending', 'sending')
+                                       AND (o0.state = 'sending' OR o0.next_attempt_at > now()))
+                     ORDER BY next_attempt_at, id LIMIT $1 FOR UPDATE SKIP LOCKED) due
                WHERE o.id = due.id
                RETURNING o.*""", limit, LEASE_SECONDS)
 
@@ -125,15 +130,20 @@ class OutboxSender:
         if not rows:
             return 0
         sem = asyncio.Semaphore(self.concurrency)
+        by_conversation: dict[int, list] = {}
+        for row in rows:
+            by_conversation.setdefault(row["conversation_id"], []).append(row)
 
-        async def one(row):
+        async def in_order(conversation_rows):
+            # one conversation's messages leave one after the other, in the order they were written
             async with sem:
-                try:
-                    await self.deliver(row)
-                except Exception as exc:  # never lose the row: the lease expires and it is retried
-                    log.exception("outbox delivery crashed", outbox_id=row["id"], error=str(exc))
+                for row in sorted(conversation_rows, key=lambda r: r["id"]):
+                    try:
+                        await self.deliver(row)
+                    except Exception as exc:  # never lose the row: the lease expires and it is retried
+                        log.exception("outbox delivery crashed", outbox_id=row["id"], error=str(exc))
 
-        await asyncio.gather(*(one(r) for r in rows))
+        await asyncio.gather(*(in_order(group) for group in by_conversation.values()))
         return len(rows)
 
     async def deliver(self, row: asyncpg.Record) -> None:

@@ -173,3 +173,21 @@ def test_backoff_grows_exponentially_is_capped_and_respects_retry_after():
     assert samples[0] <= 1 and samples[1] <= 4 and samples[2] <= 32 and samples[3] <= 60
     assert samples[0] < samples[1] < samples[2]
     assert backoff_delay(1, base=1, cap=60, retry_after=30, rng=rng) >= 30
+
+
+async def test_messages_of_one_conversation_leave_in_order_even_across_retries(settings, pool, clean,
+                                                                               redis_client):
+    async with BusinessWebhook() as hook:
+        hook.fail_next = 1  # the first message fails once and waits for its retry
+        async with running_gateway(api_settings(settings, hook), roles=("http",)) as (rt, url):
+            async with aiohttp.ClientSession() as http:
+                created = await post(http, url, "m1", "cust-1", "hi")
+            async with pool.acquire() as conn, conn.transaction():
+                for text in ("one", "two", "three"):
+                    await thread.queue_outbound(conn, created["conversation_id"], text=text, author_type="bot",
+                                                channel=Channel.API)
+            await rt.outbox.send_due()         # "one" fails; "two" and "three" must wait for it
+            assert hook.received == []
+            await pool.execute("UPDATE outbox SET next_attempt_at = now()")
+            await rt.outbox.send_due()
+    assert [r["body"]["text"] for r in hook.received] == ["one", "two", "three"]
