@@ -137,16 +137,28 @@ class OutboxSender:
         async def in_order(conversation_rows):
             # one conversation's messages leave one after the other, in the order they were written
             async with sem:
-                for row in sorted(conversation_rows, key=lambda r: r["id"]):
+                ordered = sorted(conversation_rows, key=lambda r: r["id"])
+                for i, row in enumerate(ordered):
                     try:
-                        await self.deliver(row)
+                        finished = await self.deliver(row)
                     except Exception as exc:  # never lose the row: the lease expires and it is retried
                         log.exception("outbox delivery crashed", outbox_id=row["id"], error=str(exc))
+                        finished = False
+                    if not finished:  # a retry is pending: later messages wait for it
+                        await self._unclaim([r["id"] for r in ordered[i + 1:]])
+                        break
 
         await asyncio.gather(*(in_order(group) for group in by_conversation.values()))
         return len(rows)
 
-    async def deliver(self, row: asyncpg.Record) -> None:
+    async def _unclaim(self, ids: list[int]) -> None:
+        if ids:
+            await self.pool.execute(
+                """UPDATE outbox SET state = 'pending', locked_until = NULL, attempts = attempts - 1
+                   WHERE id = ANY($1::bigint[]) AND state = 'sending'""", ids)
+
+    async def deliver(self, row: asyncpg.Record) -> bool:
+        """Send one claimed row. True when the row is finished (sent, failed, skipped, dead)."""
         msg = await self.pool.fetchrow("SELECT * FROM messages WHERE id = $1", row["message_id"])
         content = msg["content"] or {}
         channel = Channel(row["channel"])
@@ -159,18 +171,18 @@ class OutboxSender:
             await self._finish(row, state="skipped", status="failed", error_code=reason,
                                error_message=f"not sent: {reason}")
             self.stats.skipped += 1
-            return
+            return True
         sender = self.senders.get(channel)
         if sender is None:
             await self._finish(row, state="failed", status="failed", error_code="no_sender",
                                error_message=f"no sender configured for {channel.value}")
             self.stats.failed += 1
-            return
+            return True
         outgoing = self.build_outgoing(row, msg)
         if self.rate_limiter is not None:
             await self.rate_limiter.acquire(self.sender_key(channel))
         result = await sender.send(outgoing)
-        await self.record(row, result)
+        return await self.record(row, result)
 
     def build_outgoing(self, row, msg) -> OutgoingMessage:
         content = msg["content"] or {}
@@ -216,7 +228,8 @@ class OutboxSender:
             return f"{self.settings.base_url}/webhooks/twilio/status"
         return None
 
-    async def record(self, row, result: SendResult) -> None:
+    async def record(self, row, result: SendResult) -> bool:
+        """Record a provider's answer. True when the row is finished, False when a retry is due."""
         outcome = result.outcome
         if outcome is SendOutcome.SENT:
             await self._finish(row, state="done", status=result.status or "sent",
@@ -238,6 +251,7 @@ class OutboxSender:
                            next_attempt_at = now() + make_interval(secs => $3), updated_at = now()
                        WHERE id = $1""", row["id"], f"{result.error_code}: {result.error_message}", delay)
                 self.stats.retried += 1
+                return False
         elif outcome is SendOutcome.OPTED_OUT:
             async with self.pool.acquire() as conn, conn.transaction():
                 await consent.set_consent(conn, kind=(row["payload"] or {}).get("kind", "phone"),
@@ -259,6 +273,7 @@ class OutboxSender:
             await self._finish(row, state="failed", status="failed", error_code=result.error_code,
                                error_message=result.error_message)
             self.stats.failed += 1
+        return True
 
     async def fall_back(self, row, result: SendResult) -> None:
         """Re-send the same content on another route (e.g. SMS when WhatsApp cannot reach them)."""
