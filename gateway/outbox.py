@@ -9,6 +9,7 @@ reach the customer now (WhatsApp window, not on WhatsApp) falls back to another 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from dataclasses import dataclass
@@ -179,6 +180,12 @@ class OutboxSender:
             self.stats.failed += 1
             return True
         outgoing = self.build_outgoing(row, msg)
+        if channel is Channel.EMAIL:
+            from gateway.email_intake import outbound_fields
+
+            async with self.pool.acquire() as conn:
+                fields = await outbound_fields(conn, self.settings, msg["conversation_id"], outgoing.subject)
+            outgoing = dataclasses.replace(outgoing, **fields)
         if self.rate_limiter is not None:
             await self.rate_limiter.acquire(self.sender_key(channel))
         result = await sender.send(outgoing)

@@ -45,6 +45,7 @@ class Runtime:
     keys: Keys | None = None
     senders: dict = field(default_factory=dict)
     batcher: IngestBatcher | None = None
+    flow_handler: object | None = None
     processor: Processor | None = None
     consumer: QueueConsumer | None = None
     outbox: OutboxSender | None = None
@@ -72,6 +73,10 @@ class Runtime:
             self._exit.push_async_callback(self.batcher.close)
         self.processor = Processor(self.pool, self.redis, self.keys, s, self.handler or default_handler(self),
                                    hooks=self.hooks)
+        if self.flow_handler is not None:
+            from gateway.flow_handler import store_versions
+
+            await store_versions(self.pool, self.flow_handler.registry)
         limiter = None
         if s.rate_limit_per_second > 0 or s.rate_limits:
             limiter = RateLimiter(self.redis, self.keys, default_rate=s.rate_limit_per_second,
@@ -140,10 +145,8 @@ def default_handler(runtime: "Runtime") -> Handler:
     if choice == "echo":
         return EchoHandler()
     if choice == "flow":
-        try:
-            from gateway.flow_handler import build_flow_handler
-        except ImportError:
-            return AgentQueueHandler()
+        from gateway.flow_handler import build_flow_handler
+
         return build_flow_handler(runtime)
     return AgentQueueHandler()
 
@@ -172,10 +175,13 @@ def build_senders(s: Settings, http: aiohttp.ClientSession) -> dict:
     if s.smtp_enabled:
         from gateway.channels.email.sender import SmtpSender
 
+        from gateway.email_intake import unsubscribe_url
+
         senders[Channel.EMAIL] = SmtpSender(
             hostname=s.smtp_host, port=s.smtp_port, username=s.smtp_username, password=s.smtp_password,
             use_tls=s.smtp_tls == "tls", start_tls={"starttls": True, "none": False}.get(s.smtp_tls),
-            from_address=s.email_from, message_id_domain=(s.email_from or "@localhost").split("@")[-1])
+            from_address=s.email_from, message_id_domain=(s.email_from or "@localhost").split("@")[-1],
+            unsubscribe_url_for=lambda msg: unsubscribe_url(s, msg.to))
     if s.api_channel_webhook_url:
         from gateway.channels.api.webhook import ApiWebhookSender
 

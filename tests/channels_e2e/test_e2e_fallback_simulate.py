@@ -46,16 +46,16 @@ async def test_gateway_simulate_posts_signed_webhooks_in_sandbox_mode(settings, 
     async with running_gateway(s) as (rt, url):
         env = settings_env(s)
         for channel, sender in (("sms", "+14155550100"), ("whatsapp", "+14155550100"),
-                                ("whatsapp-cloud", "+14155550100")):
+                                ("whatsapp-cloud", "+14155550100"), ("email", "ana@example.com")):
             proc = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "gateway", "simulate", channel,
                                                             "--from", sender, "--text", f"via {channel}", "--url", url],
                                            env=env, capture_output=True, text=True, timeout=60)
             assert proc.returncode == 0, proc.stdout + proc.stderr
 
         async def answered():
-            return await pool.fetchval("SELECT count(*) FROM messages WHERE direction = 'out'") == 3
+            return await pool.fetchval("SELECT count(*) FROM messages WHERE direction = 'out'") == 4
         await wait_for(answered)
     rows = await pool.fetch("SELECT channel, body FROM messages WHERE direction = 'in' ORDER BY seq")
-    assert [(r["channel"], r["body"]) for r in rows] == [
-        ("sms", "via sms"), ("whatsapp", "via whatsapp"), ("whatsapp", "via whatsapp-cloud")]
-    assert await pool.fetchval("SELECT count(*) FROM contacts") == 1
+    assert sorted((r["channel"], r["body"]) for r in rows) == sorted([
+        ("sms", "via sms"), ("whatsapp", "via whatsapp"), ("whatsapp", "via whatsapp-cloud"), ("email", "via email")])
+    assert await pool.fetchval("SELECT count(*) FROM contacts") == 2  # the phone's and the email's

@@ -1,0 +1,182 @@
+"""Email into threads: thread lookup, attachment storage, bounces, unsubscribe tokens, SMTP listener.
+
+An inbound mail joins a thread, in this order, by: the reply-address token (`reply+<token>@domain`),
+its In-Reply-To/References matching one of our Message-IDs, and otherwise its sender's address.
+Everything (message, attachment contents, a bounce's status update) commits in one transaction.
+"""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import hmac
+import time
+from typing import Iterable
+
+import asyncpg
+
+from gateway import queue, thread
+from gateway.channels.email import (find_thread_token, iter_attachment_payloads, make_thread_token,
+                                    parse_mime, parse_thread_token, reply_address)
+from gateway.identity import AddressError, normalize_email
+from gateway.ingest import IngestResult, ingest_inbound
+from gateway.log import get_logger
+from gateway.metrics import INBOUND
+from gateway.sandbox_secrets import email_webhook_key
+from gateway.settings import Settings
+from gateway.status import apply_status
+from gateway.types import Inbound
+
+log = get_logger(__name__)
+
+
+def thread_secret(settings: Settings) -> str:
+    return hmac.new(settings.secret_key.encode(), b"email-thread", hashlib.sha256).hexdigest()
+
+
+async def _thread_contact(conn: asyncpg.Connection, inbound: Inbound, settings: Settings) -> int | None:
+    """The contact whose thread this mail continues, or None (then: by sender)."""
+    if inbound.thread_token:
+        cid = parse_thread_token(inbound.thread_token, thread_secret(settings))
+        if cid is not None:
+            contact = await conn.fetchval("SELECT contact_id FROM conversations WHERE id = $1", cid)
+            if contact is not None:
+                return contact
+        log.info("email thread token did not verify; threading by headers instead")
+    ids = [i for i in (inbound.in_reply_to, *inbound.references) if i]
+    if ids:
+        return await conn.fetchval(
+            """SELECT c.contact_id FROM messages m JOIN conversations c ON c.id = m.conversation_id
+               WHERE m.channel = 'email' AND m.direction = 'out' AND m.provider_message_id = ANY($1::text[])
+               ORDER BY m.id DESC LIMIT 1""", ids)
+    return None
+
+
+async def accept_email(rt, inbound: Inbound, payloads: Iterable[tuple[str, bytes]] = ()) -> IngestResult:
+    """Store one inbound email (deduped per sender and Message-ID) in the right thread."""
+    sender = normalize_email(inbound.sender)
+    message_id = inbound.provider_message_id
+    inbound = dataclasses.replace(
+        inbound, sender=sender, provider_message_id=f"{sender}|{message_id}",
+        extra={**dict(inbound.extra or {}), "message_id": message_id})
+    async with rt.pool.acquire(timeout=5) as conn, conn.transaction():
+        contact_id = await _thread_contact(conn, inbound, rt.settings)
+        if contact_id is not None:
+            await conn.execute("""INSERT INTO identities (contact_id, kind, address) VALUES ($1, 'email', $2)
+                                  ON CONFLICT (kind, address) DO NOTHING""", contact_id, sender)
+        result = await ingest_inbound(conn, inbound, contact_id=contact_id)
+        if not result.duplicate:
+            content_types = {a.content_ref: a.content_type for a in inbound.attachments if a.content_ref}
+            for ref, data in payloads:
+                await conn.execute(
+                    """INSERT INTO blobs (ref, content_type, size, data) VALUES ($1, $2, $3, $4)
+                       ON CONFLICT (ref) DO NOTHING""", ref, content_types.get(ref), len(data), data)
+            await _apply_bounce(conn, rt, inbound)
+    INBOUND.labels("email", "duplicate" if result.duplicate else "stored").inc()
+    if not result.duplicate:
+        try:
+            await queue.enqueue(rt.redis, rt.keys, result.conversation_id)
+        except Exception as exc:
+            log.warning("enqueue failed; the sweeper will pick the message up", error=str(exc))
+    return result
+
+
+async def _apply_bounce(conn: asyncpg.Connection, rt, inbound: Inbound) -> None:
+    report = (inbound.extra or {}).get("report") or {}
+    original = report.get("original_message_id")
+    if not original:
+        return
+    details = "; ".join(f"{r.get('recipient')}: {r.get('status')} {r.get('diagnostic') or ''}".strip()
+                        for r in report.get("recipients", []) if isinstance(r, dict))
+    applied = await apply_status(conn, channel="email", provider_message_id=original, status="undelivered",
+                                 error_code="bounce", error_message=details[:500] or "bounced")
+    if applied is not None:
+        effects = thread.Effects()
+        await rt.hooks.on_status(conn, applied[0], applied[1], effects)
+
+
+# -- outbound helpers ---------------------------------------------------------------------------
+
+async def outbound_fields(conn: asyncpg.Connection, settings: Settings, conversation_id: int,
+                          subject: str | None) -> dict:
+    """Subject, threading headers and Reply-To for an email in this conversation."""
+    last = await conn.fetchrow(
+        """SELECT content FROM messages WHERE conversation_id = $1 AND channel = 'email' AND direction = 'in'
+           ORDER BY seq DESC LIMIT 1""", conversation_id)
+    fields: dict = {}
+    if last is not None:
+        content = last["content"] or {}
+        mid = (content.get("extra") or {}).get("message_id")
+        if mid:
+            fields["in_reply_to"] = mid
+            fields["references"] = tuple(content.get("references", ())) + (mid,)
+        theirs = content.get("subject") or ""
+        if not subject and theirs:
+            subject = theirs if theirs.lower().startswith("re:") else f"Re: {theirs}"
+    fields["subject"] = subject or "Your conversation with us"
+    if settings.email_reply_domain:
+        token = make_thread_token(conversation_id, thread_secret(settings))
+        fields["reply_to"] = reply_address(token, settings.email_reply_domain)
+    return fields
+
+
+def unsubscribe_token(settings: Settings, address: str) -> str:
+    mac = hmac.new(settings.secret_key.encode(), f"unsubscribe:{address}".encode(), hashlib.sha256).digest()[:12]
+    raw = address.encode() + b"\x00" + mac
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def parse_unsubscribe_token(settings: Settings, token: str) -> str | None:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        address, _, mac = raw.rpartition(b"\x00")
+        address_text = address.decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    expected = hmac.new(settings.secret_key.encode(), f"unsubscribe:{address_text}".encode(),
+                        hashlib.sha256).digest()[:12]
+    return address_text if address and hmac.compare_digest(mac, expected) else None
+
+
+def unsubscribe_url(settings: Settings, address: str) -> str:
+    return f"{settings.base_url}/unsubscribe/{unsubscribe_token(settings, address)}"
+
+
+# -- SMTP listener and simulation -------------------------------------------------------------
+
+async def start_smtp_listener(rt):
+    """Receive customer mail by SMTP on GATEWAY_SMTP_LISTEN_PORT; returns an async closer."""
+    from gateway.channels.email import InboundSmtpServer
+
+    s = rt.settings
+
+    async def on_message(raw: bytes, mail_from: str, rcpt_tos: list[str]) -> None:
+        inbound = parse_mime(raw, envelope_from=mail_from, envelope_to=rcpt_tos, reply_domain=s.email_reply_domain)
+        try:
+            await accept_email(rt, inbound, iter_attachment_payloads(raw))
+        except AddressError as exc:
+            from gateway.channels.errors import PayloadError
+
+            raise PayloadError(str(exc)) from None
+
+    server = InboundSmtpServer(on_message, hostname=s.smtp_listen_host, port=s.smtp_listen_port)
+    port = await server.start()
+    log.info("inbound SMTP listening", host=s.smtp_listen_host, port=port)
+    return server.stop
+
+
+def simulated_mailgun_form(settings: Settings, *, sender: str, recipient: str, subject: str, text: str) -> dict:
+    """A signed Mailgun forward() post, as `gateway simulate email` sends it."""
+    import secrets
+    import uuid
+
+    timestamp, token = str(int(time.time())), secrets.token_hex(25)
+    signature = hmac.new(email_webhook_key(settings).encode(), (timestamp + token).encode(),
+                         hashlib.sha256).hexdigest()
+    return {"recipient": recipient, "sender": sender, "from": sender, "subject": subject, "body-plain": text,
+            "Message-Id": f"<{uuid.uuid4().hex}@simulate.local>", "timestamp": timestamp, "token": token,
+            "signature": signature,
+            "message-headers": '[["Message-Id", "<sim@local>"], ["Subject", "' + subject.replace('"', "'") + '"]]'}
+
+
+__all__ = ["accept_email", "find_thread_token", "outbound_fields", "start_smtp_listener", "unsubscribe_url"]

@@ -1,0 +1,238 @@
+"""Email end to end: smtplib into the SMTP listener, webhooks, replies through a local SMTP relay."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import smtplib
+import time
+from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from gateway import thread
+from gateway.fakes.smtp import FakeSmtpRelay
+from gateway.testing import free_port, running_gateway, wait_for
+from gateway.types import Channel, Purpose
+
+FIXTURES = Path(__file__).resolve().parent.parent / "channels" / "email" / "fixtures"
+KEY = "email-webhook-key"
+DOMAIN = "reply.example.com"
+
+
+def email_settings(settings, relay_port, **kw):
+    kw.setdefault("default_handler", "echo")
+    return settings.with_(smtp_host="127.0.0.1", smtp_port=relay_port, smtp_tls="none",
+                          email_from="support@example.com", email_reply_domain=DOMAIN, email_webhook_key=KEY,
+                          smtp_listen_port=free_port(), **kw)
+
+
+def mail(sender: str, to: str, subject: str, body: str, **headers) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = sender, to, subject
+    msg["Message-ID"] = make_msgid(domain="customer.example")
+    for k, v in headers.items():
+        msg[k.replace("_", "-")] = v
+    msg.set_content(body)
+    return msg
+
+
+async def deliver(port: int, msg: EmailMessage) -> None:
+    def send():
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+            smtp.send_message(msg)
+    await asyncio.to_thread(send)
+
+
+async def relayed(relay, n, timeout=15):
+    async def enough():
+        return len(relay.messages) >= n
+    await wait_for(enough, timeout=timeout, message=f"expected {n} relayed mails, got {len(relay.messages)}")
+    return relay.messages
+
+
+async def test_three_email_reply_chain_threads_and_replies_carry_headers(settings, pool, clean, redis_client):
+    from gateway.email_intake import start_smtp_listener
+
+    async with FakeSmtpRelay(hostname="127.0.0.1") as relay:
+        s = email_settings(settings, relay.port)
+        async with running_gateway(s) as (rt, url):
+            stop = await start_smtp_listener(rt)
+            try:
+                first = mail("Ana Pérez <Ana@Customer.example>", "support@example.com", "Order AB-12345", "Where is it?")
+                await deliver(s.smtp_listen_port, first)
+                reply1 = (await relayed(relay, 1))[0].message
+                assert reply1["In-Reply-To"] == first["Message-ID"]
+                assert reply1["Subject"] == "Re: Order AB-12345"
+                reply_to = reply1["Reply-To"]
+                assert reply_to.startswith("reply+") and reply_to.endswith("@" + DOMAIN)
+                # the customer answers from another address of hers, to the tokened reply address
+                second = mail("ana.work@company.example", reply_to, "Re: Order AB-12345",
+                              "Still waiting.\n\nOn Mon, Jan 8, 2024 at 10:00 AM Ana Pérez <ana@customer.example> wrote:\n> Where is it?",
+                              In_Reply_To=reply1["Message-ID"], References=f"{first['Message-ID']} {reply1['Message-ID']}")
+                await deliver(s.smtp_listen_port, second)
+                reply2 = (await relayed(relay, 2))[1].message
+                assert reply2["In-Reply-To"] == second["Message-ID"]
+                assert reply1["Message-ID"] in reply2["References"]
+                # a third mail with no token, only In-Reply-To to our second reply
+                third = mail("ana@customer.example", "support@example.com", "Re: Order AB-12345", "Thanks!",
+                             In_Reply_To=reply2["Message-ID"])
+                await deliver(s.smtp_listen_port, third)
+                await relayed(relay, 3)
+            finally:
+                await stop()
+    assert await pool.fetchval("SELECT count(*) FROM conversations") == 1
+    rows = await pool.fetch("SELECT direction, body FROM messages ORDER BY seq")
+    assert [r["direction"] for r in rows] == ["in", "out", "in", "out", "in", "out"]
+    assert rows[2]["body"] == "Still waiting."  # the quoted part is stripped for the bot
+    emails = {r["address"] for r in await pool.fetch("SELECT address FROM identities WHERE kind = 'email'")}
+    assert emails == {"ana@customer.example", "ana.work@company.example"}
+    assert "text/html" in {p.get_content_type() for p in relay.messages[0].message.walk()}
+
+
+async def test_auto_replies_are_stored_but_never_answered(settings, pool, clean, redis_client):
+    from gateway.email_intake import start_smtp_listener
+
+    async with FakeSmtpRelay(hostname="127.0.0.1") as relay:
+        s = email_settings(settings, relay.port)
+        async with running_gateway(s) as (rt, url):
+            stop = await start_smtp_listener(rt)
+            try:
+                raw = (FIXTURES / "outlook__out_of_office.eml").read_bytes()
+                await asyncio.to_thread(lambda: smtplib.SMTP("127.0.0.1", s.smtp_listen_port).sendmail(
+                    "pat.doe@contoso.example", ["support@example.com"], raw))
+
+                async def processed():
+                    return await pool.fetchval("SELECT processed_at IS NOT NULL FROM messages WHERE direction = 'in'")
+                await wait_for(processed)
+                await asyncio.sleep(0.3)
+            finally:
+                await stop()
+    assert relay.messages == []
+    assert await pool.fetchval("SELECT content->>'event' FROM messages WHERE kind = 'event'") == "auto_generated_ignored"
+
+
+async def test_sendgrid_needs_the_key_mailgun_needs_a_fresh_unreused_signature(settings, pool, clean, redis_client):
+    async with FakeSmtpRelay(hostname="127.0.0.1") as relay:
+        s = email_settings(settings, relay.port, default_handler="agent")
+        async with running_gateway(s) as (rt, url):
+            async with aiohttp.ClientSession() as http:
+                sg = aiohttp.FormData({"from": "Bo <bo@example.org>", "to": "support@example.com", "subject": "Hi",
+                                       "text": "Hello from SendGrid", "headers": "Message-ID: <sg-1@example.org>\n",
+                                       "envelope": '{"to":["support@example.com"],"from":"bo@example.org"}'})
+                async with http.post(f"{url}/webhooks/email/inbound", data=sg) as resp:
+                    assert resp.status == 401
+                async with http.post(f"{url}/webhooks/email/inbound?key={KEY}", data=sg) as resp:
+                    assert resp.status == 200, await resp.text()
+                ts, token = str(int(time.time())), "t" * 50
+                sig = hmac.new(KEY.encode(), (ts + token).encode(), hashlib.sha256).hexdigest()
+                mg = {"recipient": "support@example.com", "sender": "cy@example.org", "from": "cy@example.org",
+                      "subject": "Yo", "body-plain": "Hello from Mailgun", "Message-Id": "<mg-1@example.org>",
+                      "timestamp": ts, "token": token, "signature": sig,
+                      "message-headers": '[["Message-Id", "<mg-1@example.org>"]]'}
+                async with http.post(f"{url}/webhooks/email/inbound", data={**mg, "signature": "0" * 64}) as resp:
+                    assert resp.status == 403
+                stale_ts = str(int(time.time()) - 3600)
+                stale_sig = hmac.new(KEY.encode(), (stale_ts + token).encode(), hashlib.sha256).hexdigest()
+                async with http.post(f"{url}/webhooks/email/inbound",
+                                     data={**mg, "timestamp": stale_ts, "signature": stale_sig}) as resp:
+                    assert resp.status == 403
+                for _ in range(2):  # Mailgun retrying the same message is fine
+                    async with http.post(f"{url}/webhooks/email/inbound", data=mg) as resp:
+                        assert resp.status == 200
+                forged = {**mg, "Message-Id": "<other@example.org>", "body-plain": "forged",
+                          "message-headers": '[["Message-Id", "<other@example.org>"]]'}
+                async with http.post(f"{url}/webhooks/email/inbound", data=forged) as resp:
+                    assert resp.status == 406  # the token was used for another message
+    bodies = sorted(r["body"] for r in await pool.fetch("SELECT body FROM messages WHERE direction = 'in'"))
+    assert bodies == ["Hello from Mailgun", "Hello from SendGrid"]
+
+
+async def test_bounce_marks_our_message_undelivered(settings, pool, clean, redis_client):
+    from gateway.email_intake import start_smtp_listener
+
+    async with FakeSmtpRelay(hostname="127.0.0.1") as relay:
+        s = email_settings(settings, relay.port)
+        async with running_gateway(s) as (rt, url):
+            stop = await start_smtp_listener(rt)
+            try:
+                await deliver(s.smtp_listen_port, mail("dee@example.net", "support@example.com", "Q", "question"))
+                ours = (await relayed(relay, 1))[0].message
+                dsn = (FIXTURES / "bounce__dsn_user_unknown.eml").read_bytes().decode("utf-8", "replace")
+                import re
+                original = re.search(r"Message-ID:\s*(<[^>]+>)", dsn.split("message/rfc822", 1)[-1], re.I)
+                if original:
+                    dsn = dsn.replace(original.group(1), ours["Message-ID"])
+                await asyncio.to_thread(lambda: smtplib.SMTP("127.0.0.1", s.smtp_listen_port).sendmail(
+                    "", ["support@example.com"], dsn.encode()))
+
+                async def bounced():
+                    return await pool.fetchval("SELECT status FROM messages WHERE direction = 'out'") == "undelivered"
+                await wait_for(bounced)
+            finally:
+                await stop()
+    assert len(relay.messages) == 1  # the bounce itself is never answered
+
+
+async def test_marketing_email_one_click_unsubscribe(settings, pool, clean, redis_client):
+    async with FakeSmtpRelay(hostname="127.0.0.1") as relay:
+        # RFC 8058 one-click needs an https link: the public URL is https, the test calls the local port
+        s = email_settings(settings, relay.port, default_handler="agent", public_url="https://gw.example.test")
+        async with running_gateway(s, roles=("http",)) as (rt, url):
+            async with aiohttp.ClientSession() as http:
+                body = {"client_message_id": "x", "contact": {"email": "eve@example.org"}, "text": "hi"}
+                async with http.post(f"{url}/api/v1/inbound", json=body,
+                                     headers={"Authorization": "Bearer admin-test-token"}) as resp:
+                    conv = (await resp.json())["conversation_id"]
+            async with pool.acquire() as c, c.transaction():
+                await thread.queue_outbound(c, conv, text="Spring sale!", author_type="journey",
+                                            purpose=Purpose.MARKETING, channel=Channel.EMAIL, subject="Sale")
+            await rt.outbox.send_due()
+            sent = (await relayed(relay, 1))[0].message
+            link = sent["List-Unsubscribe"].split(",")[0].strip("<> ")
+            assert link.startswith("https://gw.example.test/unsubscribe/")
+            assert sent["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+            path = link[link.index("/unsubscribe/"):]
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"{url}{path}") as resp:      # prefetch: must not unsubscribe
+                    assert resp.status == 200 and "Unsubscribe" in await resp.text()
+                assert await pool.fetchval("SELECT count(*) FROM consents") == 0
+                for _ in range(2):                                # idempotent, no redirect
+                    async with http.post(f"{url}{path}", data={"List-Unsubscribe": "One-Click"},
+                                         allow_redirects=False) as resp:
+                        assert resp.status == 200
+                async with http.post(f"{url}/unsubscribe/forged-token", data={}) as resp:
+                    assert resp.status == 404
+            async with pool.acquire() as c, c.transaction():
+                with pytest.raises(thread.NoRoute) as no_route:
+                    await thread.queue_outbound(c, conv, text="Another sale!", author_type="journey",
+                                                purpose=Purpose.MARKETING, channel=Channel.EMAIL, subject="Sale 2")
+                assert no_route.value.reasons == {"email": "no_marketing_consent"}
+                await thread.queue_outbound(c, conv, text="Your receipt", author_type="system",
+                                            purpose=Purpose.TRANSACTIONAL, channel=Channel.EMAIL, subject="Receipt")
+            await rt.outbox.send_due()
+            await relayed(relay, 2)
+    assert [m.message["Subject"] for m in relay.messages] == ["Sale", "Receipt"]
+    assert "List-Unsubscribe" not in relay.messages[1].message
+
+
+async def test_email_attachments_are_stored_by_content_hash(settings, pool, clean, redis_client):
+    from gateway.email_intake import start_smtp_listener
+
+    async with FakeSmtpRelay(hostname="127.0.0.1") as relay:
+        s = email_settings(settings, relay.port, default_handler="agent")
+        async with running_gateway(s) as (rt, url):
+            stop = await start_smtp_listener(rt)
+            try:
+                msg = mail("fay@example.org", "support@example.com", "Photo", "See attached")
+                msg.add_attachment(b"\x89PNG fake image bytes", maintype="image", subtype="png", filename="schäden.png")
+                await deliver(s.smtp_listen_port, msg)
+            finally:
+                await stop()
+    content = await pool.fetchval("SELECT content FROM messages WHERE direction = 'in'")
+    att = content["attachments"][0]
+    assert att["filename"] == "schäden.png" and att["content_type"] == "image/png"
+    assert await pool.fetchval("SELECT data FROM blobs WHERE ref = $1", att["content_ref"]) == b"\x89PNG fake image bytes"
