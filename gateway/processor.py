@@ -44,17 +44,23 @@ class Turn:
         return self.conversation["id"]
 
     async def reply(self, text: str, **kwargs) -> int | None:
-        """Queue a reply; when no channel may carry it (opted out, window closed) the thread records
-        why instead, and the turn goes on."""
-        kwargs.setdefault("author_type", "bot")
-        kwargs.setdefault("policy", routing.policy_from_settings(self.settings))
-        try:
-            return await thread.queue_outbound(self.conn, self.conversation_id, text=text,
-                                               effects=self.effects, **kwargs)
-        except thread.NoRoute as exc:
-            await thread.add_event(self.conn, self.conversation_id, f"Reply not sent: {exc}",
-                                   event="reply_not_sent", details={"reasons": exc.reasons})
-            return None
+        return await send_bot_reply(self.conn, self.conversation_id, text, settings=self.settings,
+                                    effects=self.effects, **kwargs)
+
+
+async def send_bot_reply(conn: asyncpg.Connection, conversation_id: int, text: str, *, settings: Settings,
+                         effects: thread.Effects, **kwargs) -> int | None:
+    """Queue a bot/system reply; when no channel may carry it (opted out, window closed, no live
+    provider) the thread records why instead, and the turn goes on."""
+    kwargs.setdefault("author_type", "bot")
+    kwargs.setdefault("policy", routing.policy_from_settings(settings))
+    kwargs.setdefault("max_attempts", settings.outbox_max_attempts)
+    try:
+        return await thread.queue_outbound(conn, conversation_id, text=text, effects=effects, **kwargs)
+    except thread.NoRoute as exc:
+        await thread.add_event(conn, conversation_id, f"Reply not sent: {exc}",
+                               event="reply_not_sent", details={"reasons": exc.reasons})
+        return None
 
 
 class Handler(Protocol):

@@ -40,6 +40,7 @@ class Settings:
     admin_token: str | None = None
     default_handler: str = "flow"         # flow | agent | echo
     default_flow: str = "support"
+    channel_flows: str = ""               # "sms=support,email=email_support": start flow per channel
     flows_dir: Path | None = None
     business_api_base: str | None = None
     max_body_bytes: int = 1024 * 1024
@@ -228,6 +229,7 @@ ENV: dict[str, tuple[str, object]] = {
     "GATEWAY_DEFAULT_HANDLER": ("default_handler", _choice("flow", "agent", "echo")),
     "GATEWAY_DEFAULT_FLOW": ("default_flow", _str),
     "GATEWAY_FLOWS_DIR": ("flows_dir", lambda n, r: Path(r)),
+    "GATEWAY_CHANNEL_FLOWS": ("channel_flows", _str),
     "GATEWAY_BUSINESS_API_BASE": ("business_api_base", _HTTP),
     "GATEWAY_MAX_BODY_BYTES": ("max_body_bytes", _int),
     "TWILIO_ACCOUNT_SID": ("twilio_account_sid", _str),

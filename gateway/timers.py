@@ -70,11 +70,11 @@ async def cancel(conn: asyncpg.Connection, *, kind: str | None = None, conversat
 
 
 class TimerService:
-    def __init__(self, pool: asyncpg.Pool, handlers: Mapping[str, TimerHandler], *,
+    def __init__(self, pool: asyncpg.Pool, handlers: dict[str, TimerHandler], *,
                  clock: Clock | None = None, batch: int = 200,
                  after_commit: Callable[[Effects], Awaitable[None]] | None = None):
         self.pool = pool
-        self.handlers = dict(handlers)
+        self.handlers = handlers  # shared: plugins may register kinds after start
         self.clock = clock or Clock()
         self.batch = batch
         self.after_commit = after_commit

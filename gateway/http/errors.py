@@ -42,7 +42,7 @@ async def error_middleware(request: web.Request, handler):
     except ApiError as exc:
         log.info("request rejected", path=request.path, status=exc.status, code=exc.code)
         return exc.response()
-    except web.HTTPRequestEntityTooLarge as exc:
+    except web.HTTPRequestEntityTooLarge:
         log.info("request rejected", path=request.path, status=413, code="too_large")
         return json_error(413, "too_large", f"request body exceeds {request.client_max_size} bytes")
     except web.HTTPException:

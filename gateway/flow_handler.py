@@ -1,0 +1,188 @@
+"""The bot: runs a conversation's turn through its flow and writes what the turn decided.
+
+One FlowRegistry (one transitions machine per flow version) serves every conversation. A
+conversation's flow name, version, state and slots live in `conversations` (flow_data holds the
+engine's full state) and are attached only while its message is processed. Every flow version a
+conversation may be on is stored in `flow_versions`, so after a deploy that changes a flow,
+conversations in progress continue on the version they started with.
+
+Everything a turn decides (state, replies, timers, attributes, labels, events, escalation) is
+written in the worker's transaction, together with the "processed" mark.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import asyncpg
+
+from gateway import thread, timers
+from gateway.flows.actions import ActionContext, ActionRegistry
+from gateway.flows.engine import ConversationState, Engine, TurnInput, TurnResult
+from gateway.flows.loader import FlowRegistry
+from gateway.log import get_logger
+from gateway.processor import Turn, escalate, send_bot_reply
+from gateway.types import Channel
+
+log = get_logger(__name__)
+
+FLOW_TIMER = "flow_timeout"
+REPO_FLOWS = Path(__file__).resolve().parent.parent / "flows"
+
+
+def parse_channel_flows(spec: str) -> dict[str, str]:
+    """"sms=support,email=email_support" -> {"sms": "support", "email": "email_support"}."""
+    out = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        channel, _, flow = part.partition("=")
+        out[Channel(channel.strip()).value] = flow.strip()
+    return out
+
+
+class FlowHandler:
+    def __init__(self, runtime, registry: FlowRegistry, engine: Engine):
+        self.rt = runtime
+        self.registry = registry
+        self.engine = engine
+
+    # -- processing a customer message ----------------------------------------------------------
+    async def handle(self, turn: Turn) -> None:
+        conv, msg = turn.conversation, turn.message
+        content = msg["content"] or {}
+        inp = TurnInput(text=msg["body"] or "", channel=Channel(msg["channel"]), reply_id=content.get("reply_id"),
+                        now=self.rt.clock.now(), attributes=await self._attributes(turn.conn, conv["contact_id"]))
+        ctx = self._context(conv, inp)
+        state = await self._state(turn.conn, conv)
+        if state is None:
+            result = await self.engine.begin(inp, ctx)
+        else:
+            result = await self.engine.turn(state, inp, ctx)
+        await self.apply(turn.conn, conv, result, turn.effects)
+
+    def _context(self, conv, inp: TurnInput) -> ActionContext:
+        settings = {"business_api_base": self.rt.settings.business_api_base, "http_timeout": 5}
+        return ActionContext(session=self.rt.http, settings=settings, attributes=inp.attributes,
+                             conversation_id=conv["id"])
+
+    @staticmethod
+    async def _attributes(conn: asyncpg.Connection, contact_id: int) -> dict:
+        return dict(await conn.fetchval("SELECT attributes FROM contacts WHERE id = $1", contact_id) or {})
+
+    async def _state(self, conn: asyncpg.Connection, conv) -> ConversationState | None:
+        data = conv["flow_data"] or {}
+        if not conv["flow_name"] or not data.get("state"):
+            return None
+        state = ConversationState.from_dict(data)
+        if not self.registry.has(state.flow, state.version):
+            text = await conn.fetchval("SELECT definition FROM flow_versions WHERE name = $1 AND version = $2",
+                                       state.flow, state.version)
+            if text is None:  # should not happen: every version a conversation uses is stored
+                log.warning("flow version missing; restarting the conversation's flow",
+                            flow=state.flow, version=state.version)
+                return None
+            self.registry.add_version(state.flow, text)
+        return state
+
+    # -- writing a turn's decisions ------------------------------------------------------------
+    async def apply(self, conn: asyncpg.Connection, conv, result: TurnResult, effects: thread.Effects) -> None:
+        cid = conv["id"]
+        state = result.state
+        if result.ended:
+            await conn.execute(
+                """UPDATE conversations SET flow_name = NULL, flow_version = NULL, flow_state = NULL,
+                       flow_data = '{}'::jsonb, updated_at = now() WHERE id = $1""", cid)
+        else:
+            await conn.execute(
+                """UPDATE conversations SET flow_name = $2, flow_version = $3, flow_state = $4, flow_data = $5,
+                       updated_at = now() WHERE id = $1""", cid, state.flow, state.version, state.state,
+                state.to_dict())
+        for reply in result.replies:
+            await send_bot_reply(conn, cid, reply.text, settings=self.rt.settings, effects=effects,
+                                 buttons=reply.buttons, button_label=reply.button_label)
+        now = self.rt.clock.now()
+        for name in set(result.cancel_timers) | {t.name for t in result.timers}:
+            await conn.execute(
+                """UPDATE timers SET state = 'cancelled' WHERE kind = $1 AND conversation_id = $2
+                   AND state = 'pending' AND payload->>'name' = $3""", FLOW_TIMER, cid, name)
+        for timer in result.timers:
+            await timers.schedule(conn, kind=FLOW_TIMER, due_at=now + timer.delay, conversation_id=cid,
+                                  payload={"name": timer.name, "flow": state.flow, "version": state.version})
+        if result.attribute_updates:
+            await conn.execute("UPDATE contacts SET attributes = attributes || $2::jsonb, updated_at = now() "
+                               "WHERE id = $1", conv["contact_id"], dict(result.attribute_updates))
+        if result.tags:
+            await conn.execute(
+                """UPDATE conversations SET labels = ARRAY(SELECT DISTINCT unnest(labels || $2::text[]))
+                   WHERE id = $1""", cid, list(result.tags))
+        for name, properties in result.events:
+            await self._emit(conn, conv["contact_id"], name, dict(properties), effects)
+        if result.escalation is not None:
+            esc = result.escalation
+            await escalate(conn, cid, reason=esc.reason, summary=esc.summary, effects=effects)
+
+    async def _emit(self, conn, contact_id: int, name: str, properties: dict, effects) -> None:
+        try:
+            from gateway.journeys.events import emit_event
+        except ImportError:
+            log.info("flow emitted an event but journeys are not installed", event=name)
+            return
+        await emit_event(conn, self.rt, contact_id, name, properties, effects, source="flow")
+
+    # -- timers and hand-back ------------------------------------------------------------------
+    async def on_timer(self, conn: asyncpg.Connection, timer, effects: thread.Effects) -> None:
+        """A flow timeout fired ("no reply in 10 minutes"): run the turn, unless an agent owns it now."""
+        cid = timer["conversation_id"]
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", cid)  # serialize with message processing
+        conv = await conn.fetchrow("SELECT * FROM conversations WHERE id = $1", cid)
+        if conv is None or conv["mode"] != "bot":
+            return
+        state = await self._state(conn, conv)
+        if state is None or state.flow != timer["payload"].get("flow"):
+            return
+        inp = TurnInput(event=f"timeout:{timer['payload']['name']}", now=self.rt.clock.now(),
+                        channel=Channel(conv["last_inbound_channel"]) if conv["last_inbound_channel"] else None,
+                        attributes=await self._attributes(conn, conv["contact_id"]))
+        result = await self.engine.turn(state, inp, self._context(conv, inp))
+        await self.apply(conn, conv, result, effects)
+
+    async def hand_back(self, conn: asyncpg.Connection, conversation_id: int, state_name: str,
+                        effects: thread.Effects, flow_name: str | None = None) -> None:
+        """An agent returns the conversation to the bot at `state_name` (FlowError if unknown)."""
+        conv = await conn.fetchrow("SELECT * FROM conversations WHERE id = $1", conversation_id)
+        current = await self._state(conn, conv)
+        if current is None or (flow_name and flow_name != current.flow):
+            flow = self.registry.get(flow_name or self.registry.default_flow)
+            current = ConversationState(flow.name, flow.version, flow.start)
+        channel = Channel(conv["last_inbound_channel"]) if conv["last_inbound_channel"] else None
+        result = self.engine.resume_at(current, state_name, now=self.rt.clock.now(), channel=channel)
+        await conn.execute("UPDATE conversations SET mode = 'bot', assignee_id = NULL, waiting_since = NULL, "
+                           "updated_at = now() WHERE id = $1", conversation_id)
+        await thread.add_event(conn, conversation_id, f"Handed back to the bot at {state_name}",
+                               event="handed_back", details={"flow": current.flow, "state": state_name})
+        await self.apply(conn, conv, result, effects)
+        effects.emit("conversation.updated", conversation_id=conversation_id, mode="bot")
+
+
+async def store_versions(pool: asyncpg.Pool, registry: FlowRegistry) -> None:
+    """Keep every current flow version's text, so conversations can always resume on it."""
+    async with pool.acquire() as conn:
+        for flow in registry.current_versions():
+            await conn.execute(
+                """INSERT INTO flow_versions (name, version, definition) VALUES ($1, $2, $3)
+                   ON CONFLICT (name, version) DO NOTHING""", flow.name, flow.version, flow.text)
+
+
+def flows_directory(settings) -> Path:
+    if settings.flows_dir:
+        return Path(settings.flows_dir)
+    return Path("flows") if (Path("flows") / f"{settings.default_flow}.yaml").is_file() else REPO_FLOWS
+
+
+def build_flow_handler(runtime) -> FlowHandler:
+    s = runtime.settings
+    registry = FlowRegistry.from_directory(flows_directory(s), default_flow=s.default_flow,
+                                           channel_flows=parse_channel_flows(s.channel_flows))
+    handler = FlowHandler(runtime, registry, Engine(registry, ActionRegistry.default()))
+    runtime.timer_handlers[FLOW_TIMER] = handler.on_timer
+    runtime.flow_handler = handler
+    return handler

@@ -1,0 +1,117 @@
+"""`gateway flows test|draw|check`: replay transcripts, draw diagrams, validate definitions.
+
+The main CLI calls `add_subparser(subparsers)`; `python -m gateway.flows.cli test support` works too.
+Each command is `func(args, settings=None) -> exit code`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gateway.flows.model import FlowError
+
+_REPO_FLOWS = Path(__file__).resolve().parents[2] / "flows"
+
+
+def flows_dir(args, settings=None) -> Path:
+    """--dir, else the GATEWAY_FLOWS_DIR setting, else ./flows, else the checkout's flows/."""
+    if getattr(args, "dir", None):
+        return Path(args.dir)
+    configured = getattr(settings, "flows_dir", None)
+    if configured:
+        return Path(configured)
+    return Path("flows") if Path("flows").is_dir() else _REPO_FLOWS
+
+
+def cmd_test(args, settings=None) -> int:
+    from gateway.flows.transcript import run_transcripts
+
+    directory = flows_dir(args, settings)
+    try:
+        report = run_transcripts(directory, args.name)
+    except FlowError as exc:
+        print(f"flows: {exc}", file=sys.stderr)
+        return 1
+    if not report.results:
+        print(f"flows: no transcript cases found in {directory}" + (f" for {args.name!r}" if args.name else ""),
+              file=sys.stderr)
+        return 1
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def cmd_draw(args, settings=None) -> int:
+    from gateway.flows.draw import render_graphviz, to_dot, to_mermaid, via_transitions
+    from gateway.flows.loader import FlowRegistry
+
+    try:
+        flow = FlowRegistry.from_directory(flows_dir(args, settings)).get(args.name)
+    except FlowError as exc:
+        print(f"flows: {exc}", file=sys.stderr)
+        return 1
+    mermaid = via_transitions(flow) if args.engine == "transitions" else to_mermaid(flow)
+    if not args.out:
+        print(mermaid, end="")
+        return 0
+    out = Path(args.out)
+    suffix = out.suffix.lower()
+    if suffix in (".svg", ".png"):
+        if render_graphviz(to_dot(flow), out):
+            print(f"wrote {out}")
+            return 0
+        fallback = out.with_suffix(".mmd")
+        fallback.write_text(mermaid, encoding="utf-8")
+        print(f"Graphviz 'dot' is not on PATH, so no {suffix[1:].upper()}: wrote Mermaid to {fallback} instead "
+              "(install graphviz for images).", file=sys.stderr)
+        return 0
+    out.write_text(to_dot(flow) if suffix in (".dot", ".gv") else mermaid, encoding="utf-8")
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_check(args, settings=None) -> int:
+    from gateway.flows.loader import FlowRegistry
+
+    try:
+        registry = FlowRegistry.from_directory(flows_dir(args, settings))
+    except FlowError as exc:
+        print(f"flows: {exc}", file=sys.stderr)
+        return 1
+    for flow in registry.current_versions():
+        print(f"ok  {flow.name}  version {flow.version}  {len(flow.states)} states  ({flow.source})")
+    return 0
+
+
+def add_subparser(subparsers) -> argparse.ArgumentParser:
+    flows = subparsers.add_parser("flows", help="test, draw and check conversation flows")
+    sub = flows.add_subparsers(dest="flows_command", required=True)
+
+    test = sub.add_parser("test", help="replay the transcript tests beside each flow")
+    test.add_argument("name", nargs="?", help="only this flow")
+    test.add_argument("--dir", help="flows directory (default: GATEWAY_FLOWS_DIR or ./flows)")
+    test.set_defaults(func=cmd_test)
+
+    draw = sub.add_parser("draw", help="print a Mermaid diagram of a flow (or write .mmd/.dot/.svg/.png)")
+    draw.add_argument("name")
+    draw.add_argument("--out", help="file to write; .svg/.png need Graphviz 'dot' on PATH")
+    draw.add_argument("--engine", choices=("gateway", "transitions"), default="gateway",
+                      help="our labelled diagram (default) or transitions' own Mermaid output")
+    draw.add_argument("--dir")
+    draw.set_defaults(func=cmd_draw)
+
+    check = sub.add_parser("check", help="load and validate every flow definition")
+    check.add_argument("--dir")
+    check.set_defaults(func=cmd_check)
+    return flows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gateway")
+    add_subparser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["flows", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args, None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
