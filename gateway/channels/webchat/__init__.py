@@ -1,0 +1,12 @@
+"""The web chat channel: visitor sessions, the socket protocol, identification, the outbound sender.
+
+  tokens.py    signed, expiring visitor session tokens and the business's identity tokens (pure)
+  protocol.py  client frame parsing, server frame rendering, per-connection rate limit, Origin check (pure)
+  store.py     the PostgreSQL reads and status writes a chat socket needs
+  identify.py  linking a visitor to a known contact, merging an anonymous thread into theirs
+  hub.py       one Redis pub/sub connection per process, fanning chat events out to local sockets
+  sender.py    the ChannelSender for Channel.WEBCHAT
+  plugin.py    runtime plugin: puts the WebchatSender in place of the sandbox sender
+
+The HTTP side (routes, the socket loop) lives in gateway.http.chat and gateway.http.chat_socket.
+"""

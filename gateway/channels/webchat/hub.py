@@ -1,0 +1,111 @@
+"""Per-process fan-in of chat events: one Redis pub/sub connection shared by every local socket.
+
+A socket registers a listener for its conversation's channel (`Keys.chat_channel`) and its visitor's
+channel (`visitor_channel`); the hub subscribes in Redis while at least one local listener wants a
+channel. Events are hints ("something changed in conversation N"): sockets read the messages
+themselves from PostgreSQL by seq, so an event lost while Redis restarts costs latency, not data.
+After a pub/sub failure every listener gets a synthetic `chat.resync` so it re-reads.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Callable
+
+import redis.asyncio as aioredis
+
+from gateway.log import get_logger
+from gateway.queue import Keys
+
+log = get_logger(__name__)
+
+Listener = Callable[[dict], None]
+
+
+def visitor_channel(keys: Keys, visitor_id: str) -> str:
+    """Events for all tabs of one visitor, before and across threads (bound, identified)."""
+    return f"{keys.prefix}:chat:v:{visitor_id}"
+
+
+class ChatHub:
+    def __init__(self, redis: aioredis.Redis):
+        self.redis = redis
+        self.pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        self.listeners: dict[str, set[Listener]] = {}
+        self._wanted = asyncio.Event()
+        self._stale = False          # Redis subscriptions may not match `listeners`: redo them
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="chat-hub")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.pubsub.aclose()
+
+    async def subscribe(self, channel: str, listener: Listener) -> None:
+        listeners = self.listeners.setdefault(channel, set())
+        first = not listeners
+        listeners.add(listener)
+        if first:
+            try:
+                await self.pubsub.subscribe(channel)
+            except Exception as exc:  # Redis down: the run loop resubscribes and sockets resync
+                log.warning("chat subscribe failed", error=str(exc))
+                self._stale = True
+            self._wanted.set()
+
+    async def unsubscribe(self, channel: str, listener: Listener) -> None:
+        listeners = self.listeners.get(channel)
+        if listeners is None:
+            return
+        listeners.discard(listener)
+        if not listeners:
+            del self.listeners[channel]
+            try:
+                await self.pubsub.unsubscribe(channel)
+            except Exception as exc:
+                log.debug("chat unsubscribe failed", error=str(exc))
+
+    async def _run(self) -> None:
+        while True:
+            if not self.listeners:
+                self._wanted.clear()
+                await self._wanted.wait()
+                continue
+            try:
+                if self._stale:
+                    await self.pubsub.subscribe(*self.listeners)
+                    self._stale = False
+                    log.info("chat pub/sub connection restored")
+                    self._broadcast({"type": "chat.resync"})
+                message = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not self._stale:
+                    log.warning("chat pub/sub connection lost; retrying", error=str(exc))
+                self._stale = True
+                await asyncio.sleep(1.0)
+                continue
+            if message and message.get("type") == "message":
+                self._dispatch(message)
+
+    def _dispatch(self, message: dict) -> None:
+        channel = message["channel"]
+        channel = channel.decode() if isinstance(channel, bytes) else channel
+        try:
+            event = json.loads(message["data"])
+        except (ValueError, TypeError):
+            return
+        if not isinstance(event, dict):
+            return
+        for listener in list(self.listeners.get(channel, ())):
+            listener(event)
+
+    def _broadcast(self, event: dict) -> None:
+        for listeners in list(self.listeners.values()):
+            for listener in list(listeners):
+                listener(event)

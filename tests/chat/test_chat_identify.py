@@ -1,0 +1,215 @@
+"""Identifying a chat visitor: one contact, one thread, whatever the channel.
+
+The email adapter is written separately; until it lands, an inbound email is a normalized
+Inbound(channel=EMAIL, provider="smtp") taken through gateway.intake.accept, exactly what the
+adapter hands over.
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from gateway import intake, thread
+from gateway.channels.webchat.identify import merge_contacts
+from gateway.channels.webchat.tokens import sign_identity
+from gateway.testing import wait_for
+from gateway.types import Channel, Inbound
+
+from chat_support import chat_gateway, new_session, open_tab
+from conftest import IDENTITY_SECRET
+
+pytestmark = pytest.mark.usefixtures("clean")
+
+
+def identity(**claims) -> str:
+    return sign_identity(IDENTITY_SECRET, {"exp": int(time.time()) + 600, **claims})
+
+
+def email(message_id: str, sender: str, text: str) -> Inbound:
+    return Inbound(channel=Channel.EMAIL, provider="smtp", provider_message_id=message_id, sender=sender,
+                   text=text, subject="Order 1042", recipient="support@shop.example")
+
+
+async def thread_of(pool, conversation_id: int) -> list[tuple]:
+    rows = await pool.fetch(
+        """SELECT seq, direction, channel, body FROM messages
+           WHERE conversation_id = $1 AND kind = 'message' ORDER BY seq""", conversation_id)
+    return [(r["direction"], r["channel"], r["body"]) for r in rows]
+
+
+async def wait_replies(pool, n: int) -> None:
+    await wait_for(lambda: _count_out(pool, n), message=f"expected {n} bot replies")
+
+
+async def _count_out(pool, n):
+    return await pool.fetchval("SELECT count(*) FROM messages WHERE direction = 'out'") >= n
+
+
+async def test_chat_then_identify_by_email_then_email_is_one_thread(chat_settings, http, pool):
+    async with chat_gateway(chat_settings) as (rt, base):
+        s = await new_session(http, base)
+        tab = await open_tab(http, base, s["token"])
+        await tab.say("c1", "Where is my order?")
+        await tab.next("message", direction="out")
+
+        await tab.send(type="identify", token=identity(email="Ann@Example.com", name="Ann"))
+        done = await tab.next("identified")
+        cid = done["conversation_id"]
+        contact_id = await pool.fetchval("SELECT contact_id FROM conversations WHERE id = $1", cid)
+        identities = {(r["kind"], r["address"]) for r in await pool.fetch(
+            "SELECT kind, address FROM identities WHERE contact_id = $1", contact_id)}
+        assert identities == {("chat", s["visitor_id"]), ("email", "ann@example.com")}
+
+        # later the same customer writes an email: it lands in the same thread, after the chat
+        result = await intake.accept(rt, email("<m1@example.com>", "ann@example.com", "Any news?"))
+        assert result.conversation_id == cid and result.contact_id == contact_id
+        await wait_replies(pool, 2)
+        assert await thread_of(pool, cid) == [
+            ("in", "webchat", "Where is my order?"), ("out", "webchat", "You said: Where is my order?"),
+            ("in", "email", "Any news?"), ("out", "email", "You said: Any news?")]
+        # and the open tab shows it too (the thread is one, the channel is labelled)
+        seen = await tab.next("message", channel="email", direction="in")
+        assert seen["text"] == "Any news?"
+        assert await pool.fetchval("SELECT count(*) FROM contacts") == 1
+        await tab.close()
+
+
+async def test_identify_merges_the_anonymous_chat_into_the_known_contacts_thread(chat_settings, http, pool):
+    async with chat_gateway(chat_settings) as (rt, base):
+        # a known customer: wrote an email yesterday
+        known = await intake.accept(rt, email("<old@example.com>", "bob@example.com", "Hi from email"))
+        await wait_replies(pool, 1)
+        await pool.execute("UPDATE messages SET created_at = created_at - interval '1 day'")
+
+        s = await new_session(http, base)
+        tab = await open_tab(http, base, s["token"])
+        other_tab = await open_tab(http, base, s["token"])
+        await tab.say("b1", "Hello from chat")
+        await tab.next("message", direction="out")
+        chat_cid = await pool.fetchval(
+            "SELECT c.id FROM conversations c JOIN identities i ON i.contact_id = c.contact_id "
+            "WHERE i.kind = 'chat'")
+        assert chat_cid != known.conversation_id
+
+        await tab.send(type="identify", token=identity(email="bob@example.com"))
+        assert (await tab.next("identified"))["conversation_id"] == known.conversation_id
+        for t in (tab, other_tab):   # every tab drops the old numbering and gets the merged thread
+            assert (await t.next("reset"))["conversation_id"] == known.conversation_id
+            texts = [(await t.next("message"))["text"] for _ in range(4)]
+            assert texts == ["Hi from email", "You said: Hi from email", "Hello from chat",
+                             "You said: Hello from chat"]
+
+        assert await pool.fetchval("SELECT count(*) FROM conversations WHERE id = $1", chat_cid) == 0
+        rows = await pool.fetch("SELECT seq, kind FROM messages WHERE conversation_id = $1 ORDER BY seq",
+                                known.conversation_id)
+        assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
+        assert rows[-1]["kind"] == "event"          # "Chat visitor identified as bob@example.com"
+        assert await pool.fetchval("SELECT last_seq FROM conversations WHERE id = $1",
+                                   known.conversation_id) == len(rows)
+        assert await pool.fetchval("SELECT merged_into FROM contacts WHERE id <> $1",
+                                   known.contact_id) == known.contact_id
+
+        # the thread goes on: chat and email alike
+        await tab.say("b2", "Still there?")
+        ack = await tab.next("ack", client_msg_id="b2")
+        assert ack["seq"] == len(rows) + 1
+        await tab.close()
+        await other_tab.close()
+
+
+async def test_identity_errors_are_error_frames(chat_settings, http):
+    async with chat_gateway(chat_settings) as (rt, base):
+        tab = await open_tab(http, base, (await new_session(http, base))["token"])
+        forged = sign_identity("not-the-secret", {"email": "x@example.com", "exp": int(time.time()) + 60})
+        for token, code in ((forged, "identity_invalid"),
+                            (identity(email="x@example.com", exp=int(time.time()) - 1), "identity_expired"),
+                            (identity(name="nobody"), "identity_invalid"),
+                            (identity(email="not an email"), "identity_invalid")):
+            await tab.send(type="identify", token=token)
+            assert (await tab.next("error"))["code"] == code
+        await tab.close()
+    async with chat_gateway(chat_settings.with_(chat_identity_secret=None)) as (rt, base):
+        tab = await open_tab(http, base, (await new_session(http, base))["token"])
+        await tab.send(type="identify", token=identity(email="x@example.com"))
+        assert (await tab.next("error"))["code"] == "identity_unavailable"
+        await tab.close()
+
+
+async def test_session_with_identity_links_before_the_first_message(chat_settings, http, pool):
+    async with chat_gateway(chat_settings) as (rt, base):
+        s = await new_session(http, base, identity=identity(external_id="cust-77", phone="+1 415 555 0100"))
+        assert s["identified"] is True and s["conversation_id"] is None
+        tab = await open_tab(http, base, s["token"])
+        assert tab.ready["identified"] is True
+        await tab.say("p1", "hi")
+        await tab.next("message", direction="out")
+        # an SMS from the same phone number is the same thread
+        sms = Inbound(channel=Channel.SMS, provider="twilio", provider_message_id="SM1", sender="+14155550100",
+                      text="texting now")
+        result = await intake.accept(rt, sms)
+        assert await pool.fetchval("SELECT count(*) FROM conversations") == 1
+        assert result.conversation_id == await pool.fetchval("SELECT id FROM conversations")
+        async with http.post(f"{base}/chat/session", json={"identity": "forged.00"}) as r:
+            assert r.status == 400 and (await r.json())["error"]["code"] == "identity_invalid"
+        await tab.close()
+
+
+async def test_a_second_person_on_the_same_browser_does_not_get_the_first_ones_history(chat_settings, http, pool):
+    async with chat_gateway(chat_settings) as (rt, base):
+        s = await new_session(http, base)
+        tab = await open_tab(http, base, s["token"])
+        await tab.send(type="identify", token=identity(email="first@example.com"))
+        await tab.next("identified")
+        await tab.say("f1", "first person's secret")
+        await tab.next("message", direction="out")
+        first_cid = await pool.fetchval("SELECT id FROM conversations")
+
+        await tab.send(type="identify", token=identity(email="second@example.com"))
+        done = await tab.next("identified")
+        assert done["conversation_id"] is None          # the second person has no thread yet
+        await tab.next("reset")
+        await tab.say("s1", "second person here")
+        ack = await tab.next("ack", client_msg_id="s1")
+        assert ack["seq"] == 1
+        # first person's thread is untouched and not shown after the reset
+        assert await thread_of(pool, first_cid) == [
+            ("in", "webchat", "first person's secret"), ("out", "webchat", "You said: first person's secret")]
+        fresh = await open_tab(http, base, s["token"])
+        history = [(await fresh.next("message"))["text"] for _ in range(2)]
+        assert history == ["second person here", "You said: second person here"]
+        assert "first person's secret" not in [f.get("text") for f in fresh.seen]
+        await tab.close()
+        await fresh.close()
+
+
+async def test_merge_contacts_resequences_both_threads_in_time_order(pool, clean):
+    now = datetime.now(timezone.utc)
+
+    async def contact_with_thread(name: str, times: list[int]) -> tuple[int, int]:
+        contact = await pool.fetchval("INSERT INTO contacts (name) VALUES ($1) RETURNING id", name)
+        await pool.execute("INSERT INTO identities (contact_id, kind, address) VALUES ($1, 'api', $2)",
+                           contact, name)
+        conv = await pool.fetchval("INSERT INTO conversations (contact_id) VALUES ($1) RETURNING id", contact)
+        for minute in times:
+            async with pool.acquire() as conn:
+                mid, _ = await thread.append(conn, conv, direction="in", channel="api",
+                                             body=f"{name}@{minute}", author_type="customer")
+                await conn.execute("UPDATE messages SET created_at = $2 WHERE id = $1", mid,
+                                   now + timedelta(minutes=minute))
+        return contact, conv
+
+    a, a_conv = await contact_with_thread("alice", [1, 4, 6])
+    b, b_conv = await contact_with_thread("bob", [2, 3, 5])
+    effects = thread.Effects()
+    async with pool.acquire() as conn, conn.transaction():
+        target = await merge_contacts(conn, b, a, effects=effects)
+    assert target == a_conv
+    rows = await pool.fetch("SELECT seq, body, kind FROM messages WHERE conversation_id = $1 ORDER BY seq", a_conv)
+    assert [r["body"] for r in rows if r["kind"] == "message"] == [
+        "alice@1", "bob@2", "bob@3", "alice@4", "bob@5", "alice@6"]
+    assert [r["seq"] for r in rows] == list(range(1, 8))
+    assert await pool.fetchval("SELECT last_seq FROM conversations WHERE id = $1", a_conv) == 7
+    assert await pool.fetchval("SELECT count(*) FROM identities WHERE contact_id = $1", a) == 2
+    assert {e[1]["conversation_id"] for e in effects.events if e[0] == "conversation.merged"} == {a_conv, b_conv}
