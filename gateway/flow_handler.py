@@ -124,7 +124,7 @@ class FlowHandler:
         try:
             from gateway.journeys.events import emit_event
         except ImportError:
-            log.info("flow emitted an event but journeys are not installed", event=name)
+            log.info("flow emitted an event but journeys are not installed", event_name=name)
             return
         await emit_event(conn, self.rt, contact_id, name, properties, effects, source="flow")
 
