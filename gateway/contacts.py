@@ -25,6 +25,9 @@ class ContactRef:
     def parse(cls, data) -> "ContactRef":
         if not isinstance(data, dict):
             raise ContactRefError("contact must be an object with contact_id, external_id, phone or email")
+        for key in ("phone", "email"):
+            if data.get(key) is not None and not isinstance(data[key], str):
+                raise ContactRefError(f"contact.{key} must be a string")
         try:
             ref = cls(
                 contact_id=int(data["contact_id"]) if data.get("contact_id") is not None else None,

@@ -237,6 +237,8 @@ async def test_postgres_unreachable_answers_503_stores_nothing_and_recovers(sett
     (ADMIN, {"client_message_id": "x", "text": "hi"}, 400, "invalid_contact"),
     (ADMIN, {"client_message_id": "x", "contact": {"phone": "12"}, "text": "hi"}, 400, "invalid_contact"),
     (ADMIN, {"client_message_id": "x", "contact": {"email": "nope"}, "text": "hi"}, 400, "invalid_contact"),
+    (ADMIN, {"client_message_id": "x", "contact": {"phone": 14155550100}, "text": "hi"}, 400, "invalid_contact"),
+    (ADMIN, {"client_message_id": "x", "contact": {"email": ["a@b.co"]}, "text": "hi"}, 400, "invalid_contact"),
     (ADMIN, {"client_message_id": "x", "contact": {"external_id": "a"}, "text": ""}, 400, "invalid_field"),
     (ADMIN, {"client_message_id": "x", "contact": {"external_id": "a"}, "text": "hi",
              "attachments": [{"url": "file:///etc/passwd"}]}, 400, "invalid_field"),
