@@ -210,6 +210,8 @@ class Processor:
             await thread.add_event(turn.conn, conv["id"], "Automatic message received; not answered",
                                    event="auto_generated_ignored", details={"seq": msg["seq"]})
             return
+        if msg["channel"] == "email" and await self._over_email_reply_ceiling(turn):
+            return
         if conv["mode"] == "agent":
             await turn.conn.execute(
                 "UPDATE conversations SET waiting_since = coalesce(waiting_since, now()) WHERE id = $1",
@@ -217,6 +219,20 @@ class Processor:
             turn.effects.emit("conversation.updated", conversation_id=conv["id"], mode="agent")
             return
         await self.handler.handle(turn)
+
+    async def _over_email_reply_ceiling(self, turn: Turn) -> bool:
+        """Two robots mailing each other stop here: at most N automatic email replies per hour."""
+        ceiling = self.settings.email_reply_ceiling
+        sent = await turn.conn.fetchval(
+            """SELECT count(*) FROM messages WHERE conversation_id = $1 AND direction = 'out'
+               AND channel = 'email' AND author_type IN ('bot', 'system')
+               AND created_at > now() - interval '1 hour'""", turn.conversation_id)
+        if sent < ceiling:
+            return False
+        await thread.add_event(turn.conn, turn.conversation_id,
+                               f"Automatic email replies paused: {sent} sent in the last hour",
+                               event="reply_ceiling", details={"sent": sent, "ceiling": ceiling})
+        return True
 
     async def _handle_keyword(self, turn: Turn, keyword: str) -> None:
         msg, conn = turn.message, turn.conn

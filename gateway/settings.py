@@ -71,6 +71,7 @@ class Settings:
     smtp_listen_port: int | None = None
     smtp_listen_host: str = "127.0.0.1"
     email_webhook_key: str | None = None
+    email_reply_ceiling: int = 5          # automatic email replies per conversation per hour
     # API channel
     api_channel_webhook_url: str | None = None
     api_channel_webhook_secret: str | None = None
@@ -256,6 +257,7 @@ ENV: dict[str, tuple[str, object]] = {
     "GATEWAY_SMTP_LISTEN_PORT": ("smtp_listen_port", _port),
     "GATEWAY_SMTP_LISTEN_HOST": ("smtp_listen_host", _str),
     "GATEWAY_EMAIL_WEBHOOK_KEY": ("email_webhook_key", _str),
+    "GATEWAY_EMAIL_REPLY_CEILING": ("email_reply_ceiling", _int),
     "GATEWAY_API_CHANNEL_WEBHOOK_URL": ("api_channel_webhook_url", _HTTP),
     "GATEWAY_API_CHANNEL_WEBHOOK_SECRET": ("api_channel_webhook_secret", _str),
     "GATEWAY_CHAT_ALLOWED_ORIGINS": ("chat_allowed_origins", _csv),

@@ -236,3 +236,27 @@ async def test_email_attachments_are_stored_by_content_hash(settings, pool, clea
     att = content["attachments"][0]
     assert att["filename"] == "schäden.png" and att["content_type"] == "image/png"
     assert await pool.fetchval("SELECT data FROM blobs WHERE ref = $1", att["content_ref"]) == b"\x89PNG fake image bytes"
+
+
+async def test_a_robot_mailing_us_in_a_loop_hits_the_reply_ceiling(settings, pool, clean, redis_client):
+    """A mail loop with a robot that does not mark its mails as automatic stops at the ceiling."""
+    from gateway.email_intake import start_smtp_listener
+
+    async with FakeSmtpRelay(hostname="127.0.0.1") as relay:
+        s = email_settings(settings, relay.port, email_reply_ceiling=3)
+        async with running_gateway(s) as (rt, url):
+            stop = await start_smtp_listener(rt)
+            try:
+                for i in range(6):
+                    await deliver(s.smtp_listen_port, mail("robot@example.net", "support@example.com",
+                                                           f"Ticket {i}", f"Received your message {i}"))
+
+                async def all_processed():
+                    return await pool.fetchval("SELECT count(*) FROM messages WHERE direction = 'in' "
+                                               "AND processed_at IS NOT NULL") == 6
+                await wait_for(all_processed)
+                await asyncio.sleep(0.5)
+            finally:
+                await stop()
+    assert len(relay.messages) == 3
+    assert await pool.fetchval("SELECT count(*) FROM messages WHERE content->>'event' = 'reply_ceiling'") == 3
