@@ -1,0 +1,246 @@
+"""Inbox administration and reporting: who am I, agents and their tokens, teams, canned
+responses, presence, metrics, the audit log, and the auto-assigner's background loop."""
+from __future__ import annotations
+
+import asyncio
+import base64
+from datetime import datetime, timedelta, timezone
+
+from aiohttp import web
+
+from gateway import auth
+from gateway.http import inbox_schemas as S
+from gateway.http.access import principal
+from gateway.http.errors import ApiError
+from gateway.http.inbox_common import (ACT, ADMIN, READ, bad, body, id_field, int_field, parse_time, path_id,
+                                       q_int, respond, text_field, transaction)
+from gateway.http.keys import RUNTIME
+from gateway.http.openapi import ID, TIME, Param, operation
+from gateway.inbox import Invalid, actions, agents, assignment, canned, reports
+
+REPORTING = ("readonly",)
+AUTO_ASSIGNER = web.AppKey("auto_assigner", assignment.AutoAssigner)
+
+
+@operation("Who am I: role, agent and teams of this token", roles=("agent", "readonly", "integration"),
+           responses={200: S.ME})
+async def me(request: web.Request) -> web.Response:
+    async with transaction(request, "agent", "readonly", "integration") as tx:
+        p = tx.principal
+        teams = None if tx.scope.everything else sorted(tx.scope.team_ids)
+        return respond({"role": p.role, "name": p.name, "agent_id": p.agent_id, "token_id": p.token_id,
+                        "team_ids": teams})
+
+
+@operation("List agents with presence and teams", roles=READ, responses={200: {"type": "array", "items": S.AGENT}})
+async def list_agents(request: web.Request) -> web.Response:
+    async with transaction(request, *READ) as tx:
+        return respond(await agents.list_agents(tx.conn))
+
+
+def _team_ids(data: dict) -> list[int] | None:
+    raw = data.get("team_ids")
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) > 100:
+        raise bad("team_ids", "must be a list of team ids")
+    return [id_field({"team_ids": x}, "team_ids") for x in raw]
+
+
+@operation("Create an agent", roles=ADMIN, request=S.AGENT_BODY,
+           responses={201: S.AGENT, 409: {"type": "object"}, 422: {"type": "object"}})
+async def create_agent(request: web.Request) -> web.Response:
+    data = await body(request)
+    name = text_field(data, "name", max_len=200)
+    email = text_field(data, "email", required=False, max_len=320)
+    capacity = int_field(data, "capacity", 0, 1000)
+    async with transaction(request, *ADMIN) as tx:
+        agent = await agents.create_agent(tx.conn, name=name, email=email.strip().lower() if email else None,
+                                          capacity=5 if capacity is None else capacity,
+                                          team_ids=_team_ids(data) or [])
+        await actions.audit(tx.conn, tx.actor, "agent_create", details={"agent_id": agent["id"]})
+    return respond(agent, status=201)
+
+
+@operation("Change an agent (name, capacity, teams, active)", roles=ADMIN, request=S.AGENT_PATCH,
+           responses={200: S.AGENT, 422: {"type": "object"}})
+async def patch_agent(request: web.Request) -> web.Response:
+    agent_id = path_id(request)
+    data = await body(request)
+    active = data.get("active")
+    if active is not None and not isinstance(active, bool):
+        raise bad("active", "must be true or false")
+    async with transaction(request, *ADMIN) as tx:
+        agent = await agents.update_agent(
+            tx.conn, agent_id, name=text_field(data, "name", required=False, max_len=200),
+            capacity=int_field(data, "capacity", 0, 1000), team_ids=_team_ids(data), active=active)
+        await actions.audit(tx.conn, tx.actor, "agent_update", details={"agent_id": agent_id})
+    return respond(agent)
+
+
+@operation("Create an API token for an agent (shown once)", roles=ADMIN, request=S.TOKEN_BODY,
+           request_required=False, responses={201: S.TOKEN})
+async def create_agent_token(request: web.Request) -> web.Response:
+    agent_id = path_id(request)
+    data = await body(request, optional=True)
+    async with transaction(request, *ADMIN) as tx:
+        agent = await agents.get_agent(tx.conn, agent_id)
+        name = text_field(data, "name", required=False, max_len=200) or f"agent {agent['name']}"
+        token_id, token = await auth.create_token(tx.conn, name=name, role="agent", agent_id=agent_id)
+        await actions.audit(tx.conn, tx.actor, "token_create", details={"token_id": token_id, "agent_id": agent_id})
+    return respond({"id": token_id, "token": token, "prefix": token.split("_")[1], "agent_id": agent_id},
+                   status=201)
+
+
+@operation("List teams", roles=READ, responses={200: {"type": "array", "items": S.TEAM}})
+async def list_teams(request: web.Request) -> web.Response:
+    async with transaction(request, *READ) as tx:
+        return respond(await agents.list_teams(tx.conn))
+
+
+@operation("Create a team", roles=ADMIN, request=S.TEAM_BODY_NEW, responses={201: S.TEAM, 409: {"type": "object"}})
+async def create_team(request: web.Request) -> web.Response:
+    name = text_field(await body(request), "name", max_len=200).strip()
+    async with transaction(request, *ADMIN) as tx:
+        team = await agents.create_team(tx.conn, name)
+        await actions.audit(tx.conn, tx.actor, "team_create", details={"team_id": team["id"]})
+    return respond({**team, "agent_ids": []}, status=201)
+
+
+@operation("List canned responses (yours and everyone's)", roles=READ,
+           responses={200: {"type": "array", "items": S.CANNED}})
+async def list_canned(request: web.Request) -> web.Response:
+    async with transaction(request, *READ) as tx:
+        return respond(await canned.list_all(tx.conn, None if tx.scope.everything else tx.scope.team_ids))
+
+
+@operation("Create a canned response; body may use {{contact.name}}, {{agent.name}}, "
+           "{{contact.attributes.KEY}} and variables given at send time", roles=ADMIN, request=S.CANNED_BODY,
+           responses={201: S.CANNED, 409: {"type": "object"}, 422: {"type": "object"}})
+async def create_canned(request: web.Request) -> web.Response:
+    data = await body(request)
+    short_code = text_field(data, "short_code", max_len=100).strip()
+    text = text_field(data, "body", max_len=10_000)
+    title = text_field(data, "title", required=False, max_len=200, allow_empty=True) or ""
+    team_id = id_field(data, "team_id", required=False)
+    async with transaction(request, *ADMIN) as tx:
+        if team_id is not None and not await tx.conn.fetchval("SELECT 1 FROM teams WHERE id = $1", team_id):
+            raise Invalid("unknown_team", f"no team with id {team_id}")
+        row = await tx.conn.fetchrow(
+            """INSERT INTO canned_responses (short_code, title, body, team_id) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (short_code) DO NOTHING
+               RETURNING id, short_code, title, body, team_id, created_at, updated_at""",
+            short_code, title, text, team_id)
+        if row is None:
+            raise ApiError(409, "short_code_taken", "a canned response with this short code exists")
+        await actions.audit(tx.conn, tx.actor, "canned_create", details={"canned_response_id": row["id"]})
+    return respond(dict(row), status=201)
+
+
+@operation("Delete a canned response", roles=ADMIN, responses={204: None})
+async def delete_canned(request: web.Request) -> web.Response:
+    canned_id = path_id(request)
+    async with transaction(request, *ADMIN) as tx:
+        deleted = await tx.conn.fetchval("DELETE FROM canned_responses WHERE id = $1 RETURNING id", canned_id)
+        if deleted is None:
+            raise ApiError(404, "not_found", "no such resource")
+        await actions.audit(tx.conn, tx.actor, "canned_delete", details={"canned_response_id": canned_id})
+    return web.Response(status=204)
+
+
+@operation("Presence heartbeat (online/away/offline); online agents receive auto-assignments",
+           roles=ACT, request=S.PRESENCE_BODY, responses={200: S.PRESENCE, 422: {"type": "object"}})
+async def presence(request: web.Request) -> web.Response:
+    data = await body(request)
+    state = data.get("presence")
+    if state not in assignment.PRESENCES:
+        raise bad("presence", "must be online, away or offline")
+    async with transaction(request, *ACT) as tx:
+        if tx.actor.agent_id is None:
+            raise Invalid("not_an_agent", "only a token linked to an agent has a presence")
+        result = await assignment.heartbeat(tx.conn, tx.actor.agent_id, state, tx.effects)
+        if not result:
+            raise Invalid("not_an_agent", "the agent is deactivated")
+    if state == "online":
+        await request.app[AUTO_ASSIGNER].run_once()
+    return respond(result)
+
+
+@operation("Run one auto-assignment pass now", roles=ADMIN, responses={200: S.ASSIGN_RUN})
+async def run_assignment(request: web.Request) -> web.Response:
+    await principal(request, *ADMIN)
+    return respond({"assigned": await request.app[AUTO_ASSIGNER].run_once()})
+
+
+@operation("Inbox metrics over a period (default: the last 7 days)", roles=REPORTING,
+           query=(Param("since", TIME), Param("until", TIME)), responses={200: S.METRICS})
+async def metrics_summary(request: web.Request) -> web.Response:
+    now = datetime.now(timezone.utc)
+    until = parse_time("until", request.query["until"]) if request.query.get("until") else now
+    since = parse_time("since", request.query["since"]) if request.query.get("since") else until - timedelta(days=7)
+    if since >= until:
+        raise bad("since", "must be before until")
+    async with transaction(request, *REPORTING) as tx:
+        return respond(await reports.summary(tx.conn, since, until))
+
+
+@operation("The audit log of agent actions, newest first", roles=REPORTING,
+           query=(Param("conversation_id", ID), Param("contact_id", ID),
+                  Param("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
+                  Param("cursor", {"type": "string", "maxLength": 100})),
+           responses={200: S.AUDIT})
+async def audit_log(request: web.Request) -> web.Response:
+    limit = q_int(request, "limit", default=50, lo=1, hi=200)
+    before = 2**63 - 1
+    if request.query.get("cursor"):
+        try:
+            before = int(base64.urlsafe_b64decode(request.query["cursor"] + "==").decode())
+            if not 0 < before < 2**63:
+                raise ValueError
+        except (ValueError, UnicodeDecodeError):
+            raise bad("cursor", "is not a cursor of this list") from None
+    args: list = [before, limit + 1]
+    where = ["id < $1"]
+    for name in ("conversation_id", "contact_id"):
+        value = q_int(request, name, lo=1)
+        if value is not None:
+            args.append(value)
+            where.append(f"{name} = ${len(args)}")
+    async with transaction(request, *REPORTING) as tx:
+        rows = await tx.conn.fetch(
+            f"""SELECT id, actor_type, actor_id, action, conversation_id, contact_id, details, created_at
+                FROM audit_log WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT $2""", *args)
+    page = [dict(r) for r in rows[:limit]]
+    cursor = base64.urlsafe_b64encode(str(page[-1]["id"]).encode()).decode().rstrip("=") \
+        if len(rows) > limit else None
+    return respond({"entries": page, "next_cursor": cursor})
+
+
+async def _auto_assigner(app: web.Application):
+    """The auto-assignment loop lives as long as the HTTP app."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(app[AUTO_ASSIGNER].run(stop), name="auto-assigner")
+    yield
+    stop.set()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def register(app: web.Application) -> None:
+    rt = app[RUNTIME]
+    app[AUTO_ASSIGNER] = assignment.AutoAssigner(rt.pool, rt.publish_effects)
+    app.cleanup_ctx.append(_auto_assigner)
+    r = app.router
+    r.add_get("/api/v1/me", me)
+    r.add_get("/api/v1/agents", list_agents)
+    r.add_post("/api/v1/agents", create_agent)
+    r.add_patch("/api/v1/agents/{id}", patch_agent)
+    r.add_post("/api/v1/agents/{id}/tokens", create_agent_token)
+    r.add_get("/api/v1/teams", list_teams)
+    r.add_post("/api/v1/teams", create_team)
+    r.add_get("/api/v1/canned-responses", list_canned)
+    r.add_post("/api/v1/canned-responses", create_canned)
+    r.add_delete("/api/v1/canned-responses/{id}", delete_canned)
+    r.add_post("/api/v1/presence", presence)
+    r.add_post("/api/v1/assignments/run", run_assignment)
+    r.add_get("/api/v1/metrics/summary", metrics_summary)
+    r.add_get("/api/v1/audit", audit_log)

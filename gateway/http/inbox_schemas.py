@@ -1,0 +1,137 @@
+"""JSON schemas of the inbox API (request bodies and responses), used by the OpenAPI document."""
+from __future__ import annotations
+
+from gateway.http.openapi import ID, TIME, array, nullable, obj
+from gateway.types import Channel
+
+STR = {"type": "string"}
+INT = {"type": "integer"}
+BOOL = {"type": "boolean"}
+ANY_OBJECT = {"type": "object"}
+N_ID, N_TIME, N_STR = nullable(ID), nullable(TIME), nullable(STR)
+CHANNELS = [c.value for c in Channel]
+LABEL = {"type": "string", "minLength": 1, "maxLength": 50}
+
+CONVERSATION_FIELDS = dict(
+    id=ID, contact_id=ID, status={"type": "string", "enum": ["open", "pending", "snoozed", "resolved"]},
+    mode={"type": "string", "enum": ["bot", "agent"]}, team_id=N_ID, assignee_id=N_ID, labels=array(STR),
+    flow_name=N_STR, flow_state=N_STR, last_seq=INT, last_inbound_at=N_TIME, last_inbound_channel=N_STR,
+    last_message_at=N_TIME, waiting_since=N_TIME, snoozed_until=N_TIME, current_episode_id=N_ID,
+    created_at=TIME, updated_at=TIME,
+)
+CONVERSATION_REQUIRED = list(CONVERSATION_FIELDS)
+CONVERSATION_ITEM = obj(CONVERSATION_REQUIRED + ["contact_name"], **CONVERSATION_FIELDS, contact_name=N_STR)
+CONVERSATION_PAGE = obj(["conversations", "next_cursor"], conversations=array(CONVERSATION_ITEM),
+                        next_cursor=N_STR)
+
+IDENTITY = obj(["id", "kind", "address", "verified", "created_at"], id=ID, kind=STR, address=STR,
+               verified=BOOL, created_at=TIME)
+CONTACT = obj(["id", "name", "external_id", "attributes", "identities", "conversation_id", "created_at"],
+              id=ID, name=N_STR, external_id=N_STR, attributes=ANY_OBJECT, locale=N_STR, timezone=N_STR,
+              created_at=TIME, updated_at=TIME, identities=array(IDENTITY), conversation_id=N_ID)
+EPISODE = obj(["id", "opened_at"], id=ID, opened_at=TIME, escalated_at=N_TIME, first_response_at=N_TIME,
+              resolved_at=N_TIME, resolved_by=N_ID, escalation_reason=N_STR, channel=N_STR)
+CONVERSATION_DETAIL = obj(
+    CONVERSATION_REQUIRED + ["contact", "episode", "episodes", "assignee", "team"], **CONVERSATION_FIELDS,
+    contact=CONTACT, episode=nullable(EPISODE), episodes=INT,
+    assignee=nullable(obj(["id", "name"], id=ID, name=STR, email=N_STR)),
+    team=nullable(obj(["id", "name"], id=ID, name=STR)))
+
+MESSAGE = obj(
+    ["id", "conversation_id", "seq", "direction", "kind", "channel", "body", "content", "status", "created_at"],
+    id=ID, conversation_id=ID, seq=INT, episode_id=N_ID,
+    direction={"type": "string", "enum": ["in", "out", "internal"]},
+    kind={"type": "string", "enum": ["message", "note", "event"]}, channel=STR, body=STR, content=ANY_OBJECT,
+    status=N_STR, error_code=N_STR, error_message=N_STR, author_type=N_STR, author_id=nullable(INT),
+    sender_address=N_STR, recipient_address=N_STR, purpose=N_STR, created_at=TIME, status_updated_at=N_TIME)
+MESSAGE_PAGE = obj(["messages", "has_more_before", "has_more_after"], messages=array(MESSAGE),
+                   has_more_before=BOOL, has_more_after=BOOL)
+SENT = obj(["message", "duplicate"], message=MESSAGE, duplicate=BOOL)
+NO_ROUTE = obj(["error"], error=obj(["code", "message", "reasons"], code=STR, message=STR,
+                                    reasons={"type": "object", "additionalProperties": STR}))
+CHANNEL_OPTIONS = obj(
+    ["available", "unavailable", "default"],
+    available=array(obj(["channel", "address", "needs_template"], channel=STR, address=STR,
+                        needs_template=BOOL)),
+    unavailable={"type": "object", "additionalProperties": STR}, default=N_STR)
+
+ATTACHMENT = obj(["url"], url={"type": "string", "maxLength": 2000}, content_type={"type": "string", "maxLength": 200},
+                 filename={"type": "string", "maxLength": 300})
+REPLY_BODY = obj(
+    None, text={"type": "string", "maxLength": 10000}, channel={"type": "string", "enum": CHANNELS},
+    attachments=array(ATTACHMENT, maxItems=10), subject={"type": "string", "maxLength": 500},
+    canned_response_id=ID, variables={"type": "object", "additionalProperties": {"type": "string"}})
+NOTE_BODY = obj(["text"], text={"type": "string", "minLength": 1, "maxLength": 10000})
+ASSIGN_BODY = obj(["agent_id"], agent_id=ID)
+TEAM_BODY = obj(["team_id"], team_id=N_ID)
+TEAM_ROUTED = obj(["conversation_id", "team_id"], conversation_id=ID, team_id=N_ID)
+SNOOZE_BODY = obj(["until"], until=TIME)
+RESOLVE_BODY = obj(None, csat=BOOL, csat_text={"type": "string", "minLength": 1, "maxLength": 1000})
+HANDBACK_BODY = obj(["flow_state"], flow_state={"type": "string", "minLength": 1, "maxLength": 200},
+                    flow_name={"type": "string", "minLength": 1, "maxLength": 200})
+LABELS_BODY = obj(None, add=array(LABEL, maxItems=50), remove=array(LABEL, maxItems=50))
+TYPING_BODY = obj(None, typing=BOOL)
+
+OK = obj(["ok"], ok=BOOL)
+RESOLVED = obj(["conversation", "csat"], conversation=CONVERSATION_DETAIL,
+               csat=nullable(obj(["sent"], sent=BOOL, message_id=ID,
+                                 reasons={"type": "object", "additionalProperties": STR})))
+
+CONTACT_PATCH = obj(None, name=nullable({"type": "string", "maxLength": 200}),
+                    attributes={"type": "object", "description": "merged in; a null value removes the key"})
+MERGE_BODY = obj(["contact_id"], contact_id=ID)
+MERGED = obj(["contact_id", "merged_contact_id", "conversation_id", "moved_identities", "moved_messages"],
+             contact_id=ID, merged_contact_id=ID, conversation_id=N_ID, moved_identities=INT, moved_messages=INT)
+ERASED = obj(["contact_id", "conversation_id", "identities_removed", "suppressed_addresses", "messages_redacted"],
+             contact_id=ID, conversation_id=N_ID, identities_removed=INT, suppressed_addresses=INT,
+             messages_redacted=INT)
+EXPORT = obj(["contact", "identities", "consents", "conversation", "episodes", "messages", "events"],
+             contact=ANY_OBJECT, identities=array(ANY_OBJECT), consents=array(ANY_OBJECT),
+             merged_contact_ids=array(ID), conversation=nullable(ANY_OBJECT), episodes=array(ANY_OBJECT),
+             messages=array(ANY_OBJECT), events=array(ANY_OBJECT))
+SEARCH = obj(["messages", "contacts"],
+             messages=array(obj(["id", "conversation_id", "seq", "snippet", "created_at"], id=ID,
+                                conversation_id=ID, seq=INT, direction=STR, kind=STR, channel=STR,
+                                snippet=STR, created_at=TIME)),
+             contacts=array(obj(["id", "name"], id=ID, name=N_STR, external_id=N_STR, attributes=ANY_OBJECT,
+                                conversation_id=N_ID)))
+
+AGENT = obj(["id", "name", "email", "capacity", "presence", "team_ids"], id=ID, name=STR, email=N_STR,
+            capacity=INT, presence={"type": "string", "enum": ["online", "away", "offline"]},
+            last_seen_at=N_TIME, created_at=TIME, deactivated_at=N_TIME, team_ids=array(ID))
+AGENT_BODY = obj(["name"], name={"type": "string", "minLength": 1, "maxLength": 200},
+                 email={"type": "string", "maxLength": 320}, capacity={"type": "integer", "minimum": 0, "maximum": 1000},
+                 team_ids=array(ID, maxItems=100))
+AGENT_PATCH = obj(None, name={"type": "string", "minLength": 1, "maxLength": 200},
+                  capacity={"type": "integer", "minimum": 0, "maximum": 1000}, team_ids=array(ID, maxItems=100),
+                  active=BOOL)
+TOKEN_BODY = obj(None, name={"type": "string", "minLength": 1, "maxLength": 200})
+TOKEN = obj(["id", "token", "prefix", "agent_id"], id=ID, token=STR, prefix=STR, agent_id=ID)
+TEAM = obj(["id", "name"], id=ID, name=STR, created_at=TIME, agent_ids=array(ID))
+TEAM_BODY_NEW = obj(["name"], name={"type": "string", "minLength": 1, "maxLength": 200})
+CANNED = obj(["id", "short_code", "title", "body", "team_id"], id=ID, short_code=STR, title=STR, body=STR,
+             team_id=N_ID, created_at=TIME, updated_at=TIME)
+CANNED_BODY = obj(["short_code", "body"], short_code={"type": "string", "minLength": 1, "maxLength": 100},
+                  title={"type": "string", "maxLength": 200}, body={"type": "string", "minLength": 1, "maxLength": 10000},
+                  team_id=ID)
+PRESENCE_BODY = obj(["presence"], presence={"type": "string", "enum": ["online", "away", "offline"]})
+PRESENCE = obj(["agent_id", "presence"], agent_id=ID, presence=STR, last_seen_at=TIME)
+ME = obj(["role", "name", "agent_id", "team_ids"], role=STR, name=STR, agent_id=N_ID, token_id=N_ID,
+         team_ids=nullable(array(ID)))
+STATS = obj(["count", "average", "median"], count=INT, average=nullable({"type": "number"}),
+            median=nullable({"type": "number"}))
+METRICS = obj(
+    ["since", "until", "first_response_seconds", "resolution_seconds", "bot_containment", "per_channel",
+     "per_agent", "per_team"],
+    since=TIME, until=TIME, first_response_seconds=STATS, resolution_seconds=STATS,
+    bot_containment=obj(["episodes", "bot_only", "rate"], episodes=INT, bot_only=INT,
+                        rate=nullable({"type": "number"})),
+    per_channel=array(obj(["channel", "inbound", "outbound"], channel=STR, inbound=INT, outbound=INT)),
+    per_agent=array(obj(["agent_id", "name", "replies", "resolved"], agent_id=ID, name=STR, replies=INT,
+                        resolved=INT)),
+    per_team=array(obj(["team_id", "episodes", "escalated", "resolved"], team_id=N_ID, name=N_STR,
+                       episodes=INT, escalated=INT, resolved=INT)))
+AUDIT = obj(["entries", "next_cursor"], next_cursor=N_STR, entries=array(obj(
+    ["id", "actor_type", "action", "created_at"], id=ID, actor_type=STR, actor_id=nullable(INT), action=STR,
+    conversation_id=N_ID, contact_id=N_ID, details=ANY_OBJECT, created_at=TIME)))
+ASSIGN_RUN = obj(["assigned"], assigned=INT)

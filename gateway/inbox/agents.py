@@ -1,0 +1,80 @@
+"""Agents, teams and memberships (administration)."""
+from __future__ import annotations
+
+import asyncpg
+
+from gateway.inbox import Conflict, Invalid, NotFound
+from gateway.inbox.assignment import PRESENCE_TTL_SECONDS
+
+AGENT_COLUMNS = f"""a.id, a.name, a.email, a.capacity, a.last_seen_at, a.created_at, a.deactivated_at,
+    CASE WHEN a.presence <> 'offline' AND a.last_seen_at > now() - interval '{PRESENCE_TTL_SECONDS} seconds'
+         THEN a.presence ELSE 'offline' END AS presence,
+    ARRAY(SELECT tm.team_id FROM team_members tm WHERE tm.agent_id = a.id ORDER BY tm.team_id) AS team_ids"""
+
+
+async def _check_teams(conn, team_ids: list[int]) -> None:
+    found = await conn.fetchval("SELECT count(*) FROM teams WHERE id = ANY($1::bigint[])", team_ids)
+    if found != len(set(team_ids)):
+        raise Invalid("unknown_team", "team_ids names a team that does not exist")
+
+
+async def create_agent(conn: asyncpg.Connection, *, name: str, email: str | None, capacity: int,
+                       team_ids: list[int]) -> dict:
+    await _check_teams(conn, team_ids)
+    try:
+        agent_id = await conn.fetchval(
+            "INSERT INTO agents (name, email, capacity) VALUES ($1, $2, $3) RETURNING id", name, email, capacity)
+    except asyncpg.UniqueViolationError:
+        raise Conflict("email_taken", "an agent with this email exists") from None
+    await conn.execute(
+        "INSERT INTO team_members (team_id, agent_id) SELECT unnest($1::bigint[]), $2 ON CONFLICT DO NOTHING",
+        sorted(set(team_ids)), agent_id)
+    return await get_agent(conn, agent_id)
+
+
+async def update_agent(conn: asyncpg.Connection, agent_id: int, *, name: str | None = None,
+                       capacity: int | None = None, team_ids: list[int] | None = None,
+                       active: bool | None = None) -> dict:
+    if not await conn.fetchval("SELECT 1 FROM agents WHERE id = $1", agent_id):
+        raise NotFound(f"agent {agent_id}")
+    await conn.execute(
+        """UPDATE agents SET name = coalesce($2, name), capacity = coalesce($3, capacity),
+               deactivated_at = CASE WHEN $4::boolean IS NULL THEN deactivated_at
+                                     WHEN $4 THEN NULL ELSE coalesce(deactivated_at, now()) END
+           WHERE id = $1""", agent_id, name, capacity, active)
+    if team_ids is not None:
+        await _check_teams(conn, team_ids)
+        await conn.execute("DELETE FROM team_members WHERE agent_id = $1 AND team_id <> ALL($2::bigint[])",
+                           agent_id, team_ids)
+        await conn.execute(
+            "INSERT INTO team_members (team_id, agent_id) SELECT unnest($1::bigint[]), $2 ON CONFLICT DO NOTHING",
+            sorted(set(team_ids)), agent_id)
+    return await get_agent(conn, agent_id)
+
+
+async def get_agent(conn: asyncpg.Connection, agent_id: int) -> dict:
+    row = await conn.fetchrow(f"SELECT {AGENT_COLUMNS} FROM agents a WHERE a.id = $1", agent_id)
+    if row is None:
+        raise NotFound(f"agent {agent_id}")
+    return {**dict(row), "team_ids": list(row["team_ids"])}
+
+
+async def list_agents(conn: asyncpg.Connection) -> list[dict]:
+    rows = await conn.fetch(f"SELECT {AGENT_COLUMNS} FROM agents a ORDER BY a.id")
+    return [{**dict(r), "team_ids": list(r["team_ids"])} for r in rows]
+
+
+async def create_team(conn: asyncpg.Connection, name: str) -> dict:
+    try:
+        row = await conn.fetchrow("INSERT INTO teams (name) VALUES ($1) RETURNING id, name, created_at", name)
+    except asyncpg.UniqueViolationError:
+        raise Conflict("name_taken", "a team with this name exists") from None
+    return dict(row)
+
+
+async def list_teams(conn: asyncpg.Connection) -> list[dict]:
+    rows = await conn.fetch(
+        """SELECT t.id, t.name, t.created_at,
+                  ARRAY(SELECT agent_id FROM team_members tm WHERE tm.team_id = t.id ORDER BY agent_id) AS agent_ids
+           FROM teams t ORDER BY t.id""")
+    return [{**dict(r), "agent_ids": list(r["agent_ids"])} for r in rows]

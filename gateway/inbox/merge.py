@@ -1,0 +1,102 @@
+"""Merging two contacts: one person who reached us twice (say by SMS and by email) becomes one.
+
+Everything of the source moves to the target: identities, attributes it lacks, events, and its
+thread, which interleaves with the target's in time order (seqs renumbered once, both threads
+locked like the conversation worker locks them, so no message is processed meanwhile). The
+source contact stays as a tombstone pointing at the target (`merged_into`).
+"""
+from __future__ import annotations
+
+import asyncpg
+
+from gateway import thread
+from gateway.inbox import Invalid, NotFound
+
+
+async def merge_contacts(conn: asyncpg.Connection, target_id: int, source_id: int,
+                         effects: thread.Effects) -> dict:
+    """Merge `source_id` into `target_id`, inside the caller's transaction."""
+    if target_id == source_id:
+        raise Invalid("same_contact", "a contact cannot be merged into itself")
+    rows = await conn.fetch(
+        "SELECT * FROM contacts WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE", [target_id, source_id])
+    contacts = {r["id"]: r for r in rows}
+    for cid in (target_id, source_id):
+        if cid not in contacts or contacts[cid]["merged_into"] is not None or contacts[cid]["erased_at"]:
+            raise NotFound(f"contact {cid}")
+    target, source = contacts[target_id], contacts[source_id]
+    convs = {r["contact_id"]: r for r in await conn.fetch(
+        "SELECT * FROM conversations WHERE contact_id = ANY($1::bigint[])", [target_id, source_id])}
+    # the conversation worker's lock, lowest id first (no deadlock with another merge)
+    for c in sorted(convs.values(), key=lambda c: c["id"]):
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", c["id"])
+
+    moved_identities = await conn.fetchval(
+        "WITH m AS (UPDATE identities SET contact_id = $1 WHERE contact_id = $2 RETURNING 1) SELECT count(*) FROM m",
+        target_id, source_id)
+    await conn.execute(
+        """UPDATE contacts SET attributes = $2::jsonb || attributes, name = coalesce(name, $3),
+               locale = coalesce(locale, $4), timezone = coalesce(timezone, $5), updated_at = now()
+           WHERE id = $1""",
+        target_id, source["attributes"] or {}, source["name"], source["locale"], source["timezone"])
+    await conn.execute("UPDATE events SET contact_id = $1 WHERE contact_id = $2", target_id, source_id)
+    await conn.execute(
+        "UPDATE contacts SET merged_into = $1, external_id = NULL, updated_at = now() WHERE id = $2",
+        target_id, source_id)
+    if target["external_id"] is None and source["external_id"] is not None:
+        await conn.execute("UPDATE contacts SET external_id = $2 WHERE id = $1", target_id, source["external_id"])
+
+    moved_messages = 0
+    src_conv, dst_conv = convs.get(source_id), convs.get(target_id)
+    if src_conv is not None and dst_conv is None:
+        await conn.execute("UPDATE conversations SET contact_id = $1 WHERE id = $2", target_id, src_conv["id"])
+        dst_conv = src_conv
+    elif src_conv is not None:
+        moved_messages = await _merge_threads(conn, dst_conv, src_conv)
+        effects.emit("conversation.updated", conversation_id=src_conv["id"], merged_into=dst_conv["id"])
+    if dst_conv is not None:
+        await thread.add_event(conn, dst_conv["id"], f"Contact {source_id} merged into this contact",
+                               event="contacts_merged", details={"source_contact_id": source_id,
+                                                                 "moved_messages": moved_messages})
+        effects.emit("conversation.updated", conversation_id=dst_conv["id"], merged=True)
+    return {"contact_id": target_id, "merged_contact_id": source_id,
+            "conversation_id": dst_conv["id"] if dst_conv else None,
+            "moved_identities": moved_identities, "moved_messages": moved_messages}
+
+
+async def _merge_threads(conn, dst: asyncpg.Record, src: asyncpg.Record) -> int:
+    d, s = dst["id"], src["id"]
+    moved = await conn.fetchval("SELECT count(*) FROM messages WHERE conversation_id = $1", s)
+    # park every seq on a unique negative value, then number the joined thread by time
+    await conn.execute(
+        "UPDATE messages SET conversation_id = $1, seq = -id WHERE conversation_id = ANY($2::bigint[])", d, [d, s])
+    await conn.execute(
+        """WITH ordered AS (
+               SELECT id, row_number() OVER (ORDER BY created_at, id) AS n FROM messages WHERE conversation_id = $1)
+           UPDATE messages m SET seq = o.n FROM ordered o WHERE m.id = o.id""", d)
+    for table in ("episodes", "outbox", "timers", "audit_log"):
+        await conn.execute(f"UPDATE {table} SET conversation_id = $1 WHERE conversation_id = $2", d, s)
+    await conn.execute("UPDATE send_idempotency SET conversation_id = $1 WHERE conversation_id = $2", d, s)
+    # the merged thread is as active as the more active of the two
+    active = src if (src["status"] != "resolved" and dst["status"] == "resolved") else dst
+    await conn.execute(
+        """UPDATE conversations SET
+               last_seq = (SELECT max(seq) FROM messages WHERE conversation_id = $1),
+               status = $2, mode = $3, current_episode_id = $4,
+               assignee_id = coalesce(assignee_id, $5), team_id = coalesce(team_id, $6),
+               labels = ARRAY(SELECT DISTINCT l FROM unnest(labels || $7::text[]) l ORDER BY l),
+               waiting_since = LEAST(waiting_since, $8),
+               last_inbound_channel = CASE WHEN $9 > coalesce(last_inbound_at, '-infinity') THEN $10
+                                           ELSE last_inbound_channel END,
+               last_inbound_at = GREATEST(last_inbound_at, $9),
+               last_message_at = GREATEST(last_message_at, $11), updated_at = now()
+           WHERE id = $1""",
+        d, active["status"], active["mode"], active["current_episode_id"], src["assignee_id"],
+        src["team_id"], list(src["labels"] or []), src["waiting_since"], src["last_inbound_at"],
+        src["last_inbound_channel"], src["last_message_at"])
+    await conn.execute(
+        """UPDATE conversations SET status = 'resolved', mode = 'bot', assignee_id = NULL, waiting_since = NULL,
+               snoozed_until = NULL, current_episode_id = NULL, last_seq = 0, labels = '{}',
+               flow_data = flow_data || jsonb_build_object('merged_into', $2::bigint), updated_at = now()
+           WHERE id = $1""", s, d)
+    return int(moved)

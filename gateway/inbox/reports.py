@@ -1,0 +1,61 @@
+"""Inbox metrics over a period [since, until): first response time, resolution time, bot
+containment, and volumes per channel, per agent and per team.
+
+- first response time: escalation -> first agent reply, for episodes escalated in the period
+- resolution time: episode opened -> resolved, for episodes resolved in the period
+- bot containment: share of episodes opened in the period that never reached an agent
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+
+def _seconds(value) -> float | None:
+    return round(value, 3) if value is not None else None
+
+
+async def summary(conn: asyncpg.Connection, since: datetime, until: datetime) -> dict:
+    frt = await conn.fetchrow(
+        """SELECT count(*) AS n,
+                  avg(extract(epoch FROM first_response_at - escalated_at))::float8 AS avg,
+                  percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM first_response_at - escalated_at)::float8) AS p50
+           FROM episodes WHERE escalated_at >= $1 AND escalated_at < $2 AND first_response_at IS NOT NULL""",
+        since, until)
+    res = await conn.fetchrow(
+        """SELECT count(*) AS n, avg(extract(epoch FROM resolved_at - opened_at))::float8 AS avg,
+                  percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM resolved_at - opened_at)::float8) AS p50
+           FROM episodes WHERE resolved_at >= $1 AND resolved_at < $2""", since, until)
+    cont = await conn.fetchrow(
+        """SELECT count(*) AS episodes, count(*) FILTER (WHERE escalated_at IS NULL) AS bot_only
+           FROM episodes WHERE opened_at >= $1 AND opened_at < $2""", since, until)
+    per_channel = await conn.fetch(
+        """SELECT channel, count(*) FILTER (WHERE direction = 'in') AS inbound,
+                  count(*) FILTER (WHERE direction = 'out') AS outbound
+           FROM messages WHERE created_at >= $1 AND created_at < $2 AND kind = 'message'
+           GROUP BY channel ORDER BY channel""", since, until)
+    per_agent = await conn.fetch(
+        """SELECT a.id AS agent_id, a.name,
+                  (SELECT count(*) FROM messages m WHERE m.author_type = 'agent' AND m.author_id = a.id
+                     AND m.direction = 'out' AND m.created_at >= $1 AND m.created_at < $2) AS replies,
+                  (SELECT count(*) FROM episodes e WHERE e.resolved_by = a.id
+                     AND e.resolved_at >= $1 AND e.resolved_at < $2) AS resolved
+           FROM agents a ORDER BY a.id""", since, until)
+    per_team = await conn.fetch(
+        """SELECT c.team_id, t.name, count(*) FILTER (WHERE e.opened_at >= $1 AND e.opened_at < $2) AS episodes,
+                  count(*) FILTER (WHERE e.escalated_at >= $1 AND e.escalated_at < $2) AS escalated,
+                  count(*) FILTER (WHERE e.resolved_at >= $1 AND e.resolved_at < $2) AS resolved
+           FROM episodes e JOIN conversations c ON c.id = e.conversation_id LEFT JOIN teams t ON t.id = c.team_id
+           WHERE e.opened_at < $2 AND (e.resolved_at IS NULL OR e.resolved_at >= $1)
+           GROUP BY c.team_id, t.name ORDER BY c.team_id NULLS FIRST""", since, until)
+    return {
+        "since": since, "until": until,
+        "first_response_seconds": {"count": frt["n"], "average": _seconds(frt["avg"]), "median": _seconds(frt["p50"])},
+        "resolution_seconds": {"count": res["n"], "average": _seconds(res["avg"]), "median": _seconds(res["p50"])},
+        "bot_containment": {"episodes": cont["episodes"], "bot_only": cont["bot_only"],
+                            "rate": round(cont["bot_only"] / cont["episodes"], 4) if cont["episodes"] else None},
+        "per_channel": [dict(r) for r in per_channel],
+        "per_agent": [dict(r) for r in per_agent],
+        "per_team": [dict(r) for r in per_team],
+    }

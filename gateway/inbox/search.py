@@ -1,0 +1,37 @@
+"""Search across messages and contacts (PostgreSQL full-text search, GIN indexes of 0003)."""
+from __future__ import annotations
+
+import asyncpg
+
+from gateway.inbox.scope import Scope
+
+
+async def search_messages(conn: asyncpg.Connection, scope: Scope, q: str, *, limit: int = 20) -> list[dict]:
+    """Customer and agent messages and private notes matching `q` (web-search syntax: words,
+    "quoted phrases", -exclusions, or), newest first, in conversations the caller may see."""
+    args: list = [q, limit]
+    rows = await conn.fetch(
+        f"""SELECT m.id, m.conversation_id, m.seq, m.direction, m.kind, m.channel, m.created_at,
+                   ts_headline('simple', m.body, query, 'MaxFragments=1, MaxWords=20, MinWords=5') AS snippet
+            FROM messages m JOIN conversations c ON c.id = m.conversation_id,
+                 websearch_to_tsquery('simple', $1) AS query
+            WHERE m.search @@ query AND m.kind IN ('message', 'note') AND {scope.sql('c', args)}
+            ORDER BY m.created_at DESC, m.id DESC LIMIT $2""", *args)
+    return [dict(r) for r in rows]
+
+
+async def search_contacts(conn: asyncpg.Connection, scope: Scope, q: str, *, limit: int = 20) -> list[dict]:
+    """Contacts whose name, external id or string attributes match `q`, or one of whose
+    addresses starts with it (a phone number, an email)."""
+    args: list = [q, q.strip().lower(), limit]
+    rows = await conn.fetch(
+        f"""SELECT ct.id, ct.name, ct.external_id, ct.attributes, c.id AS conversation_id
+            FROM contacts ct LEFT JOIN conversations c ON c.contact_id = ct.id
+            WHERE ct.merged_into IS NULL AND ct.erased_at IS NULL
+              AND (ct.search @@ websearch_to_tsquery('simple', $1)
+                   OR ct.id IN (SELECT contact_id FROM identities
+                                WHERE address LIKE replace(replace($2, '%', ''), '_', '\\_') || '%'
+                                      AND length($2) >= 3))
+              AND (c.id IS NULL AND {str(scope.everything).upper()} OR c.id IS NOT NULL AND {scope.sql('c', args)})
+            ORDER BY ct.id DESC LIMIT $3""", *args)
+    return [dict(r) for r in rows]

@@ -1,0 +1,1 @@
+"""Journeys: proactive, event-triggered follow-ups (see gateway.journeys.engine)."""

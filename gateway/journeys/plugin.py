@@ -1,0 +1,23 @@
+"""Runtime plugin: load and validate the journeys, register their timer kinds and hooks.
+
+Called in every process (api and worker) before workers start. An invalid journey definition
+stops the process with a message naming the file and the problem.
+"""
+from __future__ import annotations
+
+from gateway.journeys.engine import STEP_TIMER, JourneyEngine
+from gateway.journeys.registry import load_registry
+from gateway.journeys.sending import FALLBACK_TIMER
+
+
+async def setup(runtime) -> JourneyEngine:
+    registry = load_registry(runtime.settings)
+    async with runtime.pool.acquire() as conn:
+        await registry.store_versions(conn)
+    engine = JourneyEngine(runtime, registry)
+    runtime.timer_handlers[STEP_TIMER] = engine.fire_step
+    runtime.timer_handlers[FALLBACK_TIMER] = engine.fire_fallback
+    runtime.hooks.event.append(engine.on_event)
+    runtime.hooks.status.append(engine.on_status)
+    runtime.hooks.inbound.append(engine.on_inbound)
+    return engine
