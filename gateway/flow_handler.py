@@ -70,6 +70,16 @@ class FlowHandler:
 
     async def _state(self, conn: asyncpg.Connection, conv) -> ConversationState | None:
         data = conv["flow_data"] or {}
+        if conv["flow_name"] and conv["flow_state"] and not conv["flow_version"]:
+            # placed here by someone else (a journey's hand-off step): the current version, that state
+            if not self.registry.has(conv["flow_name"]):
+                return None
+            flow = self.registry.get(conv["flow_name"])
+            if conv["flow_state"] not in flow.states:
+                log.warning("hand-off to an unknown flow state; starting the flow", flow=flow.name,
+                            state=conv["flow_state"])
+                return None
+            return ConversationState(flow.name, flow.version, conv["flow_state"])
         if not conv["flow_name"] or not data.get("state"):
             return None
         state = ConversationState.from_dict(data)

@@ -153,3 +153,20 @@ async def test_conversation_keeps_its_flow_version_after_a_deploy(settings, pool
     assert "AB12345 is shipped" in bodies[1]
     assert await pool.fetchval("SELECT flow_version FROM conversations") == old_version
     assert await pool.fetchval("SELECT count(*) FROM flow_versions WHERE name = 'support'") == 2
+
+
+async def test_a_journey_hand_off_to_a_flow_state_is_where_the_bot_picks_up(settings, pool, clean, redis_client):
+    """A journey step sets flow_name/flow_state without a version: the next message runs there."""
+    async with FakeTwilio() as fake, BusinessApi() as api:
+        async with running_gateway(flow_settings(settings, fake, api), roles=("http",)) as (rt, url):
+            await say(url, fake, "hi")
+            conv = await pool.fetchval("SELECT id FROM conversations")
+            await rt.processor.drain(conv)
+            await pool.execute("UPDATE conversations SET flow_name = 'support', flow_state = 'faq', "
+                               "flow_version = NULL, flow_data = '{}'::jsonb WHERE id = $1", conv)
+            await say(url, fake, "how do I return an item?")
+            await rt.processor.drain(conv)
+            await rt.outbox.send_due()
+    bodies = [r.value("Body") for r in fake.requests]
+    assert "return any item within 30 days" in bodies[1]
+    assert await pool.fetchval("SELECT flow_version FROM conversations") is not None
