@@ -1,8 +1,7 @@
 """Identifying a chat visitor: one contact, one thread, whatever the channel.
 
-The email adapter is written separately; until it lands, an inbound email is a normalized
-Inbound(channel=EMAIL, provider="smtp") taken through gateway.intake.accept, exactly what the
-adapter hands over.
+The first test delivers a real email over SMTP; the others hand a normalized
+Inbound(channel=EMAIL) to gateway.intake.accept, which is what the email adapter produces.
 """
 from __future__ import annotations
 
@@ -48,32 +47,58 @@ async def _count_out(pool, n):
 
 
 async def test_chat_then_identify_by_email_then_email_is_one_thread(chat_settings, http, pool):
-    async with chat_gateway(chat_settings) as (rt, base):
-        s = await new_session(http, base)
-        tab = await open_tab(http, base, s["token"])
-        await tab.say("c1", "Where is my order?")
-        await tab.next("message", direction="out")
+    """Chat, identify with an email address, then a real email over SMTP: one thread, in order."""
+    import asyncio
+    import smtplib
+    from email.message import EmailMessage
 
-        await tab.send(type="identify", token=identity(email="Ann@Example.com", name="Ann"))
-        done = await tab.next("identified")
-        cid = done["conversation_id"]
-        contact_id = await pool.fetchval("SELECT contact_id FROM conversations WHERE id = $1", cid)
-        identities = {(r["kind"], r["address"]) for r in await pool.fetch(
-            "SELECT kind, address FROM identities WHERE contact_id = $1", contact_id)}
-        assert identities == {("chat", s["visitor_id"]), ("email", "ann@example.com")}
+    from gateway.email_intake import start_smtp_listener
+    from gateway.fakes.smtp import FakeSmtpRelay
+    from gateway.testing import free_port
 
-        # later the same customer writes an email: it lands in the same thread, after the chat
-        result = await intake.accept(rt, email("<m1@example.com>", "ann@example.com", "Any news?"))
-        assert result.conversation_id == cid and result.contact_id == contact_id
-        await wait_replies(pool, 2)
-        assert await thread_of(pool, cid) == [
-            ("in", "webchat", "Where is my order?"), ("out", "webchat", "You said: Where is my order?"),
-            ("in", "email", "Any news?"), ("out", "email", "You said: Any news?")]
-        # and the open tab shows it too (the thread is one, the channel is labelled)
-        seen = await tab.next("message", channel="email", direction="in")
-        assert seen["text"] == "Any news?"
-        assert await pool.fetchval("SELECT count(*) FROM contacts") == 1
-        await tab.close()
+    async with FakeSmtpRelay(hostname="127.0.0.1") as relay:
+        settings = chat_settings.with_(smtp_host="127.0.0.1", smtp_port=relay.port, smtp_tls="none",
+                                       email_from="support@shop.example", smtp_listen_port=free_port())
+        async with chat_gateway(settings) as (rt, base):
+            stop = await start_smtp_listener(rt)
+            s = await new_session(http, base)
+            tab = await open_tab(http, base, s["token"])
+            await tab.say("c1", "Where is my order?")
+            await tab.next("message", direction="out")
+
+            await tab.send(type="identify", token=identity(email="Ann@Example.com", name="Ann"))
+            done = await tab.next("identified")
+            cid = done["conversation_id"]
+            contact_id = await pool.fetchval("SELECT contact_id FROM conversations WHERE id = $1", cid)
+            identities = {(r["kind"], r["address"]) for r in await pool.fetch(
+                "SELECT kind, address FROM identities WHERE contact_id = $1", contact_id)}
+            assert identities == {("chat", s["visitor_id"]), ("email", "ann@example.com")}
+
+            # later the same customer writes an email (a real SMTP delivery): same thread, after the chat
+            mail = EmailMessage()
+            mail["From"], mail["To"], mail["Subject"] = "Ann <ann@example.com>", "support@shop.example", "Order 1042"
+            mail["Message-ID"] = "<m1@example.com>"
+            mail.set_content("Any news?")
+
+            def send():
+                with smtplib.SMTP("127.0.0.1", settings.smtp_listen_port, timeout=10) as smtp:
+                    smtp.send_message(mail)
+            await asyncio.to_thread(send)
+            await wait_replies(pool, 2)
+            assert await thread_of(pool, cid) == [
+                ("in", "webchat", "Where is my order?"), ("out", "webchat", "You said: Where is my order?"),
+                ("in", "email", "Any news?"), ("out", "email", "You said: Any news?")]
+            # and the open tab shows it too (the thread is one, the channel is labelled)
+            seen = await tab.next("message", channel="email", direction="in")
+            assert seen["text"] == "Any news?"
+            assert await pool.fetchval("SELECT count(*) FROM contacts") == 1
+            await tab.close()
+            await stop()
+
+        async def mailed():
+            return len(relay.messages) == 1
+        await wait_for(mailed)
+    assert relay.messages[0].message["In-Reply-To"] == "<m1@example.com>"
 
 
 async def test_identify_merges_the_anonymous_chat_into_the_known_contacts_thread(chat_settings, http, pool):
