@@ -1,0 +1,85 @@
+"""Attachment content for agents: stored copies, or fetched from the provider on first access.
+
+Email attachments are stored by content hash when the mail arrives. WhatsApp media arrive as ids
+and Twilio media as authenticated URLs: the first download goes to the provider (Graph media API,
+Twilio Basic auth) and the bytes are kept by content hash, so later downloads are local.
+"""
+from __future__ import annotations
+
+import hashlib
+
+from aiohttp import web
+
+from gateway.channels.errors import MediaDownloadError
+from gateway.http.errors import ApiError
+from gateway.http.inbox_common import READ, path_id, transaction
+from gateway.http.keys import RUNTIME
+from gateway.http.openapi import operation
+from gateway.inbox.scope import visible_conversation
+from gateway.types import Channel
+
+MAX_INDEX = 100
+
+
+def register(app: web.Application) -> None:
+    app.router.add_get("/api/v1/conversations/{id}/messages/{message_id}/attachments/{index}", attachment)
+
+
+@operation("Download one attachment of a message (stored copy, or fetched from the provider once)",
+           roles=READ, produces="application/octet-stream",
+           path_params={"message_id": {"type": "integer", "minimum": 1},
+                        "index": {"type": "integer", "minimum": 0, "maximum": MAX_INDEX}},
+           responses={200: None, 404: {"type": "object"}, 502: {"type": "object"}})
+async def attachment(request: web.Request) -> web.Response:
+    cid = path_id(request)
+    try:
+        message_id = int(request.match_info["message_id"])
+        index = int(request.match_info["index"])
+    except ValueError:
+        raise ApiError(404, "not_found", "no such attachment") from None
+    async with transaction(request, *READ) as tx:
+        await visible_conversation(tx.conn, tx.scope, cid)
+        row = await tx.conn.fetchrow("SELECT id, channel, content FROM messages WHERE id = $1 AND conversation_id = $2",
+                                     message_id, cid)
+        items = ((row["content"] or {}).get("attachments") or []) if row else []
+        if not 0 <= index < len(items):
+            raise ApiError(404, "not_found", "no such attachment")
+        att = items[index]
+        blob = None
+        if att.get("content_ref"):
+            blob = await tx.conn.fetchrow("SELECT data, content_type FROM blobs WHERE ref = $1", att["content_ref"])
+    if blob is None:
+        data, content_type = await _fetch_from_provider(request, row["channel"], att)
+        ref = "sha256:" + hashlib.sha256(data).hexdigest()
+        rt = request.app[RUNTIME]
+        async with rt.pool.acquire(timeout=5) as conn, conn.transaction():
+            await conn.execute("""INSERT INTO blobs (ref, content_type, size, data) VALUES ($1, $2, $3, $4)
+                                  ON CONFLICT (ref) DO NOTHING""", ref, content_type, len(data), data)
+            await conn.execute(
+                """UPDATE messages SET content = jsonb_set(content, ARRAY['attachments', $2::text, 'content_ref'],
+                       to_jsonb($3::text)) WHERE id = $1""", message_id, str(index), ref)
+        blob = {"data": data, "content_type": content_type}
+    headers = {}
+    if att.get("filename"):
+        headers["Content-Disposition"] = f'attachment; filename="{_ascii(att["filename"])}"'
+    return web.Response(body=blob["data"], content_type=(blob["content_type"] or att.get("content_type")
+                                                         or "application/octet-stream").split(";")[0],
+                        headers=headers)
+
+
+async def _fetch_from_provider(request: web.Request, channel: str, att: dict) -> tuple[bytes, str | None]:
+    sender = request.app[RUNTIME].senders.get(Channel(channel)) if channel in Channel._value2member_map_ else None
+    download = getattr(sender, "download_media", None)
+    source = att.get("provider_media_id") if type(sender).__name__ == "WhatsAppCloudSender" else att.get("url")
+    if download is None or not source:
+        raise ApiError(404, "not_found", "this attachment is not stored and its provider cannot be asked")
+    try:
+        data, content_type = await download(source)
+    except MediaDownloadError as exc:
+        raise ApiError(502, "provider_error", f"the provider did not deliver the media: {exc}") from None
+    return data, content_type or att.get("content_type")
+
+
+def _ascii(name: str) -> str:
+    return "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\' else "_" for ch in name)
+
