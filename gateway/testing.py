@@ -61,3 +61,66 @@ def settings_env(s: Settings, **overrides) -> dict:
     env.update({k: str(v) for k, v in overrides.items()})
     return env
 
+
+
+class LocalServer:
+    """An aiohttp app on 127.0.0.1 on a free port, as an async context manager (test doubles)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._runner: web.AppRunner | None = None
+
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def __aenter__(self):
+        app = web.Application()
+        self.routes(app)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+class ApiChannelReceiver(LocalServer):
+    """The business's end of the API channel: verifies our signature, can fail on purpose."""
+
+    def __init__(self, secret: str):
+        super().__init__()
+        self.secret = secret
+        self.received: list[dict] = []
+        self.idempotency_keys: list[str | None] = []
+        self.rejected = 0
+        self.fail_next = 0
+        self.fail_status = 503
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/hook", self.handle)
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/hook"
+
+    async def handle(self, request: web.Request) -> web.Response:
+        import json
+
+        from gateway.channels.api.webhook import SIGNATURE_HEADER, verify
+
+        raw = await request.read()
+        if not verify(self.secret, raw, request.headers.get(SIGNATURE_HEADER)):
+            self.rejected += 1
+            return web.Response(status=401)
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            return web.Response(status=self.fail_status, text="try later")
+        self.received.append(json.loads(raw))
+        self.idempotency_keys.append(request.headers.get("Idempotency-Key"))
+        return web.json_response({"ok": True})

@@ -2,57 +2,21 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from gateway import consent, thread
-from gateway.channels.api.webhook import SIGNATURE_HEADER, verify
 from gateway.outbox import backoff_delay
-from gateway.testing import free_port, running_gateway, wait_for
+from gateway.testing import ApiChannelReceiver, running_gateway, wait_for
 from gateway.types import Channel, Purpose
 
 ADMIN = {"Authorization": "Bearer admin-test-token"}
 SECRET = "hook-secret"
 
 
-class BusinessWebhook:
-    """The business's receiving endpoint: verifies our signature, can fail on purpose."""
-
-    def __init__(self):
-        self.received: list[dict] = []
-        self.rejected_signatures = 0
-        self.fail_next = 0
-        self.fail_status = 503
-        self.port = free_port()
-
-    async def handle(self, request: web.Request) -> web.Response:
-        raw = await request.read()
-        if not verify(SECRET, raw, request.headers.get(SIGNATURE_HEADER)):
-            self.rejected_signatures += 1
-            return web.Response(status=401)
-        if self.fail_next > 0:
-            self.fail_next -= 1
-            return web.Response(status=self.fail_status, text="try later")
-        self.received.append({"body": json.loads(raw), "idempotency": request.headers.get("Idempotency-Key")})
-        return web.json_response({"ok": True})
-
-    async def __aenter__(self):
-        app = web.Application()
-        app.router.add_post("/hook", self.handle)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
-        return self
-
-    async def __aexit__(self, *exc):
-        await self.runner.cleanup()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+def BusinessWebhook():
+    return ApiChannelReceiver(SECRET)
 
 
 def api_settings(settings, hook, **kw):
@@ -76,9 +40,9 @@ async def test_bot_reply_is_delivered_as_signed_webhook(settings, pool, clean, r
             async def delivered():
                 return hook.received
             await wait_for(delivered)
-    body = hook.received[0]["body"]
+    body = hook.received[0]
     assert body["to"] == "cust-1" and body["text"] == "You said: Hola"
-    assert hook.received[0]["idempotency"] == f"msg-{body['message_id']}"
+    assert hook.idempotency_keys[0] == f"msg-{body['message_id']}"
     row = await pool.fetchrow("SELECT status, provider_message_id, seq FROM messages WHERE id = $1",
                               body["message_id"])
     assert row["status"] == "delivered" and row["seq"] == created["seq"] + 1
@@ -162,7 +126,7 @@ async def test_expired_lease_is_released_and_sent_by_another_sender(settings, po
             await pool.execute("UPDATE outbox SET locked_until = now() - interval '1 second'")
             assert await rt.outbox.release_expired_leases() == 1
             assert await rt.outbox.send_due() == 1
-    assert [r["body"]["text"] for r in hook.received] == ["lease"]
+    assert [r["text"] for r in hook.received] == ["lease"]
 
 
 def test_backoff_grows_exponentially_is_capped_and_respects_retry_after():
@@ -190,4 +154,4 @@ async def test_messages_of_one_conversation_leave_in_order_even_across_retries(s
             assert hook.received == []
             await pool.execute("UPDATE outbox SET next_attempt_at = now()")
             await rt.outbox.send_due()
-    assert [r["body"]["text"] for r in hook.received] == ["one", "two", "three"]
+    assert [r["text"] for r in hook.received] == ["one", "two", "three"]

@@ -10,7 +10,7 @@ from aiohttp import web
 from gateway import thread
 from gateway.fakes.twilio import FakeTwilio
 from gateway.simulate_providers import post_twilio_inbound, twilio_inbound_params
-from gateway.testing import free_port, running_gateway, wait_for
+from gateway.testing import LocalServer, running_gateway, wait_for
 from gateway.timers import ManualClock
 
 OUR = "+15550001111"
@@ -19,27 +19,21 @@ FLOWS = Path(__file__).resolve().parents[2] / "flows"
 MONDAY_10_BERLIN = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 
 
-class BusinessApi:
+class BusinessApi(LocalServer):
+    """The business's order API the support flow calls."""
+
     def __init__(self):
+        super().__init__()
         self.calls = []
-        self.port = free_port()
+
+    def routes(self, app):
+        app.router.add_get("/orders/{id}", self.order)
 
     async def order(self, request):
         self.calls.append(request.path)
         if request.match_info["id"] == "AB12345":
             return web.json_response({"status": "shipped", "eta": "2026-11-26"})
         return web.json_response({"error": "not found"}, status=404)
-
-    async def __aenter__(self):
-        app = web.Application()
-        app.router.add_get("/orders/{id}", self.order)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
-        return self
-
-    async def __aexit__(self, *exc):
-        await self.runner.cleanup()
 
 
 def flow_settings(settings, fake, api, **kw):

@@ -7,6 +7,7 @@ import aiohttp
 import asyncpg
 
 from gateway import auth, thread
+from gateway.testing import ApiChannelReceiver
 
 ADMIN_TOKEN = "admin-test-token"
 INBOX_TABLES = "agents, canned_responses, send_idempotency"
@@ -69,44 +70,5 @@ async def seed_conversation(pool: asyncpg.Pool, external_id: str, *, team_id: in
     return {"contact_id": contact, "conversation_id": conv, "episode_id": episode}
 
 
-class BusinessWebhook:
-    """The business's endpoint for the API channel: verifies our signature, records deliveries."""
-
-    def __init__(self, secret: str):
-        from gateway.testing import free_port
-
-        self.secret = secret
-        self.received: list[dict] = []
-        self.rejected = 0
-        self.port = free_port()
-
-    async def handle(self, request):
-        import json
-
-        from aiohttp import web
-
-        from gateway.channels.api.webhook import SIGNATURE_HEADER, verify
-
-        raw = await request.read()
-        if not verify(self.secret, raw, request.headers.get(SIGNATURE_HEADER)):
-            self.rejected += 1
-            return web.Response(status=401)
-        self.received.append(json.loads(raw))
-        return web.json_response({"ok": True})
-
-    async def __aenter__(self):
-        from aiohttp import web
-
-        app = web.Application()
-        app.router.add_post("/hook", self.handle)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
-        return self
-
-    async def __aexit__(self, *exc):
-        await self.runner.cleanup()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+# The business's endpoint for the API channel: verifies our signature, records deliveries.
+BusinessWebhook = ApiChannelReceiver
