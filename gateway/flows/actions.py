@@ -65,6 +65,13 @@ class ActionCall:
     text: str
     choice: str | None
     effects: TurnEffects
+    message: Message | None = None        # the turn's normalized `text`, prepared for matching
+
+    def prepared_text(self) -> Message:
+        """`text` normalized and prepared for matching (the turn's own, when the engine passed it)."""
+        if self.message is None:
+            self.message = Message(normalize(self.text))
+        return self.message
 
     def render(self, template: str, *, quote_values: bool = False) -> str:
         return render_template(template, self.slots, self.attributes, self.ctx.settings, quote_values=quote_values)
@@ -227,7 +234,8 @@ async def http_get_order_status(call: ActionCall) -> str:
     sub = ActionCall(call.name, {"url": "{business_api_base}/orders/{" + slot + "}",
                                  "save_as": call.args.get("save_as", "order"),
                                  **({"timeout": call.args["timeout"]} if "timeout" in call.args else {})},
-                     call.slots, call.ctx, call.flow, call.state, call.text, call.choice, call.effects)
+                     call.slots, call.ctx, call.flow, call.state, call.text, call.choice, call.effects,
+                     call.message)
     if not call.slots.get(slot):
         return FAILED
     return await http_request(sub)
@@ -239,10 +247,10 @@ def answer_faq(call: ActionCall) -> str | None:
     entries = call.flow.faq
     entry = next((e for e in entries if e.id == call.choice), None)
     if entry is None:
-        message = Message(normalize(call.text))
+        message = call.prepared_text()
         best_score = float(call.args.get("threshold", 70))
         for candidate in entries:
-            score = candidate.matcher.score(message)
+            score = candidate.matcher.score(message, best_score)   # only a better score matters
             if score >= best_score and (entry is None or score > best_score):
                 entry, best_score = candidate, score
     if entry is None:

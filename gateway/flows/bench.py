@@ -58,7 +58,8 @@ def _machines() -> int:
 
 def run_decision_bench(n_turns: int = 20_000, n_conversations: int = 100_000, flows_dir: str | Path | None = None,
                        flow: str = "support") -> dict:
-    """Returns timing (µs per turn: mean, p50, p99) and memory figures; see the module docstring."""
+    """Returns timing (µs per turn: mean, p50, p90, p99, p99.9, max) and memory figures; see the module
+    docstring."""
     from gateway.flows.cli import _REPO_FLOWS
 
     registry = FlowRegistry.from_directory(flows_dir or _REPO_FLOWS)
@@ -74,14 +75,28 @@ def run_decision_bench(n_turns: int = 20_000, n_conversations: int = 100_000, fl
     def one_turn(i: int):
         return _drive(engine.turn(states[i % len(states)], inputs[i % len(inputs)], ctx))
 
-    for i in range(200):            # warm-up
+    for i in range(max(200, len(inputs) * len(states) * 20)):      # warm-up: every (state, message) pair
         one_turn(i)
-    samples = []
-    for i in range(n_turns):
-        start = time.perf_counter()
-        one_turn(i)
-        samples.append((time.perf_counter() - start) * 1e6)
+    collections = [0, 0, 0]         # garbage collections while timing (a cause of tail latency), by generation
+
+    def count_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            collections[info["generation"]] += 1
+
+    samples = [0.0] * n_turns       # preallocated: the list itself must not allocate while timing
+    perf_counter = time.perf_counter
+    gc.callbacks.append(count_gc)
+    try:
+        for i in range(n_turns):
+            start = perf_counter()
+            one_turn(i)
+            samples[i] = (perf_counter() - start) * 1e6
+    finally:
+        gc.callbacks.remove(count_gc)
     samples.sort()
+
+    def pct(q: float) -> float:
+        return samples[min(len(samples) - 1, int(len(samples) * q))]
 
     gc.collect()
     machines_before = _machines()
@@ -114,7 +129,11 @@ def run_decision_bench(n_turns: int = 20_000, n_conversations: int = 100_000, fl
         "turns": n_turns,
         "turn_us_mean": statistics.fmean(samples),
         "turn_us_p50": samples[len(samples) // 2],
-        "turn_us_p99": samples[min(len(samples) - 1, int(len(samples) * 0.99))],
+        "turn_us_p90": pct(0.90),
+        "turn_us_p99": pct(0.99),
+        "turn_us_p999": pct(0.999),
+        "turn_us_max": samples[-1],
+        "gc_collections": tuple(collections),
         "conversations": n_conversations,
         "traced_bytes_after_first": after_first,
         "traced_bytes_after_all": after_all,
@@ -134,7 +153,9 @@ def format_results(r: dict) -> str:
         return "n/a" if value is None else f"{value / 1e6:.1f} MB"
     return "\n".join([
         f"flow decision cost over {r['turns']} turns: mean {r['turn_us_mean']:.1f} µs, "
-        f"p50 {r['turn_us_p50']:.1f} µs, p99 {r['turn_us_p99']:.1f} µs",
+        f"p50 {r['turn_us_p50']:.1f} µs, p90 {r['turn_us_p90']:.1f} µs, p99 {r['turn_us_p99']:.1f} µs, "
+        f"p99.9 {r['turn_us_p999']:.1f} µs, max {r['turn_us_max']:.1f} µs "
+        f"(garbage collections while timing, gen 0/1/2: {'/'.join(map(str, r['gc_collections']))})",
         f"{r['conversations']} distinct conversations: traced memory {r['traced_bytes_after_first'] / 1e3:.1f} kB "
         f"after the first ones, {r['traced_bytes_after_all'] / 1e3:.1f} kB after all "
         f"({r['growth_bytes_per_conversation']:.3f} bytes per conversation); RSS {mb(r['rss_before_bytes'])} -> "

@@ -188,7 +188,7 @@ class _Turn:
             self.effects.replies.append(Reply(self.render(text)))
 
     async def fire(self, event_name: str) -> bool:
-        trigger = decide(self.flow, self.state, event_name, self.view())
+        trigger = decide(self.flow, self.state, event_name, self.view)   # the view only if guards need it
         if trigger is None:
             return False
         self.trace.append(f"{self.state} --{trigger.event_name}--> {trigger.goto or '(stay)'}")
@@ -229,7 +229,7 @@ class _Turn:
     async def call(self, ref) -> str | None:
         fn = self.engine.actions.action(ref.name)
         call = ActionCall(ref.name, ref.args, self.slots, self.ctx, self.flow, self.state, self.text, self.choice,
-                          self.effects)
+                          self.effects, self.message)
         try:
             result = fn(call)
             if inspect.isawaitable(result):
@@ -328,7 +328,7 @@ class _Turn:
         if self.inp.reply_id:
             option = next((o for o in state.options if o.id == self.inp.reply_id), None)
         if option is None and state.options:
-            option = match_option(self.text, self.normalized, state.options)
+            option = match_option(self.text, self.normalized, state.options, message=self.message)
         if option is not None:
             self.choice = option.id
             if await self.fire(f"choice:{option.id}"):

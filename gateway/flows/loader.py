@@ -18,7 +18,7 @@ from gateway.flows.machine import OPERATORS, build_machine
 from gateway.flows.model import (ActionRef, Condition, FaqEntry, Flow, FlowError, GlobalConfig, Handoff,
                                  Option, Say, SlotDef, StateDef, Trigger, UnknownFlowVersion,
                                  parse_duration)
-from gateway.flows.nlu import HANDOFF_EXAMPLES, HANDOFF_INTENT, HANDOFF_KEYWORDS, IntentModel
+from gateway.flows.nlu import HANDOFF_EXAMPLES, HANDOFF_INTENT, HANDOFF_KEYWORDS, IntentModel, share_vocabulary
 from gateway.flows.slots import DEFAULT_ORDER_PATTERN, SLOT_TYPES
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -73,6 +73,7 @@ def load_flow_text(name: str, text: str, *, source: str | None = None,
     flow = parser.parse(data, text)
     flow.machine = build_machine(flow)
     flow.state_intents = _state_intents(flow)
+    share_vocabulary([*flow.intents.values(), *(entry.matcher for entry in flow.faq)])
     return flow
 
 

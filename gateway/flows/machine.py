@@ -4,6 +4,11 @@ The machine is built with `model=None`: it holds states and transitions (with th
 conversation. For a decision the engine makes a three-slot `TurnModel` carrying the conversation's
 current state and a read-only view of its data, fires an event on it, and drops it. Nothing about
 the conversation stays in the machine (no add_model, no per-conversation machine, no queue).
+
+When the machine's first transition for the event from the current state has no guard, firing it
+can only take that transition (the machine has no other callbacks than the recorder of the trigger),
+so `decide` answers from the machine's transition table without building the model, the guard view
+and transitions' per-event objects: most decisions of a turn are such.
 """
 from __future__ import annotations
 
@@ -99,8 +104,12 @@ def _recorder(trigger: Trigger) -> Callable:
     return record
 
 
+_TRIGGER = "flow_trigger"   # attribute of each transitions.Transition: the Trigger it records
+
+
 def build_machine(flow: Flow) -> Machine:
-    """Local triggers are added before global ones, so a state's own handling wins."""
+    """Local triggers are added before global ones, so a state's own handling wins. The only callback is
+    each transition's recorder of its trigger (`decide` relies on it)."""
     machine = Machine(model=None, states=list(flow.states), initial=flow.start, auto_transitions=False,
                       send_event=True, ignore_invalid_triggers=True, name=f"{flow.name}@{flow.version}")
 
@@ -108,6 +117,7 @@ def build_machine(flow: Flow) -> Machine:
         machine.add_transition(trigger.event_name, source, trigger.goto,
                                conditions=[_condition_check(c) for c in trigger.when],
                                after=_recorder(trigger))
+        setattr(machine.events[trigger.event_name].transitions[source][-1], _TRIGGER, trigger)
 
     for state in flow.states.values():
         for trigger in state.on + state.timeouts:
@@ -124,12 +134,23 @@ def build_machine(flow: Flow) -> Machine:
     return machine
 
 
-def decide(flow: Flow, state: str, event_name: str, view: GuardView) -> Trigger | None:
-    """Fire `event_name` from `state` on the shared machine; the trigger that fired, if any."""
+def decide(flow: Flow, state: str, event_name: str,
+           view: GuardView | Callable[[], GuardView]) -> Trigger | None:
+    """Fire `event_name` from `state` on the shared machine; the trigger that fired, if any.
+
+    `view` may be a function making the GuardView: it is only called when a guard has to be checked."""
     event = flow.machine.events.get(event_name)
-    if event is None or state not in event.transitions:
+    if event is None:
         return None
-    model = TurnModel(state, view)
+    transitions = event.transitions.get(state)
+    if not transitions:
+        return None
+    first = transitions[0]
+    trigger = getattr(first, _TRIGGER, None)
+    if trigger is not None and not first.conditions and not first.prepare and not first.before \
+            and len(first.after) == 1:
+        return trigger                          # an unguarded transition: firing can only take it
+    model = TurnModel(state, view if isinstance(view, GuardView) else view())
     if event.trigger(model):
         return model.fired
     return None
