@@ -208,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--scenarios", default="all")
     bench.add_argument("--quick", action="store_true", help="smaller sizes for a fast look")
     bench.add_argument("--out", default="bench-results.json")
+    bench.add_argument("--scale", choices=("full", "quick", "tiny"), default=None,
+                       help=argparse.SUPPRESS)  # tiny: the smoke test's sizes
     bench.set_defaults(func=cmd_bench)
     return parser
 

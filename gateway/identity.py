@@ -5,6 +5,7 @@ lowercased, chat visitors and API sources keep their ids. Pure functions, no I/O
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from email.utils import parseaddr
@@ -24,7 +25,11 @@ class Address:
     value: str
 
 
+@functools.lru_cache(maxsize=65_536)
 def normalize_phone(raw: str, default_region: str | None = None) -> str:
+    """E.164 for a phone number as providers send it. Raises AddressError.
+
+    Cached: customers write again and again, and parsing is one of the costlier steps of a webhook."""
     text = raw.strip()
     if text.lower().startswith("whatsapp:"):
         text = text[len("whatsapp:"):]

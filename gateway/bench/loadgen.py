@@ -1,9 +1,11 @@
 """Load generator for `gateway bench`, run as its own process so it does not share the server's CPU.
 
 Reads a JSON job on stdin: {"url": ..., "requests": [[headers, body], ...], "concurrency": N,
-"rate": requests/s or null}; sends every request once (closed loop at `concurrency`, or open loop
-at a fixed `rate`), and prints JSON: count, ok, errors by status, elapsed, latencies (ms) p50/p95/p99,
-and the indexes of acknowledged requests.
+"rate": requests/s or null, "timestamps": bool}; sends every request once (closed loop at
+`concurrency`, or open loop at a fixed `rate`), and prints JSON: count, ok, errors by status,
+elapsed, latencies (ms) p50/p95/p99, the indexes of acknowledged requests and, with `timestamps`,
+the wall-clock time (unix seconds) each request was sent, so another process's receive times can
+be matched against them.
 """
 from __future__ import annotations
 
@@ -29,11 +31,13 @@ async def run(job: dict) -> dict:
     latencies: list[float] = []
     errors: dict[str, int] = {}
     acked: list[int] = []
+    sent_at: list[float | None] = [None] * len(reqs)
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         async def send(i: int) -> None:
             headers, body = reqs[i]
+            sent_at[i] = time.time()
             t0 = time.perf_counter()
             try:
                 async with http.post(url, data=body.encode(), headers=headers) as resp:
@@ -65,10 +69,13 @@ async def run(job: dict) -> dict:
                     await send(i)
             await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
-    return {"count": len(reqs), "ok": len(acked), "errors": errors, "elapsed": elapsed,
-            "throughput": len(acked) / elapsed if elapsed else 0.0,
-            "p50": percentile(latencies, 50), "p95": percentile(latencies, 95),
-            "p99": percentile(latencies, 99), "acked": acked}
+    out = {"count": len(reqs), "ok": len(acked), "errors": errors, "elapsed": elapsed,
+           "throughput": len(acked) / elapsed if elapsed else 0.0,
+           "p50": percentile(latencies, 50), "p95": percentile(latencies, 95),
+           "p99": percentile(latencies, 99), "acked": acked}
+    if job.get("timestamps"):
+        out["sent_at"] = sent_at
+    return out
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
@@ -97,13 +98,16 @@ class FakeTwilio:
         return f"{self.base_url}/media/{name}"
 
     # --- lifecycle ----------------------------------------------------------------------------
-    async def start(self) -> str:
+    def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", self._create_message)
         app.router.add_get("/media/{name}", self._get_media)
-        self._runner = web.AppRunner(app)
+        return app
+
+    async def start(self, port: int = 0) -> str:
+        self._runner = web.AppRunner(self.build_app())
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.base_url = f"http://127.0.0.1:{port}"
@@ -205,3 +209,64 @@ def _validate(fields: dict[str, str]) -> _Failure | None:
         return _Failure(400, 21617, "The concatenated message body exceeds the 1600 character limit.")
     return None
 
+
+
+# --- as its own process (`gateway bench`) ---------------------------------------------------------
+
+class TimedFakeTwilio(FakeTwilio):
+    """The fake plus what a benchmark needs: the wall-clock time each create call arrived.
+
+    Keeps no per-request history (a bench sends hundreds of thousands); `GET /_stats?since=N&limit=M`
+    answers {"count": total, "received": [[unix time, To, Body[:60]], ...] from the N-th on}.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.received: list[tuple[float, str, str]] = []
+
+    def build_app(self) -> web.Application:
+        app = super().build_app()
+        app.router.add_get("/_stats", self._stats)
+        return app
+
+    async def _create_message(self, request: web.Request) -> web.Response:
+        arrived = time.time()
+        response = await super()._create_message(request)
+        if response.status < 300:
+            form = await request.post()
+            self.received.append((arrived, str(form.get("To", "")), str(form.get("Body", ""))[:60]))
+        self.requests.clear()
+        self.messages.clear()
+        return response
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        since = int(request.query.get("since", "0"))
+        until = since + int(request.query["limit"]) if "limit" in request.query else None
+        return web.json_response({"count": len(self.received), "received": self.received[since:until]})
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="A fake Twilio REST API on 127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--account-sid", default="AC" + "1" * 32)
+    parser.add_argument("--auth-token", default="fake-twilio-token")
+    args = parser.parse_args(argv)
+
+    async def serve() -> None:
+        fake = TimedFakeTwilio(args.account_sid, args.auth_token)
+        await fake.start(args.port)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await fake.stop()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

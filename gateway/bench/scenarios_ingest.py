@@ -1,0 +1,122 @@
+"""Scenario 1, ingest: signed Twilio inbound webhooks, the gateway's full pipeline vs the naive app.
+
+Both answer on their own port with one process each; the same load generator (its own process)
+drives both at each concurrency in turn. Afterwards every acknowledged message is looked up in
+PostgreSQL. Then the gateway alone gets an open-loop load at the naive app's peak rate, for the
+latency target.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from gateway.bench.harness import (
+    BENCH_TOKEN,
+    Bench,
+    load,
+    message_sid,
+    new_run_id,
+    phone,
+    r,
+    signed_sms,
+    verdict,
+)
+
+TARGET_RATIO = 1.5
+TARGET_P99_MS = 50.0
+
+
+def twilio_requests(url: str, n: int, run_id: str, repeat_share: float = 0.2) -> tuple[list, list[str]]:
+    """n signed inbound webhooks: distinct customers, plus a share from a few repeat customers."""
+    reqs, sids = [], []
+    repeaters = max(1, n // 50)
+    for i in range(n):
+        customer = (i % repeaters) if (i % int(1 / repeat_share) == 0) else 100_000 + i
+        sid = message_sid(run_id, i)
+        reqs.append(signed_sms(url, sid=sid, sender=phone(415, customer), body=f"bench message {i} café"))
+        sids.append(sid)
+    return reqs, sids
+
+
+async def count_stored(dsn: str, sql: str, ids: list[str]) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(sql, ids)
+    finally:
+        await conn.close()
+
+
+STORED_SQL = {
+    "naive": "SELECT count(*) FROM naive_messages WHERE sid = ANY($1::text[])",
+    "gateway": "SELECT count(*) FROM messages WHERE direction = 'in' AND provider_message_id = ANY($1::text[])",
+}
+
+
+def run(b: Bench) -> dict:
+    naive_port = _start_naive(b)
+    _, gw_port = b.start_gateway("api", GATEWAY_DEFAULT_HANDLER="agent")
+    n = b.sizes.ingest_requests
+    rows = []
+    for concurrency in b.sizes.ingest_concurrency:
+        run_id = new_run_id()
+        for name, port in (("naive", naive_port), ("gateway", gw_port)):
+            url = f"http://127.0.0.1:{port}/webhooks/twilio/inbound"
+            reqs, sids = twilio_requests(url, n, f"{name[0]}{run_id}")
+            res = load({"url": url, "requests": reqs, "concurrency": concurrency})
+            acked = [sids[i] for i in res["acked"]]
+            stored = asyncio.run(count_stored(b.dsn, STORED_SQL[name], acked))
+            rows.append({"target": name, "concurrency": concurrency, "acked": res["ok"],
+                         "errors": res["errors"], "per_s": round(res["throughput"], 1),
+                         "p50_ms": r(res["p50"]), "p95_ms": r(res["p95"]), "p99_ms": r(res["p99"]),
+                         "acked_and_stored": stored == len(acked), "stored": stored})
+    best = {t: max(row["per_s"] for row in rows if row["target"] == t) for t in ("naive", "gateway")}
+    # latency of the full pipeline at the baseline's peak rate (open loop)
+    url = f"http://127.0.0.1:{gw_port}/webhooks/twilio/inbound"
+    reqs, sids = twilio_requests(url, int(min(n, best["naive"] * 5)) or 100, "r" + new_run_id())
+    at_rate = load({"url": url, "requests": reqs, "concurrency": 512, "rate": best["naive"]})
+    acked = [sids[i] for i in at_rate["acked"]]
+    at_rate_stored = asyncio.run(count_stored(b.dsn, STORED_SQL["gateway"], acked)) == len(acked)
+    b.stop_all()
+    ratio = round(best["gateway"] / best["naive"], 2) if best["naive"] else None
+    stored_all = all(row["acked_and_stored"] for row in rows) and at_rate_stored
+    p99 = at_rate["p99"]
+    return {
+        "rows": rows, "peak_per_s": best, "ratio": ratio,
+        "at_baseline_peak_rate": {"rate": round(best["naive"], 1), "p50_ms": r(at_rate["p50"]),
+                                  "p99_ms": r(p99), "acked": at_rate["ok"], "errors": at_rate["errors"]},
+        "every_acked_message_stored": stored_all,
+        "processes": "gateway: 1 `gateway api`; naive: 1 aiohttp process; load generator: 1 process",
+        "summary": {
+            "measured": f"{best['gateway']}/s acked (naive {best['naive']}/s); p99 {r(p99)} ms at "
+                        f"{round(best['naive'])}/s; every acked message stored: {stored_all}",
+            "target": f">= {TARGET_RATIO}x naive; p99 < {TARGET_P99_MS:g} ms at the naive peak rate",
+            "ratio": ratio,
+            "verdict": verdict(stored_all and ratio is not None and ratio >= TARGET_RATIO
+                               and p99 is not None and p99 < TARGET_P99_MS),
+        },
+    }
+
+
+def _start_naive(b: Bench) -> int:
+    from gateway.testing import free_port
+
+    port = free_port()
+    b.start(["gateway.bench.naive", "--port", str(port), "--dsn", b.dsn, "--token", BENCH_TOKEN],
+            b.env(), f"http://127.0.0.1:{port}/healthz")
+    return port
+
+
+def show(res: dict) -> None:
+    print("\n== Ingest: signed Twilio webhooks, acknowledged/s (each figure measured in this run)")
+    print(f"{'target':<9}{'conc':>6}{'acked':>8}{'per s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}  stored?")
+    for row in res["rows"]:
+        print(f"{row['target']:<9}{row['concurrency']:>6}{row['acked']:>8}{row['per_s']:>10}{row['p50_ms']:>9}"
+              f"{row['p95_ms']:>9}{row['p99_ms']:>9}  {'all' if row['acked_and_stored'] else 'MISSING'}"
+              + (f"  errors={row['errors']}" if row["errors"] else ""))
+    print(f"peak: gateway {res['peak_per_s']['gateway']}/s vs naive {res['peak_per_s']['naive']}/s "
+          f"= {res['ratio']}x (target >= {TARGET_RATIO}x)")
+    a = res["at_baseline_peak_rate"]
+    print(f"gateway at the naive peak rate ({a['rate']}/s, open loop): p50 {a['p50_ms']} ms, "
+          f"p99 {a['p99_ms']} ms (target p99 < {TARGET_P99_MS:g} ms)")
+    print(f"every acknowledged message stored in PostgreSQL: {res['every_acked_message_stored']}")

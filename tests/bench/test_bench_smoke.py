@@ -1,0 +1,40 @@
+"""`gateway bench` end to end at tiny sizes: it starts what it needs, measures, and writes its JSON.
+
+No timing assertions (machines differ); what must hold anywhere: every scenario reports its
+figures, target and verdict, and every webhook the gateway acknowledged is in PostgreSQL.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+
+def test_bench_tiny_run_writes_results(infra, tmp_path):
+    admin_dsn, redis_url = infra
+    out = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "TWILIO_", "WHATSAPP_"))}
+    env.update(GATEWAY_DATABASE_URL=admin_dsn, GATEWAY_REDIS_URL=redis_url, GATEWAY_LOG_LEVEL="warning",
+               GATEWAY_DATA_DIR=str(tmp_path / "data"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway", "bench", "--scale", "tiny", "--scenarios", "ingest,outbound,timers,memory",
+         "--out", str(out)], env=env, capture_output=True, text=True, timeout=150, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+
+    assert results["scale"] == "tiny"
+    for name in ("ingest", "outbound", "timers", "memory"):
+        summary = results[name]["summary"]
+        assert {"measured", "target", "ratio", "verdict"} <= summary.keys()
+        assert summary["verdict"] in ("pass", "miss")
+
+    ingest = results["ingest"]
+    assert ingest["every_acked_message_stored"] is True
+    assert all(row["acked"] > 0 and row["acked_and_stored"] for row in ingest["rows"])
+    assert {"naive", "gateway"} == set(ingest["peak_per_s"])
+    assert results["outbound"]["gateway"]["sent"] == results["outbound"]["messages"]
+    assert results["timers"]["fired"] == results["timers"]["due"]
+    assert results["memory"]["processed"] == results["memory"]["conversations"]
+    assert "every acknowledged message stored in PostgreSQL: True" in proc.stdout
+    assert "== Summary (tiny run)" in proc.stdout
