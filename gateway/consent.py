@@ -44,23 +44,23 @@ async def set_consent(conn: asyncpg.Connection, *, kind: str, address: str, chan
         kind, address, channel, purpose, granted, source)
 
 
-async def blocked_reason(conn: asyncpg.Connection, *, kind: str, address: str, channel: str,
-                         purpose: str, compliance: bool = False) -> str | None:
-    """Why a send to this address must not happen now, or None when it may.
+async def blocked_reason(conn, *, kind: str, address: str, channel: str, purpose: str,
+                         compliance: bool = False) -> str | None:
+    """Why a send to this address must not happen now, or None when it may (one query).
 
     Checked at send time by the outbox, so a STOP that arrives after a message was queued still
-    stops it.
+    stops it. `conn` may be a connection or a pool.
     """
     if compliance:
         return None
-    if await conn.fetchval("SELECT 1 FROM suppressions WHERE address_hash = $1",
-                           address_hash(kind, address)):
+    row = await conn.fetchrow(
+        """SELECT EXISTS (SELECT 1 FROM suppressions WHERE address_hash = $1) AS suppressed,
+                  coalesce(array_agg(purpose) FILTER (WHERE NOT granted), '{}') AS revoked
+           FROM consents WHERE address_kind = $2 AND address = $3 AND channel IN ($4, '*')""",
+        address_hash(kind, address), kind, address, channel)
+    if row["suppressed"]:
         return "suppressed"
-    rows = await conn.fetch(
-        """SELECT purpose, granted FROM consents
-           WHERE address_kind = $1 AND address = $2 AND channel IN ($3, '*')""",
-        kind, address, channel)
-    revoked = {r["purpose"] for r in rows if not r["granted"]}
+    revoked = set(row["revoked"])
     if ALL in revoked:
         return "opted_out"
     if purpose == Purpose.MARKETING.value and MARKETING in revoked:

@@ -65,6 +65,7 @@ class OutboxSender:
         self.rate_limiter = rate_limiter
         self.stats = SendStats()
         self._wake = asyncio.Event()
+        self._events: list[tuple[str, dict]] = []   # realtime events of this pass, published together
 
     def wake(self) -> None:
         self._wake.set()
@@ -113,18 +114,22 @@ class OutboxSender:
         return int(result.split()[-1])
 
     async def claim(self, limit: int) -> list[asyncpg.Record]:
+        """Lease up to `limit` due rows, each with what sending needs from its message (one round trip)."""
         return await self.pool.fetch(
-            """UPDATE outbox o SET state = 'sending', attempts = o.attempts + 1,
-                   locked_until = now() + make_interval(secs => $2), updated_at = now()
-               FROM (SELECT id FROM outbox o1 WHERE state = 'pending' AND next_attempt_at <= now()
+            """WITH due AS (
+                   SELECT id FROM outbox o1 WHERE state = 'pending' AND next_attempt_at <= now()
                        -- in order per conversation: not while an earlier message is in flight or
                        -- waiting for a retry (earlier ones that are due go in this same batch, first)
                        AND NOT EXISTS (SELECT 1 FROM outbox o0 WHERE o0.conversation_id = o1.conversation_id
                                        AND o0.id < o1.id AND o0.state IN ('pending', 'sending')
                                        AND (o0.state = 'sending' OR o0.next_attempt_at > now()))
-                     ORDER BY next_attempt_at, id LIMIT $1 FOR UPDATE SKIP LOCKED) due
-               WHERE o.id = due.id
-               RETURNING o.*""", limit, LEASE_SECONDS)
+                   ORDER BY next_attempt_at, id LIMIT $1 FOR UPDATE SKIP LOCKED),
+               claimed AS (
+                   UPDATE outbox o SET state = 'sending', attempts = o.attempts + 1,
+                       locked_until = now() + make_interval(secs => $2), updated_at = now()
+                   FROM due WHERE o.id = due.id RETURNING o.*)
+               SELECT c.*, m.body, m.content, m.seq, m.author_type, m.author_id
+               FROM claimed c JOIN messages m ON m.id = c.message_id""", limit, LEASE_SECONDS)
 
     async def send_due(self) -> int:
         rows = await self.claim(self.settings.outbox_batch)
@@ -150,6 +155,7 @@ class OutboxSender:
                         break
 
         await asyncio.gather(*(in_order(group) for group in by_conversation.values()))
+        await self._publish()
         return len(rows)
 
     async def _unclaim(self, ids: list[int]) -> None:
@@ -160,14 +166,12 @@ class OutboxSender:
 
     async def deliver(self, row: asyncpg.Record) -> bool:
         """Send one claimed row. True when the row is finished (sent, failed, skipped, dead)."""
-        msg = await self.pool.fetchrow("SELECT * FROM messages WHERE id = $1", row["message_id"])
-        content = msg["content"] or {}
+        content = row["content"] or {}
         channel = Channel(row["channel"])
         kind = (row["payload"] or {}).get("kind", "phone")
-        async with self.pool.acquire() as conn:
-            reason = await consent.blocked_reason(
-                conn, kind=kind, address=row["to_address"], channel=channel.value,
-                purpose=row["purpose"], compliance=bool(content.get("compliance")))
+        reason = await consent.blocked_reason(
+            self.pool, kind=kind, address=row["to_address"], channel=channel.value,
+            purpose=row["purpose"], compliance=bool(content.get("compliance")))
         if reason:
             await self._finish(row, state="skipped", status="failed", error_code=reason,
                                error_message=f"not sent: {reason}")
@@ -179,29 +183,30 @@ class OutboxSender:
                                error_message=f"no sender configured for {channel.value}")
             self.stats.failed += 1
             return True
-        outgoing = self.build_outgoing(row, msg)
+        outgoing = self.build_outgoing(row)
         if channel is Channel.EMAIL:
             from gateway.email_intake import outbound_fields
 
             async with self.pool.acquire() as conn:
-                fields = await outbound_fields(conn, self.settings, msg["conversation_id"], outgoing.subject)
+                fields = await outbound_fields(conn, self.settings, row["conversation_id"], outgoing.subject)
             outgoing = dataclasses.replace(outgoing, **fields)
         if self.rate_limiter is not None:
             await self.rate_limiter.acquire(self.sender_key(channel))
         result = await sender.send(outgoing)
         return await self.record(row, result)
 
-    def build_outgoing(self, row, msg) -> OutgoingMessage:
-        content = msg["content"] or {}
+    def build_outgoing(self, row) -> OutgoingMessage:
+        """The channel-neutral message to send, from a claimed row (outbox columns + message body)."""
+        content = row["content"] or {}
         template = None
         if content.get("template"):
             t = content["template"]
             template = TemplateRef(t["name"], t.get("language", "en_US"), tuple(t.get("parameters", ())),
                                    t.get("variables", {}))
         elif content.get("needs_template"):
-            template = self.reengage_template(msg["body"])
+            template = self.reengage_template(row["body"])
         return OutgoingMessage(
-            message_id=msg["id"], channel=Channel(row["channel"]), to=row["to_address"], text=msg["body"],
+            message_id=row["message_id"], channel=Channel(row["channel"]), to=row["to_address"], text=row["body"],
             attachments=tuple(Attachment(**a) for a in content.get("attachments", ())),
             buttons=tuple(Button(**b) for b in content.get("buttons", ())),
             button_label=content.get("button_label"),
@@ -209,7 +214,7 @@ class OutboxSender:
             html=content.get("html"), in_reply_to=content.get("in_reply_to"),
             references=tuple(content.get("references", ())), reply_to=content.get("reply_to"),
             status_callback_url=self.status_callback_url(Channel(row["channel"])),
-            metadata={"conversation_id": msg["conversation_id"], "seq": msg["seq"]},
+            metadata={"conversation_id": row["conversation_id"], "seq": row["seq"]},
         )
 
     def sender_key(self, channel: Channel) -> str:
@@ -322,20 +327,23 @@ class OutboxSender:
     async def _finish(self, row, *, state: str, status: str, provider_message_id: str | None = None,
                       error_code: str | None = None, error_message: str | None = None,
                       segments: int | None = None) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                """UPDATE outbox SET state = $2, locked_until = NULL, updated_at = now(),
-                       last_error = coalesce($3, last_error) WHERE id = $1""",
-                row["id"], state, f"{error_code}: {error_message}" if error_code else None)
-            await conn.execute(
-                """UPDATE messages SET status = CASE
-                           WHEN status IN ('delivered', 'read') THEN status ELSE $2 END,
-                       provider_message_id = coalesce($3, provider_message_id),
-                       error_code = $4, error_message = $5, segments = coalesce($6, segments),
-                       status_updated_at = now()
-                   WHERE id = $1""",
-                row["message_id"], status, provider_message_id, error_code, error_message, segments)
-        if self.redis is not None:
-            await realtime.publish(self.redis, self.keys, [(
-                "message.status", {"conversation_id": row["conversation_id"], "message_id": row["message_id"],
-                                   "status": status, "error_code": error_code})])
+        """Close the outbox row and record the outcome on its message: one statement, one round trip."""
+        await self.pool.execute(
+            """WITH done AS (
+                   UPDATE outbox SET state = $2, locked_until = NULL, updated_at = now(),
+                       last_error = coalesce($7, last_error) WHERE id = $1 RETURNING message_id)
+               UPDATE messages SET status = CASE WHEN status IN ('delivered', 'read') THEN status ELSE $3 END,
+                   provider_message_id = coalesce($4, provider_message_id),
+                   error_code = $5, error_message = $6, segments = coalesce($8, segments),
+                   status_updated_at = now()
+               WHERE id = (SELECT message_id FROM done)""",
+            row["id"], state, status, provider_message_id, error_code, error_message,
+            f"{error_code}: {error_message}" if error_code else None, segments)
+        self._events.append(("message.status", {"conversation_id": row["conversation_id"],
+                                                "message_id": row["message_id"], "status": status,
+                                                "error_code": error_code}))
+
+    async def _publish(self) -> None:
+        events, self._events = self._events, []
+        if events and self.redis is not None:
+            await realtime.publish(self.redis, self.keys, events)

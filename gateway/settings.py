@@ -86,7 +86,7 @@ class Settings:
     outbox_max_attempts: int = 8
     outbox_base_delay: float = 2.0
     outbox_max_delay: float = 900.0
-    outbox_batch: int = 50
+    outbox_batch: int = 200
     rate_limit_per_second: float = 0.0   # per sender; 0 means off
     rate_limit_burst: int = 10
     rate_limits: str = ""                # per sender: "sms:+15550001111=1,whatsapp:+1555...=20"

@@ -17,7 +17,7 @@ from gateway.testing import wait_for
 from gateway.types import Channel, Inbound
 
 from chat_support import chat_gateway, new_session, open_tab
-from conftest import IDENTITY_SECRET
+IDENTITY_SECRET = "identity-test-secret"  # as in tests/chat/conftest.py
 
 pytestmark = pytest.mark.usefixtures("clean")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from conftest import ADMIN
+ADMIN = {"Authorization": "Bearer admin-test-token"}
 
 from gateway import auth
 from gateway.journeys.events import emit_event

@@ -7,7 +7,7 @@ import os
 import signal
 
 import aiohttp
-from conftest import ADMIN
+ADMIN = {"Authorization": "Bearer admin-test-token"}
 
 from gateway.journeys.bench import format_result, timer_bench
 from gateway.testing import running_gateway, settings_env, wait_for
