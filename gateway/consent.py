@@ -44,6 +44,16 @@ async def set_consent(conn: asyncpg.Connection, *, kind: str, address: str, chan
         kind, address, channel, purpose, granted, source)
 
 
+def _reason(suppressed: bool, revoked: set[str], purpose: str) -> str | None:
+    if suppressed:
+        return "suppressed"
+    if ALL in revoked:
+        return "opted_out"
+    if purpose == Purpose.MARKETING.value and MARKETING in revoked:
+        return "no_marketing_consent"
+    return None
+
+
 async def blocked_reason(conn, *, kind: str, address: str, channel: str, purpose: str,
                          compliance: bool = False) -> str | None:
     """Why a send to this address must not happen now, or None when it may (one query).
@@ -53,16 +63,26 @@ async def blocked_reason(conn, *, kind: str, address: str, channel: str, purpose
     """
     if compliance:
         return None
-    row = await conn.fetchrow(
-        """SELECT EXISTS (SELECT 1 FROM suppressions WHERE address_hash = $1) AS suppressed,
-                  coalesce(array_agg(purpose) FILTER (WHERE NOT granted), '{}') AS revoked
-           FROM consents WHERE address_kind = $2 AND address = $3 AND channel IN ($4, '*')""",
-        address_hash(kind, address), kind, address, channel)
-    if row["suppressed"]:
-        return "suppressed"
-    revoked = set(row["revoked"])
-    if ALL in revoked:
-        return "opted_out"
-    if purpose == Purpose.MARKETING.value and MARKETING in revoked:
-        return "no_marketing_consent"
-    return None
+    reasons = await blocked_reasons(conn, [(kind, address, channel)], purpose)
+    return reasons.get((kind, address, channel))
+
+
+async def blocked_reasons(conn, targets: list[tuple[str, str, str]], purpose: str) -> dict:
+    """For many (kind, address, channel) at once: {target: reason} for the blocked ones (one query)."""
+    if not targets:
+        return {}
+    rows = await conn.fetch(
+        """SELECT t.kind, t.address, t.channel,
+                  EXISTS (SELECT 1 FROM suppressions WHERE address_hash = t.hash) AS suppressed,
+                  coalesce((SELECT array_agg(c.purpose) FROM consents c
+                            WHERE c.address_kind = t.kind AND c.address = t.address
+                              AND c.channel IN (t.channel, '*') AND NOT c.granted), '{}') AS revoked
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(kind, address, channel, hash)""",
+        [t[0] for t in targets], [t[1] for t in targets], [t[2] for t in targets],
+        [address_hash(t[0], t[1]) for t in targets])
+    out = {}
+    for r in rows:
+        reason = _reason(r["suppressed"], set(r["revoked"]), purpose)
+        if reason:
+            out[(r["kind"], r["address"], r["channel"])] = reason
+    return out

@@ -110,10 +110,11 @@ class FlowHandler:
             await send_bot_reply(conn, cid, reply.text, settings=self.rt.settings, effects=effects,
                                  buttons=reply.buttons, button_label=reply.button_label)
         now = self.rt.clock.now()
-        for name in set(result.cancel_timers) | {t.name for t in result.timers}:
+        replaced = sorted(set(result.cancel_timers) | {t.name for t in result.timers})
+        if replaced:
             await conn.execute(
                 """UPDATE timers SET state = 'cancelled' WHERE kind = $1 AND conversation_id = $2
-                   AND state = 'pending' AND payload->>'name' = $3""", FLOW_TIMER, cid, name)
+                   AND state = 'pending' AND payload->>'name' = ANY($3::text[])""", FLOW_TIMER, cid, replaced)
         for timer in result.timers:
             await timers.schedule(conn, kind=FLOW_TIMER, due_at=now + timer.delay, conversation_id=cid,
                                   payload={"name": timer.name, "flow": state.flow, "version": state.version})

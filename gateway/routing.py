@@ -59,6 +59,7 @@ class Route:
 class RouteOptions:
     routes: dict[Channel, Route]
     unavailable: dict[Channel, str]           # channel -> reason
+    last_inbound_channel: Channel | None = None
 
 
 def reachable_from_identities(identities: list[tuple[str, str]],

@@ -46,7 +46,8 @@ async def append(conn: asyncpg.Connection, conversation_id: int, *, direction: s
                  body: str = "", kind: str = "message", content: dict | None = None,
                  author_type: str, author_id: int | None = None, status: str | None = None,
                  purpose: str | None = None, recipient_address: str | None = None,
-                 sender_address: str | None = None, processed: bool = False) -> tuple[int, int]:
+                 sender_address: str | None = None, processed: bool = False,
+                 segments: int | None = None) -> tuple[int, int]:
     """Append one entry to the thread; returns (message id, seq)."""
     conv = await conn.fetchrow(
         """UPDATE conversations SET last_seq = last_seq + 1, last_message_at = now(), updated_at = now()
@@ -56,13 +57,13 @@ async def append(conn: asyncpg.Connection, conversation_id: int, *, direction: s
     message_id = await conn.fetchval(
         """INSERT INTO messages (conversation_id, seq, episode_id, direction, kind, channel, body,
                content, author_type, author_id, status, purpose, recipient_address, sender_address,
-               processed_at)
+               processed_at, segments)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
-                   CASE WHEN $15 THEN now() END)
+                   CASE WHEN $15 THEN now() END, $16)
            RETURNING id""",
         conversation_id, conv["last_seq"], conv["current_episode_id"], direction, kind, channel, body,
         content or {}, author_type, author_id, status, purpose, recipient_address, sender_address,
-        processed)
+        processed, segments)
     return message_id, conv["last_seq"]
 
 
@@ -80,25 +81,25 @@ async def route_options(conn: asyncpg.Connection, conversation_id: int, *, purpo
                         now: datetime | None = None,
                         policy: routing.Policy | None = None) -> routing.RouteOptions:
     now = now or datetime.now(timezone.utc)
-    contact_id = await conn.fetchval("SELECT contact_id FROM conversations WHERE id = $1", conversation_id)
-    identities = [(r["kind"], r["address"]) for r in await conn.fetch(
-        "SELECT kind, address FROM identities WHERE contact_id = $1 ORDER BY id", contact_id)]
+    rows = await conn.fetch(
+        """SELECT c.last_inbound_channel, i.kind, i.address FROM conversations c
+           LEFT JOIN identities i ON i.contact_id = c.contact_id WHERE c.id = $1 ORDER BY i.id""",
+        conversation_id)
+    identities = [(r["kind"], r["address"]) for r in rows if r["kind"] is not None]
     last = {(r["channel"], r["sender_address"]): r["at"] for r in await conn.fetch(
         """SELECT channel, sender_address, max(created_at) AS at FROM messages
            WHERE conversation_id = $1 AND direction = 'in' GROUP BY channel, sender_address""",
         conversation_id)}
     reachable = routing.reachable_from_identities(identities, last)
-    blocked = {}
-    for r in reachable:
-        reason = await consent.blocked_reason(conn, kind=r.kind, address=r.address,
-                                              channel=r.channel.value, purpose=purpose.value)
-        if reason:
-            blocked[(r.channel.value, r.address)] = reason
+    blocked = {(channel, address): reason for (kind, address, channel), reason in (await consent.blocked_reasons(
+        conn, [(r.kind, r.address, r.channel.value) for r in reachable], purpose.value)).items()}
     if policy is not None:
         whatsapp_template_available = policy.whatsapp_template_available
-    return routing.route_options(reachable, now=now, purpose=purpose, blocked=blocked,
-                                 whatsapp_template_available=whatsapp_template_available,
-                                 has_template=has_template, live=policy.live if policy else None)
+    options = routing.route_options(reachable, now=now, purpose=purpose, blocked=blocked,
+                                    whatsapp_template_available=whatsapp_template_available,
+                                    has_template=has_template, live=policy.live if policy else None)
+    last_channel = rows[0]["last_inbound_channel"] if rows else None
+    return dataclasses.replace(options, last_inbound_channel=Channel(last_channel) if last_channel else None)
 
 
 def _jsonable(items) -> list[dict]:
@@ -129,10 +130,8 @@ async def queue_outbound(conn: asyncpg.Connection, conversation_id: int, *, text
         options = await route_options(conn, conversation_id, purpose=purpose,
                                       whatsapp_template_available=whatsapp_template_available,
                                       has_template=template is not None, policy=policy)
-        last = await conn.fetchval("SELECT last_inbound_channel FROM conversations WHERE id = $1",
-                                   conversation_id)
         route = routing.choose_route(options, explicit=channel,
-                                     last_inbound_channel=Channel(last) if last else None)
+                                     last_inbound_channel=options.last_inbound_channel)
         if route is None:
             raise NoRoute({c.value: r for c, r in options.unavailable.items()}
                           if channel is None else {channel.value: options.unavailable.get(channel, "no_address")})
@@ -171,10 +170,8 @@ async def queue_outbound(conn: asyncpg.Connection, conversation_id: int, *, text
     message_id, seq = await append(
         conn, conversation_id, direction="out", channel=route.channel.value, body=text, content=content,
         author_type=author_type, author_id=author_id, status="queued", purpose=purpose.value,
-        recipient_address=route.address)
-    if route.channel is Channel.SMS:
-        await conn.execute("UPDATE messages SET segments = $2 WHERE id = $1", message_id,
-                           count_segments(text).segments)
+        recipient_address=route.address,
+        segments=count_segments(text).segments if route.channel is Channel.SMS else None)
     await conn.execute(
         """INSERT INTO outbox (message_id, conversation_id, channel, to_address, purpose, payload, max_attempts)
            VALUES ($1, $2, $3, $4, $5, $6, $7)""",
