@@ -126,7 +126,10 @@ async def test_identify_merges_the_anonymous_chat_into_the_known_contacts_thread
             assert texts == ["Hi from email", "You said: Hi from email", "Hello from chat",
                              "You said: Hello from chat"]
 
-        assert await pool.fetchval("SELECT count(*) FROM conversations WHERE id = $1", chat_cid) == 0
+        # the chat's own thread is emptied into the known one and kept as a pointer to it
+        assert await pool.fetchval("SELECT count(*) FROM messages WHERE conversation_id = $1", chat_cid) == 0
+        assert (await pool.fetchval("SELECT flow_data FROM conversations WHERE id = $1", chat_cid))[
+            "merged_into"] == known.conversation_id
         rows = await pool.fetch("SELECT seq, kind FROM messages WHERE conversation_id = $1 ORDER BY seq",
                                 known.conversation_id)
         assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))

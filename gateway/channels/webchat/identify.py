@@ -93,86 +93,23 @@ def _describe(ref: contacts.ContactRef) -> str:
 
 async def merge_contacts(conn: asyncpg.Connection, source_id: int, target_id: int, *,
                          effects: thread.Effects, reason: str = "contacts merged") -> int | None:
-    """Fold contact `source_id` into `target_id` (inside the caller's transaction).
-
-    Identities, events and the thread move to the target. When both have a thread, every entry of
-    both is re-sequenced in time order into the target's thread and the source's is deleted; both
-    threads' listeners get a `conversation.merged` event (their seqs changed). Returns the target's
-    conversation id (None when neither had a thread).
+    """Fold contact `source_id` into `target_id` (inside the caller's transaction), with the inbox's
+    merge (gateway.inbox.merge: identities, attributes, events and the thread, re-sequenced in time
+    order). Open chat tabs of either thread get `conversation.merged` (their seqs changed) so they
+    reset. Returns the target's conversation id (None when neither had a thread).
     """
+    from gateway.inbox.merge import merge_contacts as merge
+
     if source_id == target_id:
         raise ValueError("cannot merge a contact into itself")
-    # Same lock order as the processor (advisory lock, then the row), ids ascending: no deadlock.
-    ids = await conn.fetch("SELECT id FROM conversations WHERE contact_id = ANY($1::bigint[]) ORDER BY id",
-                           [source_id, target_id])
-    for r in ids:
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", r["id"])
-    convs = {r["contact_id"]: r["id"] for r in await conn.fetch(
-        "SELECT id, contact_id FROM conversations WHERE contact_id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
-        [source_id, target_id])}
-    source_conv, target_conv = convs.get(source_id), convs.get(target_id)
-    await conn.execute("UPDATE identities SET contact_id = $2 WHERE contact_id = $1", source_id, target_id)
-    await conn.execute("UPDATE events SET contact_id = $2 WHERE contact_id = $1", source_id, target_id)
-    await conn.execute(
-        """UPDATE contacts t SET name = coalesce(t.name, s.name), locale = coalesce(t.locale, s.locale),
-               timezone = coalesce(t.timezone, s.timezone), attributes = s.attributes || t.attributes,
-               updated_at = now()
-           FROM contacts s WHERE s.id = $1 AND t.id = $2""", source_id, target_id)
-    await conn.execute("UPDATE contacts SET merged_into = $2, updated_at = now() WHERE id = $1",
-                       source_id, target_id)
-    if source_conv is None:
-        return target_conv
-    if target_conv is None:
-        await conn.execute("UPDATE conversations SET contact_id = $2, updated_at = now() WHERE id = $1",
-                           source_conv, target_id)
-        await conn.execute("UPDATE audit_log SET contact_id = $2 WHERE contact_id = $1", source_id, target_id)
-        await thread.add_event(conn, source_conv, reason.capitalize(), event="contacts_merged",
-                               details={"from_contact": source_id})
-        return source_conv
-    await _fold_threads(conn, source_conv, target_conv)
-    await conn.execute("UPDATE audit_log SET contact_id = $2 WHERE contact_id = $1", source_id, target_id)
-    await thread.add_event(conn, target_conv, reason.capitalize(), event="contacts_merged",
-                           details={"from_contact": source_id, "from_conversation": source_conv})
-    for cid in (source_conv, target_conv):
-        effects.emit("conversation.merged", conversation_id=cid, merged_from=source_conv,
-                     merged_into=target_conv)
+    source_conv = await conn.fetchval("SELECT id FROM conversations WHERE contact_id = $1", source_id)
+    result = await merge(conn, target_id, source_id, effects)
+    target_conv = result["conversation_id"]
+    if source_conv is not None and target_conv is not None and source_conv != target_conv:
+        for cid in (source_conv, target_conv):
+            effects.emit("conversation.merged", conversation_id=cid, merged_from=source_conv,
+                         merged_into=target_conv)
     return target_conv
-
-
-async def _fold_threads(conn: asyncpg.Connection, source: int, target: int) -> None:
-    """Move every entry of thread `source` into `target`, re-sequenced by time; delete `source`."""
-    # (conversation_id, seq) is UNIQUE and checked row by row: go through negative seqs, which no
-    # live row ever has, then flip them positive.
-    await conn.execute(
-        """WITH ordered AS (
-               SELECT id, row_number() OVER (ORDER BY created_at, seq, id) AS rn
-               FROM messages WHERE conversation_id = ANY($1::bigint[]))
-           UPDATE messages m SET conversation_id = $2, seq = -o.rn FROM ordered o WHERE m.id = o.id""",
-        [source, target], target)
-    await conn.execute("UPDATE messages SET seq = -seq WHERE conversation_id = $1 AND seq < 0", target)
-    for table in ("outbox", "timers", "episodes", "audit_log"):
-        await conn.execute(f"UPDATE {table} SET conversation_id = $2 WHERE conversation_id = $1", source, target)
-    src = await conn.fetchrow("SELECT * FROM conversations WHERE id = $1", source)
-    await conn.execute(
-        """UPDATE conversations t SET
-               last_seq = (SELECT coalesce(max(seq), 0) FROM messages WHERE conversation_id = t.id),
-               last_inbound_at = greatest(t.last_inbound_at, $2),
-               last_inbound_channel = CASE WHEN $2 > t.last_inbound_at OR t.last_inbound_at IS NULL
-                                           THEN coalesce($3, t.last_inbound_channel)
-                                           ELSE t.last_inbound_channel END,
-               last_message_at = greatest(t.last_message_at, $4),
-               current_episode_id = coalesce(t.current_episode_id, $5),
-               mode = CASE WHEN $6 = 'agent' THEN 'agent' ELSE t.mode END,
-               status = CASE WHEN $6 = 'agent' AND $9 = 'open' THEN 'open' ELSE t.status END,
-               waiting_since = least(t.waiting_since, $7),
-               labels = ARRAY(SELECT DISTINCT unnest(t.labels || $8::text[])),
-               updated_at = now()
-           WHERE t.id = $1""",
-        target, src["last_inbound_at"], src["last_inbound_channel"], src["last_message_at"],
-        src["current_episode_id"], src["mode"], src["waiting_since"], src["labels"],
-        src["status"])
-    await conn.execute("DELETE FROM conversations WHERE id = $1", source)
-
 
 
 async def identify(rt, visitor_id: str, identity_token: str) -> LinkResult:
