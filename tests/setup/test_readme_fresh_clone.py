@@ -76,3 +76,11 @@ def test_fresh_clone_runs_and_reaches_readyz(tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_every_setting_is_documented_in_the_readme():
+    from gateway.settings import ENV
+
+    text = (REPO / "README.md").read_text()
+    missing = [name for name in ENV if name not in text]
+    assert missing == [], f"document these settings in README.md: {missing}"
