@@ -56,8 +56,6 @@ class EmbeddedRedis:
         return (self.data_dir / "redis" / "redis.sock").resolve()
 
     def start(self, timeout: float = 15.0) -> str:
-        import redis as redis_sync
-
         directory = self.socket_path.parent
         directory.mkdir(parents=True, exist_ok=True)
         url = f"unix://{self.socket_path}"

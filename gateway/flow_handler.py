@@ -11,7 +11,6 @@ written in the worker's transaction, together with the "processed" mark.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 
 import asyncpg

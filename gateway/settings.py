@@ -6,7 +6,7 @@ start, with messages that say which variable is wrong and why.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlparse

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta, timezone
-from typing import Awaitable, Callable, Mapping
+from typing import Awaitable, Callable
 
 import asyncpg
 

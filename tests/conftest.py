@@ -6,7 +6,6 @@ gets a database of its own (created, migrated, dropped) and a Redis key prefix o
 """
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import tempfile

@@ -20,6 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.fakes import FakeServer
+
 from gateway.simulate_providers import meta_inbound_payload as inbound_text_payload  # noqa: F401 (re-export)
 from gateway.simulate_providers import meta_status_payload as status_payload  # noqa: F401 (re-export)
 from gateway.simulate_providers import new_wamid, post_meta_webhook
@@ -76,7 +78,7 @@ def error_body(code: int, message: str, details: str) -> dict[str, Any]:
                       "fbtrace_id": "A" + uuid.uuid4().hex[:22]}}
 
 
-class FakeGraph:
+class FakeGraph(FakeServer):
     def __init__(self, access_token: str = "fake-graph-token", phone_number_id: str = "106540352242922"):
         self.access_token = access_token
         self.phone_number_id = phone_number_id
@@ -122,30 +124,12 @@ class FakeGraph:
         return media_id
 
     # --- lifecycle ----------------------------------------------------------------------------
-    async def start(self) -> str:
+    def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/media-download/{media_id}", self._media_bytes)
         app.router.add_post(r"/{version:v\d+\.\d+}/{phone_id}/messages", self._messages)
         app.router.add_get(r"/{version:v\d+\.\d+}/{media_id}", self._media_info)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.base_url = f"http://127.0.0.1:{port}"
-        return self.base_url
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> "FakeGraph":
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.stop()
+        return app
 
     # --- handlers -----------------------------------------------------------------------------
     def _authorized(self, request: web.Request) -> bool:

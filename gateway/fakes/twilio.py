@@ -22,6 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.fakes import FakeServer
+
 from gateway.channels.sms_segments import count_segments
 from gateway.simulate_providers import post_twilio_form, twilio_status_params
 
@@ -60,7 +62,7 @@ def error_body(http_status: int, code: int | None, message: str) -> dict[str, An
             "status": http_status}
 
 
-class FakeTwilio:
+class FakeTwilio(FakeServer):
     def __init__(self, account_sid: str = "AC" + "1" * 32, auth_token: str = "fake-twilio-token", *,
                  success_status: int = 201):
         self.account_sid = account_sid
@@ -103,27 +105,6 @@ class FakeTwilio:
         app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", self._create_message)
         app.router.add_get("/media/{name}", self._get_media)
         return app
-
-    async def start(self, port: int = 0) -> str:
-        self._runner = web.AppRunner(self.build_app())
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.base_url = f"http://127.0.0.1:{port}"
-        return self.base_url
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> "FakeTwilio":
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.stop()
 
     # --- handlers -----------------------------------------------------------------------------
     def _authorized(self, request: web.Request) -> bool:

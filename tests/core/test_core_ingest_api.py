@@ -1,10 +1,7 @@
 """Ingest through the API channel, end to end against real PostgreSQL and Redis."""
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
-import pytest
 
 from gateway.testing import running_gateway, wait_for
 

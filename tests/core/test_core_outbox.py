@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
-import pytest
 
 from gateway import consent, thread
 from gateway.outbox import backoff_delay

@@ -2,7 +2,6 @@
 import shutil
 import textwrap
 
-import pytest
 
 from gateway.flows.bench import run_decision_bench
 from gateway.flows.cli import _REPO_FLOWS, main

@@ -13,6 +13,7 @@ import time
 
 import aiohttp
 
+from gateway.channels.http import retry_after_seconds
 from gateway.types import Channel, OutgoingMessage, SendOutcome, SendResult
 
 SIGNATURE_HEADER = "X-Gateway-Signature"
@@ -71,9 +72,8 @@ class ApiWebhookSender:
                 if 200 <= resp.status < 300:
                     return SendResult(SendOutcome.SENT, provider_message_id=f"api-{msg.message_id}", status="delivered")
                 if resp.status == 429:
-                    retry_after = resp.headers.get("Retry-After")
                     return SendResult(SendOutcome.THROTTLED, error_code="429", error_message=text,
-                                      retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None)
+                                      retry_after=retry_after_seconds(resp.headers.get("Retry-After")))
                 if resp.status >= 500 or resp.status in (408, 409):
                     return SendResult(SendOutcome.RETRY, error_code=str(resp.status), error_message=text)
                 return SendResult(SendOutcome.FAILED, error_code=str(resp.status), error_message=text)

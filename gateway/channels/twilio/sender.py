@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 
+from gateway.channels.http import json_object, retry_after_seconds
 from gateway.channels.errors import MediaDownloadError
 from gateway.channels.render import render_numbered_menu
 from gateway.channels.twilio.adapter import WHATSAPP_PREFIX
@@ -24,14 +25,6 @@ log = get_logger(__name__)
 THROTTLE_CODES = {"20429"}
 OPT_OUT_CODES = {"21610"}
 FALLBACK_CODES = {"63016"}
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds (the HTTP-date form is ignored: the outbox backs off anyway)."""
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
 
 
 class TwilioSender:
@@ -93,7 +86,7 @@ class TwilioSender:
         try:
             async with self._session.post(self._url, data=form, timeout=self._timeout,
                                           headers={**self._auth_header, "Accept": "application/json"}) as resp:
-                body = await _json(resp)
+                body = await json_object(resp)
                 return classify(resp.status, body, resp.headers.get("Retry-After"))
         except asyncio.TimeoutError:
             return SendResult(SendOutcome.RETRY, error_code="timeout", error_message="Twilio did not answer in time")
@@ -109,14 +102,6 @@ class TwilioSender:
                 return await resp.read(), resp.content_type
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
             raise MediaDownloadError(f"Twilio media download failed: {type(exc).__name__}") from exc
-
-
-async def _json(resp: aiohttp.ClientResponse) -> dict[str, Any]:
-    try:
-        body = await resp.json(content_type=None)
-    except (ValueError, aiohttp.ContentTypeError):
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 def classify(http_status: int, body: dict[str, Any], retry_after: str | None = None) -> SendResult:

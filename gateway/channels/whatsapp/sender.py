@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 
+from gateway.channels.http import json_object, retry_after_seconds
 from gateway.channels.errors import MediaDownloadError
 from gateway.channels.render import render_numbered_menu
 from gateway.log import get_logger
@@ -149,7 +150,7 @@ class WhatsAppCloudSender:
         try:
             async with self._session.post(self._messages_url, json=payload, headers=self._headers,
                                           timeout=self._timeout) as resp:
-                body = await _json(resp)
+                body = await json_object(resp)
                 return classify(resp.status, body, resp.headers.get("Retry-After"))
         except asyncio.TimeoutError:
             return SendResult(SendOutcome.RETRY, error_code="timeout", error_message="Graph API did not answer in time")
@@ -162,7 +163,7 @@ class WhatsAppCloudSender:
         try:
             async with self._session.post(self._messages_url, json=payload, headers=self._headers,
                                           timeout=self._timeout) as resp:
-                return resp.status == 200 and (await _json(resp)).get("success") is True
+                return resp.status == 200 and (await json_object(resp)).get("success") is True
         except (asyncio.TimeoutError, aiohttp.ClientError):
             return False
 
@@ -171,7 +172,7 @@ class WhatsAppCloudSender:
         try:
             async with self._session.get(f"{self._base}/{media_id}", headers=self._headers,
                                          timeout=self._timeout) as resp:
-                meta = await _json(resp)
+                meta = await json_object(resp)
                 if resp.status != 200 or not meta.get("url"):
                     raise MediaDownloadError(f"media lookup answered HTTP {resp.status}")
             async with self._session.get(meta["url"], headers=self._headers, timeout=self._timeout) as resp:
@@ -180,21 +181,6 @@ class WhatsAppCloudSender:
                 return await resp.read(), meta.get("mime_type") or resp.content_type
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
             raise MediaDownloadError(f"media download failed: {type(exc).__name__}") from exc
-
-
-async def _json(resp: aiohttp.ClientResponse) -> dict[str, Any]:
-    try:
-        body = await resp.json(content_type=None)
-    except (ValueError, aiohttp.ContentTypeError):
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
 
 
 def classify(http_status: int, body: dict[str, Any], retry_after: str | None = None) -> SendResult:
@@ -218,7 +204,7 @@ def classify(http_status: int, body: dict[str, Any], retry_after: str | None = N
         outcome = SendOutcome.FALLBACK
     elif code in THROTTLE_CODES or (code is None and http_status == 429):
         return SendResult(SendOutcome.THROTTLED, error_code=error_code, error_message=message,
-                          retry_after=_retry_after(retry_after))
+                          retry_after=retry_after_seconds(retry_after))
     elif code in OPT_OUT_CODES:
         outcome = SendOutcome.OPTED_OUT
     elif code in RETRY_CODES or http_status >= 500:
