@@ -12,11 +12,11 @@ from pathlib import Path
 
 import asyncpg
 
+from gateway.assets import migrations_dir
 from gateway.log import get_logger
 
 log = get_logger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # Negative: never collides with the per-conversation advisory locks (keyed by positive ids).
 _MIGRATION_LOCK = -7_340_001
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -38,7 +38,8 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20, **kwar
     )
 
 
-def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, str, Path]]:
+def migration_files(directory: Path | None = None) -> list[tuple[int, str, Path]]:
+    directory = directory or migrations_dir()
     found = []
     for path in sorted(directory.glob("*.sql")):
         match = _NAME.match(path.name)
@@ -51,7 +52,7 @@ def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, str, Pa
     return found
 
 
-async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
+async def migrate(conn: asyncpg.Connection, directory: Path | None = None) -> list[str]:
     """Apply pending migrations in order, each in its own transaction. Returns applied names."""
     applied_now: list[str] = []
     await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)

@@ -11,11 +11,10 @@ written in the worker's transaction, together with the "processed" mark.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import asyncpg
 
 from gateway import thread, timers
+from gateway.assets import flows_dir
 from gateway.flows.actions import ActionContext, ActionRegistry
 from gateway.flows.engine import ConversationState, Engine, TurnInput, TurnResult
 from gateway.flows.loader import FlowRegistry
@@ -26,7 +25,6 @@ from gateway.types import Channel
 log = get_logger(__name__)
 
 FLOW_TIMER = "flow_timeout"
-REPO_FLOWS = Path(__file__).resolve().parent.parent / "flows"
 
 
 def parse_channel_flows(spec: str) -> dict[str, str]:
@@ -182,15 +180,9 @@ async def store_versions(pool: asyncpg.Pool, registry: FlowRegistry) -> None:
                    ON CONFLICT (name, version) DO NOTHING""", flow.name, flow.version, flow.text)
 
 
-def flows_directory(settings) -> Path:
-    if settings.flows_dir:
-        return Path(settings.flows_dir)
-    return Path("flows") if (Path("flows") / f"{settings.default_flow}.yaml").is_file() else REPO_FLOWS
-
-
 def build_flow_handler(runtime) -> FlowHandler:
     s = runtime.settings
-    registry = FlowRegistry.from_directory(flows_directory(s), default_flow=s.default_flow,
+    registry = FlowRegistry.from_directory(flows_dir(s.flows_dir), default_flow=s.default_flow,
                                            channel_flows=parse_channel_flows(s.channel_flows))
     handler = FlowHandler(runtime, registry, Engine(registry, ActionRegistry.default()))
     runtime.timer_handlers[FLOW_TIMER] = handler.on_timer

@@ -11,17 +11,11 @@ from pathlib import Path
 
 from gateway.flows.model import FlowError
 
-_REPO_FLOWS = Path(__file__).resolve().parents[2] / "flows"
-
-
 def flows_dir(args, settings=None) -> Path:
-    """--dir, else the GATEWAY_FLOWS_DIR setting, else ./flows, else the checkout's flows/."""
-    if getattr(args, "dir", None):
-        return Path(args.dir)
-    configured = getattr(settings, "flows_dir", None)
-    if configured:
-        return Path(configured)
-    return Path("flows") if Path("flows").is_dir() else _REPO_FLOWS
+    """--dir, else what `gateway.assets.flows_dir` resolves (setting, ./flows, the shipped flows)."""
+    from gateway.assets import flows_dir as resolve
+
+    return Path(args.dir) if getattr(args, "dir", None) else resolve(getattr(settings, "flows_dir", None))
 
 
 def cmd_test(args, settings=None) -> int:

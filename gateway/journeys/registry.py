@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import yaml
 
-import gateway
+from gateway.assets import flows_dir
 from gateway.journeys.model import (
     Journey,
     JourneyError,
@@ -31,8 +31,7 @@ VERSION_PREFIX = "journey:"
 
 
 def journeys_dir(settings: Settings) -> Path:
-    base = settings.flows_dir if settings.flows_dir else Path(gateway.__file__).resolve().parent.parent / "flows"
-    return Path(base) / "journeys"
+    return flows_dir(settings.flows_dir) / "journeys"
 
 
 class JourneyRegistry:

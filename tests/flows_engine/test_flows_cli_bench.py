@@ -4,7 +4,8 @@ import textwrap
 
 
 from gateway.flows.bench import run_decision_bench
-from gateway.flows.cli import _REPO_FLOWS, main
+from gateway.assets import shipped_flows_dir
+from gateway.flows.cli import main
 
 FLOW = """
 name: tiny
@@ -57,14 +58,14 @@ def test_flows_test_reports_a_broken_flow(tmp_path, capsys):
 
 
 def test_flows_draw_mermaid_and_files(tmp_path, capsys):
-    assert main(["draw", "support", "--dir", str(_REPO_FLOWS)]) == 0
+    assert main(["draw", "support", "--dir", str(shipped_flows_dir())]) == 0
     out = capsys.readouterr().out
     assert "stateDiagram-v2" in out and "[*] --> menu" in out and "menu --> ask_order" in out
-    assert main(["draw", "support", "--dir", str(_REPO_FLOWS), "--out", str(tmp_path / "s.dot")]) == 0
+    assert main(["draw", "support", "--dir", str(shipped_flows_dir()), "--out", str(tmp_path / "s.dot")]) == 0
     assert "digraph" in (tmp_path / "s.dot").read_text()
-    assert main(["draw", "support", "--dir", str(_REPO_FLOWS), "--engine", "transitions"]) == 0
+    assert main(["draw", "support", "--dir", str(shipped_flows_dir()), "--engine", "transitions"]) == 0
     assert "stateDiagram-v2" in capsys.readouterr().out
-    code = main(["draw", "support", "--dir", str(_REPO_FLOWS), "--out", str(tmp_path / "s.svg")])
+    code = main(["draw", "support", "--dir", str(shipped_flows_dir()), "--out", str(tmp_path / "s.svg")])
     assert code == 0
     if shutil.which("dot"):
         assert (tmp_path / "s.svg").read_text().lstrip().startswith("<")
@@ -74,7 +75,7 @@ def test_flows_draw_mermaid_and_files(tmp_path, capsys):
 
 
 def test_flows_check(capsys):
-    assert main(["check", "--dir", str(_REPO_FLOWS)]) == 0
+    assert main(["check", "--dir", str(shipped_flows_dir())]) == 0
     assert "ok  support" in capsys.readouterr().out
 
 
