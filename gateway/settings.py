@@ -72,6 +72,8 @@ class Settings:
     smtp_listen_host: str = "127.0.0.1"
     email_webhook_key: str | None = None
     email_reply_ceiling: int = 5          # automatic email replies per conversation per hour
+    email_max_bytes: int = 30 * 1024 * 1024   # an inbound email webhook post that carries the key
+    email_large_bodies: int = 4           # email posts above max_body_bytes read at once
     # API channel
     api_channel_webhook_url: str | None = None
     api_channel_webhook_secret: str | None = None
@@ -258,6 +260,8 @@ ENV: dict[str, tuple[str, object]] = {
     "GATEWAY_SMTP_LISTEN_HOST": ("smtp_listen_host", _str),
     "GATEWAY_EMAIL_WEBHOOK_KEY": ("email_webhook_key", _str),
     "GATEWAY_EMAIL_REPLY_CEILING": ("email_reply_ceiling", _int),
+    "GATEWAY_EMAIL_MAX_BYTES": ("email_max_bytes", _int),
+    "GATEWAY_EMAIL_LARGE_BODIES": ("email_large_bodies", _int),
     "GATEWAY_API_CHANNEL_WEBHOOK_URL": ("api_channel_webhook_url", _HTTP),
     "GATEWAY_API_CHANNEL_WEBHOOK_SECRET": ("api_channel_webhook_secret", _str),
     "GATEWAY_CHAT_ALLOWED_ORIGINS": ("chat_allowed_origins", _csv),
@@ -309,6 +313,10 @@ def validate(s: Settings) -> Settings:
         raise SettingsError("GATEWAY_EMAIL_FROM is required when GATEWAY_SMTP_HOST is set")
     if s.max_body_bytes < 1024:
         raise SettingsError("GATEWAY_MAX_BODY_BYTES must be at least 1024")
+    if s.email_max_bytes < s.max_body_bytes:
+        raise SettingsError("GATEWAY_EMAIL_MAX_BYTES must be at least GATEWAY_MAX_BODY_BYTES")
+    if s.email_large_bodies < 1:
+        raise SettingsError("GATEWAY_EMAIL_LARGE_BODIES must be at least 1")
     if not s.secret_key:
         # A stable per-installation key under the data dir: sessions and links survive restarts.
         s = replace(s, secret_key=_data_dir_secret(s.data_dir))

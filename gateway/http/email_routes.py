@@ -1,12 +1,16 @@
 """Inbound email webhooks (SendGrid Inbound Parse, Mailgun forward) and one-click unsubscribe.
 
 Mailgun posts are signed (HMAC over timestamp + token with GATEWAY_EMAIL_WEBHOOK_KEY, stale ones
-rejected, a token reused for another message rejected). SendGrid posts are not signed: the URL
-must carry `?key=<GATEWAY_EMAIL_WEBHOOK_KEY>` (or Basic auth with it as the password).
+rejected, a signature reused for another post rejected). SendGrid posts are not signed: the URL
+must carry `?key=<GATEWAY_EMAIL_WEBHOOK_KEY>` (or Basic auth with it as the password). The key is
+checked before the body is read; see `_body_cap` for the size limits.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+import hashlib
 import hmac
 import html
 
@@ -25,18 +29,21 @@ from gateway.metrics import REJECTED
 from gateway.sandbox_secrets import email_webhook_key
 
 log = get_logger(__name__)
-MAX_EMAIL_BYTES = 30 * 1024 * 1024
 TOKEN_TTL = 24 * 3600
+LARGE_BODY_WAIT = 30.0
+_LARGE_BODIES = web.AppKey("email_large_bodies", asyncio.Semaphore)
 
 
 def register(app: web.Application) -> None:
+    app[_LARGE_BODIES] = asyncio.Semaphore(app[RUNTIME].settings.email_large_bodies)
     app.router.add_post("/webhooks/email/inbound", email_inbound)
     app.router.add_get("/unsubscribe/{token}", unsubscribe_page)
     app.router.add_post("/unsubscribe/{token}", unsubscribe_one_click)
 
 
-def _sendgrid_authorized(request: web.Request, key: str) -> bool:
-    given = request.query.get("key", "")
+def _key_authorized(request: web.Request, key: str) -> bool:
+    """The webhook key in `?key=`, an `X-Webhook-Key` header or Basic auth (as the password)."""
+    given = request.query.get("key", "") or request.headers.get("X-Webhook-Key", "")
     auth = request.headers.get("Authorization", "")
     if not given and auth.startswith("Basic "):
         try:
@@ -46,24 +53,93 @@ def _sendgrid_authorized(request: web.Request, key: str) -> bool:
     return bool(given) and hmac.compare_digest(given.encode(), key.encode())
 
 
+def _body_cap(request: web.Request, key_given: bool) -> int:
+    """How many bytes this post may have, checked against Content-Length before reading a byte.
+
+    A post carrying the key is authenticated before its body is read and may be as large as
+    GATEWAY_EMAIL_MAX_BYTES. Without it, only a Mailgun signature inside the body can authenticate
+    it, so such a body is held to the general GATEWAY_MAX_BODY_BYTES.
+    """
+    s = request.app[RUNTIME].settings
+    cap = s.email_max_bytes if key_given else s.max_body_bytes
+    if request.content_length is not None and request.content_length > cap:
+        REJECTED.labels("email", "too_large").inc()
+        raise ApiError(413, "too_large", f"inbound email body exceeds {cap} bytes"
+                       + ("" if key_given else " (put the webhook key in the URL to send larger mail)"))
+    return cap
+
+
+@contextlib.asynccontextmanager
+async def _large_body_slot(request: web.Request, cap: int):
+    """Bodies above GATEWAY_MAX_BODY_BYTES (or of unknown length) are read a few at a time."""
+    s = request.app[RUNTIME].settings
+    length = request.content_length
+    if length is not None and length <= s.max_body_bytes or cap <= s.max_body_bytes:
+        yield
+        return
+    slots = request.app[_LARGE_BODIES]
+    try:
+        await asyncio.wait_for(slots.acquire(), LARGE_BODY_WAIT)
+    except asyncio.TimeoutError:
+        REJECTED.labels("email", "busy").inc()
+        raise ApiError(503, "busy", "too many large emails are being received; retry later",
+                       headers={"Retry-After": "30"}) from None
+    try:
+        yield
+    finally:
+        slots.release()
+
+
+def form_fingerprint(fields: dict, files: list) -> str:
+    """A digest of everything a post carries: a provider's retry of one post has the same one."""
+    digest = hashlib.sha256()
+    for name in sorted(fields):
+        value = fields[name]
+        digest.update(name.encode() + b"\0" + (value if isinstance(value, bytes) else value.encode(
+            "utf-8", "surrogateescape")) + b"\0")
+    for f in files:
+        digest.update(f.field_name.encode() + b"\0" + f.data + b"\0")
+    return digest.hexdigest()
+
+
+async def _claim_mailgun_signature(rt, text: dict, fingerprint: str) -> None:
+    """Bind one signature (timestamp, token, signature) to one post, atomically (SET NX).
+
+    The same post again (Mailgun retrying) passes and is deduplicated by the store; the signature
+    reused on a different post is refused, however many arrive at once.
+    """
+    bound = hashlib.sha256("\0".join((text["timestamp"], text["token"], text["signature"])).encode()).hexdigest()
+    key = rt.keys.replay_guard("mailgun", bound)
+    if await rt.redis.set(key, fingerprint, nx=True, ex=TOKEN_TTL):
+        return
+    seen = await rt.redis.get(key)
+    if seen is None or seen.decode() != fingerprint:
+        REJECTED.labels("email", "replayed_token").inc()
+        raise ApiError(406, "replayed_token", "this signature was already used for another message")
+
+
 async def email_inbound(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     key = email_webhook_key(rt.settings)
-    try:
-        fields, files = await read_form(request, max_bytes=MAX_EMAIL_BYTES)
-    except PayloadError as exc:
-        REJECTED.labels("email", "too_large").inc()
-        raise ApiError(413, "too_large", str(exc)) from None
+    key_given = _key_authorized(request, key)
+    cap = _body_cap(request, key_given)
+    async with _large_body_slot(request, cap):
+        try:
+            fields, files = await read_form(request, max_bytes=cap)
+        except PayloadError as exc:
+            REJECTED.labels("email", "too_large").inc()
+            raise ApiError(413, "too_large", str(exc)) from None
+        except web.HTTPRequestEntityTooLarge:
+            REJECTED.labels("email", "too_large").inc()
+            raise ApiError(413, "too_large", f"inbound email body exceeds {cap} bytes") from None
     mailgun = "signature" in fields and "token" in fields and "timestamp" in fields
     text = {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v for k, v in fields.items()
             if k in ("signature", "token", "timestamp")}
-    replay_key = None
     if mailgun:
         if not verify_mailgun_signature(text["timestamp"], text["token"], text["signature"], key):
             REJECTED.labels("email", "bad_signature").inc()
             raise ApiError(403, "bad_signature", "Mailgun signature does not verify (or is stale)")
-        replay_key = rt.keys.replay_guard("mailgun", text["token"])
-    elif not _sendgrid_authorized(request, key):
+    elif not key_given:
         REJECTED.labels("email", "unauthorized").inc()
         raise ApiError(401, "unauthorized", "inbound email webhook key missing or wrong")
     try:
@@ -73,17 +149,12 @@ async def email_inbound(request: web.Request) -> web.Response:
         REJECTED.labels("email", "invalid_payload").inc()
         # Mailgun: 406 means "rejected, do not retry"; SendGrid only retries 5xx
         raise ApiError(406 if mailgun else 400, "invalid_payload", str(exc)) from None
-    if replay_key is not None:
-        seen = await rt.redis.get(replay_key)
-        if seen is not None and seen.decode() != inbound.provider_message_id:
-            REJECTED.labels("email", "replayed_token").inc()
-            raise ApiError(406, "replayed_token", "this signature token was already used for another message")
+    if mailgun:
+        await _claim_mailgun_signature(rt, text, form_fingerprint(fields, files))
     try:
         result = await accept_email(rt, inbound, iter_webhook_payloads(fields, files))
     except AddressError as exc:
         raise ApiError(406 if mailgun else 400, "invalid_sender", str(exc)) from None
-    if replay_key is not None:
-        await rt.redis.set(replay_key, inbound.provider_message_id, ex=TOKEN_TTL)
     return web.json_response({"status": "ok", "message_id": result.message_id, "duplicate": result.duplicate})
 
 
