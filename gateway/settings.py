@@ -18,7 +18,7 @@ class SettingsError(ValueError):
 
 SECRET_FIELDS = frozenset({
     "twilio_auth_token", "whatsapp_access_token", "whatsapp_app_secret", "whatsapp_verify_token",
-    "smtp_password", "email_webhook_key", "admin_token", "secret_key", "api_channel_webhook_secret",
+    "smtp_password", "email_webhook_key", "twilio_webhook_shared_key", "admin_token", "secret_key", "api_channel_webhook_secret",
     "chat_identity_secret",
 })
 
@@ -52,6 +52,7 @@ class Settings:
     twilio_messaging_service_sid: str | None = None
     twilio_api_base: str = "https://api.twilio.com"
     twilio_whatsapp_template_sid: str | None = None
+    twilio_webhook_shared_key: str | None = None   # secret of a SharedKey (HMAC-SHA256 webhook signatures)
     # Meta WhatsApp Cloud API
     whatsapp_access_token: str | None = None
     whatsapp_app_secret: str | None = None
@@ -242,6 +243,7 @@ ENV: dict[str, tuple[str, object]] = {
     "TWILIO_MESSAGING_SERVICE_SID": ("twilio_messaging_service_sid", _str),
     "GATEWAY_TWILIO_API_BASE": ("twilio_api_base", _HTTP),
     "GATEWAY_TWILIO_WHATSAPP_TEMPLATE_SID": ("twilio_whatsapp_template_sid", _str),
+    "TWILIO_WEBHOOK_SHARED_KEY": ("twilio_webhook_shared_key", _str),
     "WHATSAPP_ACCESS_TOKEN": ("whatsapp_access_token", _str),
     "WHATSAPP_APP_SECRET": ("whatsapp_app_secret", _str),
     "WHATSAPP_VERIFY_TOKEN": ("whatsapp_verify_token", _str),

@@ -46,8 +46,10 @@ async def _twilio_params(request: web.Request, endpoint: str) -> list[tuple[str,
     params = [(k, v) for k, v in form.items() if isinstance(v, str)]
     rt = request.app[RUNTIME]
     url = twilio.public_url(rt.settings.public_url, request.scheme, request.host, request.path_qs)
-    if not twilio.validate_signature(url, params, request.headers.get("X-Twilio-Signature"),
-                                     twilio_webhook_token(rt.settings)):
+    secret, algorithm = twilio.signing_secret(request.headers.get(twilio.SIGNATURE_SETTINGS_HEADER),
+                                              auth_token=twilio_webhook_token(rt.settings),
+                                              shared_key=rt.settings.twilio_webhook_shared_key)
+    if not twilio.validate_signature(url, params, request.headers.get(twilio.SIGNATURE_HEADER), secret, algorithm):
         raise _reject(endpoint, "bad_signature", 403, "X-Twilio-Signature does not match")
     return params
 

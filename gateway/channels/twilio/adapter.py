@@ -17,6 +17,10 @@ from gateway.types import Attachment, Channel, Inbound, Location, StatusUpdate
 PROVIDER = "twilio"
 WHATSAPP_PREFIX = "whatsapp:"
 SIGNATURE_HEADER = "X-Twilio-Signature"
+# Present when the webhook is signed with a SharedKey: "key=<sharedKeyId>,algorithm=HMAC_SHA256".
+SIGNATURE_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
+HMAC_SHA1, HMAC_SHA256 = "HMAC_SHA1", "HMAC_SHA256"
+_HASHES = {HMAC_SHA1: hashlib.sha1, HMAC_SHA256: hashlib.sha256}
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 Params = Iterable[tuple[str, str]] | Mapping[str, str]
@@ -44,15 +48,36 @@ def _first(params: list[tuple[str, str]]) -> dict[str, str]:
 
 # --- signatures -------------------------------------------------------------------------------
 
-def compute_signature(url: str, params: Params, auth_token: str) -> str:
-    """base64(HMAC-SHA1(auth_token, url + name1 + value1 + ...)) exactly like twilio-python:
-    names sorted by code point, and for a repeated name every distinct value in sorted order."""
+def compute_signature(url: str, params: Params, auth_token: str, algorithm: str = HMAC_SHA1) -> str:
+    """base64(HMAC(key, url + name1 + value1 + ...)) exactly like twilio-python's RequestValidator:
+    names sorted by code point, and for a repeated name every distinct value in sorted order.
+    `algorithm` is HMAC_SHA1 (Auth Token) or HMAC_SHA256 (SharedKey)."""
     values: dict[str, set[str]] = {}
     for key, value in _pairs(params):
         values.setdefault(key, set()).add(value)
     data = url + "".join(name + value for name in sorted(values) for value in sorted(values[name]))
-    mac = hmac.new(auth_token.encode(), data.encode(), hashlib.sha1)
+    mac = hmac.new(auth_token.encode(), data.encode(), _HASHES[algorithm.upper()])
     return base64.b64encode(mac.digest()).decode()
+
+
+def signing_secret(settings_header: str | None, *, auth_token: str, shared_key: str | None
+                   ) -> tuple[str | None, str]:
+    """(secret, algorithm) a webhook was signed with, from its X-Twilio-Webhooks-Signature-Settings.
+
+    Without the header: the account Auth Token with HMAC-SHA1. With it: the SharedKey secret and the
+    algorithm it names (HMAC-SHA1 when it names none). No secret when no SharedKey is configured
+    or the algorithm is unknown: such a webhook cannot verify.
+    """
+    if not (settings_header or "").strip():
+        return auth_token, HMAC_SHA1
+    algorithm = HMAC_SHA1
+    for part in settings_header.split(","):
+        name, sep, value = part.partition("=")
+        if sep and name.strip() == "algorithm" and value.strip():
+            algorithm = value.strip().upper()
+    if algorithm not in _HASHES:
+        return None, algorithm
+    return shared_key or None, algorithm
 
 
 def _port_variants(url: str) -> tuple[str, str]:
@@ -74,14 +99,16 @@ def _matches(expected: str, signature: str) -> bool:
     return hmac.compare_digest(expected.encode(), signature.encode())
 
 
-def validate_signature(url: str, params: Params, signature: str | None, auth_token: str) -> bool:
+def validate_signature(url: str, params: Params, signature: str | None, auth_token: str | None,
+                       algorithm: str = HMAC_SHA1) -> bool:
     """True when `signature` is Twilio's signature of this form webhook (constant-time compare)."""
-    if not signature or not auth_token:
+    if not signature or not auth_token or algorithm.upper() not in _HASHES:
         return False
     pairs = _pairs(params)
     # Each variant is compared in constant time; which variant matched is no secret, so the
     # second HMAC is only computed when the first does not match.
-    return any(_matches(compute_signature(u, pairs, auth_token), signature) for u in _port_variants(url))
+    return any(_matches(compute_signature(u, pairs, auth_token, algorithm), signature)
+               for u in _port_variants(url))
 
 
 def validate_signature_json(url: str, raw_body: bytes, signature: str | None, auth_token: str) -> bool:
