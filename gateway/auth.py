@@ -13,14 +13,20 @@ from dataclasses import dataclass
 import asyncpg
 
 ROLES = ("admin", "agent", "integration", "readonly")
+# Extra rights a token may carry beyond its role. `events:read`: an integration token may read
+# business events back (by default it only posts them).
+SCOPES = ("events:read",)
 
 
 @dataclass(frozen=True)
 class Principal:
+    """Who is calling: a token (token_id), the bootstrap admin (no token_id) or, for the console,
+    a signed-in agent's session. Whether it is *still* allowed is `gateway.http.access.still_allowed`."""
     token_id: int | None
     role: str
     name: str
     agent_id: int | None = None
+    scopes: frozenset[str] = frozenset()
 
     @property
     def is_admin(self) -> bool:
@@ -36,29 +42,48 @@ def new_token() -> tuple[str, str]:
     return prefix, f"gw_{prefix}_{secrets.token_urlsafe(24)}"
 
 
-async def create_token(conn: asyncpg.Connection, *, name: str, role: str,
-                       agent_id: int | None = None) -> tuple[int, str]:
+async def create_token(conn: asyncpg.Connection, *, name: str, role: str, agent_id: int | None = None,
+                       scopes: tuple[str, ...] = ()) -> tuple[int, str]:
     """Returns (id, token). The token is never stored and cannot be shown again."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    unknown = set(scopes) - set(SCOPES)
+    if unknown:
+        raise ValueError(f"unknown scope {sorted(unknown)[0]!r}; scopes are {', '.join(SCOPES)}")
     prefix, token = new_token()
     token_id = await conn.fetchval(
-        """INSERT INTO api_tokens (prefix, token_hash, name, role, agent_id)
-           VALUES ($1, $2, $3, $4, $5) RETURNING id""", prefix, _hash(token), name, role, agent_id)
+        """INSERT INTO api_tokens (prefix, token_hash, name, role, agent_id, scopes)
+           VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
+        prefix, _hash(token), name, role, agent_id, sorted(set(scopes)))
     return token_id, token
 
 
-async def revoke_token(conn: asyncpg.Connection, prefix_or_id: str) -> bool:
+async def revoke_token(conn: asyncpg.Connection, prefix_or_id: str) -> dict | None:
+    """Revoke one active token by id or prefix: its {id, agent_id}, or None when there was none."""
     column = "id" if prefix_or_id.isdigit() else "prefix"
     value = int(prefix_or_id) if column == "id" else prefix_or_id.removeprefix("gw_").split("_")[0]
-    result = await conn.execute(
-        f"UPDATE api_tokens SET revoked_at = now() WHERE {column} = $1 AND revoked_at IS NULL", value)
-    return result.endswith(" 1")
+    if column == "id" and not 0 < value < 2**63:
+        return None
+    row = await conn.fetchrow(
+        f"""UPDATE api_tokens SET revoked_at = now() WHERE {column} = $1 AND revoked_at IS NULL
+            RETURNING id, agent_id""", value)
+    return dict(row) if row else None
+
+
+async def revoke_agent_tokens(conn: asyncpg.Connection, agent_id: int) -> list[int]:
+    """Revoke every active token of an agent (deactivation); the ids revoked."""
+    rows = await conn.fetch(
+        "UPDATE api_tokens SET revoked_at = now() WHERE agent_id = $1 AND revoked_at IS NULL RETURNING id",
+        agent_id)
+    return [r["id"] for r in rows]
+
+
+TOKEN_COLUMNS = "id, prefix, name, role, agent_id, scopes, created_at, last_used_at, revoked_at"
 
 
 async def list_tokens(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT id, prefix, name, role, agent_id, created_at, last_used_at, revoked_at FROM api_tokens ORDER BY id")
+    """Every token, newest last; never the secret or its hash."""
+    return await conn.fetch(f"SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY id")
 
 
 async def authenticate(conn: asyncpg.Connection, token: str | None, *,
@@ -71,11 +96,12 @@ async def authenticate(conn: asyncpg.Connection, token: str | None, *,
     if len(parts) < 3 or parts[0] != "gw":
         return None
     row = await conn.fetchrow(
-        "SELECT id, token_hash, name, role, agent_id, revoked_at FROM api_tokens WHERE prefix = $1", parts[1])
+        "SELECT id, token_hash, name, role, agent_id, scopes, revoked_at FROM api_tokens WHERE prefix = $1",
+        parts[1])
     if row is None or row["revoked_at"] is not None:
         return None
     if not hmac.compare_digest(row["token_hash"], _hash(token)):
         return None
     await conn.execute("UPDATE api_tokens SET last_used_at = now() WHERE id = $1 AND "
                        "(last_used_at IS NULL OR last_used_at < now() - interval '1 minute')", row["id"])
-    return Principal(row["id"], row["role"], row["name"], row["agent_id"])
+    return Principal(row["id"], row["role"], row["name"], row["agent_id"], frozenset(row["scopes"]))

@@ -117,15 +117,34 @@ def cmd_tokens(args, settings: Settings) -> int:
                         state = "revoked" if r["revoked_at"] else "active"
                         print(f"{r['id']:>4}  gw_{r['prefix']}_…  {r['role']:<11} {state:<7} {r['name']}")
                 else:
-                    ok = await auth.revoke_token(conn, args.token)
-                    print("revoked" if ok else "no such active token")
-                    return 0 if ok else 1
+                    revoked = await auth.revoke_token(conn, args.token)
+                    print("revoked" if revoked else "no such active token")
+                    if revoked:
+                        await _announce_revocation(settings, revoked)
+                    return 0 if revoked else 1
         finally:
             await pool.close()
         return 0
 
     with infrastructure(settings) as settings:
         return asyncio.run(go()) or 0
+
+
+async def _announce_revocation(settings: Settings, revoked: dict) -> None:
+    """Open sockets in running gateways drop the token now (else on their periodic re-check)."""
+    from types import SimpleNamespace
+
+    import redis.asyncio as aioredis
+
+    from gateway.http.access import announce
+    from gateway.queue import Keys
+
+    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+    try:
+        await announce(SimpleNamespace(redis=client, keys=Keys(settings.redis_prefix)),
+                       agent_id=revoked["agent_id"], token_ids=[revoked["id"]])
+    finally:
+        await client.aclose()
 
 
 def cmd_simulate(args, settings: Settings) -> int:

@@ -67,6 +67,10 @@ class Keys:
     def outbox_wake(self) -> str:
         return f"{self.prefix}:wake:outbox"
 
+    def rights_channel(self) -> str:
+        """Pub/sub: a right ended or changed (token revoked, agent deactivated, teams changed)."""
+        return f"{self.prefix}:rights"
+
 
 async def enqueue(redis: aioredis.Redis, keys: Keys, conversation_id: int) -> None:
     await redis.xadd(keys.stream_for(conversation_id), {"c": str(conversation_id)},

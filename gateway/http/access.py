@@ -1,27 +1,79 @@
-"""Bearer-token authentication and role checks for /api/v1."""
+"""Who is calling /api/v1, and whether that right still holds.
+
+`still_allowed` is the one rule for "may this principal still act": every way in (bearer tokens
+here, the console's cookie sessions, open WebSockets re-checking) goes through it, so a revoked
+token, a deactivated agent or an ended session stops working everywhere at once.
+`announce` tells every process (Redis pub/sub) that a right ended or changed, so open sockets
+re-check at once instead of at their next periodic check.
+"""
 from __future__ import annotations
 
+import json
+
+import asyncpg
 from aiohttp import web
 
 from gateway import auth
 from gateway.http.errors import ApiError
 from gateway.http.keys import RUNTIME
+from gateway.log import get_logger
 
+log = get_logger(__name__)
 PRINCIPAL = web.RequestKey("principal", auth.Principal)
 
 
-async def principal(request: web.Request, *roles: str) -> auth.Principal:
-    """The caller, who must hold one of `roles` (admin always may). 401 without a valid token."""
+async def still_allowed(conn: asyncpg.Connection, who: auth.Principal) -> bool:
+    """True while `who` may act: its token is not revoked and its agent (if any) is active.
+
+    The bootstrap admin (GATEWAY_ADMIN_TOKEN, no token row) holds as long as the setting does.
+    """
+    if who.token_id is None and who.agent_id is None:
+        return who.is_admin
+    return bool(await conn.fetchval(
+        """SELECT ($1::bigint IS NULL OR EXISTS (SELECT 1 FROM api_tokens t
+                                                  WHERE t.id = $1 AND t.revoked_at IS NULL))
+              AND ($2::bigint IS NULL OR EXISTS (SELECT 1 FROM agents a
+                                                  WHERE a.id = $2 AND a.deactivated_at IS NULL))""",
+        who.token_id, who.agent_id))
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    return header[7:].strip() if header[:7].lower() == "bearer " else None
+
+
+async def authenticate_token(request: web.Request, token: str | None) -> auth.Principal:
+    """The principal of a bearer token that is still allowed; 401 otherwise."""
+    rt = request.app[RUNTIME]
+    async with rt.pool.acquire(timeout=5) as conn:
+        who = await auth.authenticate(conn, token, admin_token=rt.settings.admin_token)
+        if who is not None and not await still_allowed(conn, who):
+            who = None
+    if who is None:
+        raise ApiError(401, "unauthorized", "a valid bearer token is required")
+    request[PRINCIPAL] = who
+    return who
+
+
+async def principal(request: web.Request, *roles: str, scope: str | None = None) -> auth.Principal:
+    """The caller, who must hold one of `roles` (admin always may) or, when given, the token
+    scope `scope`. 401 without a valid token, 403 without the right."""
     cached = request.get(PRINCIPAL)
     if cached is None:
-        header = request.headers.get("Authorization", "")
-        token = header[7:].strip() if header[:7].lower() == "bearer " else None
-        rt = request.app[RUNTIME]
-        async with rt.pool.acquire(timeout=5) as conn:
-            cached = await auth.authenticate(conn, token, admin_token=rt.settings.admin_token)
-        if cached is None:
-            raise ApiError(401, "unauthorized", "a valid bearer token is required")
-        request[PRINCIPAL] = cached
-    if roles and not cached.is_admin and cached.role not in roles:
-        raise ApiError(403, "forbidden", f"this endpoint needs one of the roles: {', '.join(roles)}")
+        cached = await authenticate_token(request, bearer_token(request))
+    if roles and not cached.is_admin and cached.role not in roles and not (scope and scope in cached.scopes):
+        needs = ", ".join(roles) + (f" (or a token with the {scope} scope)" if scope else "")
+        raise ApiError(403, "forbidden", f"this endpoint needs one of the roles: {needs}")
     return cached
+
+
+async def announce(rt, *, agent_id: int | None = None, token_ids=()) -> None:
+    """Tell every process that rights changed for an agent and/or tokens (after commit).
+
+    Best effort: a lost announcement is caught by the sockets' periodic re-check.
+    """
+    event = {"agent_id": agent_id, "token_ids": list(token_ids)}
+    try:
+        await rt.redis.publish(rt.keys.rights_channel(), json.dumps(event))
+    except Exception as exc:
+        log.warning("rights announcement not published; sockets re-check on their timer", error=str(exc))

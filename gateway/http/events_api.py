@@ -27,6 +27,8 @@ from gateway.http.api_inbound import read_json
 from gateway.http.errors import ApiError
 from gateway.http.keys import RUNTIME
 from gateway.http.openapi import BIGINT_MAX, ID, TIME, Param, array, obj, operation
+from gateway.inbox import NotFound
+from gateway.inbox.scope import scope_for, visible_contact
 from gateway.journeys import guards
 from gateway.journeys.events import record_event
 from gateway.journeys.model import EVENT_NAME, NAME
@@ -198,12 +200,13 @@ async def post_events(request: web.Request) -> web.Response:
     return web.json_response({"accepted": len(results) - duplicates, "duplicates": duplicates, "results": results})
 
 
-@operation("A contact's business events, newest first", roles=READERS, tags=("events",),
+@operation("A contact's business events, newest first (404 for a contact the caller may not see; "
+           "integration tokens need the events:read scope)", roles=("agent", "readonly"), tags=("events",),
            query=(Param("contact_id", ID, required=True), Param("name", {"type": "string", "maxLength": 100}),
                   Param("limit", {"type": "integer", "minimum": 1, "maximum": 1000})),
-           responses={200: obj(["events"], events=array(_EVENT_ITEM))})
+           responses={200: obj(["events"], events=array(_EVENT_ITEM)), 404: {"type": "object"}})
 async def list_events(request: web.Request) -> web.Response:
-    await principal(request, *READERS)
+    who = await principal(request, "agent", "readonly", scope="events:read")
     q = request.query
     try:
         contact_id = int(q["contact_id"])
@@ -215,10 +218,15 @@ async def list_events(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_field", "contact_id is out of range", field="contact_id")
     if _json_size(q.get("name", "")) is None:
         raise ApiError(400, "invalid_field", "name must be storable text", field="name")
-    rows = await request.app[RUNTIME].pool.fetch(
-        """SELECT id, event_key, name, properties, occurred_at, source, created_at FROM events
-           WHERE contact_id = $1 AND ($2::text IS NULL OR name = $2)
-           ORDER BY occurred_at DESC, id DESC LIMIT $3""", contact_id, q.get("name"), limit)
+    async with request.app[RUNTIME].pool.acquire() as conn:
+        try:   # the contact's visibility rule: 404 for a contact the caller may not see
+            await visible_contact(conn, await scope_for(conn, who), contact_id)
+        except NotFound:
+            raise ApiError(404, "not_found", "no such contact") from None
+        rows = await conn.fetch(
+            """SELECT id, event_key, name, properties, occurred_at, source, created_at FROM events
+               WHERE contact_id = $1 AND ($2::text IS NULL OR name = $2)
+               ORDER BY occurred_at DESC, id DESC LIMIT $3""", contact_id, q.get("name"), limit)
     return web.json_response({"events": [
         {"id": r["id"], "event_id": r["event_key"], "name": r["name"], "properties": r["properties"],
          "occurred_at": r["occurred_at"].isoformat(), "source": r["source"],

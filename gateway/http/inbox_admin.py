@@ -10,13 +10,13 @@ from aiohttp import web
 
 from gateway import auth
 from gateway.http import inbox_schemas as S
-from gateway.http.access import principal
+from gateway.http.access import announce, principal
 from gateway.http.errors import ApiError
 from gateway.http.inbox_common import (ACT, ADMIN, READ, bad, body, id_field, int_field, parse_time, path_id,
-                                       q_int, respond, text_field, transaction)
+                                       q_bool, q_int, respond, text_field, transaction)
 from gateway.http.keys import RUNTIME
 from gateway.http.openapi import ID, TIME, Param, operation
-from gateway.inbox import Invalid, actions, agents, assignment, canned, reports
+from gateway.inbox import Invalid, NotFound, actions, agents, assignment, canned, reports
 
 REPORTING = ("readonly",)
 AUTO_ASSIGNER = web.AppKey("auto_assigner", assignment.AutoAssigner)
@@ -75,6 +75,8 @@ async def patch_agent(request: web.Request) -> web.Response:
             tx.conn, agent_id, name=text_field(data, "name", required=False, max_len=200),
             capacity=int_field(data, "capacity", 0, 1000), team_ids=_team_ids(data), active=active)
         await actions.audit(tx.conn, tx.actor, "agent_update", details={"agent_id": agent_id})
+    if active is not None or "team_ids" in data:   # open sockets re-check (deactivated, re-scoped)
+        await announce(request.app[RUNTIME], agent_id=agent_id)
     return respond(agent)
 
 
@@ -85,11 +87,72 @@ async def create_agent_token(request: web.Request) -> web.Response:
     data = await body(request, optional=True)
     async with transaction(request, *ADMIN) as tx:
         agent = await agents.get_agent(tx.conn, agent_id)
+        if agent["deactivated_at"] is not None:
+            raise Invalid("agent_deactivated", "the agent is deactivated; reactivate it first")
         name = text_field(data, "name", required=False, max_len=200) or f"agent {agent['name']}"
         token_id, token = await auth.create_token(tx.conn, name=name, role="agent", agent_id=agent_id)
         await actions.audit(tx.conn, tx.actor, "token_create", details={"token_id": token_id, "agent_id": agent_id})
     return respond({"id": token_id, "token": token, "prefix": token.split("_")[1], "agent_id": agent_id},
                    status=201)
+
+
+def _token_info(row) -> dict:
+    return {**dict(row), "scopes": list(row["scopes"])}
+
+
+@operation("List API tokens (never their secrets)", roles=ADMIN,
+           query=(Param("agent_id", ID), Param("active", {"type": "boolean"})),
+           responses={200: {"type": "array", "items": S.TOKEN_INFO}})
+async def list_tokens(request: web.Request) -> web.Response:
+    agent_id = q_int(request, "agent_id", lo=1)
+    active = q_bool(request, "active") if request.query.get("active") else None
+    async with transaction(request, *ADMIN) as tx:
+        rows = await auth.list_tokens(tx.conn)
+    return respond([_token_info(r) for r in rows
+                    if (agent_id is None or r["agent_id"] == agent_id)
+                    and (active is None or (r["revoked_at"] is None) == active)])
+
+
+@operation("Create an API token (shown once): any role; an agent token names its agent", roles=ADMIN,
+           request=S.TOKEN_NEW_BODY, responses={201: S.TOKEN_CREATED, 422: {"type": "object"}})
+async def create_token(request: web.Request) -> web.Response:
+    data = await body(request)
+    name = text_field(data, "name", max_len=200)
+    role = data.get("role")
+    if role not in auth.ROLES:
+        raise bad("role", f"must be one of {', '.join(auth.ROLES)}")
+    agent_id = id_field(data, "agent_id", required=role == "agent")
+    scopes = data.get("scopes", [])
+    if not isinstance(scopes, list) or any(x not in auth.SCOPES for x in scopes):
+        raise bad("scopes", f"must be a list of: {', '.join(auth.SCOPES)}")
+    async with transaction(request, *ADMIN) as tx:
+        if agent_id is not None:
+            try:
+                agent = await agents.get_agent(tx.conn, agent_id)
+            except NotFound:
+                raise Invalid("unknown_agent", f"no agent with id {agent_id}") from None
+            if agent["deactivated_at"] is not None:
+                raise Invalid("agent_deactivated", "the agent is deactivated; reactivate it first")
+        token_id, token = await auth.create_token(tx.conn, name=name, role=role, agent_id=agent_id,
+                                                  scopes=tuple(scopes))
+        await actions.audit(tx.conn, tx.actor, "token_create",
+                            details={"token_id": token_id, "role": role, "agent_id": agent_id})
+    return respond({"id": token_id, "token": token, "prefix": token.split("_")[1], "role": role,
+                    "agent_id": agent_id, "scopes": sorted(set(scopes))}, status=201)
+
+
+@operation("Revoke an API token: it stops working at once, open sockets included", roles=ADMIN,
+           responses={204: None})
+async def revoke_token(request: web.Request) -> web.Response:
+    token_id = path_id(request)
+    async with transaction(request, *ADMIN) as tx:
+        revoked = await auth.revoke_token(tx.conn, str(token_id))
+        if revoked is None:
+            raise ApiError(404, "not_found", "no such active token")
+        await actions.audit(tx.conn, tx.actor, "token_revoke",
+                            details={"token_id": token_id, "agent_id": revoked["agent_id"]})
+    await announce(request.app[RUNTIME], agent_id=revoked["agent_id"], token_ids=[token_id])
+    return web.Response(status=204)
 
 
 @operation("List teams", roles=READ, responses={200: {"type": "array", "items": S.TEAM}})
@@ -235,6 +298,9 @@ def register(app: web.Application) -> None:
     r.add_post("/api/v1/agents", create_agent)
     r.add_patch("/api/v1/agents/{id}", patch_agent)
     r.add_post("/api/v1/agents/{id}/tokens", create_agent_token)
+    r.add_get("/api/v1/tokens", list_tokens)
+    r.add_post("/api/v1/tokens", create_token)
+    r.add_delete("/api/v1/tokens/{id}", revoke_token)
     r.add_get("/api/v1/teams", list_teams)
     r.add_post("/api/v1/teams", create_team)
     r.add_get("/api/v1/canned-responses", list_canned)

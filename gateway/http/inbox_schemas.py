@@ -107,6 +107,15 @@ AGENT_PATCH = obj(None, name={"type": "string", "minLength": 1, "maxLength": 200
                   active=BOOL)
 TOKEN_BODY = obj(None, name={"type": "string", "minLength": 1, "maxLength": 200})
 TOKEN = obj(["id", "token", "prefix", "agent_id"], id=ID, token=STR, prefix=STR, agent_id=ID)
+_ROLE = {"type": "string", "enum": ["admin", "agent", "integration", "readonly"]}
+_SCOPES = array({"type": "string", "enum": ["events:read"]}, maxItems=10)
+TOKEN_NEW_BODY = obj(["name", "role"], name={"type": "string", "minLength": 1, "maxLength": 200}, role=_ROLE,
+                     agent_id=ID, scopes=_SCOPES)
+TOKEN_CREATED = obj(["id", "token", "prefix", "role", "agent_id", "scopes"], id=ID, token=STR, prefix=STR,
+                    role=_ROLE, agent_id=N_ID, scopes=_SCOPES)
+TOKEN_INFO = obj(["id", "prefix", "name", "role", "agent_id", "scopes", "created_at", "revoked_at"], id=ID,
+                 prefix=STR, name=STR, role=_ROLE, agent_id=N_ID, scopes=_SCOPES, created_at=TIME,
+                 last_used_at=N_TIME, revoked_at=N_TIME)
 TEAM = obj(["id", "name"], id=ID, name=STR, created_at=TIME, agent_ids=array(ID))
 TEAM_BODY_NEW = obj(["name"], name={"type": "string", "minLength": 1, "maxLength": 200})
 CANNED = obj(["id", "short_code", "title", "body", "team_id"], id=ID, short_code=STR, title=STR, body=STR,

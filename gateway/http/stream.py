@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import asyncpg
 from aiohttp import WSMsgType, web
 
-from gateway import auth, realtime, thread
-from gateway.http.access import PRINCIPAL, principal
+from gateway import realtime, thread
+from gateway.http.access import authenticate_token, principal
 from gateway.http.errors import ApiError
 from gateway.http.inbox_common import READ, dumps
 from gateway.http.keys import RUNTIME
@@ -178,12 +178,7 @@ async def _authenticate(request: web.Request):
     """Browsers cannot set headers on a WebSocket: `?access_token=` works too."""
     token = request.query.get("access_token")
     if token and "Authorization" not in request.headers:
-        rt = request.app[RUNTIME]
-        async with rt.pool.acquire(timeout=5) as conn:
-            who = await auth.authenticate(conn, token, admin_token=rt.settings.admin_token)
-        if who is None:
-            raise ApiError(401, "unauthorized", "a valid bearer token is required")
-        request[PRINCIPAL] = who
+        await authenticate_token(request, token)
     return await principal(request, *READ)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from gateway import auth
 from gateway.inbox import Conflict, Invalid, NotFound
 from gateway.inbox.assignment import PRESENCE_TTL_SECONDS
 
@@ -35,6 +36,8 @@ async def create_agent(conn: asyncpg.Connection, *, name: str, email: str | None
 async def update_agent(conn: asyncpg.Connection, agent_id: int, *, name: str | None = None,
                        capacity: int | None = None, team_ids: list[int] | None = None,
                        active: bool | None = None) -> dict:
+    """Change an agent. Deactivating revokes every token of the agent (reactivating does not bring
+    them back: issue new ones); its sessions end through `access.still_allowed`."""
     if not await conn.fetchval("SELECT 1 FROM agents WHERE id = $1", agent_id):
         raise NotFound(f"agent {agent_id}")
     await conn.execute(
@@ -42,6 +45,8 @@ async def update_agent(conn: asyncpg.Connection, agent_id: int, *, name: str | N
                deactivated_at = CASE WHEN $4::boolean IS NULL THEN deactivated_at
                                      WHEN $4 THEN NULL ELSE coalesce(deactivated_at, now()) END
            WHERE id = $1""", agent_id, name, capacity, active)
+    if active is False:
+        await auth.revoke_agent_tokens(conn, agent_id)
     if team_ids is not None:
         await _check_teams(conn, team_ids)
         await conn.execute("DELETE FROM team_members WHERE agent_id = $1 AND team_id <> ALL($2::bigint[])",

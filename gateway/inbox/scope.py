@@ -2,8 +2,12 @@
 
 Rule: admins and read-only tokens see every conversation. An agent sees the conversations routed
 to one of their teams, the unrouted queue (team_id NULL, the shared triage queue every agent
-works), and anything assigned to them. Everything the inbox shows (lists, one conversation, its
-contact, search, the realtime feed) goes through `Scope`, so the rule lives here only.
+works), and anything assigned to them. A contact, and everything hanging off it (events, consents,
+identities, journeys), is visible exactly when its conversation is (`visible_contact`); a contact
+without a conversation only to those who see everything. Integration tokens see nothing unless they
+carry a read scope (`events:read`), which lets them read every contact's events. Everything the
+API shows (lists, one conversation, its contact, events, search, the realtime feed) goes through
+`Scope`, so the rule lives here only.
 """
 from __future__ import annotations
 
@@ -20,13 +24,15 @@ class Scope:
     everything: bool
     agent_id: int | None = None
     team_ids: frozenset[int] = frozenset()
+    unrouted: bool = True           # sees the shared triage queue (team_id NULL)
 
     def sql(self, alias: str, args: list) -> str:
         """A WHERE fragment over conversations `alias`; appends its parameters to `args`."""
         if self.everything:
             return "TRUE"
         args.append(sorted(self.team_ids))
-        clause = f"({alias}.team_id IS NULL OR {alias}.team_id = ANY(${len(args)}::bigint[])"
+        clause = (f"({alias}.team_id IS NULL AND {str(self.unrouted).upper()} "
+                  f"OR {alias}.team_id = ANY(${len(args)}::bigint[])")
         if self.agent_id is not None:
             args.append(self.agent_id)
             clause += f" OR {alias}.assignee_id = ${len(args)}"
@@ -34,14 +40,20 @@ class Scope:
 
     def sees(self, team_id: int | None, assignee_id: int | None) -> bool:
         """The same rule in Python, for events pushed on the realtime feed."""
-        if self.everything or team_id is None or team_id in self.team_ids:
+        if self.everything or team_id is None and self.unrouted or team_id in self.team_ids:
             return True
         return self.agent_id is not None and assignee_id == self.agent_id
 
 
+READ_SCOPES = frozenset({"events:read"})
+
+
 async def scope_for(conn: asyncpg.Connection, principal: Principal) -> Scope:
+    """What `principal` may see (its teams are read now: a team change applies to the next call)."""
     if principal.role in ("admin", "readonly"):
         return Scope(everything=True, agent_id=principal.agent_id)
+    if principal.role == "integration":
+        return Scope(everything=bool(principal.scopes & READ_SCOPES), unrouted=False)
     if principal.agent_id is None:
         return Scope(everything=False)
     rows = await conn.fetch("SELECT team_id FROM team_members WHERE agent_id = $1", principal.agent_id)

@@ -40,6 +40,9 @@ MATRIX = [
     ("POST", "/api/v1/agents", {"name": "zed"}, ADMIN),
     ("PATCH", "/api/v1/agents/{a}", {"capacity": 3}, ADMIN),
     ("POST", "/api/v1/agents/{a}/tokens", {}, ADMIN),
+    ("GET", "/api/v1/tokens", None, ADMIN),
+    ("POST", "/api/v1/tokens", {"name": "t-{n}", "role": "readonly"}, ADMIN),
+    ("DELETE", "/api/v1/tokens/{x}", None, ADMIN),
     ("GET", "/api/v1/teams", None, READ),
     ("POST", "/api/v1/teams", {"name": "team-{n}"}, ADMIN),
     ("GET", "/api/v1/canned-responses", None, READ),
@@ -88,7 +91,7 @@ async def test_every_endpoint_is_in_the_matrix(gw):
                   if r.handler.__module__.startswith(("gateway.http.inbox", "gateway.http.stream"))
                   and r.method != "HEAD"} | {("POST", "/api/v1/inbound")}
     in_matrix = {(m, p.split("?")[0].replace("{c}", "{id}").replace("{p}", "{id}").replace("{p3}", "{id}")
-                  .replace("{a}", "{id}").replace("{k}", "{id}")) for m, p, _, _ in MATRIX}
+                  .replace("{a}", "{id}").replace("{k}", "{id}").replace("{x}", "{id}")) for m, p, _, _ in MATRIX}
     assert documented - in_matrix == set(), "add new endpoints to the authorization matrix"
 
 
@@ -104,7 +107,8 @@ async def test_authorization_matrix(world, role):
         conv3 = await seed_conversation(api.pool, f"cust-{role}-{n}-c", team_id=team)
         canned = await api.ok("POST", "/api/v1/canned-responses", expect=201,
                               json={"short_code": f"k-{role}-{n}", "body": "x"})
-        ids = {"c": conv["conversation_id"], "p": conv["contact_id"], "p2": conv2["contact_id"],
+        spare = (await api.ok("POST", "/api/v1/tokens", json={"name": f"spare {n}", "role": "readonly"}))["id"]
+        ids = {"x": spare, "c": conv["conversation_id"], "p": conv["contact_id"], "p2": conv2["contact_id"],
                "p3": conv3["contact_id"], "a": agent_id, "k": canned["id"], "t": team, "n": f"{role}-{n}"}
         url = path
         for k, v in ids.items():
