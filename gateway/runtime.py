@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from gateway import db, realtime
 from gateway.batcher import IngestBatcher
 from gateway.channels.sandbox import SandboxSender
+from gateway.guarded_fetch import GuardedFetcher, HostList
 from gateway.hooks import Hooks
 from gateway.log import get_logger
 from gateway.outbox import OutboxSender
@@ -42,6 +43,7 @@ class Runtime:
     pool: asyncpg.Pool | None = None
     redis: aioredis.Redis | None = None
     http: aiohttp.ClientSession | None = None
+    fetcher: GuardedFetcher | None = None
     keys: Keys | None = None
     senders: dict = field(default_factory=dict)
     batcher: IngestBatcher | None = None
@@ -67,7 +69,9 @@ class Runtime:
         self._exit.push_async_callback(self.redis.aclose)
         self.http = aiohttp.ClientSession()
         self._exit.push_async_callback(self.http.close)
-        self.senders = build_senders(s, self.http)
+        self.fetcher = GuardedFetcher.from_settings(s)
+        self._exit.push_async_callback(self.fetcher.close)
+        self.senders = build_senders(s, self.http, self.fetcher)
         if "http" in self.roles:
             self.batcher = IngestBatcher(self.pool, self.redis, self.keys)
             self._exit.push_async_callback(self.batcher.close)
@@ -151,8 +155,11 @@ def default_handler(runtime: "Runtime") -> Handler:
     return AgentQueueHandler()
 
 
-def build_senders(s: Settings, http: aiohttp.ClientSession) -> dict:
-    """One sender per channel: the real provider when credentials are set, the sandbox otherwise."""
+def build_senders(s: Settings, http: aiohttp.ClientSession, fetcher: GuardedFetcher | None = None) -> dict:
+    """One sender per channel: the real provider when credentials are set, the sandbox otherwise.
+
+    Media downloads go through `fetcher`, to each provider's media hosts (settings) and API origin.
+    """
     senders: dict = {channel: SandboxSender(channel) for channel in Channel}
     try:
         from gateway.channels.twilio.sender import TwilioSender
@@ -160,7 +167,8 @@ def build_senders(s: Settings, http: aiohttp.ClientSession) -> dict:
         TwilioSender = None
     if TwilioSender is not None and s.twilio_enabled:
         common = dict(account_sid=s.twilio_account_sid, auth_token=s.twilio_auth_token,
-                      api_base=s.twilio_api_base, messaging_service_sid=s.twilio_messaging_service_sid)
+                      api_base=s.twilio_api_base, messaging_service_sid=s.twilio_messaging_service_sid,
+                      fetcher=fetcher, media_hosts=HostList.of(s.twilio_media_hosts, s.twilio_api_base))
         if s.twilio_from_number or s.twilio_messaging_service_sid:
             senders[Channel.SMS] = TwilioSender(http, channel=Channel.SMS, from_address=s.twilio_from_number, **common)
         if s.twilio_whatsapp_from:
@@ -171,7 +179,8 @@ def build_senders(s: Settings, http: aiohttp.ClientSession) -> dict:
 
         senders[Channel.WHATSAPP] = WhatsAppCloudSender(
             http, access_token=s.whatsapp_access_token, phone_number_id=s.whatsapp_phone_number_id,
-            api_base=s.whatsapp_api_base)
+            api_base=s.whatsapp_api_base, fetcher=fetcher,
+            media_hosts=HostList.of(s.whatsapp_media_hosts, s.whatsapp_api_base))
     if s.smtp_enabled:
         from gateway.channels.email.sender import SmtpSender
 

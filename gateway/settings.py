@@ -75,6 +75,14 @@ class Settings:
     email_reply_ceiling: int = 5          # automatic email replies per conversation per hour
     email_max_bytes: int = 30 * 1024 * 1024   # an inbound email webhook post that carries the key
     email_large_bodies: int = 4           # email posts above max_body_bytes read at once
+    # Fetching URLs that came from outside (provider media): see gateway/guarded_fetch.py
+    fetch_allow_networks: tuple[str, ...] = ()   # non-public CIDRs media may come from (tests: 127.0.0.0/8)
+    fetch_schemes: tuple[str, ...] = ("https",)
+    fetch_max_bytes: int = 25 * 1024 * 1024
+    fetch_timeout: float = 30.0
+    fetch_max_redirects: int = 5
+    twilio_media_hosts: tuple[str, ...] = ("api.twilio.com", "media.twiliocdn.com")
+    whatsapp_media_hosts: tuple[str, ...] = ("graph.facebook.com", "lookaside.fbsbx.com")
     # API channel
     api_channel_webhook_url: str | None = None
     api_channel_webhook_secret: str | None = None
@@ -200,6 +208,18 @@ def _choice(*options: str):
     return parse
 
 
+def _networks(name: str, raw: str) -> tuple[str, ...]:
+    import ipaddress
+
+    out = []
+    for part in _csv(name, raw):
+        try:
+            out.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise SettingsError(f"{name} must be a comma-separated list of networks (CIDR), got {part!r}") from None
+    return tuple(out)
+
+
 def _csv(name: str, raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
@@ -264,6 +284,13 @@ ENV: dict[str, tuple[str, object]] = {
     "GATEWAY_EMAIL_REPLY_CEILING": ("email_reply_ceiling", _int),
     "GATEWAY_EMAIL_MAX_BYTES": ("email_max_bytes", _int),
     "GATEWAY_EMAIL_LARGE_BODIES": ("email_large_bodies", _int),
+    "GATEWAY_FETCH_ALLOW_NETWORKS": ("fetch_allow_networks", _networks),
+    "GATEWAY_FETCH_SCHEMES": ("fetch_schemes", _csv),
+    "GATEWAY_FETCH_MAX_BYTES": ("fetch_max_bytes", _int),
+    "GATEWAY_FETCH_TIMEOUT": ("fetch_timeout", _float),
+    "GATEWAY_FETCH_MAX_REDIRECTS": ("fetch_max_redirects", _int),
+    "GATEWAY_TWILIO_MEDIA_HOSTS": ("twilio_media_hosts", _csv),
+    "GATEWAY_WHATSAPP_MEDIA_HOSTS": ("whatsapp_media_hosts", _csv),
     "GATEWAY_API_CHANNEL_WEBHOOK_URL": ("api_channel_webhook_url", _HTTP),
     "GATEWAY_API_CHANNEL_WEBHOOK_SECRET": ("api_channel_webhook_secret", _str),
     "GATEWAY_CHAT_ALLOWED_ORIGINS": ("chat_allowed_origins", _csv),
@@ -319,6 +346,11 @@ def validate(s: Settings) -> Settings:
         raise SettingsError("GATEWAY_EMAIL_MAX_BYTES must be at least GATEWAY_MAX_BODY_BYTES")
     if s.email_large_bodies < 1:
         raise SettingsError("GATEWAY_EMAIL_LARGE_BODIES must be at least 1")
+    if not s.fetch_schemes or not set(s.fetch_schemes) <= {"http", "https"}:
+        raise SettingsError("GATEWAY_FETCH_SCHEMES must list http and/or https")
+    if s.fetch_max_bytes < 1 or s.fetch_timeout <= 0 or s.fetch_max_redirects < 0:
+        raise SettingsError("GATEWAY_FETCH_MAX_BYTES and GATEWAY_FETCH_TIMEOUT must be positive, "
+                            "GATEWAY_FETCH_MAX_REDIRECTS at least 0")
     if not s.secret_key:
         # A stable per-installation key under the data dir: sessions and links survive restarts.
         s = replace(s, secret_key=_data_dir_secret(s.data_dir))

@@ -112,6 +112,8 @@ def settings(database_url, redis_url, prefix, tmp_path) -> Settings:
         secret_key="test-secret", admin_token="admin-test-token", default_handler="agent",
         sweeper_interval=0.5, reclaim_idle_ms=2000, outbox_base_delay=0.05, outbox_max_delay=0.5,
         log_format="console",
+        # fake providers listen on 127.0.0.1 over http; tests of the fetch guard itself narrow this
+        fetch_allow_networks=("127.0.0.0/8",), fetch_schemes=("http", "https"),
     ))
 
 

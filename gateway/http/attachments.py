@@ -2,7 +2,12 @@
 
 Email attachments are stored by content hash when the mail arrives. WhatsApp media arrive as ids
 and Twilio media as authenticated URLs: the first download goes to the provider (Graph media API,
-Twilio Basic auth) and the bytes are kept by content hash, so later downloads are local.
+Twilio Basic auth) through the guarded fetcher (gateway.guarded_fetch: the provider's own media
+hosts only) and the bytes are kept by content hash, so later downloads are local.
+
+Only media a provider delivered with an inbound message are ever fetched. URLs that agents, flows
+or integrations attach are links: providers receive them as links, and this route never requests
+them (with our credentials or without).
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import hashlib
 from aiohttp import web
 
 from gateway.channels.errors import MediaDownloadError
+from gateway.guarded_fetch import FetchRefused
 from gateway.http.errors import ApiError
 from gateway.http.inbox_common import READ, path_id, transaction
 from gateway.http.keys import RUNTIME
@@ -39,8 +45,8 @@ async def attachment(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", "no such attachment") from None
     async with transaction(request, *READ) as tx:
         await visible_conversation(tx.conn, tx.scope, cid)
-        row = await tx.conn.fetchrow("SELECT id, channel, content FROM messages WHERE id = $1 AND conversation_id = $2",
-                                     message_id, cid)
+        row = await tx.conn.fetchrow("""SELECT id, channel, direction, content FROM messages
+                                        WHERE id = $1 AND conversation_id = $2""", message_id, cid)
         items = ((row["content"] or {}).get("attachments") or []) if row else []
         if not 0 <= index < len(items):
             raise ApiError(404, "not_found", "no such attachment")
@@ -48,6 +54,8 @@ async def attachment(request: web.Request) -> web.Response:
         blob = None
         if att.get("content_ref"):
             blob = await tx.conn.fetchrow("SELECT data, content_type FROM blobs WHERE ref = $1", att["content_ref"])
+    if blob is None and row["direction"] != "in":
+        raise ApiError(404, "not_stored", "this attachment is a link the gateway does not fetch", url=att.get("url"))
     if blob is None:
         data, content_type = await _fetch_from_provider(request, row["channel"], att)
         ref = "sha256:" + hashlib.sha256(data).hexdigest()
@@ -75,6 +83,8 @@ async def _fetch_from_provider(request: web.Request, channel: str, att: dict) ->
         raise ApiError(404, "not_found", "this attachment is not stored and its provider cannot be asked")
     try:
         data, content_type = await download(source)
+    except FetchRefused as exc:
+        raise ApiError(404, "not_fetchable", f"this attachment's URL is not fetched: {exc}") from None
     except MediaDownloadError as exc:
         raise ApiError(502, "provider_error", f"the provider did not deliver the media: {exc}") from None
     return data, content_type or att.get("content_type")

@@ -17,6 +17,7 @@ from gateway.channels.http import json_object, retry_after_seconds
 from gateway.channels.errors import MediaDownloadError
 from gateway.channels.render import render_numbered_menu
 from gateway.channels.twilio.adapter import WHATSAPP_PREFIX
+from gateway.guarded_fetch import GuardedFetcher, HostList
 from gateway.log import get_logger
 from gateway.types import Channel, OutgoingMessage, SendOutcome, SendResult
 
@@ -33,7 +34,8 @@ class TwilioSender:
     def __init__(self, session: aiohttp.ClientSession, *, channel: Channel, account_sid: str,
                  auth_token: str, api_base: str = "https://api.twilio.com", from_address: str | None,
                  messaging_service_sid: str | None = None, api_key_sid: str | None = None,
-                 timeout: float = 10.0):
+                 timeout: float = 10.0, fetcher: GuardedFetcher | None = None,
+                 media_hosts: HostList | None = None):
         if channel not in (Channel.SMS, Channel.WHATSAPP):
             raise ValueError(f"Twilio cannot send on {channel.value}")
         if not from_address and not messaging_service_sid:
@@ -47,6 +49,8 @@ class TwilioSender:
         self._from = from_address
         self._service = messaging_service_sid
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._fetcher = fetcher
+        self._media_hosts = media_hosts or HostList.of((), api_base)
 
     def __repr__(self) -> str:  # never show the token
         return f"TwilioSender(channel={self.channel.value}, url={self._url!r})"
@@ -93,15 +97,13 @@ class TwilioSender:
         except aiohttp.ClientError as exc:
             return SendResult(SendOutcome.RETRY, error_code="network", error_message=type(exc).__name__)
 
-    async def download_media(self, url: str) -> tuple[bytes, str]:
-        """Fetch a MediaUrlN with Basic auth (Twilio redirects to its CDN; aiohttp follows it)."""
-        try:
-            async with self._session.get(url, headers=self._auth_header, timeout=self._timeout) as resp:
-                if resp.status != 200:
-                    raise MediaDownloadError(f"Twilio media answered HTTP {resp.status}")
-                return await resp.read(), resp.content_type
-        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
-            raise MediaDownloadError(f"Twilio media download failed: {type(exc).__name__}") from exc
+    async def download_media(self, url: str) -> tuple[bytes, str | None]:
+        """Fetch an inbound MediaUrlN through the guarded fetcher: only from Twilio's media hosts,
+        with Basic auth only to them (Twilio redirects to its CDN, which gets no credentials)."""
+        if self._fetcher is None:
+            raise MediaDownloadError("no media fetcher configured")
+        fetched = await self._fetcher.fetch(url, hosts=self._media_hosts, headers=self._auth_header)
+        return fetched.data, fetched.content_type
 
 
 def classify(http_status: int, body: dict[str, Any], retry_after: str | None = None) -> SendResult:

@@ -6,6 +6,8 @@ as 400), so classification reads the code first and falls back to the status for
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from typing import Any
 
 import aiohttp
@@ -13,6 +15,7 @@ import aiohttp
 from gateway.channels.http import json_object, retry_after_seconds
 from gateway.channels.errors import MediaDownloadError
 from gateway.channels.render import render_numbered_menu
+from gateway.guarded_fetch import GuardedFetcher, HostList
 from gateway.log import get_logger
 from gateway.types import Attachment, Channel, OutgoingMessage, SendOutcome, SendResult
 
@@ -27,6 +30,7 @@ ROW_TITLE_MAX = 24
 ROW_DESCRIPTION_MAX = 72
 LIST_BUTTON_MAX = 20
 CAPTION_TYPES = ("image", "video", "document")
+MEDIA_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
 def _media_kind(att: Attachment) -> str:
@@ -108,12 +112,15 @@ class WhatsAppCloudSender:
     channel = Channel.WHATSAPP
 
     def __init__(self, session: aiohttp.ClientSession, *, access_token: str, phone_number_id: str,
-                 api_base: str = "https://graph.facebook.com/v21.0", timeout: float = 10.0):
+                 api_base: str = "https://graph.facebook.com/v21.0", timeout: float = 10.0,
+                 fetcher: GuardedFetcher | None = None, media_hosts: HostList | None = None):
         self._session = session
         self._base = api_base.rstrip("/")
         self._messages_url = f"{self._base}/{phone_number_id}/messages"
         self._headers = {"Authorization": f"Bearer {access_token}"}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._fetcher = fetcher
+        self._media_hosts = media_hosts or HostList.of((), api_base)
 
     def __repr__(self) -> str:  # never show the token
         return f"WhatsAppCloudSender(url={self._messages_url!r})"
@@ -167,20 +174,24 @@ class WhatsAppCloudSender:
         except (asyncio.TimeoutError, aiohttp.ClientError):
             return False
 
-    async def download_media(self, media_id: str) -> tuple[bytes, str]:
-        """(bytes, content type) of an inbound media id: GET the id for a URL, then GET the URL."""
+    async def download_media(self, media_id: str) -> tuple[bytes, str | None]:
+        """(bytes, content type) of an inbound media id: GET the id for a URL, then GET the URL,
+        both through the guarded fetcher and only to Meta's media hosts (they get the token)."""
+        if self._fetcher is None:
+            raise MediaDownloadError("no media fetcher configured")
+        if not MEDIA_ID.fullmatch(media_id or ""):
+            raise MediaDownloadError("not a media id")
+        meta_answer = await self._fetcher.fetch(f"{self._base}/{media_id}", hosts=self._media_hosts,
+                                                headers=self._headers)
         try:
-            async with self._session.get(f"{self._base}/{media_id}", headers=self._headers,
-                                         timeout=self._timeout) as resp:
-                meta = await json_object(resp)
-                if resp.status != 200 or not meta.get("url"):
-                    raise MediaDownloadError(f"media lookup answered HTTP {resp.status}")
-            async with self._session.get(meta["url"], headers=self._headers, timeout=self._timeout) as resp:
-                if resp.status != 200:
-                    raise MediaDownloadError(f"media download answered HTTP {resp.status}")
-                return await resp.read(), meta.get("mime_type") or resp.content_type
-        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
-            raise MediaDownloadError(f"media download failed: {type(exc).__name__}") from exc
+            meta = json.loads(meta_answer.data)
+        except ValueError:
+            meta = None
+        if not isinstance(meta, dict) or not isinstance(meta.get("url"), str):
+            raise MediaDownloadError("media lookup answered without a URL")
+        fetched = await self._fetcher.fetch(meta["url"], hosts=self._media_hosts, headers=self._headers)
+        mime = meta.get("mime_type")
+        return fetched.data, mime if isinstance(mime, str) and mime else fetched.content_type
 
 
 def classify(http_status: int, body: dict[str, Any], retry_after: str | None = None) -> SendResult:

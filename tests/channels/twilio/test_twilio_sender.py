@@ -9,6 +9,7 @@ from aiohttp.test_utils import TestServer
 from gateway.channels.errors import MediaDownloadError
 from gateway.channels.twilio.adapter import parse_status, validate_signature
 from gateway.channels.twilio.sender import TwilioSender
+from gateway.guarded_fetch import GuardedFetcher
 from gateway.types import (Attachment, Button, Channel, OutgoingMessage, SendOutcome, SendResult,
                            TemplateRef)
 
@@ -150,9 +151,13 @@ def test_token_not_in_repr(fake_twilio, http):
 
 async def test_media_download_requires_basic_auth(fake_twilio, http):
     url = fake_twilio.add_media("photo", b"\xff\xd8jpeg", "image/jpeg")
-    assert await sender(fake_twilio, http).download_media(url) == (b"\xff\xd8jpeg", "image/jpeg")
-    with pytest.raises(MediaDownloadError):
-        await sender(fake_twilio, http, auth_token="wrong").download_media(url)
+    fetcher = GuardedFetcher(allow_networks=("127.0.0.0/8",), schemes=("http",))   # the fake is on 127.0.0.1
+    try:
+        assert await sender(fake_twilio, http, fetcher=fetcher).download_media(url) == (b"\xff\xd8jpeg", "image/jpeg")
+        with pytest.raises(MediaDownloadError):
+            await sender(fake_twilio, http, auth_token="wrong", fetcher=fetcher).download_media(url)
+    finally:
+        await fetcher.close()
 
 
 async def test_status_callback_is_signed_like_twilio(fake_twilio, http):

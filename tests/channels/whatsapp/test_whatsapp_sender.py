@@ -3,6 +3,7 @@ import pytest
 
 from gateway.channels.errors import MediaDownloadError
 from gateway.channels.whatsapp.sender import WhatsAppCloudSender
+from gateway.guarded_fetch import GuardedFetcher
 from gateway.types import (Attachment, Button, Channel, OutgoingMessage, SendOutcome, SendResult,
                            TemplateRef)
 
@@ -171,13 +172,17 @@ async def test_mark_read(fake_graph, http):
 
 async def test_download_media(fake_graph, http):
     media_id = fake_graph.add_media(b"\x89PNG...", "image/png")
-    assert await sender(fake_graph, http).download_media(media_id) == (b"\x89PNG...", "image/png")
-    assert [r.path for r in fake_graph.requests] == [f"/v21.0/{media_id}", f"/media-download/{media_id}"]
-    assert all(r.headers["Authorization"] == f"Bearer {fake_graph.access_token}" for r in fake_graph.requests)
-    with pytest.raises(MediaDownloadError):
-        await sender(fake_graph, http).download_media("unknown")
-    with pytest.raises(MediaDownloadError):
-        await sender(fake_graph, http, access_token="wrong").download_media(media_id)
+    fetcher = GuardedFetcher(allow_networks=("127.0.0.0/8",), schemes=("http",))   # the fake is on 127.0.0.1
+    try:
+        assert await sender(fake_graph, http, fetcher=fetcher).download_media(media_id) == (b"\x89PNG...", "image/png")
+        assert [r.path for r in fake_graph.requests] == [f"/v21.0/{media_id}", f"/media-download/{media_id}"]
+        assert all(r.headers["Authorization"] == f"Bearer {fake_graph.access_token}" for r in fake_graph.requests)
+        with pytest.raises(MediaDownloadError):
+            await sender(fake_graph, http, fetcher=fetcher).download_media("unknown")
+        with pytest.raises(MediaDownloadError):
+            await sender(fake_graph, http, access_token="wrong", fetcher=fetcher).download_media(media_id)
+    finally:
+        await fetcher.close()
 
 
 def test_token_not_in_repr(fake_graph, http):
