@@ -4,7 +4,8 @@ Each request hands its message to the batcher and waits for its own result. At m
 `max_inflight` transactions run at once; whatever arrives meanwhile forms the next batch, so at low
 load a message commits alone (no added latency) and under load many share one commit and one round
 trip (the `gateway_ingest` SQL function). A request's future resolves only after the commit, so a
-2xx still means "durable in PostgreSQL". Items are sorted by address so concurrent batches lock
+2xx still means "durable in PostgreSQL". Items arrive checked and cleaned (`ingest_item`); should
+the database still refuse a batch, each of its items is stored alone, so only the bad one fails. Items are sorted by address so concurrent batches lock
 conversations in the same order (no deadlocks between batches of one process); a deadlock with
 another process's batch is retried.
 """
@@ -16,7 +17,9 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from gateway import queue
+from gateway.db import STORAGE_REFUSED
 from gateway.ingest import IngestResult, ingest_items
+from gateway.inputs import InputError
 from gateway.log import get_logger
 from gateway.queue import Keys
 
@@ -57,20 +60,16 @@ class IngestBatcher:
         try:
             order = sorted(range(len(batch)), key=lambda i: (batch[i][0]["kind"], batch[i][0]["address"]))
             items = [batch[i][0] for i in order]
-            for attempt in range(self.retries + 1):
-                try:
-                    # One statement is one transaction: committed (WAL flushed) when it returns,
-                    # one round trip instead of BEGIN + statement + COMMIT.
-                    async with self.pool.acquire(timeout=5) as conn:
-                        results = await ingest_items(conn, items)
-                    break
-                except asyncpg.DeadlockDetectedError:
-                    if attempt == self.retries:
-                        raise
-                    log.info("ingest batch deadlocked with another process; retrying", size=len(items))
+            try:
+                results: list[IngestResult | Exception] = list(await self._store(items))
+            except STORAGE_REFUSED as exc:
+                # One item the database refuses must not fail the others: store each alone.
+                log.warning("ingest batch refused; retrying item by item", size=len(items),
+                            error=type(exc).__name__)
+                results = [await self._store_alone(item) for item in items]
             self.batches += 1
             self.items += len(items)
-            fresh = [r.conversation_id for r in results if not r.duplicate]
+            fresh = [r.conversation_id for r in results if isinstance(r, IngestResult) and not r.duplicate]
             if fresh:
                 try:
                     await queue.enqueue_many(self.redis, self.keys, fresh)
@@ -79,7 +78,10 @@ class IngestBatcher:
             for position, result in zip(order, results):
                 fut = batch[position][1]
                 if not fut.done():
-                    fut.set_result(result)
+                    if isinstance(result, Exception):
+                        fut.set_exception(result)
+                    else:
+                        fut.set_result(result)
         except BaseException as exc:
             for _, fut in batch:
                 if not fut.done():
@@ -89,6 +91,25 @@ class IngestBatcher:
         finally:
             self._inflight -= 1
             self._flush_more()
+
+    async def _store(self, items: list[dict]) -> list[IngestResult]:
+        for attempt in range(self.retries + 1):
+            try:
+                # One statement is one transaction: committed (WAL flushed) when it returns,
+                # one round trip instead of BEGIN + statement + COMMIT.
+                async with self.pool.acquire(timeout=5) as conn:
+                    return await ingest_items(conn, items)
+            except asyncpg.DeadlockDetectedError:
+                if attempt == self.retries:
+                    raise
+                log.info("ingest batch deadlocked with another process; retrying", size=len(items))
+        raise AssertionError("unreachable")
+
+    async def _store_alone(self, item: dict) -> IngestResult | Exception:
+        try:
+            return (await self._store([item]))[0]
+        except InputError as exc:
+            return exc
 
     async def close(self) -> None:
         while self._tasks or self._pending:

@@ -21,6 +21,12 @@ log = get_logger(__name__)
 _MIGRATION_LOCK = -7_340_001
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
+# The database refused a value, not the server failing: SQLSTATE classes 22 (data exception) and
+# 23 (a constraint, e.g. the id widths of migrations/0007), and asyncpg's client-side DataError (a
+# parameter it cannot encode, such as an integer beyond 64 bits; an InterfaceError and ValueError).
+STORAGE_REFUSED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError,
+                   asyncpg.exceptions._base.DataError)
+
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=_dumps, decoder=json.loads, schema="pg_catalog")

@@ -18,8 +18,11 @@ import asyncpg
 from gateway import queue, thread
 from gateway.channels.email import (find_thread_token, iter_attachment_payloads, make_thread_token,
                                     parse_mime, parse_thread_token, reply_address)
+from gateway.channels.errors import PayloadError
+from gateway.db import STORAGE_REFUSED
 from gateway.identity import AddressError, normalize_email
 from gateway.ingest import IngestResult, ingest_inbound
+from gateway.inputs import clean_inbound
 from gateway.log import get_logger
 from gateway.metrics import INBOUND
 from gateway.sandbox_secrets import email_webhook_key
@@ -53,7 +56,10 @@ async def _thread_contact(conn: asyncpg.Connection, inbound: Inbound, settings: 
 
 
 async def accept_email(rt, inbound: Inbound, payloads: Iterable[tuple[str, bytes]] = ()) -> IngestResult:
-    """Store one inbound email (deduped per sender and Message-ID) in the right thread."""
+    """Store one inbound email (deduped per sender and Message-ID) in the right thread.
+
+    Raises InputError (gateway.inputs: e.g. a NUL in the sender or Message-ID) or AddressError."""
+    inbound = clean_inbound(inbound)
     sender = normalize_email(inbound.sender)
     message_id = inbound.provider_message_id
     inbound = dataclasses.replace(
@@ -164,13 +170,16 @@ async def start_smtp_listener(rt):
     s = rt.settings
 
     async def on_message(raw: bytes, mail_from: str, rcpt_tos: list[str]) -> None:
+        """PayloadError (answered 550, never retried) for mail that cannot be stored as sent: a NUL
+        in the body is cleaned away, a NUL in From or the Message-ID refuses the mail."""
         inbound = parse_mime(raw, envelope_from=mail_from, envelope_to=rcpt_tos, reply_domain=s.email_reply_domain)
         try:
             await accept_email(rt, inbound, iter_attachment_payloads(raw))
         except AddressError as exc:
-            from gateway.channels.errors import PayloadError
-
             raise PayloadError(str(exc)) from None
+        except STORAGE_REFUSED as exc:   # a value no check caught: still permanent, not "451 forever"
+            log.warning("inbound mail refused by the database", error=type(exc).__name__)
+            raise PayloadError("the message cannot be stored") from None
 
     server = InboundSmtpServer(on_message, hostname=s.smtp_listen_host, port=s.smtp_listen_port)
     port = await server.start()

@@ -56,6 +56,8 @@ def normalize_email(raw: str) -> str:
 def address_for(channel: Channel | str, raw: str, kind_hint: str | None = None) -> Address:
     """The identity an inbound sender maps to."""
     channel = Channel(channel)
+    if not raw or not raw.strip():
+        raise AddressError(f"empty {channel.value} sender address")
     if kind_hint == "whatsapp_id":
         return Address("whatsapp_id", raw.strip())
     if channel in (Channel.SMS, Channel.WHATSAPP):
@@ -64,10 +66,7 @@ def address_for(channel: Channel | str, raw: str, kind_hint: str | None = None) 
         return Address("email", normalize_email(raw))
     if channel is Channel.WEBCHAT:
         return Address("chat", raw.strip())
-    value = raw.strip()
-    if not value:
-        raise AddressError("empty API contact id")
-    return Address("api", value)
+    return Address("api", raw.strip())
 
 
 def channels_for_kind(kind: str) -> tuple[Channel, ...]:

@@ -13,7 +13,9 @@ from typing import Sequence
 
 import asyncpg
 
+from gateway.db import STORAGE_REFUSED
 from gateway.identity import Address, address_for
+from gateway.inputs import InputError, clean_inbound
 from gateway.types import Inbound
 
 
@@ -51,7 +53,9 @@ def inbound_content(inbound: Inbound) -> dict:
 
 
 def ingest_item(inbound: Inbound, contact_id: int | None = None) -> dict:
-    """One element of gateway_ingest's input. Raises AddressError for an unusable sender."""
+    """One element of gateway_ingest's input, checked and cleaned (gateway.inputs.clean_inbound) so
+    that it cannot fail the batch it joins. Raises InputError or AddressError for this item alone."""
+    inbound = clean_inbound(inbound)
     if contact_id is None:
         addr = address_for(inbound.channel, inbound.sender, (inbound.extra or {}).get("address_kind"))
     else:
@@ -66,7 +70,15 @@ def ingest_item(inbound: Inbound, contact_id: int | None = None) -> dict:
 
 
 async def ingest_items(conn: asyncpg.Connection, items: Sequence[dict]) -> list[IngestResult]:
-    rows = await conn.fetch("SELECT * FROM gateway_ingest($1::jsonb)", list(items))
+    """Store `items` (from `ingest_item`) in one statement. A single item the database refuses
+    raises InputError; a batch raises the database's error (the batcher then retries item by item)."""
+    try:
+        rows = await conn.fetch("SELECT * FROM gateway_ingest($1::jsonb)", list(items))
+    except STORAGE_REFUSED as exc:
+        if len(items) != 1:
+            raise
+        raise InputError(f"the message cannot be stored ({type(exc).__name__})", field="message",
+                         code="unstorable") from exc
     return [IngestResult(r["message_id"], r["conversation_id"], r["contact_id"], r["seq"], r["duplicate"])
             for r in sorted(rows, key=lambda r: r["idx"])]
 

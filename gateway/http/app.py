@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import weakref
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -23,8 +24,37 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_post("/api/v1/inbound", api_inbound.post_inbound)
     for register in _route_modules():
         register(app)
+    _mount_public_prefix(app, runtime.settings.public_url)
+    app.on_response_prepare.append(_security_headers)
     app.on_shutdown.append(_close_websockets)
     return app
+
+
+def public_prefix(public_url: str | None) -> str:
+    """The path part of GATEWAY_PUBLIC_URL ("" for none or "/")."""
+    return urlsplit(public_url).path.rstrip("/") if public_url else ""
+
+
+def _mount_public_prefix(app: web.Application, public_url: str | None) -> None:
+    """Serve every route under GATEWAY_PUBLIC_URL's path prefix too, for proxies that keep it
+    (https://example.com/gw -> /gw/webhooks/...) as well as for those that strip it."""
+    prefix = public_prefix(public_url)
+    if not prefix:
+        return
+    for route in list(app.router.routes()):
+        resource = route.resource
+        if resource is None or route.method == "HEAD":
+            continue
+        path = prefix + resource.canonical
+        if route.method == "GET":
+            app.router.add_get(path, route.handler)   # with its HEAD route, as the original
+        else:
+            app.router.add_route(route.method, path, route.handler)
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """No response is ever sniffed into another type (e.g. the WhatsApp challenge echo as HTML)."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
 
 
 def _route_modules():

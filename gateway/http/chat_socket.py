@@ -21,6 +21,8 @@ from gateway.channels.webchat.hub import ChatHub, visitor_channel
 from gateway.channels.webchat.tokens import Session, TokenError, verify_session
 from gateway.http.errors import DB_UNAVAILABLE, ApiError
 from gateway.http.keys import RUNTIME
+from gateway.identity import AddressError
+from gateway.inputs import InputError
 from gateway.log import get_logger
 from gateway.types import Channel, Inbound
 
@@ -314,6 +316,9 @@ class ChatConnection:
             if isinstance(frame, protocol.SendMessage):
                 error["client_msg_id"] = frame.client_msg_id
             await self.send(error)
+        except Exception as exc:   # a bug must not kill the visitor's socket: log it, answer, go on
+            log.exception("chat frame failed", error=type(exc).__name__)
+            await self.send({"type": "error", "code": "internal", "message": "this frame could not be handled"})
 
     async def _rate_limited(self, wait: float, client_msg_id: str | None = None) -> None:
         self.violations += 1
@@ -336,8 +341,15 @@ class ChatConnection:
             channel=Channel.WEBCHAT, provider="webchat", provider_message_id=f"{visitor_id}:{frame.client_msg_id}",
             sender=visitor_id, text=frame.text, reply_id=frame.reply_id, reply_title=frame.reply_title,
             received_at=datetime.now(timezone.utc), raw={"client_msg_id": frame.client_msg_id})
-        # Shielded: once started, the commit finishes even if the tab goes away meanwhile.
-        result = await asyncio.shield(intake.accept(self.rt, inbound))
+        try:
+            # Shielded: once started, the commit finishes even if the tab goes away meanwhile.
+            result = await asyncio.shield(intake.accept(self.rt, inbound))
+        except (InputError, AddressError) as exc:
+            # Refused for good, with its client_msg_id, so the widget stops resending it.
+            log.info("chat message refused", error=str(exc))
+            await self.send({"type": "error", "code": getattr(exc, "code", "invalid_field"),
+                             "message": str(exc), "client_msg_id": frame.client_msg_id})
+            return
         await self.send({"type": "ack", "client_msg_id": frame.client_msg_id, "seq": result.seq,
                          "message_id": result.message_id, "duplicate": result.duplicate})
         if result.conversation_id != self.conversation_id:

@@ -153,8 +153,9 @@ async def email_inbound(request: web.Request) -> web.Response:
         await _claim_mailgun_signature(rt, text, form_fingerprint(fields, files))
     try:
         result = await accept_email(rt, inbound, iter_webhook_payloads(fields, files))
-    except AddressError as exc:
-        raise ApiError(406 if mailgun else 400, "invalid_sender", str(exc)) from None
+    except (AddressError, PayloadError) as exc:   # PayloadError: gateway.inputs refused a field
+        raise ApiError(406 if mailgun else 400, "invalid_sender" if isinstance(exc, AddressError)
+                       else "invalid_payload", str(exc)) from None
     return web.json_response({"status": "ok", "message_id": result.message_id, "duplicate": result.duplicate})
 
 

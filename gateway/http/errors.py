@@ -1,7 +1,8 @@
 """Uniform JSON errors and the mapping of infrastructure outages to 503.
 
 Three distinct rejections, as webhook senders expect: bad authentication (401/403), anomalous
-payload (400/413/415), unsupported event (200, ignored, so the sender stops retrying).
+payload (400/413/415), unsupported event (200, ignored, so the sender stops retrying). Input that
+fails a check of gateway.inputs (or that the database refuses) is a 400 naming the field, never a 500.
 PostgreSQL or Redis unreachable -> 503 with Retry-After, so providers retry later.
 """
 from __future__ import annotations
@@ -12,6 +13,9 @@ import json
 import asyncpg
 from aiohttp import web
 
+from gateway.db import STORAGE_REFUSED
+from gateway.identity import AddressError
+from gateway.inputs import InputError
 from gateway.log import get_logger
 
 log = get_logger(__name__)
@@ -42,6 +46,18 @@ async def error_middleware(request: web.Request, handler):
     except ApiError as exc:
         log.info("request rejected", path=request.path, status=exc.status, code=exc.code)
         return exc.response()
+    except InputError as exc:
+        log.info("request rejected", path=request.path, status=400, code=exc.code, field=exc.field)
+        extra = {"field": exc.field} if exc.field else {}
+        return json_error(400, exc.code, str(exc), **extra)
+    except AddressError as exc:
+        log.info("request rejected", path=request.path, status=400, code="invalid_address")
+        return json_error(400, "invalid_address", str(exc))
+    except STORAGE_REFUSED as exc:
+        # Input a check should have caught (the database refused a value): the caller's fault, so
+        # 400, but logged as a warning so the missing check gets written.
+        log.warning("input refused by the database", path=request.path, error=type(exc).__name__)
+        return json_error(400, "unstorable", "a value in the request cannot be stored")
     except web.HTTPRequestEntityTooLarge:
         log.info("request rejected", path=request.path, status=413, code="too_large")
         return json_error(413, "too_large", f"request body exceeds {request.client_max_size} bytes")

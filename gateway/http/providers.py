@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import consent, intake, thread
+from gateway import consent, inputs, intake, thread
 from gateway.channels.errors import PayloadError
 from gateway.channels.twilio import adapter as twilio
 from gateway.channels.whatsapp import adapter as whatsapp
@@ -76,7 +76,10 @@ async def twilio_status(request: web.Request) -> web.Response:
 
 
 async def record_status(rt, update: StatusUpdate) -> bool:
-    """Apply a delivery status monotonically; a provider opt-out code revokes consent."""
+    """Apply a delivery status monotonically; a provider opt-out code revokes consent.
+
+    Raises InputError (a PayloadError) for a report whose ids cannot be stored."""
+    update = inputs.clean_status(update)
     effects = thread.Effects()
     async with rt.pool.acquire(timeout=5) as conn, conn.transaction():
         applied = await apply_status(conn, channel=update.channel.value,
@@ -105,6 +108,8 @@ async def whatsapp_verify(request: web.Request) -> web.Response:
     challenge = whatsapp.verify_subscription(request.query, token)
     if challenge is None:
         raise _reject("whatsapp_verify", "bad_verify_token", 403, "verification failed")
+    # Echoed as plain text; nosniff (set on every response, gateway.http.app) keeps a browser from
+    # rendering a crafted challenge as HTML.
     return web.Response(text=challenge, content_type="text/plain")
 
 
@@ -115,19 +120,25 @@ async def whatsapp_events(request: web.Request) -> web.Response:
                                      whatsapp_app_secret(rt.settings)):
         raise _reject("whatsapp", "bad_signature", 403, "X-Hub-Signature-256 does not match")
     try:
-        import json
-
-        payload = json.loads(raw)
-        batch = whatsapp.parse_webhook(payload)
-    except (ValueError, PayloadError) as exc:
+        # Strings are checked per message (intake.accept): one bad message must not refuse the
+        # others of the same POST, which Meta would then retry for days.
+        batch = whatsapp.parse_webhook(inputs.loads(raw, strings="keep"))
+    except PayloadError as exc:
         raise _reject("whatsapp", "invalid_payload", 400, f"malformed payload: {exc}") from None
+    refused = []
     for inbound in batch.messages:
         try:
             await intake.accept(rt, inbound)
-        except AddressError as exc:
-            log.warning("whatsapp message with unusable sender skipped", error=str(exc))
+        except (AddressError, PayloadError) as exc:
+            REJECTED.labels("whatsapp", "invalid_message").inc()
+            log.warning("whatsapp message refused; the others of its POST are kept", error=str(exc))
+            refused.append(str(exc))
     for update in batch.statuses:
-        await record_status(rt, update)
+        try:
+            await record_status(rt, update)
+        except PayloadError as exc:
+            log.warning("whatsapp status refused", error=str(exc))
+            refused.append(str(exc))
     if batch.ignored:
         log.info("whatsapp items ignored", items=list(batch.ignored)[:10])
-    return web.json_response({"status": "ok"})
+    return web.json_response({"status": "ok", **({"refused": refused[:20]} if refused else {})})

@@ -314,8 +314,16 @@
   // ---- sending -----------------------------------------------------------------------------------
   function newId() { return "c" + Date.now().toString(36) + Math.random().toString(36).slice(2, 8); }
 
+  // What the server cannot store (NUL, a lone surrogate from a cut emoji) is cleaned here, as the
+  // server would refuse the message for good (an error frame with its client_msg_id).
+  function storable(text) {
+    return text.replace(/\u0000/g, "")
+      .replace(/[\ud800-\udbff](?![\udc00-\udfff])|(^|[^\ud800-\udbff])[\udc00-\udfff]/g,
+        function (m, before) { return (before || "") + "\ufffd"; });
+  }
+
   function send(text, extra) {
-    text = String(text || "").slice(0, MAX_TEXT);
+    text = storable(String(text || "").slice(0, MAX_TEXT));   // after the cut: it may split a pair
     if (!text.trim()) return;
     var frame = Object.assign({ client_msg_id: newId(), text: text }, extra || {});
     state.pending.push(frame); save();

@@ -16,17 +16,19 @@ Server -> client:
   typing   {who: "agent" | "bot" | "visitor", state}
   read     {seq, who}
   identified {contact_id, conversation_id}
-  error    {code, message, client_msg_id?, retry_after?}
+  error    {code, message, client_msg_id?, retry_after?}   with client_msg_id and a code other than
+           rate_limited/unavailable: that message is refused for good (do not resend it)
   pong     {}
 """
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
+
+from gateway.inputs import InputError, loads, unstorable
 
 MAX_TEXT = 4096                 # characters of one chat message
 MAX_FRAME_BYTES = 16 * 1024     # a larger frame gets an error frame; it is not parsed
@@ -90,12 +92,15 @@ def _int(value, name: str, *, minimum: int = 0) -> int:
     return value
 
 
-def _opt_str(data: dict, key: str, limit: int = 200) -> str | None:
+def _opt_str(data: dict, key: str, limit: int = 200, cmid: str | None = None) -> str | None:
     value = data.get(key)
     if value is None or value == "":
         return None
     if not isinstance(value, str) or len(value) > limit:
-        raise FrameError("invalid_field", f"{key} must be a string of at most {limit} characters")
+        raise FrameError("invalid_field", f"{key} must be a string of at most {limit} characters", cmid)
+    reason = unstorable(value)
+    if reason:
+        raise FrameError("invalid_field", f"{key} {reason}", cmid)
     return value
 
 
@@ -104,9 +109,9 @@ def parse_frame(raw: str) -> ClientFrame:
     if len(raw.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
         raise FrameError("too_large", f"frame exceeds {MAX_FRAME_BYTES} bytes")
     try:
-        data = json.loads(raw)
-    except ValueError:
-        raise FrameError("bad_frame", "frames are JSON objects") from None
+        data = loads(raw, field="frame", strings="keep")   # strings are checked per field below
+    except InputError as exc:
+        raise FrameError("bad_frame", f"frames are JSON objects ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise FrameError("bad_frame", "frames are JSON objects with a type")
     kind = data["type"]
@@ -119,10 +124,13 @@ def parse_frame(raw: str) -> ClientFrame:
             raise FrameError("invalid_field", "text must be a string", cmid)
         if len(text) > MAX_TEXT:
             raise FrameError("too_large", f"text exceeds {MAX_TEXT} characters", cmid)
-        reply_id = _opt_str(data, "reply_id")
+        reason = unstorable(text)
+        if reason:   # the widget drops a message rejected with its client_msg_id: no resend loop
+            raise FrameError("invalid_text", f"text {reason}", cmid)
+        reply_id = _opt_str(data, "reply_id", cmid=cmid)
         if not text.strip() and not reply_id:
             raise FrameError("invalid_field", "a message needs text", cmid)
-        return SendMessage(cmid, text, reply_id, _opt_str(data, "reply_title"))
+        return SendMessage(cmid, text, reply_id, _opt_str(data, "reply_title", cmid=cmid))
     if kind == "hello":
         token = data.get("token")
         if not isinstance(token, str) or not token:

@@ -105,7 +105,8 @@ def parse_webhook(payload: Any) -> WebhookBatch:
 def _parse_value(value: dict, waba_id: str | None, messages: list[Inbound],
                  statuses: list[StatusUpdate], ignored: list[str]) -> None:
     metadata = _dict(value.get("metadata", {}), "value.metadata")
-    names = {c.get("wa_id"): c for c in _list(value, "contacts", "value") if isinstance(c, dict)}
+    names = {c["wa_id"]: c for c in _list(value, "contacts", "value")
+             if isinstance(c, dict) and isinstance(c.get("wa_id"), str)}
     for m in _list(value, "messages", "value"):
         messages.append(_parse_message(_dict(m, "message"), metadata, names, waba_id))
     for s in _list(value, "statuses", "value"):
@@ -121,6 +122,8 @@ def _parse_value(value: dict, waba_id: str | None, messages: list[Inbound],
 def _parse_message(m: dict, metadata: dict, contacts: dict, waba_id: str | None) -> Inbound:
     if not m.get("id") or not m.get("from"):
         raise PayloadError("message without id or from")
+    if not isinstance(m["id"], str) or not isinstance(m["from"], str):
+        raise PayloadError("message id and from must be strings")
     mtype = m.get("type") or "unknown"
     sender = str(m["from"])
     contact = contacts.get(sender) or {}
