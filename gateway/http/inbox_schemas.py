@@ -82,9 +82,10 @@ CONTACT_PATCH = obj(None, name=nullable({"type": "string", "maxLength": 200}),
 MERGE_BODY = obj(["contact_id"], contact_id=ID)
 MERGED = obj(["contact_id", "merged_contact_id", "conversation_id", "moved_identities", "moved_messages"],
              contact_id=ID, merged_contact_id=ID, conversation_id=N_ID, moved_identities=INT, moved_messages=INT)
-ERASED = obj(["contact_id", "conversation_id", "identities_removed", "suppressed_addresses", "messages_redacted"],
+ERASED = obj(["contact_id", "conversation_id", "identities_removed", "suppressed_addresses", "messages_redacted",
+              "blobs_removed"],
              contact_id=ID, conversation_id=N_ID, identities_removed=INT, suppressed_addresses=INT,
-             messages_redacted=INT)
+             messages_redacted=INT, blobs_removed=INT)
 EXPORT = obj(["contact", "identities", "consents", "conversation", "episodes", "messages", "events"],
              contact=ANY_OBJECT, identities=array(ANY_OBJECT), consents=array(ANY_OBJECT),
              merged_contact_ids=array(ID), conversation=nullable(ANY_OBJECT), episodes=array(ANY_OBJECT),
