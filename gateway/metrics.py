@@ -1,5 +1,12 @@
-"""Prometheus metrics: counters bumped where things happen, gauges read from PostgreSQL on scrape."""
+"""Prometheus metrics: counters bumped where things happen, gauges read from PostgreSQL.
+
+The gauges cost five counts over big tables, so a scrape recounts only when the last count is older
+than GATEWAY_METRICS_CACHE_SECONDS, and concurrent scrapes share one recount (`GaugeCache`).
+"""
 from __future__ import annotations
+
+import asyncio
+import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -17,6 +24,36 @@ OUTBOX_DEAD = Gauge("gateway_outbox_dead", "Outbound messages dead-lettered", re
 UNPROCESSED = Gauge("gateway_inbound_unprocessed", "Inbound messages not yet processed", registry=REGISTRY)
 TIMERS_DUE = Gauge("gateway_timers_due", "Timers due and not yet fired", registry=REGISTRY)
 AGENT_QUEUE = Gauge("gateway_agent_queue", "Open conversations waiting for an agent", registry=REGISTRY)
+GAUGES_AGE = Gauge("gateway_metrics_gauges_age_seconds", "Age of the database-derived gauges at this scrape",
+                   registry=REGISTRY)
+REALTIME_DROPPED = Counter("gateway_realtime_dropped_total",
+                           "Realtime events (agents' feed, chat pokes) that could not be published", ["reason"],
+                           registry=REGISTRY)
+
+
+class GaugeCache:
+    """Recount the database gauges at most every `max_age` seconds; one recount at a time."""
+
+    def __init__(self, max_age: float, clock=time.monotonic):
+        self.max_age = max_age
+        self.clock = clock
+        self.counted_at: float | None = None
+        self.recounts = 0
+        self._lock = asyncio.Lock()
+
+    async def refresh(self, runtime) -> None:
+        if self._fresh():
+            GAUGES_AGE.set(self.clock() - self.counted_at)
+            return
+        async with self._lock:
+            if not self._fresh():   # another scrape may have recounted while we waited
+                await refresh(runtime)
+                self.counted_at = self.clock()
+                self.recounts += 1
+        GAUGES_AGE.set(self.clock() - self.counted_at)
+
+    def _fresh(self) -> bool:
+        return self.counted_at is not None and self.clock() - self.counted_at < self.max_age
 
 
 async def refresh(runtime) -> None:

@@ -12,6 +12,7 @@ import json
 import redis.asyncio as aioredis
 
 from gateway.log import get_logger
+from gateway.metrics import REALTIME_DROPPED
 from gateway.queue import Keys
 
 log = get_logger(__name__)
@@ -31,7 +32,13 @@ async def publish(redis: aioredis.Redis, keys: Keys, events: list[tuple[str, dic
                     pipe.publish(keys.chat_channel(int(cid)), data)
             await pipe.execute()
     except Exception as exc:  # Redis down: screens refetch; the data is in PostgreSQL
-        log.warning("realtime publish failed", error=str(exc))
+        dropped(len(events), exc, "feed")
+
+
+def dropped(count: int, exc: BaseException, where: str) -> None:
+    """Count and log realtime events that could not be published (screens catch up by refetching)."""
+    REALTIME_DROPPED.labels(reason=type(exc).__name__).inc(count)
+    log.warning("realtime publish failed; events dropped", where=where, events=count, error=str(exc))
 
 
 async def wake_outbox(redis: aioredis.Redis, keys: Keys) -> None:

@@ -65,7 +65,7 @@ class Runtime:
         self._exit.push_async_callback(self.pool.close)
         async with self.pool.acquire() as conn:
             await db.migrate(conn)
-        self.redis = aioredis.Redis.from_url(s.redis_url, socket_connect_timeout=5, health_check_interval=30)
+        self.redis = connect_redis(s)
         self._exit.push_async_callback(self.redis.aclose)
         self.http = aiohttp.ClientSession()
         self._exit.push_async_callback(self.http.close)
@@ -197,6 +197,15 @@ def build_senders(s: Settings, http: aiohttp.ClientSession, fetcher: GuardedFetc
         senders[Channel.API] = ApiWebhookSender(http, url=s.api_channel_webhook_url,
                                                 secret=s.api_channel_webhook_secret or s.secret_key)
     return senders
+
+
+def connect_redis(s: Settings) -> aioredis.Redis:
+    """A client whose pool holds GATEWAY_REDIS_MAX_CONNECTIONS connections; a caller finding them all
+    busy waits up to GATEWAY_REDIS_POOL_TIMEOUT seconds for one instead of failing at once."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        s.redis_url, max_connections=s.redis_max_connections, timeout=s.redis_pool_timeout,
+        socket_connect_timeout=5, health_check_interval=30)
+    return aioredis.Redis.from_pool(pool)
 
 
 async def _connect_pg(dsn: str, attempts: int = 30) -> asyncpg.Pool:

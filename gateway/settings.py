@@ -19,7 +19,7 @@ class SettingsError(ValueError):
 SECRET_FIELDS = frozenset({
     "twilio_auth_token", "whatsapp_access_token", "whatsapp_app_secret", "whatsapp_verify_token",
     "smtp_password", "email_webhook_key", "twilio_webhook_shared_key", "admin_token", "secret_key", "api_channel_webhook_secret",
-    "chat_identity_secret",
+    "chat_identity_secret", "metrics_token",
 })
 
 
@@ -103,6 +103,11 @@ class Settings:
     rate_limits: str = ""                # per sender: "sms:+15550001111=1,whatsapp:+1555...=20"
     sweeper_interval: float = 5.0
     reclaim_idle_ms: int = 30_000
+    # Operations and rights
+    metrics_token: str | None = None      # /metrics wants `Authorization: Bearer <it>` when set
+    metrics_cache_seconds: float = 15.0   # the database-derived gauges are recounted at most this often
+    redis_max_connections: int = 200      # per process, per pool; callers wait for a free one
+    redis_pool_timeout: float = 10.0      # seconds a caller waits for a free Redis connection
 
     # -- channel availability (sandbox when credentials are absent) -------------------------
     @property
@@ -304,6 +309,10 @@ ENV: dict[str, tuple[str, object]] = {
     "GATEWAY_RATE_LIMITS": ("rate_limits", _rate_limits),
     "GATEWAY_SWEEPER_INTERVAL": ("sweeper_interval", _float),
     "GATEWAY_RECLAIM_IDLE_MS": ("reclaim_idle_ms", _int),
+    "GATEWAY_METRICS_TOKEN": ("metrics_token", _str),
+    "GATEWAY_METRICS_CACHE_SECONDS": ("metrics_cache_seconds", _float),
+    "GATEWAY_REDIS_MAX_CONNECTIONS": ("redis_max_connections", _int),
+    "GATEWAY_REDIS_POOL_TIMEOUT": ("redis_pool_timeout", _float),
 }
 
 
@@ -340,6 +349,11 @@ def validate(s: Settings) -> Settings:
                             "(webhooks cannot be verified without it)")
     if s.smtp_host and not s.email_from:
         raise SettingsError("GATEWAY_EMAIL_FROM is required when GATEWAY_SMTP_HOST is set")
+    if s.redis_max_connections < 2:
+        raise SettingsError("GATEWAY_REDIS_MAX_CONNECTIONS must be at least 2")
+    if s.redis_pool_timeout <= 0 or s.metrics_cache_seconds < 0:
+        raise SettingsError("GATEWAY_REDIS_POOL_TIMEOUT must be positive and GATEWAY_METRICS_CACHE_SECONDS "
+                            "not negative")
     if s.max_body_bytes < 1024:
         raise SettingsError("GATEWAY_MAX_BODY_BYTES must be at least 1024")
     if s.email_max_bytes < s.max_body_bytes:

@@ -18,9 +18,7 @@ def create_app(runtime: Runtime) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=runtime.settings.max_body_bytes)
     app[RUNTIME] = runtime
     app[WEBSOCKETS] = weakref.WeakSet()
-    app.router.add_get("/healthz", health.healthz)
-    app.router.add_get("/readyz", health.readyz)
-    app.router.add_get("/metrics", health.metrics)
+    health.register(app)
     app.router.add_post("/api/v1/inbound", api_inbound.post_inbound)
     for register in _route_modules():
         register(app)

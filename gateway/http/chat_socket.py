@@ -380,13 +380,13 @@ class ChatConnection:
                                  json.dumps({"type": kind, **payload}))
                 await pipe.execute()
         except Exception as exc:
-            log.warning("chat publish failed", error=str(exc))
+            realtime.dropped(len(events), exc, "chat")
 
     async def _publish_visitor(self, event: dict) -> None:
         try:
             await self.rt.redis.publish(visitor_channel(self.rt.keys, self.session.visitor_id), json.dumps(event))
         except Exception as exc:
-            log.warning("chat publish failed", error=str(exc))
+            realtime.dropped(1, exc, "chat")
 
     async def _typing(self, on: bool) -> None:
         cid = self.conversation_id

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway import metrics as m
+from gateway.http.errors import ApiError
 from gateway.http.keys import RUNTIME
 
 
@@ -33,8 +36,25 @@ async def readyz(request: web.Request) -> web.Response:
                              status=200 if ok else 503)
 
 
-async def metrics(request: web.Request) -> web.Response:
-    from gateway import metrics as m
+METRICS_CACHE = web.AppKey("metrics_cache", m.GaugeCache)
 
-    await m.refresh(request.app[RUNTIME])
+
+def register(app: web.Application) -> None:
+    rt = app[RUNTIME]
+    app[METRICS_CACHE] = m.GaugeCache(rt.settings.metrics_cache_seconds)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text; behind `Authorization: Bearer <GATEWAY_METRICS_TOKEN>` when that is set."""
+    rt = request.app[RUNTIME]
+    expected = rt.settings.metrics_token
+    if expected:
+        header = request.headers.get("Authorization", "")
+        given = header[7:].strip() if header[:7].lower() == "bearer " else ""
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise ApiError(401, "unauthorized", "GATEWAY_METRICS_TOKEN is set: send it as a bearer token")
+    await request.app[METRICS_CACHE].refresh(rt)
     return web.Response(body=generate_latest(m.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})

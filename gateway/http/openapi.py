@@ -99,7 +99,8 @@ BUILTIN: dict[tuple[str, str], Operation] = {
         "Readiness: PostgreSQL and Redis reachable",
         {200: obj(["status", "checks"], status={"type": "string"}, checks={"type": "object"}),
          503: obj(["status", "checks"], status={"type": "string"}, checks={"type": "object"})}, tags=("ops",)),
-    ("GET", "/metrics"): Operation("Prometheus metrics", {200: None}, tags=("ops",),
+    ("GET", "/metrics"): Operation("Prometheus metrics (bearer GATEWAY_METRICS_TOKEN when set)",
+                                   {200: None, 401: ERROR}, tags=("ops",),
                                    produces="text/plain"),
     ("POST", "/api/v1/inbound"): Operation(
         "A customer message from a business system (API channel); idempotent by client_message_id",

@@ -35,6 +35,9 @@ class ChatHub:
         self._wanted = asyncio.Event()
         self._stale = False          # Redis subscriptions may not match `listeners`: redo them
         self._task: asyncio.Task | None = None
+        # redis-py's PubSub takes a pool connection on first use without a lock: concurrent first
+        # subscribes each take one and all but one leak. (Un)subscribes go one at a time.
+        self._lock = asyncio.Lock()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="chat-hub")
@@ -51,7 +54,8 @@ class ChatHub:
         listeners.add(listener)
         if first:
             try:
-                await self.pubsub.subscribe(channel)
+                async with self._lock:
+                    await self.pubsub.subscribe(channel)
             except Exception as exc:  # Redis down: the run loop resubscribes and sockets resync
                 log.warning("chat subscribe failed", error=str(exc))
                 self._stale = True
@@ -65,7 +69,8 @@ class ChatHub:
         if not listeners:
             del self.listeners[channel]
             try:
-                await self.pubsub.unsubscribe(channel)
+                async with self._lock:
+                    await self.pubsub.unsubscribe(channel)
             except Exception as exc:
                 log.debug("chat unsubscribe failed", error=str(exc))
 
@@ -77,7 +82,8 @@ class ChatHub:
                 continue
             try:
                 if self._stale:
-                    await self.pubsub.subscribe(*self.listeners)
+                    async with self._lock:
+                        await self.pubsub.subscribe(*self.listeners)
                     self._stale = False
                     log.info("chat pub/sub connection restored")
                     self._broadcast({"type": "chat.resync"})

@@ -137,7 +137,7 @@ async def identify(rt, visitor_id: str, identity_token: str) -> LinkResult:
             # the merged thread may hold messages not processed yet
             await queue.enqueue(rt.redis, rt.keys, result.conversation_id)
     except Exception as exc:  # tabs resync on their next event; the sweeper finds unprocessed work
-        log.warning("identify fan-out failed", error=str(exc))
+        realtime.dropped(1, exc, "identify")
     log.info("chat visitor identified", contact_id=result.contact_id, conversation_id=result.conversation_id,
              merged=result.merged_from is not None)
     return result
