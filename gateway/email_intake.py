@@ -1,7 +1,9 @@
 """Email into threads: thread lookup, attachment storage, bounces, unsubscribe tokens, SMTP listener.
 
 An inbound mail joins a thread, in this order, by: the reply-address token (`reply+<token>@domain`),
-its In-Reply-To/References matching one of our Message-IDs, and otherwise its sender's address.
+its In-Reply-To/References matching one of our Message-IDs, and otherwise its sender's address, but
+only when that address is authenticated (gateway.channels.email.sender_auth): unauthenticated mail
+is stored, flagged, and never joins an existing contact's thread on its From address alone.
 Everything (message, attachment contents, a bounce's status update) commits in one transaction.
 """
 from __future__ import annotations
@@ -10,6 +12,7 @@ import base64
 import dataclasses
 import hashlib
 import hmac
+import json
 import time
 from typing import Iterable
 
@@ -20,7 +23,8 @@ from gateway.channels.email import (find_thread_token, iter_attachment_payloads,
                                     parse_mime, parse_thread_token, reply_address)
 from gateway.channels.errors import PayloadError
 from gateway.db import STORAGE_REFUSED
-from gateway.identity import AddressError, normalize_email
+from gateway.channels.email.sender_auth import check_sender
+from gateway.identity import UNVERIFIED_EMAIL, AddressError, normalize_email
 from gateway.ingest import IngestResult, ingest_inbound
 from gateway.inputs import clean_inbound
 from gateway.log import get_logger
@@ -55,6 +59,33 @@ async def _thread_contact(conn: asyncpg.Connection, inbound: Inbound, settings: 
     return None
 
 
+async def _unverified_sender_contact(conn: asyncpg.Connection, inbound: Inbound) -> int | None:
+    """Where mail whose From is not authenticated goes when nothing but that From names a thread.
+
+    A From address nobody has yet: its own new contact, as usual (None). One that belongs to a
+    contact: never that contact's thread (anyone can write any From), but a contact of its own for
+    unauthenticated mail from that address (an UNVERIFIED_EMAIL identity, which no channel sends to,
+    so no reply goes to a forged address); agents see it flagged and may merge it.
+    """
+    sender = inbound.sender
+    if await conn.fetchval("SELECT contact_id FROM identities WHERE kind = 'email' AND address = $1", sender) is None:
+        return None
+    kept = await conn.fetchval("SELECT contact_id FROM identities WHERE kind = $1 AND address = $2",
+                               UNVERIFIED_EMAIL, sender)
+    if kept is not None:
+        return kept
+    log.info("unauthenticated email from a known address kept apart", channel="email")
+    contact = await conn.fetchval("INSERT INTO contacts (name) VALUES ($1) RETURNING id", inbound.profile_name)
+    won = await conn.fetchval("""INSERT INTO identities (contact_id, kind, address, verified) VALUES ($1, $2, $3, false)
+                                 ON CONFLICT (kind, address) DO NOTHING RETURNING contact_id""",
+                              contact, UNVERIFIED_EMAIL, sender)
+    if won is None:   # a concurrent mail created it first
+        await conn.execute("DELETE FROM contacts WHERE id = $1", contact)
+        won = await conn.fetchval("SELECT contact_id FROM identities WHERE kind = $1 AND address = $2",
+                                  UNVERIFIED_EMAIL, sender)
+    return won
+
+
 async def accept_email(rt, inbound: Inbound, payloads: Iterable[tuple[str, bytes]] = ()) -> IngestResult:
     """Store one inbound email (deduped per sender and Message-ID) in the right thread.
 
@@ -62,14 +93,17 @@ async def accept_email(rt, inbound: Inbound, payloads: Iterable[tuple[str, bytes
     inbound = clean_inbound(inbound)
     sender = normalize_email(inbound.sender)
     message_id = inbound.provider_message_id
-    inbound = dataclasses.replace(
-        inbound, sender=sender, provider_message_id=f"{sender}|{message_id}",
-        extra={**dict(inbound.extra or {}), "message_id": message_id})
+    inbound = dataclasses.replace(inbound, sender=sender, provider_message_id=f"{sender}|{message_id}")
+    auth = check_sender(inbound, rt.settings.email_trusted_authserv_ids)
+    inbound = dataclasses.replace(inbound, extra={**dict(inbound.extra or {}), "message_id": message_id,
+                                                  "sender_auth": auth.as_dict()})
     async with rt.pool.acquire(timeout=5) as conn, conn.transaction():
         contact_id = await _thread_contact(conn, inbound, rt.settings)
-        if contact_id is not None:
+        if contact_id is not None and auth.verified:
             await conn.execute("""INSERT INTO identities (contact_id, kind, address) VALUES ($1, 'email', $2)
                                   ON CONFLICT (kind, address) DO NOTHING""", contact_id, sender)
+        elif contact_id is None and not auth.verified:
+            contact_id = await _unverified_sender_contact(conn, inbound)
         result = await ingest_inbound(conn, inbound, contact_id=contact_id)
         if not result.duplicate:
             content_types = {a.content_ref: a.content_type for a in inbound.attachments if a.content_ref}
@@ -198,7 +232,9 @@ def simulated_mailgun_form(settings: Settings, *, sender: str, recipient: str, s
     return {"recipient": recipient, "sender": sender, "from": sender, "subject": subject, "body-plain": text,
             "Message-Id": f"<{uuid.uuid4().hex}@simulate.local>", "timestamp": timestamp, "token": token,
             "signature": signature,
-            "message-headers": '[["Message-Id", "<sim@local>"], ["Subject", "' + subject.replace('"', "'") + '"]]'}
+            # Mailgun's own SPF verdict, as it adds it to mail it received (the sender is "authenticated")
+            "message-headers": json.dumps([["X-Mailgun-Spf", "Pass"], ["Message-Id", "<sim@local>"],
+                                           ["Subject", subject]])}
 
 
 __all__ = ["accept_email", "find_thread_token", "outbound_fields", "start_smtp_listener", "unsubscribe_url"]

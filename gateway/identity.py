@@ -21,7 +21,7 @@ class AddressError(ValueError):
 
 @dataclass(frozen=True)
 class Address:
-    kind: str      # phone | email | whatsapp_id | chat | api
+    kind: str      # phone | email | whatsapp_id | chat | api | email_unverified (see UNVERIFIED_EMAIL)
     value: str
 
 
@@ -67,6 +67,11 @@ def address_for(channel: Channel | str, raw: str, kind_hint: str | None = None) 
     if channel is Channel.WEBCHAT:
         return Address("chat", raw.strip())
     return Address("api", raw.strip())
+
+
+# Groups mail whose From is not authenticated but names another contact's address: such a contact
+# is never reached by it (no channel below), so nothing is sent to an address anyone can forge.
+UNVERIFIED_EMAIL = "email_unverified"
 
 
 def channels_for_kind(kind: str) -> tuple[Channel, ...]:

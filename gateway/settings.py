@@ -75,6 +75,7 @@ class Settings:
     email_reply_ceiling: int = 5          # automatic email replies per conversation per hour
     email_max_bytes: int = 30 * 1024 * 1024   # an inbound email webhook post that carries the key
     email_large_bodies: int = 4           # email posts above max_body_bytes read at once
+    email_trusted_authserv_ids: tuple[str, ...] = ()   # relays whose Authentication-Results count
     # Fetching URLs that came from outside (provider media): see gateway/guarded_fetch.py
     fetch_allow_networks: tuple[str, ...] = ()   # non-public CIDRs media may come from (tests: 127.0.0.0/8)
     fetch_schemes: tuple[str, ...] = ("https",)
@@ -289,6 +290,7 @@ ENV: dict[str, tuple[str, object]] = {
     "GATEWAY_EMAIL_REPLY_CEILING": ("email_reply_ceiling", _int),
     "GATEWAY_EMAIL_MAX_BYTES": ("email_max_bytes", _int),
     "GATEWAY_EMAIL_LARGE_BODIES": ("email_large_bodies", _int),
+    "GATEWAY_EMAIL_TRUSTED_AUTHSERV_IDS": ("email_trusted_authserv_ids", _csv),
     "GATEWAY_FETCH_ALLOW_NETWORKS": ("fetch_allow_networks", _networks),
     "GATEWAY_FETCH_SCHEMES": ("fetch_schemes", _csv),
     "GATEWAY_FETCH_MAX_BYTES": ("fetch_max_bytes", _int),

@@ -48,6 +48,16 @@ async def wait_for(predicate, timeout=20.0, interval=0.05, message="condition no
         await asyncio.sleep(interval)
 
 
+async def smtp_deliver(port: int, msg) -> None:
+    """Send an email.message.EmailMessage to an SMTP server on 127.0.0.1 (smtplib, in a thread)."""
+    import smtplib
+
+    def send():
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+            smtp.send_message(msg)
+    await asyncio.to_thread(send)
+
+
 def settings_env(s: Settings, **overrides) -> dict:
     """Environment for a `gateway` subprocess that uses the same database/redis/prefix."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "TWILIO_", "WHATSAPP_"))}

@@ -16,10 +16,12 @@ import pytest
 from gateway import thread
 from gateway.fakes.smtp import FakeSmtpRelay
 from gateway.testing import free_port, running_gateway, wait_for
+from gateway.testing import smtp_deliver as deliver
 from gateway.types import Channel, Purpose
 
 FIXTURES = Path(__file__).resolve().parent.parent / "channels" / "email" / "fixtures"
 KEY = "email-webhook-key"
+RELAY = "mx.support.example"   # the MX in front of the SMTP listener, which checks SPF/DKIM/DMARC
 DOMAIN = "reply.example.com"
 
 
@@ -27,24 +29,18 @@ def email_settings(settings, relay_port, **kw):
     kw.setdefault("default_handler", "echo")
     return settings.with_(smtp_host="127.0.0.1", smtp_port=relay_port, smtp_tls="none",
                           email_from="support@example.com", email_reply_domain=DOMAIN, email_webhook_key=KEY,
-                          smtp_listen_port=free_port(), **kw)
+                          smtp_listen_port=free_port(), email_trusted_authserv_ids=(RELAY,), **kw)
 
 
 def mail(sender: str, to: str, subject: str, body: str, **headers) -> EmailMessage:
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = sender, to, subject
     msg["Message-ID"] = make_msgid(domain="customer.example")
+    msg["Authentication-Results"] = f"{RELAY}; dmarc=pass header.from={sender.rpartition('@')[2].rstrip('>')}"
     for k, v in headers.items():
         msg[k.replace("_", "-")] = v
     msg.set_content(body)
     return msg
-
-
-async def deliver(port: int, msg: EmailMessage) -> None:
-    def send():
-        with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
-            smtp.send_message(msg)
-    await asyncio.to_thread(send)
 
 
 async def relayed(relay, n, timeout=15):

@@ -58,7 +58,8 @@ async def test_chat_then_identify_by_email_then_email_is_one_thread(chat_setting
 
     async with FakeSmtpRelay(hostname="127.0.0.1") as relay:
         settings = chat_settings.with_(smtp_host="127.0.0.1", smtp_port=relay.port, smtp_tls="none",
-                                       email_from="support@shop.example", smtp_listen_port=free_port())
+                                       email_from="support@shop.example", smtp_listen_port=free_port(),
+                                       email_trusted_authserv_ids=("mx.shop.example",))
         async with chat_gateway(settings) as (rt, base):
             stop = await start_smtp_listener(rt)
             s = await new_session(http, base)
@@ -78,6 +79,8 @@ async def test_chat_then_identify_by_email_then_email_is_one_thread(chat_setting
             mail = EmailMessage()
             mail["From"], mail["To"], mail["Subject"] = "Ann <ann@example.com>", "support@shop.example", "Order 1042"
             mail["Message-ID"] = "<m1@example.com>"
+            # what the shop's MX relay in front of the listener adds (the From is authenticated)
+            mail["Authentication-Results"] = "mx.shop.example; dmarc=pass header.from=example.com"
             mail.set_content("Any news?")
 
             def send():
