@@ -27,6 +27,7 @@ class Principal:
     name: str
     agent_id: int | None = None
     scopes: frozenset[str] = frozenset()
+    session_id: int | None = None       # set when the caller signed in to the console (cookie)
 
     @property
     def is_admin(self) -> bool:

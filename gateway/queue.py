@@ -64,6 +64,9 @@ class Keys:
     def presence(self, agent_id: int) -> str:
         return f"{self.prefix}:presence:{agent_id}"
 
+    def login_failures(self, kind: str, digest: str) -> str:
+        return f"{self.prefix}:login:{kind}:{digest}"
+
     def outbox_wake(self) -> str:
         return f"{self.prefix}:wake:outbox"
 

@@ -90,6 +90,12 @@ class Settings:
     # Web chat
     chat_allowed_origins: tuple[str, ...] = ()
     chat_identity_secret: str | None = None
+    # Agent console sign-in
+    console_session_hours: float = 12.0   # a console session ends this long after sign-in
+    console_invite_hours: float = 72.0    # an invite link works this long
+    login_max_failures_account: int = 5   # failed sign-ins per account per window
+    login_max_failures_address: int = 50  # failed sign-ins per client address per window
+    login_window_seconds: int = 900
     # Consent / compliance texts
     help_text: str = "Reply STOP to unsubscribe, START to resubscribe. Write to us any time for help."
     stop_confirmation: str = "You have been unsubscribed and will receive no more messages. Reply START to resubscribe."
@@ -303,6 +309,11 @@ ENV: dict[str, tuple[str, object]] = {
     "GATEWAY_CHAT_ALLOWED_ORIGINS": ("chat_allowed_origins", _csv),
     "GATEWAY_CHAT_IDENTITY_SECRET": ("chat_identity_secret", _str),
     "GATEWAY_HELP_TEXT": ("help_text", _str),
+    "GATEWAY_CONSOLE_SESSION_HOURS": ("console_session_hours", _float),
+    "GATEWAY_CONSOLE_INVITE_HOURS": ("console_invite_hours", _float),
+    "GATEWAY_LOGIN_MAX_FAILURES_ACCOUNT": ("login_max_failures_account", _int),
+    "GATEWAY_LOGIN_MAX_FAILURES_ADDRESS": ("login_max_failures_address", _int),
+    "GATEWAY_LOGIN_WINDOW_SECONDS": ("login_window_seconds", _int),
     "GATEWAY_OUTBOX_MAX_ATTEMPTS": ("outbox_max_attempts", _int),
     "GATEWAY_OUTBOX_BASE_DELAY": ("outbox_base_delay", _float),
     "GATEWAY_OUTBOX_MAX_DELAY": ("outbox_max_delay", _float),
@@ -356,6 +367,10 @@ def validate(s: Settings) -> Settings:
     if s.redis_pool_timeout <= 0 or s.metrics_cache_seconds < 0:
         raise SettingsError("GATEWAY_REDIS_POOL_TIMEOUT must be positive and GATEWAY_METRICS_CACHE_SECONDS "
                             "not negative")
+    if not (s.console_session_hours > 0 and s.console_invite_hours > 0):
+        raise SettingsError("GATEWAY_CONSOLE_SESSION_HOURS and GATEWAY_CONSOLE_INVITE_HOURS must be positive")
+    if min(s.login_max_failures_account, s.login_max_failures_address, s.login_window_seconds) < 1:
+        raise SettingsError("GATEWAY_LOGIN_MAX_FAILURES_* and GATEWAY_LOGIN_WINDOW_SECONDS must be at least 1")
     if s.max_body_bytes < 1024:
         raise SettingsError("GATEWAY_MAX_BODY_BYTES must be at least 1024")
     if s.email_max_bytes < s.max_body_bytes:

@@ -134,3 +134,62 @@ class ApiChannelReceiver(LocalServer):
         self.received.append(json.loads(raw))
         self.idempotency_keys.append(request.headers.get("Idempotency-Key"))
         return web.json_response({"ok": True})
+
+
+def browser_missing(browser_dir) -> str | None:
+    """Why the real-Chromium tests cannot run here (None: they can). They drive Debian's `chromium`
+    with playwright-core from npm, installed in `browser_dir`/node_modules (no browser download)."""
+    import shutil
+    from pathlib import Path
+
+    if not shutil.which("chromium") and not os.path.exists("/usr/bin/chromium"):
+        return "Debian's chromium is not installed"
+    if not shutil.which("node"):
+        return "node is not installed"
+    if not (Path(browser_dir) / "node_modules" / "playwright-core" / "package.json").exists():
+        return f"playwright-core is not installed in {browser_dir}/node_modules"
+    return None
+
+
+def ensure_browser(repo, browser_dir) -> str | None:
+    """Run `.ci/browser` once when something is missing (unless GATEWAY_TEST_NO_INSTALL is set);
+    returns the reason to skip, or None when the browser tests can run."""
+    import subprocess
+    from pathlib import Path
+
+    missing = browser_missing(browser_dir)
+    if missing and not os.environ.get("GATEWAY_TEST_NO_INSTALL"):
+        proc = subprocess.run(["bash", str(Path(repo) / ".ci" / "browser")], capture_output=True, text=True,
+                              timeout=900)
+        if proc.returncode != 0:
+            return f"browser test: {missing}, and .ci/browser failed: {proc.stderr.strip()[-300:]}"
+        missing = browser_missing(browser_dir)
+    return f"browser test: {missing} (run .ci/browser to install)" if missing else None
+
+
+async def drive_browser(script, *args, on_step, cwd, env: dict | None = None,
+                        timeout: float = 120) -> tuple[dict | None, str]:
+    """Run a node script that drives a browser: each `step <name>` line it prints is answered with
+    `go <json of await on_step(name)>`; its `result <json>` line is returned with its stderr."""
+    import asyncio
+    import json
+
+    node = await asyncio.create_subprocess_exec(
+        "node", str(script), *map(str, args), cwd=cwd, env={**os.environ, **(env or {})},
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    result = None
+    try:
+        async with asyncio.timeout(timeout):
+            while line := (await node.stdout.readline()).decode():
+                if line.startswith("step "):
+                    answer = await on_step(line[5:].strip())
+                    node.stdin.write(f"go {json.dumps(answer if answer is not None else {})}\n".encode())
+                    await node.stdin.drain()
+                elif line.startswith("result "):
+                    result = json.loads(line[len("result "):])
+            await node.wait()
+    finally:
+        if node.returncode is None:
+            node.kill()
+            await node.wait()
+    return result, (await node.stderr.read()).decode()

@@ -1,5 +1,10 @@
 """Who is calling /api/v1, and whether that right still holds.
 
+Two credentials lead in: a bearer token (integrations, scripts) and the console's session cookie
+(signed-in agents); `principal()` takes either, so every route works with both. A caller using
+the cookie must also send the CSRF token (`X-CSRF-Token`) on every state-changing request, and a
+WebSocket opened with the cookie must come from our own origin.
+
 `still_allowed` is the one rule for "may this principal still act": every way in (bearer tokens
 here, the console's cookie sessions, open WebSockets re-checking) goes through it, so a revoked
 token, a deactivated agent or an ended session stops working everywhere at once.
@@ -16,14 +21,20 @@ from aiohttp import web
 from gateway import auth
 from gateway.http.errors import ApiError
 from gateway.http.keys import RUNTIME
+from gateway.inbox import sign_in
 from gateway.log import get_logger
 
 log = get_logger(__name__)
 PRINCIPAL = web.RequestKey("principal", auth.Principal)
+SESSION_COOKIE = "gw_session"
+CSRF_COOKIE = "gw_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def still_allowed(conn: asyncpg.Connection, who: auth.Principal) -> bool:
-    """True while `who` may act: its token is not revoked and its agent (if any) is active.
+    """True while `who` may act: its token is not revoked, its console session (if any) has not
+    ended or expired, and its agent (if any) is active.
 
     The bootstrap admin (GATEWAY_ADMIN_TOKEN, no token row) holds as long as the setting does.
     """
@@ -33,8 +44,11 @@ async def still_allowed(conn: asyncpg.Connection, who: auth.Principal) -> bool:
         """SELECT ($1::bigint IS NULL OR EXISTS (SELECT 1 FROM api_tokens t
                                                   WHERE t.id = $1 AND t.revoked_at IS NULL))
               AND ($2::bigint IS NULL OR EXISTS (SELECT 1 FROM agents a
-                                                  WHERE a.id = $2 AND a.deactivated_at IS NULL))""",
-        who.token_id, who.agent_id))
+                                                  WHERE a.id = $2 AND a.deactivated_at IS NULL))
+              AND ($3::bigint IS NULL OR EXISTS (SELECT 1 FROM agent_sessions s
+                                                  WHERE s.id = $3 AND s.ended_at IS NULL
+                                                    AND s.expires_at > now()))""",
+        who.token_id, who.agent_id, who.session_id))
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -55,12 +69,42 @@ async def authenticate_token(request: web.Request, token: str | None) -> auth.Pr
     return who
 
 
+def _check_browser_request(request: web.Request, session: str) -> None:
+    """Cookie-authenticated requests: CSRF token on state changes, same origin on WebSockets."""
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        origin = request.headers.get("Origin", "")
+        if origin.split("://", 1)[-1] != request.host:
+            raise ApiError(403, "cross_origin", "the console's WebSocket must come from the console's origin")
+    elif request.method not in SAFE_METHODS:
+        secret = request.app[RUNTIME].settings.secret_key
+        if not sign_in.csrf_ok(secret, session, request.headers.get(CSRF_HEADER)):
+            raise ApiError(403, "csrf_failed", f"a signed-in browser must send the {CSRF_HEADER} header")
+
+
+async def authenticate_session(request: web.Request, session: str) -> auth.Principal:
+    """The signed-in agent of a console session cookie that is still allowed; 401 otherwise."""
+    _check_browser_request(request, session)
+    rt = request.app[RUNTIME]
+    async with rt.pool.acquire(timeout=5) as conn:
+        who = await sign_in.session_principal(conn, session)
+        if who is not None and not await still_allowed(conn, who):
+            who = None
+    if who is None:
+        raise ApiError(401, "unauthorized", "the console session has ended; sign in again")
+    request[PRINCIPAL] = who
+    return who
+
+
 async def principal(request: web.Request, *roles: str, scope: str | None = None) -> auth.Principal:
     """The caller, who must hold one of `roles` (admin always may) or, when given, the token
-    scope `scope`. 401 without a valid token, 403 without the right."""
+    scope `scope`. 401 without a valid token or session, 403 without the right (or without the
+    CSRF token when the session cookie is used)."""
     cached = request.get(PRINCIPAL)
     if cached is None:
-        cached = await authenticate_token(request, bearer_token(request))
+        token = bearer_token(request)
+        session = None if token else request.cookies.get(SESSION_COOKIE)
+        cached = await (authenticate_session(request, session) if session
+                        else authenticate_token(request, token))
     if roles and not cached.is_admin and cached.role not in roles and not (scope and scope in cached.scopes):
         needs = ", ".join(roles) + (f" (or a token with the {scope} scope)" if scope else "")
         raise ApiError(403, "forbidden", f"this endpoint needs one of the roles: {needs}")

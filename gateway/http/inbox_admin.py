@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 from datetime import datetime, timedelta, timezone
 
 from aiohttp import web
@@ -16,9 +17,11 @@ from gateway.http.inbox_common import (ACT, ADMIN, READ, bad, body, id_field, in
                                        q_bool, q_int, respond, text_field, transaction)
 from gateway.http.keys import RUNTIME
 from gateway.http.openapi import ID, TIME, Param, operation
-from gateway.inbox import Invalid, NotFound, actions, agents, assignment, canned, reports
+from gateway.http.console import invite_url
+from gateway.inbox import Invalid, NotFound, actions, agents, assignment, canned, reports, sign_in
 
 REPORTING = ("readonly",)
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 AUTO_ASSIGNER = web.AppKey("auto_assigner", assignment.AutoAssigner)
 
 
@@ -47,23 +50,67 @@ def _team_ids(data: dict) -> list[int] | None:
     return [id_field({"team_ids": x}, "team_ids") for x in raw]
 
 
+def _role(data: dict) -> str | None:
+    role = data.get("role")
+    if role is not None and role not in ("agent", "admin"):
+        raise bad("role", "must be agent or admin")
+    return role
+
+
 @operation("Create an agent", roles=ADMIN, request=S.AGENT_BODY,
+           description="With `email` and `password` the agent can sign in to the console at once; with an "
+                       "`email` and no password the answer carries an `invite_url` where the agent sets one.",
            responses={201: S.AGENT, 409: {"type": "object"}, 422: {"type": "object"}})
 async def create_agent(request: web.Request) -> web.Response:
     data = await body(request)
-    name = text_field(data, "name", max_len=200)
     email = text_field(data, "email", required=False, max_len=320)
+    email = email.strip().lower() if email else None
+    if email is not None and not EMAIL.match(email):
+        raise bad("email", "must be an email address")
+    name = text_field(data, "name", required=email is None, max_len=200) or email.split("@")[0]
+    password = data.get("password")
+    if password is not None:
+        if email is None:
+            raise bad("password", "an agent who signs in with a password needs an email")
+        try:
+            sign_in.check_password_rules(password)
+        except Invalid as exc:
+            raise bad("password", exc.message) from None
     capacity = int_field(data, "capacity", 0, 1000)
+    role = _role(data) or "agent"
     async with transaction(request, *ADMIN) as tx:
-        agent = await agents.create_agent(tx.conn, name=name, email=email.strip().lower() if email else None,
+        agent = await agents.create_agent(tx.conn, name=name, email=email,
                                           capacity=5 if capacity is None else capacity,
-                                          team_ids=_team_ids(data) or [])
-        await actions.audit(tx.conn, tx.actor, "agent_create", details={"agent_id": agent["id"]})
+                                          team_ids=_team_ids(data) or [], role=role)
+        if password is not None:
+            await sign_in.set_password(tx.conn, agent["id"], password)
+            agent["has_password"] = True
+        elif email is not None:
+            agent["invite_url"] = await _invite(request, tx.conn, agent["id"])
+        await actions.audit(tx.conn, tx.actor, "agent_create", details={"agent_id": agent["id"], "role": role})
     return respond(agent, status=201)
 
 
-@operation("Change an agent (name, capacity, teams, active)", roles=ADMIN, request=S.AGENT_PATCH,
-           responses={200: S.AGENT, 422: {"type": "object"}})
+async def _invite(request: web.Request, conn, agent_id: int) -> str:
+    hours = request.app[RUNTIME].settings.console_invite_hours
+    return invite_url(request, await sign_in.create_invite(conn, agent_id, timedelta(hours=hours)))
+
+
+@operation("A new invite link for an agent (earlier links stop working)", roles=ADMIN,
+           responses={201: S.INVITE, 422: {"type": "object"}})
+async def invite_agent(request: web.Request) -> web.Response:
+    agent_id = path_id(request)
+    async with transaction(request, *ADMIN) as tx:
+        agent = await agents.get_agent(tx.conn, agent_id)
+        if not agent["email"] or agent["deactivated_at"] is not None:
+            raise Invalid("not_invitable", "only an active agent with an email can be invited")
+        url = await _invite(request, tx.conn, agent_id)
+        await actions.audit(tx.conn, tx.actor, "agent_invite", details={"agent_id": agent_id})
+    return respond({"invite_url": url}, status=201)
+
+
+@operation("Change an agent (name, capacity, teams, role, active); deactivating ends their sessions",
+           roles=ADMIN, request=S.AGENT_PATCH, responses={200: S.AGENT, 422: {"type": "object"}})
 async def patch_agent(request: web.Request) -> web.Response:
     agent_id = path_id(request)
     data = await body(request)
@@ -73,7 +120,8 @@ async def patch_agent(request: web.Request) -> web.Response:
     async with transaction(request, *ADMIN) as tx:
         agent = await agents.update_agent(
             tx.conn, agent_id, name=text_field(data, "name", required=False, max_len=200),
-            capacity=int_field(data, "capacity", 0, 1000), team_ids=_team_ids(data), active=active)
+            capacity=int_field(data, "capacity", 0, 1000), team_ids=_team_ids(data), active=active,
+            role=_role(data))
         await actions.audit(tx.conn, tx.actor, "agent_update", details={"agent_id": agent_id})
     if active is not None or "team_ids" in data:   # open sockets re-check (deactivated, re-scoped)
         await announce(request.app[RUNTIME], agent_id=agent_id)
@@ -298,6 +346,7 @@ def register(app: web.Application) -> None:
     r.add_post("/api/v1/agents", create_agent)
     r.add_patch("/api/v1/agents/{id}", patch_agent)
     r.add_post("/api/v1/agents/{id}/tokens", create_agent_token)
+    r.add_post("/api/v1/agents/{id}/invite", invite_agent)
     r.add_get("/api/v1/tokens", list_tokens)
     r.add_post("/api/v1/tokens", create_token)
     r.add_delete("/api/v1/tokens/{id}", revoke_token)

@@ -99,14 +99,16 @@ SEARCH = obj(["messages", "contacts"],
                                 conversation_id=N_ID)))
 
 AGENT = obj(["id", "name", "email", "capacity", "presence", "team_ids"], id=ID, name=STR, email=N_STR,
-            capacity=INT, presence={"type": "string", "enum": ["online", "away", "offline"]},
+            role={"type": "string", "enum": ["agent", "admin"]}, has_password=BOOL, invite_url=STR, capacity=INT, presence={"type": "string", "enum": ["online", "away", "offline"]},
             last_seen_at=N_TIME, created_at=TIME, deactivated_at=N_TIME, team_ids=array(ID))
-AGENT_BODY = obj(["name"], name={"type": "string", "minLength": 1, "maxLength": 200},
-                 email={"type": "string", "maxLength": 320}, capacity={"type": "integer", "minimum": 0, "maximum": 1000},
+AGENT_BODY = obj(None, name={"type": "string", "minLength": 1, "maxLength": 200},
+                 email={"type": "string", "maxLength": 320}, password={"type": "string", "maxLength": 1024},
+                 role={"type": "string", "enum": ["agent", "admin"]}, capacity={"type": "integer", "minimum": 0, "maximum": 1000},
                  team_ids=array(ID, maxItems=100))
 AGENT_PATCH = obj(None, name={"type": "string", "minLength": 1, "maxLength": 200},
                   capacity={"type": "integer", "minimum": 0, "maximum": 1000}, team_ids=array(ID, maxItems=100),
-                  active=BOOL)
+                  active=BOOL, role={"type": "string", "enum": ["agent", "admin"]})
+INVITE = obj(["invite_url"], invite_url=STR)
 TOKEN_BODY = obj(None, name={"type": "string", "minLength": 1, "maxLength": 200})
 TOKEN = obj(["id", "token", "prefix", "agent_id"], id=ID, token=STR, prefix=STR, agent_id=ID)
 _ROLE = {"type": "string", "enum": ["admin", "agent", "integration", "readonly"]}

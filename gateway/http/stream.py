@@ -175,7 +175,8 @@ async def replay(rt, sub: Subscriber, last_event_id: str) -> bool:
 
 
 async def _authenticate(request: web.Request):
-    """Browsers cannot set headers on a WebSocket: `?access_token=` works too."""
+    """Browsers cannot set headers on a WebSocket: `?access_token=` works too, and so does the
+    console's session cookie (from the console's own origin)."""
     token = request.query.get("access_token")
     if token and "Authorization" not in request.headers:
         await authenticate_token(request, token)

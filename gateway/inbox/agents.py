@@ -4,10 +4,10 @@ from __future__ import annotations
 import asyncpg
 
 from gateway import auth
-from gateway.inbox import Conflict, Invalid, NotFound
+from gateway.inbox import Conflict, Invalid, NotFound, sign_in
 from gateway.inbox.assignment import PRESENCE_TTL_SECONDS
 
-AGENT_COLUMNS = f"""a.id, a.name, a.email, a.capacity, a.last_seen_at, a.created_at, a.deactivated_at,
+AGENT_COLUMNS = f"""a.id, a.name, a.email, a.role, a.password_hash IS NOT NULL AS has_password, a.capacity, a.last_seen_at, a.created_at, a.deactivated_at,
     CASE WHEN a.presence <> 'offline' AND a.last_seen_at > now() - interval '{PRESENCE_TTL_SECONDS} seconds'
          THEN a.presence ELSE 'offline' END AS presence,
     ARRAY(SELECT tm.team_id FROM team_members tm WHERE tm.agent_id = a.id ORDER BY tm.team_id) AS team_ids"""
@@ -20,11 +20,12 @@ async def _check_teams(conn, team_ids: list[int]) -> None:
 
 
 async def create_agent(conn: asyncpg.Connection, *, name: str, email: str | None, capacity: int,
-                       team_ids: list[int]) -> dict:
+                       team_ids: list[int], role: str = "agent") -> dict:
     await _check_teams(conn, team_ids)
     try:
         agent_id = await conn.fetchval(
-            "INSERT INTO agents (name, email, capacity) VALUES ($1, $2, $3) RETURNING id", name, email, capacity)
+            "INSERT INTO agents (name, email, capacity, role) VALUES ($1, $2, $3, $4) RETURNING id",
+            name, email, capacity, role)
     except asyncpg.UniqueViolationError:
         raise Conflict("email_taken", "an agent with this email exists") from None
     await conn.execute(
@@ -35,18 +36,21 @@ async def create_agent(conn: asyncpg.Connection, *, name: str, email: str | None
 
 async def update_agent(conn: asyncpg.Connection, agent_id: int, *, name: str | None = None,
                        capacity: int | None = None, team_ids: list[int] | None = None,
-                       active: bool | None = None) -> dict:
+                       active: bool | None = None, role: str | None = None) -> dict:
     """Change an agent. Deactivating revokes every token of the agent (reactivating does not bring
-    them back: issue new ones); its sessions end through `access.still_allowed`."""
+    them back: issue new ones) and ends its console sessions (`access.still_allowed` refuses them
+    at once anyway)."""
     if not await conn.fetchval("SELECT 1 FROM agents WHERE id = $1", agent_id):
         raise NotFound(f"agent {agent_id}")
     await conn.execute(
         """UPDATE agents SET name = coalesce($2, name), capacity = coalesce($3, capacity),
                deactivated_at = CASE WHEN $4::boolean IS NULL THEN deactivated_at
-                                     WHEN $4 THEN NULL ELSE coalesce(deactivated_at, now()) END
-           WHERE id = $1""", agent_id, name, capacity, active)
+                                     WHEN $4 THEN NULL ELSE coalesce(deactivated_at, now()) END,
+               role = coalesce($5, role)
+           WHERE id = $1""", agent_id, name, capacity, active, role)
     if active is False:
         await auth.revoke_agent_tokens(conn, agent_id)
+        await sign_in.end_sessions(conn, agent_id)
     if team_ids is not None:
         await _check_teams(conn, team_ids)
         await conn.execute("DELETE FROM team_members WHERE agent_id = $1 AND team_id <> ALL($2::bigint[])",

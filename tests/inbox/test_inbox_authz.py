@@ -11,7 +11,8 @@ ACT = ("admin", "agent")
 ADMIN = ("admin",)
 REPORT = ("admin", "readonly")
 
-# (method, path template, body, roles allowed). {c} conversation, {p} contact, {a} agent, {k} canned.
+# (method, path template, body, roles allowed). {c} conversation, {p} contact, {a} agent, {k} canned,
+# {x} a throwaway API token.
 MATRIX = [
     ("GET", "/api/v1/me", None, ALL),
     ("GET", "/api/v1/conversations", None, READ),
@@ -42,6 +43,7 @@ MATRIX = [
     ("POST", "/api/v1/agents/{a}/tokens", {}, ADMIN),
     ("GET", "/api/v1/tokens", None, ADMIN),
     ("POST", "/api/v1/tokens", {"name": "t-{n}", "role": "readonly"}, ADMIN),
+    ("POST", "/api/v1/agents/{a}/invite", None, ADMIN),
     ("DELETE", "/api/v1/tokens/{x}", None, ADMIN),
     ("GET", "/api/v1/teams", None, READ),
     ("POST", "/api/v1/teams", {"name": "team-{n}"}, ADMIN),

@@ -1,0 +1,133 @@
+"""The agent console in a real headless Chromium, two agents in two browsers, against the real
+gateway with a fake Twilio: sign in, an escalated conversation appears live, its history across
+the API channel, SMS and WhatsApp, a reply the customer receives through the fake provider (once,
+despite a double click), its delivery status, a private note, resolve; the second agent sees the
+assignment change live; XSS payloads render as text; a forged request is refused; a deactivated
+agent is signed out. Screenshots of the queue, a conversation and the dashboard go to docs/.
+
+Needs Debian's `chromium`, node and playwright-core (the widget test's tests/chat/browser); skips
+with the reason when they are missing and `.ci/browser` cannot install them.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import aiohttp
+import pytest
+from console_support import PASSWORD, admin
+
+from gateway import auth
+from gateway.fakes.twilio import FakeTwilio
+from gateway.simulate_providers import post_twilio_inbound, twilio_inbound_params
+from gateway.testing import drive_browser, ensure_browser, running_gateway, wait_for
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+PLAYWRIGHT_DIR = REPO / "tests" / "chat" / "browser"
+OUR_SMS, OUR_WA, CUSTOMER = "+15550001111", "+15550002222", "+14155550123"
+XSS_NAME = '<img src="x" onerror="window.__xss=1">Eve'
+XSS_TEXT = '<img src="x" onerror="window.__xss=2"> my parcel never came'
+XSS_FILE = '<img src="x" onerror="window.__xss=3">invoice.pdf'
+
+
+@pytest.fixture(scope="module")
+def browser_ready():
+    reason = ensure_browser(REPO, PLAYWRIGHT_DIR)
+    if reason:
+        pytest.skip(reason)
+
+
+async def _customer_writes(url: str, fake: FakeTwilio, pool) -> dict:
+    """The same customer on the API channel (named, with a file), then SMS, then WhatsApp."""
+    async with pool.acquire() as conn:
+        integration = (await auth.create_token(conn, name="crm", role="integration"))[1]
+    async with aiohttp.ClientSession() as http:
+        for i, (name, text) in enumerate((("Liam Chen", "Can I change my delivery address?"),
+                                          ("Mia Rossi", "Refund for order 981, please"))):
+            async with http.post(f"{url}/api/v1/inbound", headers={"Authorization": f"Bearer {integration}"}, json={
+                    "client_message_id": f"other-{i}", "contact": {"external_id": f"crm-{i}", "name": name},
+                    "text": text}) as resp:
+                assert resp.status == 201
+        for number, name, text in (("+14155550177", "Noah Park", "Is the store open on Sunday?"),):
+            params = twilio_inbound_params(number, OUR_WA, text, whatsapp=True, profile_name=name)
+            assert (await post_twilio_inbound(f"{url}/webhooks/twilio/inbound", params, fake.auth_token))[0] == 200
+        async with http.post(f"{url}/api/v1/inbound", headers={"Authorization": f"Bearer {integration}"}, json={
+                "client_message_id": "crm-1", "contact": {"phone": CUSTOMER, "name": XSS_NAME},
+                "text": "Order 1042 from the shop", "attachments": [
+                    {"url": "https://files.example.com/invoice.pdf", "content_type": "application/pdf",
+                     "filename": XSS_FILE}]}) as resp:
+            assert resp.status == 201, await resp.text()
+            cid = (await resp.json())["conversation_id"]
+    for text, whatsapp in ((XSS_TEXT, False), ("Anyone there?", True)):
+        params = twilio_inbound_params(CUSTOMER, OUR_WA if whatsapp else OUR_SMS, text, whatsapp=whatsapp)
+        status, _ = await post_twilio_inbound(f"{url}/webhooks/twilio/inbound", params, fake.auth_token)
+        assert status == 200
+    return {"conversation_id": cid, "messages": 3, "last_text": "Anyone there?",
+            "reply": "Sorry about that, Eve. The parcel left today.", "note": "VIP customer: refund if late"}
+
+
+async def test_two_agents_work_a_conversation_in_headless_chromium(browser_ready, settings, pool, clean,
+                                                                   redis_client, tmp_path):
+    shots = Path(os.environ.get("GATEWAY_TEST_SHOTS") or REPO / "docs")
+    shots.mkdir(parents=True, exist_ok=True)
+    async with FakeTwilio() as fake:
+        s = settings.with_(default_handler="agent", twilio_account_sid=fake.account_sid,
+                           twilio_auth_token=fake.auth_token, twilio_from_number=OUR_SMS,
+                           twilio_whatsapp_from=OUR_WA, twilio_api_base=fake.base_url)
+        async with running_gateway(s) as (rt, url), aiohttp.ClientSession() as http:
+            ana = await admin(http, url, "POST", "/api/v1/agents",
+                              {"name": "Ana", "email": "ana@example.com", "password": PASSWORD, "role": "admin"})
+            ben = await admin(http, url, "POST", "/api/v1/agents",
+                              {"name": "Ben", "email": "ben@example.com", "password": PASSWORD})
+            accounts = {"admin": {**ana, "password": PASSWORD}, "agent": {**ben, "password": PASSWORD}}
+            info: dict = {}
+            sent: list = []
+
+            async def on_step(name: str) -> dict:
+                if name == "signed-in":       # the customer writes on three channels now
+                    info.update(await _customer_writes(url, fake, pool))
+                    return info
+                assert name == "replied"      # the fake provider got the reply: it reports delivery
+
+                async def received():
+                    return [r for r in fake.requests if r.method == "POST" and r.value("Body") == info["reply"]]
+                sent.append((await wait_for(received))[0])
+                sid = next(sid for sid, m in fake.messages.items() if m.get("body") == info["reply"])
+                status, _ = await fake.send_status_callback(f"{url}/webhooks/twilio/status", sid, "delivered")
+                assert status == 200
+                return {}
+
+            result, stderr = await drive_browser(
+                HERE / "browser" / "drive_console.mjs", url, shots, json.dumps(accounts, default=str),
+                on_step=on_step, cwd=HERE / "browser", env={"PLAYWRIGHT_DIR": str(PLAYWRIGHT_DIR)})
+    assert result is not None, f"the browser script printed no result; stderr: {stderr[-2000:]}"
+    assert "error" not in result, (result["error"], result["steps"])
+    assert not result["pageErrors"], result["pageErrors"]
+
+    # the whole history across channels, in order, user content as text
+    customer = [m for m in result["thread"] if m["kind"] == "in"]
+    assert [m["channel"] for m in customer] == ["api", "sms", "whatsapp"]
+    assert [m["text"] for m in customer] == ["Order 1042 from the shop", XSS_TEXT, "Anyone there?"]
+    assert customer[0]["attachments"] == [XSS_FILE]
+    assert await pool.fetchval("SELECT presence FROM agents WHERE id = $1", ben["id"]) == "away"
+    assert result["contactName"] == XSS_NAME and result["xss"]["contactPanel"] == XSS_NAME
+    assert result["xss"] == {"flag": 0, "injectedImages": 0, "contactPanel": XSS_NAME}
+
+    assert result["assigneeOnB"] == str(ana["id"])
+    # the customer received the reply once, on WhatsApp (the channel they last wrote from)
+    assert sent[0].value("To") == f"whatsapp:{CUSTOMER}" and result["replyCount"] == 1
+    assert len([r for r in fake.requests if r.method == "POST" and r.value("Body") == info["reply"]]) == 1
+    assert await pool.fetchval("SELECT count(*) FROM messages WHERE body = $1", info["reply"]) == 1
+    note = await pool.fetchrow("SELECT kind, direction FROM messages WHERE body = $1", info["note"])
+    assert (note["kind"], note["direction"]) == ("note", "internal")
+    assert result["csrf"] == {"status": 403, "code": "csrf_failed"}
+    assert await pool.fetchval("SELECT count(*) FROM messages WHERE body = 'forged'") == 0
+    assert await pool.fetchval("SELECT status FROM conversations WHERE id = $1", info["conversation_id"]) == "resolved"
+    assert len(result["charts"]) >= 4
+    assert "session has ended" in result["signedOutNotice"]
+    assert await pool.fetchval("SELECT count(*) FROM agent_sessions WHERE agent_id = $1 AND ended_at IS NULL",
+                               ben["id"]) == 0
+    for name in ("console-queue", "console-conversation", "console-dashboard", "console-phone"):
+        assert (shots / f"{name}.png").stat().st_size > 5000
