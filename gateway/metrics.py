@@ -19,6 +19,19 @@ STATUS_UPDATES = Counter("gateway_status_updates_total", "Delivery status report
                          registry=REGISTRY)
 INGEST_SECONDS = Histogram("gateway_ingest_seconds", "Time to commit one inbound message", ["channel"],
                            registry=REGISTRY)
+OUTBOX_ATTEMPTS = Counter("gateway_outbox_attempts_total",
+                          "Provider send attempts by outcome (sent, retry, throttled, failed, ...) and error code",
+                          ["provider", "outcome", "error"], registry=REGISTRY)
+OUTBOX_DEAD_LETTERS = Counter("gateway_outbox_dead_letters_total", "Messages given up after their last attempt",
+                              ["provider", "error"], registry=REGISTRY)
+OUTBOX_LOOKUPS = Counter("gateway_outbox_lookups_total",
+                         "Attempts of unknown outcome looked up at the provider before resending",
+                         ["provider", "found"], registry=REGISTRY)
+OUTBOX_LEASES_LOST = Counter("gateway_outbox_leases_lost_total",
+                             "Sends whose lease another sender took over before they finished", ["provider"],
+                             registry=REGISTRY)
+OUTBOX_PAUSES = Counter("gateway_outbox_pauses_total", "Sender pauses (provider 429/Retry-After, 5xx storms)",
+                        ["sender", "reason"], registry=REGISTRY)
 OUTBOX_PENDING = Gauge("gateway_outbox_pending", "Outbound messages waiting to be sent", registry=REGISTRY)
 OUTBOX_DEAD = Gauge("gateway_outbox_dead", "Outbound messages dead-lettered", registry=REGISTRY)
 UNPROCESSED = Gauge("gateway_inbound_unprocessed", "Inbound messages not yet processed", registry=REGISTRY)

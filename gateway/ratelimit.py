@@ -34,6 +34,22 @@ if pause > 0 then wait = math.max(wait, pause / 1000) end
 return tostring(wait)
 """
 
+# How many tokens could be taken now, and how long the sender is paused (ms): nothing is taken.
+_PEEK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tokens = burst
+if rate > 0 then
+  local data = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+  tokens = tonumber(data[1]) or burst
+  local ts = tonumber(data[2]) or now
+  tokens = math.min(burst, tokens + (now - ts) * rate)
+end
+return {tostring(tokens), redis.call('PTTL', KEYS[2])}
+"""
+
 
 def parse_limits(spec: str) -> dict[str, float]:
     """"sms:+15550001111=1,whatsapp:+15550002222=20" -> {sender key: sends per second}."""
@@ -55,6 +71,7 @@ class RateLimiter:
         self.burst = burst
         self.per_sender = per_sender or {}
         self._take = redis.register_script(_TAKE)
+        self._peek = redis.register_script(_PEEK)
 
     def rate_for(self, sender_key: str) -> float:
         return self.per_sender.get(sender_key, self.default_rate)
@@ -73,6 +90,25 @@ class RateLimiter:
         if wait > 0:
             await asyncio.sleep(wait)
         return wait
+
+    async def available(self, sender_key: str) -> tuple[int, float]:
+        """(sends this sender may start now, seconds it stays paused), without taking anything.
+
+        With no rate configured the count is unbounded (a large number) unless a pause is set. The
+        outbox claims no more rows than this, so a lease never waits behind the rate limit.
+        """
+        rate = self.rate_for(sender_key)
+        try:
+            tokens, pause_ms = await self._peek(
+                keys=[self.keys.rate_bucket(sender_key), self.keys.throttle(sender_key)],
+                args=[max(rate, 0), max(self.burst, 1)])
+        except aioredis.RedisError as exc:
+            log.warning("rate limiter unavailable", error=str(exc))
+            return (1 << 30 if rate <= 0 else max(self.burst, 1)), 0.0
+        pause = max(int(pause_ms), 0) / 1000
+        if pause > 0:
+            return 0, pause
+        return (1 << 30 if rate <= 0 else max(int(float(tokens)), 0)), 0.0
 
     async def penalize(self, sender_key: str, retry_after: float | None) -> None:
         """The provider said 429 for this sender: pause it for Retry-After (default 1 s)."""

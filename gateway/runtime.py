@@ -81,11 +81,11 @@ class Runtime:
             from gateway.flow_handler import store_versions
 
             await store_versions(self.pool, self.flow_handler.registry)
-        limiter = None
-        if s.rate_limit_per_second > 0 or s.rate_limits:
-            limiter = RateLimiter(self.redis, self.keys, default_rate=s.rate_limit_per_second,
-                                  burst=s.rate_limit_burst, per_sender=parse_limits(s.rate_limits))
-        self.outbox = OutboxSender(self.pool, self.redis, self.keys, s, self.senders, rate_limiter=limiter)
+        # always there: a provider's 429 pauses its sender for every process, rate limits or not
+        limiter = RateLimiter(self.redis, self.keys, default_rate=s.rate_limit_per_second,
+                              burst=s.rate_limit_burst, per_sender=parse_limits(s.rate_limits))
+        self.outbox = OutboxSender(self.pool, self.redis, self.keys, s, self.senders, rate_limiter=limiter,
+                                   hooks=self.hooks)
         self.timers = TimerService(self.pool, self.timer_handlers, clock=self.clock,
                                    after_commit=self.publish_effects)
         for setup in plugin_setups():
@@ -170,16 +170,17 @@ def build_senders(s: Settings, http: aiohttp.ClientSession, fetcher: GuardedFetc
                       api_base=s.twilio_api_base, messaging_service_sid=s.twilio_messaging_service_sid,
                       fetcher=fetcher, media_hosts=HostList.of(s.twilio_media_hosts, s.twilio_api_base))
         if s.twilio_from_number or s.twilio_messaging_service_sid:
-            senders[Channel.SMS] = TwilioSender(http, channel=Channel.SMS, from_address=s.twilio_from_number, **common)
+            senders[Channel.SMS] = TwilioSender(http, channel=Channel.SMS, from_address=s.twilio_from_number,
+                                                timeout=s.twilio_timeout, **common)
         if s.twilio_whatsapp_from:
-            senders[Channel.WHATSAPP] = TwilioSender(http, channel=Channel.WHATSAPP,
+            senders[Channel.WHATSAPP] = TwilioSender(http, channel=Channel.WHATSAPP, timeout=s.twilio_timeout,
                                                      from_address=s.twilio_whatsapp_from, **common)
     if s.whatsapp_cloud_enabled:
         from gateway.channels.whatsapp.sender import WhatsAppCloudSender
 
         senders[Channel.WHATSAPP] = WhatsAppCloudSender(
             http, access_token=s.whatsapp_access_token, phone_number_id=s.whatsapp_phone_number_id,
-            api_base=s.whatsapp_api_base, fetcher=fetcher,
+            api_base=s.whatsapp_api_base, fetcher=fetcher, timeout=s.whatsapp_timeout,
             media_hosts=HostList.of(s.whatsapp_media_hosts, s.whatsapp_api_base))
     if s.smtp_enabled:
         from gateway.channels.email.sender import SmtpSender
@@ -189,7 +190,7 @@ def build_senders(s: Settings, http: aiohttp.ClientSession, fetcher: GuardedFetc
         senders[Channel.EMAIL] = SmtpSender(
             hostname=s.smtp_host, port=s.smtp_port, username=s.smtp_username, password=s.smtp_password,
             use_tls=s.smtp_tls == "tls", start_tls={"starttls": True, "none": False}.get(s.smtp_tls),
-            from_address=s.email_from, message_id_domain=(s.email_from or "@localhost").split("@")[-1],
+            timeout=s.smtp_timeout, from_address=s.email_from, message_id_domain=(s.email_from or "@localhost").split("@")[-1],
             unsubscribe_url_for=lambda msg: unsubscribe_url(s, msg.to))
     if s.api_channel_webhook_url:
         from gateway.channels.api.webhook import ApiWebhookSender

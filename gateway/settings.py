@@ -105,6 +105,11 @@ class Settings:
     outbox_base_delay: float = 2.0
     outbox_max_delay: float = 900.0
     outbox_batch: int = 200
+    outbox_concurrency: int = 32         # sends in flight per provider sender, per process
+    outbox_orphan_after: float = 10.0    # seconds without a heartbeat before a sender's rows are recovered
+    twilio_timeout: float = 10.0         # seconds a provider call may take before it counts as failed
+    whatsapp_timeout: float = 10.0
+    smtp_timeout: float = 30.0
     rate_limit_per_second: float = 0.0   # per sender; 0 means off
     rate_limit_burst: int = 10
     rate_limits: str = ""                # per sender: "sms:+15550001111=1,whatsapp:+1555...=20"
@@ -317,6 +322,11 @@ ENV: dict[str, tuple[str, object]] = {
     "GATEWAY_OUTBOX_MAX_ATTEMPTS": ("outbox_max_attempts", _int),
     "GATEWAY_OUTBOX_BASE_DELAY": ("outbox_base_delay", _float),
     "GATEWAY_OUTBOX_MAX_DELAY": ("outbox_max_delay", _float),
+    "GATEWAY_OUTBOX_CONCURRENCY": ("outbox_concurrency", _int),
+    "GATEWAY_OUTBOX_ORPHAN_AFTER": ("outbox_orphan_after", _float),
+    "GATEWAY_TWILIO_TIMEOUT": ("twilio_timeout", _float),
+    "GATEWAY_WHATSAPP_TIMEOUT": ("whatsapp_timeout", _float),
+    "GATEWAY_SMTP_TIMEOUT": ("smtp_timeout", _float),
     "GATEWAY_RATE_LIMIT_PER_SECOND": ("rate_limit_per_second", _float),
     "GATEWAY_RATE_LIMIT_BURST": ("rate_limit_burst", _int),
     "GATEWAY_RATE_LIMITS": ("rate_limits", _rate_limits),
@@ -371,6 +381,14 @@ def validate(s: Settings) -> Settings:
         raise SettingsError("GATEWAY_CONSOLE_SESSION_HOURS and GATEWAY_CONSOLE_INVITE_HOURS must be positive")
     if min(s.login_max_failures_account, s.login_max_failures_address, s.login_window_seconds) < 1:
         raise SettingsError("GATEWAY_LOGIN_MAX_FAILURES_* and GATEWAY_LOGIN_WINDOW_SECONDS must be at least 1")
+    if s.outbox_concurrency < 1:
+        raise SettingsError("GATEWAY_OUTBOX_CONCURRENCY must be at least 1")
+    if s.outbox_orphan_after < 3:
+        raise SettingsError("GATEWAY_OUTBOX_ORPHAN_AFTER must be at least 3 seconds (heartbeats come every second)")
+    for var, value in (("GATEWAY_TWILIO_TIMEOUT", s.twilio_timeout), ("GATEWAY_WHATSAPP_TIMEOUT", s.whatsapp_timeout),
+                       ("GATEWAY_SMTP_TIMEOUT", s.smtp_timeout)):
+        if not 0 < value <= 300:
+            raise SettingsError(f"{var} must be between 0 and 300 seconds")
     if s.max_body_bytes < 1024:
         raise SettingsError("GATEWAY_MAX_BODY_BYTES must be at least 1024")
     if s.email_max_bytes < s.max_body_bytes:

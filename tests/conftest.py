@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
+import aiohttp
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
@@ -19,7 +20,7 @@ import redis.asyncio as aioredis
 from gateway import db
 from gateway.settings import Settings, validate
 
-TABLES = ("agents", "canned_responses", "send_idempotency", "audit_log", "events", "blobs", "flow_versions", "api_tokens", "suppressions", "consents",
+TABLES = ("early_statuses", "undeliverable_addresses", "outbox_senders", "agents", "canned_responses", "send_idempotency", "audit_log", "events", "blobs", "flow_versions", "api_tokens", "suppressions", "consents",
           "timers", "outbox", "messages", "episodes", "conversations", "teams", "identities", "contacts")
 
 
@@ -137,4 +138,19 @@ def spawn():
         if proc.poll() is None:
             proc.kill()
         proc.wait(10)
+
+
+@pytest.fixture
+async def http():
+    """A client session for talking to servers and fakes."""
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def fake_twilio():
+    from gateway.fakes.twilio import FakeTwilio
+
+    async with FakeTwilio() as fake:
+        yield fake
 

@@ -1,9 +1,12 @@
 """Small helpers every HTTP-speaking channel sender shares."""
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
+
+from gateway.types import SendOutcome, SendResult
 
 
 async def json_object(resp: aiohttp.ClientResponse) -> dict[str, Any]:
@@ -21,3 +24,14 @@ def retry_after_seconds(value: str | None) -> float | None:
         return max(0.0, float(value)) if value else None
     except ValueError:
         return None
+
+
+def transport_failure(exc: BaseException, provider: str) -> SendResult:
+    """A send that got no answer: RETRY; unknown outcome unless the connection was never made."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return SendResult(SendOutcome.RETRY, error_code="network", error_message=type(exc).__name__)
+    if isinstance(exc, asyncio.TimeoutError):
+        return SendResult(SendOutcome.RETRY, error_code="timeout", error_message=f"{provider} did not answer in time",
+                          extra={"outcome_unknown": True})
+    return SendResult(SendOutcome.RETRY, error_code="network", error_message=type(exc).__name__,
+                      extra={"outcome_unknown": True})

@@ -17,7 +17,8 @@ class FakeServer:
         raise NotImplementedError
 
     async def start(self, port: int = 0) -> str:
-        self._runner = web.AppRunner(self.build_app())
+        # a short shutdown: scripted hangs must not hold a test's teardown
+        self._runner = web.AppRunner(self.build_app(), shutdown_timeout=0.5, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()

@@ -7,16 +7,23 @@ and records every request, so tests and `gateway bench` exercise the real sender
         sender = TwilioSender(session, account_sid=fake.account_sid, auth_token=fake.auth_token,
                               api_base=fake.base_url, ...)
         fake.fail_next(1, http_status=400, code=21610, message="Attempt to send to unsubscribed recipient")
+
+It misbehaves on demand, as a provider does on a bad day: `chaos(Misbehaviour(...))` draws each
+create call's fate from a mix (429 with Retry-After, 500, 503, hangs, connections dropped before
+or after the message was accepted, slow answers), `latency` slows every answer, `hang_for(to)`
+never answers for one recipient, and `early_callbacks` posts the signed status callback before
+the create call's answer leaves (as Twilio sometimes does).
 """
 from __future__ import annotations
 
 import asyncio
 import base64
 import binascii
+import random
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
 
@@ -34,6 +41,8 @@ class RecordedRequest:
     path: str
     form: list[tuple[str, str]]
     headers: dict[str, str]
+    at: float = field(default_factory=time.time)   # wall-clock arrival
+    status: int | None = None                      # the HTTP status answered (None: no answer)
 
     def values(self, key: str) -> list[str]:
         return [v for k, v in self.form if k == key]
@@ -49,6 +58,36 @@ class _Failure:
     code: int | None
     message: str
     retry_after: float | None = None
+
+
+@dataclass
+class Misbehaviour:
+    """Chances (0..1) that a create call is answered badly, drawn per call from a seeded RNG.
+
+    drop: the connection closes before anything is stored; drop_after_accept: the message is
+    accepted and then the connection closes (the sender cannot know: a retry without a look-up
+    sends it twice).
+    """
+
+    throttle: float = 0.0          # 429, code 20429, Retry-After: retry_after
+    server_error: float = 0.0      # 500
+    unavailable: float = 0.0       # 503 with Retry-After: retry_after
+    hang: float = 0.0              # no answer for hang_seconds
+    drop: float = 0.0
+    drop_after_accept: float = 0.0
+    slow: float = 0.0              # answered after slow_seconds
+    retry_after: float = 1.0
+    hang_seconds: float = 3600.0
+    slow_seconds: float = 5.0
+    seed: int | None = None
+
+    def draw(self, rng: random.Random) -> str | None:
+        x = rng.random()
+        for name in ("throttle", "server_error", "unavailable", "hang", "drop", "drop_after_accept", "slow"):
+            x -= getattr(self, name)
+            if x < 0:
+                return name
+        return None
 
 
 @dataclass
@@ -76,6 +115,13 @@ class FakeTwilio(FakeServer):
         self._media: dict[str, _Media] = {}
         self._runner: web.AppRunner | None = None
         self.base_url = ""
+        self.misbehaviour: Misbehaviour | None = None
+        self._rng = random.Random()
+        self.latency = 0.0                   # seconds added to every create call
+        self._hang_for: set[str] = set()
+        self.early_callbacks: str | None = None   # status to call back with before answering
+        self.callback_public_base_url: str | None = None
+        self.fates: list[tuple[float, str, str]] = []   # (time, To, what happened) per create call
 
     # --- scripting ----------------------------------------------------------------------------
     def fail_next(self, n: int = 1, *, http_status: int = 400, code: int | None = 21211,
@@ -94,6 +140,19 @@ class FakeTwilio(FakeServer):
         """Always answer sends to `to` (as given in the To field) with this error."""
         self._recipient_rules[to] = _Failure(http_status, code, message)
 
+    def chaos(self, misbehaviour: Misbehaviour | None) -> None:
+        """Answer create calls per this mix from now on (None: behave)."""
+        self.misbehaviour = misbehaviour
+        self._rng = random.Random(misbehaviour.seed if misbehaviour else None)
+
+    def hang_for(self, to: str) -> None:
+        """Never answer create calls to `to` (the sender's timeout must cut them)."""
+        self._hang_for.add(to)
+
+    def accepted(self, to: str | None = None) -> list[dict[str, Any]]:
+        """Messages this fake accepted (in order), optionally only those to `to`."""
+        return [m for m in self.messages.values() if to is None or m["to"] == to]
+
     def add_media(self, name: str, body: bytes, content_type: str) -> str:
         """Serve `body` at /media/<name> behind Basic auth; returns its URL."""
         self._media[name] = _Media(body, content_type)
@@ -103,6 +162,7 @@ class FakeTwilio(FakeServer):
     def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", self._create_message)
+        app.router.add_get("/2010-04-01/Accounts/{account}/Messages.json", self._list_messages)
         app.router.add_get("/media/{name}", self._get_media)
         return app
 
@@ -117,25 +177,64 @@ class FakeTwilio(FakeServer):
             return False
         return user == self.account_sid and password == self.auth_token
 
-    async def _create_message(self, request: web.Request) -> web.Response:
+    async def _create_message(self, request: web.Request) -> web.StreamResponse:
         form = [(k, v) for k, v in (await request.post()).items() if isinstance(v, str)]
-        self.requests.append(RecordedRequest(request.method, request.path, form, dict(request.headers)))
-        if self._delays:
-            await asyncio.sleep(self._delays.popleft())
+        recorded = RecordedRequest(request.method, request.path, form, dict(request.headers))
+        self.requests.append(recorded)
+        fields = dict(form)
+        fate = self.misbehaviour.draw(self._rng) if self.misbehaviour else None
+        if fields.get("To") in self._hang_for:
+            fate = "hang"
+        self.fates.append((time.time(), fields.get("To", ""), fate or "ok"))
+        delay = (self._delays.popleft() if self._delays else 0.0) + self.latency
+        if fate == "slow":
+            delay += self.misbehaviour.slow_seconds
+        if fate == "hang":
+            delay += self.misbehaviour.hang_seconds if self.misbehaviour else 3600.0
+        if delay:
+            await asyncio.sleep(delay)
+        if fate == "drop":
+            return await _drop(request)
         if not self._authorized(request) or request.match_info["account"] != self.account_sid:
             return web.json_response(error_body(401, 20003, "Authenticate"), status=401)
-        fields = dict(form)
         failure = self._failures.popleft() if self._failures else None
+        if fate in ("throttle", "server_error", "unavailable"):
+            m = self.misbehaviour
+            failure = {"throttle": _Failure(429, 20429, "Too Many Requests", m.retry_after),
+                       "server_error": _Failure(500, 20500, "Internal Server Error"),
+                       "unavailable": _Failure(503, 20503, "Service Unavailable", m.retry_after)}[fate]
         failure = failure or self._recipient_rules.get(fields.get("To", ""))
         if failure is None:
             failure = _validate(fields)
         if failure is not None:
-            headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else None
+            headers = {"Retry-After": _seconds(failure.retry_after)} if failure.retry_after is not None else None
+            recorded.status = failure.http_status
             return web.json_response(error_body(failure.http_status, failure.code, failure.message),
                                      status=failure.http_status, headers=headers)
         resource = self._resource(request.match_info["account"], form)
         self.messages[resource["sid"]] = resource
+        self._on_accept(resource)
+        if self.early_callbacks and fields.get("StatusCallback"):
+            await self.send_status_callback(fields["StatusCallback"], resource["sid"], self.early_callbacks,
+                                            public_base_url=self.callback_public_base_url)
+        if fate == "drop_after_accept":
+            return await _drop(request)
+        recorded.status = self.success_status
         return web.json_response(resource, status=self.success_status)
+
+    def _on_accept(self, resource: dict[str, Any]) -> None:
+        """Called for every message accepted (subclasses keep their own records)."""
+
+    async def _list_messages(self, request: web.Request) -> web.Response:
+        """Messages list, newest first, filtered by To and From like Twilio's (PageSize honoured)."""
+        if not self._authorized(request) or request.match_info["account"] != self.account_sid:
+            return web.json_response(error_body(401, 20003, "Authenticate"), status=401)
+        to, from_ = request.query.get("To"), request.query.get("From")
+        size = min(int(request.query.get("PageSize", "50") or 50), 1000)
+        found = [m for m in reversed(list(self.messages.values()))
+                 if (to is None or m["to"] == to) and (from_ is None or m["from"] == from_)][:size]
+        return web.json_response({"messages": found, "page": 0, "page_size": size, "next_page_uri": None,
+                                  "uri": request.path_qs})
 
     def _resource(self, account: str, form: list[tuple[str, str]]) -> dict[str, Any]:
         fields = dict(form)
@@ -178,6 +277,17 @@ class FakeTwilio(FakeServer):
         return await post_twilio_form(callback_url, params, auth_token or self.auth_token, public_base_url)
 
 
+async def _drop(request: web.Request) -> web.StreamResponse:
+    """Close the connection without an answer (the client sees a disconnect)."""
+    if request.transport is not None:
+        request.transport.close()
+    raise asyncio.CancelledError()
+
+
+def _seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
 def _validate(fields: dict[str, str]) -> _Failure | None:
     """The checks real Twilio makes before accepting a create call."""
     if not fields.get("To"):
@@ -195,35 +305,44 @@ def _validate(fields: dict[str, str]) -> _Failure | None:
 # --- as its own process (`gateway bench`) ---------------------------------------------------------
 
 class TimedFakeTwilio(FakeTwilio):
-    """The fake plus what a benchmark needs: the wall-clock time each create call arrived.
+    """The fake plus what a benchmark needs: the wall-clock time each message was accepted.
 
-    Keeps no per-request history (a bench sends hundreds of thousands); `GET /_stats?since=N&limit=M`
-    answers {"count": total, "received": [[unix time, To, Body[:60]], ...] from the N-th on}.
+    Keeps little per-request history (a bench sends hundreds of thousands; the newest `KEEP`
+    messages stay for look-ups); `GET /_stats?since=N&limit=M` answers {"count": total,
+    "received": [[unix time, To, Body[:60]], ...] from the N-th on, "fates": {what: count}}.
     """
+
+    KEEP = 50_000
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.received: list[tuple[float, str, str]] = []
+        self.fate_counts: dict[str, int] = {}
 
     def build_app(self) -> web.Application:
         app = super().build_app()
         app.router.add_get("/_stats", self._stats)
         return app
 
-    async def _create_message(self, request: web.Request) -> web.Response:
-        arrived = time.time()
-        response = await super()._create_message(request)
-        if response.status < 300:
-            form = await request.post()
-            self.received.append((arrived, str(form.get("To", "")), str(form.get("Body", ""))[:60]))
-        self.requests.clear()
-        self.messages.clear()
-        return response
+    def _on_accept(self, resource: dict[str, Any]) -> None:
+        self.received.append((time.time(), resource["to"], resource["body"][:60]))
+        while len(self.messages) > self.KEEP:
+            del self.messages[next(iter(self.messages))]
+
+    async def _create_message(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await super()._create_message(request)
+        finally:
+            self.requests.clear()
+            for _, _, fate in self.fates:
+                self.fate_counts[fate] = self.fate_counts.get(fate, 0) + 1
+            self.fates.clear()
 
     async def _stats(self, request: web.Request) -> web.Response:
         since = int(request.query.get("since", "0"))
         until = since + int(request.query["limit"]) if "limit" in request.query else None
-        return web.json_response({"count": len(self.received), "received": self.received[since:until]})
+        return web.json_response({"count": len(self.received), "received": self.received[since:until],
+                                  "fates": self.fate_counts})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -233,10 +352,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--account-sid", default="AC" + "1" * 32)
     parser.add_argument("--auth-token", default="fake-twilio-token")
+    parser.add_argument("--fail-rate", type=float, default=0.0,
+                        help="share of create calls answered badly (429, 500, 503, dropped, in equal parts)")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before every answer")
+    parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
 
     async def serve() -> None:
         fake = TimedFakeTwilio(args.account_sid, args.auth_token)
+        fake.latency = args.latency
+        if args.fail_rate:
+            part = args.fail_rate / 4
+            fake.chaos(Misbehaviour(throttle=part, server_error=part, unavailable=part, drop_after_accept=part,
+                                    retry_after=1, seed=args.seed))
         await fake.start(args.port)
         try:
             await asyncio.Event().wait()

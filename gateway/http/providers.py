@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import consent, inputs, intake, thread
+from gateway import inputs, intake, status, thread
 from gateway.channels.errors import PayloadError
 from gateway.channels.twilio import adapter as twilio
 from gateway.channels.whatsapp import adapter as whatsapp
@@ -18,13 +18,9 @@ from gateway.identity import AddressError
 from gateway.log import get_logger
 from gateway.metrics import REJECTED, STATUS_UPDATES
 from gateway.sandbox_secrets import twilio_webhook_token, whatsapp_app_secret, whatsapp_verify_token
-from gateway.status import apply_status
 from gateway.types import StatusUpdate
 
 log = get_logger(__name__)
-
-OPT_OUT_ERROR_CODES = {"21610"}
-
 
 def register(app: web.Application) -> None:
     app.router.add_post("/webhooks/twilio/inbound", twilio_inbound)
@@ -76,28 +72,14 @@ async def twilio_status(request: web.Request) -> web.Response:
 
 
 async def record_status(rt, update: StatusUpdate) -> bool:
-    """Apply a delivery status monotonically; a provider opt-out code revokes consent.
+    """Apply a delivery status monotonically (kept for later when it arrived before the send's answer);
+    a provider opt-out code revokes consent.
 
     Raises InputError (a PayloadError) for a report whose ids cannot be stored."""
     update = inputs.clean_status(update)
     effects = thread.Effects()
     async with rt.pool.acquire(timeout=5) as conn, conn.transaction():
-        applied = await apply_status(conn, channel=update.channel.value,
-                                     provider_message_id=update.provider_message_id, status=update.status,
-                                     error_code=update.error_code, error_message=update.error_message)
-        if applied is not None:
-            row, new = applied
-            effects.emit("message.status", conversation_id=row["conversation_id"], message_id=row["id"],
-                         status=new, error_code=update.error_code)
-            if update.error_code in OPT_OUT_ERROR_CODES and update.recipient:
-                kind = "phone" if update.recipient.startswith("+") else "whatsapp_id"
-                await consent.set_consent(conn, kind=kind, address=update.recipient,
-                                          channel=update.channel.value, purpose=consent.ALL, granted=False,
-                                          source=f"provider:{update.error_code}")
-                await thread.add_event(conn, row["conversation_id"],
-                                       f"Provider reports {update.recipient} opted out",
-                                       event="opted_out", details={"channel": update.channel.value})
-            await rt.hooks.on_status(conn, row, new, effects)
+        applied = await status.record(conn, update, rt.hooks, effects)
     STATUS_UPDATES.labels(update.channel.value, "yes" if applied else "no").inc()
     await rt.publish_effects(effects)
     return applied is not None

@@ -1,7 +1,6 @@
 """Fixtures for the web chat tests (the shared ones come from tests/conftest.py)."""
 from __future__ import annotations
 
-import aiohttp
 import pytest
 
 IDENTITY_SECRET = "identity-test-secret"
@@ -11,9 +10,3 @@ IDENTITY_SECRET = "identity-test-secret"
 def chat_settings(settings):
     """The echo bot ("You said: ...") answers; identity tokens are signed with IDENTITY_SECRET."""
     return settings.with_(default_handler="echo", chat_identity_secret=IDENTITY_SECRET)
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session

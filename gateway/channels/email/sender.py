@@ -50,6 +50,7 @@ class SmtpSender:
     """
 
     channel = Channel.EMAIL
+    provider = "smtp"
 
     def __init__(self, *, hostname: str, port: int, username: str | None = None,
                  password: str | None = None, use_tls: bool = False, start_tls: bool | None = None,
@@ -63,6 +64,7 @@ class SmtpSender:
         self.use_tls = use_tls
         self.start_tls = start_tls
         self.timeout = timeout
+        self.timeout_seconds = timeout
         self.from_address = from_address
         self.message_id_domain = message_id_domain
         self.unsubscribe_url_for = unsubscribe_url_for

@@ -1,19 +1,26 @@
 """Outbound SMS/MMS/WhatsApp through Twilio's Messages REST API, with the answer classified.
 
-Classification (providers.md 1.5-1.6, courier's policy): 2xx sent; HTTP 429 or code 20429
-throttled; 5xx, timeouts and network errors retry; 21610 opted out; 63016 (WhatsApp window
-closed) fall back; any other code is a permanent failure that keeps the code.
+Classification (providers.md 1.5-1.6, courier's policy): 2xx sent; HTTP 429 or code 20429, and
+503 with Retry-After, throttled (the sender pauses); other 5xx, timeouts and network errors retry;
+21610 opted out; 63016 (WhatsApp window closed) fall back; 21211 (not a valid number) fails and
+marks the address undeliverable; any other code is a permanent failure that keeps the code.
+
+A timeout or a connection dropped after the request went out leaves the outcome unknown (Twilio
+may have accepted it): such results say so (`extra["outcome_unknown"]`), and before the retry the
+outbox asks `lookup()` whether Twilio has the message already.
 """
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 
-from gateway.channels.http import json_object, retry_after_seconds
+from gateway.channels.http import json_object, retry_after_seconds, transport_failure
 from gateway.channels.errors import MediaDownloadError
 from gateway.channels.render import render_numbered_menu
 from gateway.channels.twilio.adapter import WHATSAPP_PREFIX
@@ -26,10 +33,15 @@ log = get_logger(__name__)
 THROTTLE_CODES = {"20429"}
 OPT_OUT_CODES = {"21610"}
 FALLBACK_CODES = {"63016"}
+UNDELIVERABLE_CODES = {"21211"}   # "The 'To' number is not a valid phone number"
+LOOKUP_PAGE_SIZE = 20
+LOOKUP_CLOCK_SKEW = timedelta(minutes=2)
 
 
 class TwilioSender:
     """ChannelSender for Channel.SMS or Channel.WHATSAPP over Twilio."""
+
+    provider = "twilio"
 
     def __init__(self, session: aiohttp.ClientSession, *, channel: Channel, account_sid: str,
                  auth_token: str, api_base: str = "https://api.twilio.com", from_address: str | None,
@@ -48,6 +60,7 @@ class TwilioSender:
         self._auth_header = {"Authorization": f"Basic {credentials}"}
         self._from = from_address
         self._service = messaging_service_sid
+        self.timeout_seconds = timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._fetcher = fetcher
         self._media_hosts = media_hosts or HostList.of((), api_base)
@@ -92,10 +105,41 @@ class TwilioSender:
                                           headers={**self._auth_header, "Accept": "application/json"}) as resp:
                 body = await json_object(resp)
                 return classify(resp.status, body, resp.headers.get("Retry-After"))
-        except asyncio.TimeoutError:
-            return SendResult(SendOutcome.RETRY, error_code="timeout", error_message="Twilio did not answer in time")
-        except aiohttp.ClientError as exc:
-            return SendResult(SendOutcome.RETRY, error_code="network", error_message=type(exc).__name__)
+        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            return transport_failure(exc, "Twilio")
+
+    async def lookup(self, msg: OutgoingMessage, since: datetime) -> SendResult | None:
+        """Did Twilio accept `msg` in an earlier attempt (started at `since`)? Its SENT result if so.
+
+        Twilio has no idempotency key for Messages, so the match is on recipient, sender and body
+        among the latest messages (Messages list, newest first: UNVERIFIED beyond the docs' example)
+        created since the attempt began. A failed look-up is a RETRY whose outcome stays unknown.
+        """
+        form = dict(self.build_form(msg))
+        params = {"To": form["To"], "PageSize": str(LOOKUP_PAGE_SIZE)}
+        if form.get("From"):
+            params["From"] = form["From"]
+        try:
+            async with self._session.get(self._url, params=params, timeout=self._timeout,
+                                         headers={**self._auth_header, "Accept": "application/json"}) as resp:
+                body = await json_object(resp)
+                if resp.status != 200:
+                    return SendResult(SendOutcome.RETRY, error_code=f"lookup_http_{resp.status}",
+                                      error_message="Twilio message look-up failed",
+                                      extra={"outcome_unknown": True})
+        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            return SendResult(SendOutcome.RETRY, error_code="lookup_failed", error_message=type(exc).__name__,
+                              extra={"outcome_unknown": True})
+        for item in body.get("messages") or ():
+            if not isinstance(item, dict) or item.get("body", "") != form.get("Body", ""):
+                continue
+            try:
+                created = parsedate_to_datetime(item.get("date_created") or "")
+            except (TypeError, ValueError):
+                continue
+            if created >= since - LOOKUP_CLOCK_SKEW and item.get("sid"):
+                return classify(201, item)
+        return None
 
     async def download_media(self, url: str) -> tuple[bytes, str | None]:
         """Fetch an inbound MediaUrlN through the guarded fetcher: only from Twilio's media hosts,
@@ -118,8 +162,8 @@ def classify(http_status: int, body: dict[str, Any], retry_after: str | None = N
                           segments=int(segments) if str(segments or "").isdigit() else None)
     code = str(body["code"]) if body.get("code") is not None else None
     message = body.get("message") or body.get("title") or f"HTTP {http_status}"
-    if http_status == 429 or code in THROTTLE_CODES:
-        return SendResult(SendOutcome.THROTTLED, error_code=code or "429", error_message=message,
+    if http_status == 429 or code in THROTTLE_CODES or (http_status == 503 and retry_after):
+        return SendResult(SendOutcome.THROTTLED, error_code=code or str(http_status), error_message=message,
                           retry_after=retry_after_seconds(retry_after))
     if code in OPT_OUT_CODES:
         return SendResult(SendOutcome.OPTED_OUT, error_code=code, error_message=message)
@@ -128,4 +172,7 @@ def classify(http_status: int, body: dict[str, Any], retry_after: str | None = N
     if http_status >= 500:
         return SendResult(SendOutcome.RETRY, error_code=code or f"http_{http_status}", error_message=message)
     log.info("twilio send failed", http_status=http_status, error_code=code)
+    if code in UNDELIVERABLE_CODES:
+        return SendResult(SendOutcome.FAILED, error_code=code, error_message=message,
+                          extra={"address_undeliverable": True})
     return SendResult(SendOutcome.FAILED, error_code=code or f"http_{http_status}", error_message=message)

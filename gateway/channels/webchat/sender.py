@@ -22,6 +22,7 @@ log = get_logger(__name__)
 
 class WebchatSender:
     channel = Channel.WEBCHAT
+    provider = "webchat"
 
     def __init__(self, redis: aioredis.Redis, keys: Keys):
         self.redis = redis

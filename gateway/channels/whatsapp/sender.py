@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from gateway.channels.http import json_object, retry_after_seconds
+from gateway.channels.http import json_object, retry_after_seconds, transport_failure
 from gateway.channels.errors import MediaDownloadError
 from gateway.channels.render import render_numbered_menu
 from gateway.guarded_fetch import GuardedFetcher, HostList
@@ -110,6 +110,7 @@ class WhatsAppCloudSender:
     """ChannelSender for Channel.WHATSAPP over the Meta Cloud API."""
 
     channel = Channel.WHATSAPP
+    provider = "whatsapp_cloud"
 
     def __init__(self, session: aiohttp.ClientSession, *, access_token: str, phone_number_id: str,
                  api_base: str = "https://graph.facebook.com/v21.0", timeout: float = 10.0,
@@ -118,6 +119,7 @@ class WhatsAppCloudSender:
         self._base = api_base.rstrip("/")
         self._messages_url = f"{self._base}/{phone_number_id}/messages"
         self._headers = {"Authorization": f"Bearer {access_token}"}
+        self.timeout_seconds = timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._fetcher = fetcher
         self._media_hosts = media_hosts or HostList.of((), api_base)
@@ -159,10 +161,8 @@ class WhatsAppCloudSender:
                                           timeout=self._timeout) as resp:
                 body = await json_object(resp)
                 return classify(resp.status, body, resp.headers.get("Retry-After"))
-        except asyncio.TimeoutError:
-            return SendResult(SendOutcome.RETRY, error_code="timeout", error_message="Graph API did not answer in time")
-        except aiohttp.ClientError as exc:
-            return SendResult(SendOutcome.RETRY, error_code="network", error_message=type(exc).__name__)
+        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            return transport_failure(exc, "Graph API")
 
     async def mark_read(self, wamid: str) -> bool:
         """Show the customer's message as read (blue ticks); False when Meta refused or was unreachable."""
@@ -213,7 +213,8 @@ def classify(http_status: int, body: dict[str, Any], retry_after: str | None = N
     error_code = str(code) if code is not None else f"http_{http_status}"
     if code in FALLBACK_CODES:
         outcome = SendOutcome.FALLBACK
-    elif code in THROTTLE_CODES or (code is None and http_status == 429):
+    elif (code in THROTTLE_CODES or (code is None and http_status == 429)
+          or (http_status == 503 and retry_after_seconds(retry_after))):
         return SendResult(SendOutcome.THROTTLED, error_code=error_code, error_message=message,
                           retry_after=retry_after_seconds(retry_after))
     elif code in OPT_OUT_CODES:

@@ -1,4 +1,3 @@
-import aiohttp
 import pytest
 
 from gateway.fakes.graph import FakeGraph
@@ -8,9 +7,3 @@ from gateway.fakes.graph import FakeGraph
 async def fake_graph():
     async with FakeGraph() as fake:
         yield fake
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session

@@ -1,0 +1,136 @@
+"""The outbox's SQL: owned claims, renewal, the attempt mark, finishing, orphan recovery.
+
+Every write that ends or extends an attempt names the claim token it holds, so a sender that lost
+its lease (it froze, another sender recovered the row) can never overwrite what the new owner did.
+Query functions take the pool (or a connection) first; all times come from PostgreSQL's clock.
+"""
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+# A row may go only when every earlier row of its conversation is finished (done, failed, dead,
+# skipped): the conversation's head. Anything else (batch sizes, retries, pauses) cannot reorder.
+CLAIM = """
+WITH due AS (
+    SELECT id FROM outbox o1
+    WHERE state = 'pending' AND next_attempt_at <= coalesce($6, now()) AND channel = ANY($3::text[])
+      AND NOT EXISTS (SELECT 1 FROM outbox o0 WHERE o0.conversation_id = o1.conversation_id
+                      AND o0.id < o1.id AND o0.state IN ('pending', 'sending'))
+    ORDER BY next_attempt_at, id LIMIT $1 FOR UPDATE SKIP LOCKED),
+claimed AS (
+    UPDATE outbox o SET state = 'sending', attempts = o.attempts + 1, claim_token = $4, claimed_by = $5,
+        locked_until = now() + make_interval(secs => $2), updated_at = now()
+    FROM due WHERE o.id = due.id RETURNING o.*)
+SELECT c.*, m.body, m.content, m.seq, m.author_type, m.author_id,
+       u.error_code AS undeliverable_code
+FROM claimed c JOIN messages m ON m.id = c.message_id
+LEFT JOIN undeliverable_addresses u ON u.channel = c.channel AND u.address = c.to_address
+ORDER BY c.id"""
+
+
+async def claim(pool, *, limit: int, lease: float, channels: list[str], owner: str,
+                due_by=None) -> list[asyncpg.Record]:
+    """Lease up to `limit` conversation heads due (by `due_by`, default now) on `channels`."""
+    if limit <= 0 or not channels:
+        return []
+    return await pool.fetch(CLAIM, limit, lease, channels, uuid.uuid4(), owner, due_by)
+
+
+async def heartbeat(pool, owner: str, lease: float, held: list[tuple[int, uuid.UUID]]) -> set[int]:
+    """Say this sender is alive and extend the leases it holds; returns the ids it still owns."""
+    rows = await pool.fetch(
+        """WITH beat AS (INSERT INTO outbox_senders (name) VALUES ($1)
+                         ON CONFLICT (name) DO UPDATE SET heartbeat_at = now())
+           UPDATE outbox o SET locked_until = now() + make_interval(secs => $2)
+           FROM unnest($3::bigint[], $4::uuid[]) AS h(id, token)
+           WHERE o.id = h.id AND o.claim_token = h.token AND o.state = 'sending' RETURNING o.id""",
+        owner, lease, [i for i, _ in held], [t for _, t in held])
+    return {r["id"] for r in rows}
+
+
+async def forget_sender(pool, owner: str) -> None:
+    await pool.execute("DELETE FROM outbox_senders WHERE name = $1", owner)
+
+
+async def recover_orphans(pool, orphan_after: float) -> int:
+    """Put back rows whose lease ran out or whose sender stopped beating (killed, frozen, stopped).
+
+    `attempt_started_at` stays: if the dead sender had called the provider, the next attempt
+    looks the message up at the provider before sending again (where the provider allows it).
+    """
+    result = await pool.execute(
+        """UPDATE outbox o SET state = 'pending', locked_until = NULL, claim_token = NULL, claimed_by = NULL,
+               updated_at = now()
+           WHERE state = 'sending' AND (locked_until < now() OR NOT EXISTS (
+               SELECT 1 FROM outbox_senders s WHERE s.name = o.claimed_by
+               AND s.heartbeat_at > now() - make_interval(secs => $1)))""", orphan_after)
+    await pool.execute("DELETE FROM outbox_senders WHERE heartbeat_at < now() - interval '1 day'")
+    return int(result.split()[-1])
+
+
+async def mark_attempts(pool, held: list[tuple[int, uuid.UUID]]) -> set[int]:
+    """The durable "attempt started" mark, written just before the provider calls; returns the ids
+    still owned (a row whose lease was lost must not be sent)."""
+    rows = await pool.fetch(
+        """UPDATE outbox o SET attempt_started_at = now() FROM unnest($1::bigint[], $2::uuid[]) AS h(id, token)
+           WHERE o.id = h.id AND o.claim_token = h.token AND o.state = 'sending' RETURNING o.id""",
+        [i for i, _ in held], [t for _, t in held])
+    return {r["id"] for r in rows}
+
+
+async def release(pool, row, delay: float, *, count_attempt: bool) -> bool:
+    """Give a claimed row back (its sender is paused, or the send crashed) to retry after `delay`."""
+    result = await pool.execute(
+        """UPDATE outbox SET state = 'pending', locked_until = NULL, claim_token = NULL, claimed_by = NULL,
+               attempts = attempts - CASE WHEN $4 THEN 0 ELSE 1 END,
+               next_attempt_at = now() + make_interval(secs => $3), updated_at = now()
+           WHERE id = $1 AND claim_token = $2 AND state = 'sending'""",
+        row["id"], row["claim_token"], delay, count_attempt)
+    return result.endswith(" 1")
+
+
+async def schedule_retry(pool, row, delay: float, error: str, *, outcome_unknown: bool) -> bool:
+    """Back to pending after a transient failure. When the provider may have accepted the attempt
+    (timeout, dropped connection) the attempt mark stays so the retry looks it up first."""
+    result = await pool.execute(
+        """UPDATE outbox SET state = 'pending', locked_until = NULL, claim_token = NULL, claimed_by = NULL,
+               last_error = $3, next_attempt_at = now() + make_interval(secs => $4), updated_at = now(),
+               attempt_started_at = CASE WHEN $5 THEN attempt_started_at END
+           WHERE id = $1 AND claim_token = $2 AND state = 'sending'""",
+        row["id"], row["claim_token"], error, delay, outcome_unknown)
+    return result.endswith(" 1")
+
+
+# Closes the row and records the outcome on its message in one statement. A row is finished only by
+# the holder of its claim token, except that an accepted send is recorded by whoever got it while
+# the row is still open (so a slow owner's success is never resent by the next owner).
+FINISH = """
+WITH done AS (
+    UPDATE outbox SET state = $2, locked_until = NULL, claim_token = NULL, claimed_by = NULL,
+        attempt_started_at = NULL, updated_at = now(), last_error = coalesce($7, last_error)
+    WHERE id = $1 AND state IN ('pending', 'sending') AND (claim_token = $9 OR ($2 = 'done' AND $4::text IS NOT NULL))
+    RETURNING message_id)
+UPDATE messages SET status = CASE WHEN status IN ('delivered', 'read') THEN status ELSE $3 END,
+    provider_message_id = coalesce($4, provider_message_id),
+    error_code = $5, error_message = $6, segments = coalesce($8, segments), status_updated_at = now()
+WHERE id = (SELECT message_id FROM done) RETURNING id"""
+
+
+async def finish(conn, row, *, state: str, status: str, provider_message_id: str | None = None,
+                 error_code: str | None = None, error_message: str | None = None,
+                 segments: int | None = None) -> bool:
+    """Close the row with its outcome; False when this sender no longer owned it."""
+    done = await conn.fetchval(
+        FINISH, row["id"], state, status, provider_message_id, error_code, error_message,
+        f"{error_code}: {error_message}" if error_code else None, segments, row["claim_token"])
+    return done is not None
+
+
+async def mark_undeliverable(conn, channel: str, address: str, error_code: str, error_message: str | None) -> None:
+    await conn.execute(
+        """INSERT INTO undeliverable_addresses (channel, address, error_code, error_message)
+           VALUES ($1, $2, $3, $4) ON CONFLICT (channel, address) DO UPDATE
+           SET error_code = EXCLUDED.error_code, error_message = EXCLUDED.error_message, created_at = now()""",
+        channel, address, error_code, error_message)

@@ -1,0 +1,52 @@
+"""Sends run independently: a hung send holds only its own conversation; a 429 pauses its sender."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+from gateway.fakes.replies import number, seed, unfinished
+from gateway.testing import wait_for
+
+
+async def _run(sender, until, timeout=30.0):
+    stop = asyncio.Event()
+    task = asyncio.create_task(sender.run(stop, poll_interval=0.05))
+    try:
+        return await wait_for(until, timeout=timeout)
+    finally:
+        stop.set()
+        await task
+
+
+async def test_a_hung_send_delays_only_its_own_conversation(pool, clean, make_sender, fake_twilio):
+    """Issue 19.3: one number that always hangs held back everyone's replies for its timeout."""
+    await seed(pool, 20, 2)
+    hung = number(1)
+    fake_twilio.hang_for(hung)
+    sender = make_sender(timeout=4.0, outbox_batch=5)
+    started = time.monotonic()
+
+    async def others_done():
+        return len([m for m in fake_twilio.accepted() if m["to"] != hung]) == 38 and time.monotonic() - started
+
+    elapsed = await _run(sender, others_done)
+    assert elapsed < 3.5, f"unrelated replies waited {elapsed:.1f} s behind a hung send"
+    assert await pool.fetchval("SELECT state FROM outbox o JOIN messages m ON m.id = o.message_id "
+                               "WHERE m.body = 'c1-2'") == "pending"    # its own next reply waits
+
+
+async def test_a_429_pauses_its_sender_for_retry_after_without_rate_limits(pool, clean, make_sender, fake_twilio):
+    """Issue 19.4: dozens more requests hit the sender inside the Retry-After window."""
+    await seed(pool, 30, 1)
+    fake_twilio.fail_next(1, http_status=429, code=20429, message="Too Many Requests", retry_after=2, after=3)
+    sender = make_sender(outbox_concurrency=2)   # rate limits off (the default)
+
+    async def done():
+        return await unfinished(pool) == 0
+
+    await _run(sender, done)
+    throttled_at = next(r.at for r in fake_twilio.requests if r.status == 429)
+    inside = [r.at - throttled_at for r in fake_twilio.requests if 0 < r.at - throttled_at < 1.9]
+    # at most the other sends already in flight when the 429 came back may land inside the window
+    assert len(inside) <= 1, inside
+    assert len(fake_twilio.accepted()) == 30
