@@ -215,7 +215,8 @@ async def start_smtp_listener(rt):
             log.warning("inbound mail refused by the database", error=type(exc).__name__)
             raise PayloadError("the message cannot be stored") from None
 
-    server = InboundSmtpServer(on_message, hostname=s.smtp_listen_host, port=s.smtp_listen_port)
+    server = InboundSmtpServer(on_message, hostname=s.smtp_listen_host, port=s.smtp_listen_port,
+                               max_connections=s.smtp_listen_max_connections)
     port = await server.start()
     log.info("inbound SMTP listening", host=s.smtp_listen_host, port=port)
     return server.stop

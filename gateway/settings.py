@@ -71,6 +71,7 @@ class Settings:
     email_reply_domain: str | None = None
     smtp_listen_port: int | None = None
     smtp_listen_host: str = "127.0.0.1"
+    smtp_listen_max_connections: int = 16   # SMTP sessions at once (each may hold a 25 MiB message)
     email_webhook_key: str | None = None
     email_reply_ceiling: int = 5          # automatic email replies per conversation per hour
     email_max_bytes: int = 30 * 1024 * 1024   # an inbound email webhook post that carries the key
@@ -297,6 +298,7 @@ ENV: dict[str, tuple[str, object]] = {
     "GATEWAY_EMAIL_REPLY_DOMAIN": ("email_reply_domain", _str),
     "GATEWAY_SMTP_LISTEN_PORT": ("smtp_listen_port", _port),
     "GATEWAY_SMTP_LISTEN_HOST": ("smtp_listen_host", _str),
+    "GATEWAY_SMTP_LISTEN_MAX_CONNECTIONS": ("smtp_listen_max_connections", _int),
     "GATEWAY_EMAIL_WEBHOOK_KEY": ("email_webhook_key", _str),
     "GATEWAY_EMAIL_REPLY_CEILING": ("email_reply_ceiling", _int),
     "GATEWAY_EMAIL_MAX_BYTES": ("email_max_bytes", _int),
@@ -393,6 +395,8 @@ def validate(s: Settings) -> Settings:
         raise SettingsError("GATEWAY_MAX_BODY_BYTES must be at least 1024")
     if s.email_max_bytes < s.max_body_bytes:
         raise SettingsError("GATEWAY_EMAIL_MAX_BYTES must be at least GATEWAY_MAX_BODY_BYTES")
+    if s.smtp_listen_max_connections < 1:
+        raise SettingsError("GATEWAY_SMTP_LISTEN_MAX_CONNECTIONS must be at least 1")
     if s.email_large_bodies < 1:
         raise SettingsError("GATEWAY_EMAIL_LARGE_BODIES must be at least 1")
     if not s.fetch_schemes or not set(s.fetch_schemes) <= {"http", "https"}:

@@ -19,14 +19,16 @@ log = structlog.get_logger(__name__)
 
 OnMessage = Callable[[bytes, str, list[str]], Awaitable[None]]
 MAX_MESSAGE_SIZE = 25 * 1024 * 1024
+MAX_CONNECTIONS = 16
 
 
 class InLoopSmtpServer:
     """Runs aiosmtpd's SMTP protocol with `loop.create_server`; `start()` returns the bound port."""
 
     def __init__(self, handler: Any, *, hostname: str = "127.0.0.1", port: int = 0,
-                 server_name: str = "localhost", **smtp_options: Any):
+                 server_name: str = "localhost", max_connections: int = MAX_CONNECTIONS, **smtp_options: Any):
         self.handler = handler
+        self.max_connections = max_connections
         self.hostname = hostname
         self.port = port
         # server_name avoids aiosmtpd's socket.getfqdn(), which can stall on a broken resolver.
@@ -37,6 +39,7 @@ class InLoopSmtpServer:
     def _protocol(self) -> SMTP:
         smtp = _TrackedSMTP(self.handler, loop=asyncio.get_running_loop(), **self._smtp_options)
         smtp.connections = self._connections
+        smtp.max_connections = self.max_connections
         return smtp
 
     async def start(self) -> int:
@@ -65,12 +68,21 @@ class InLoopSmtpServer:
 
 class _TrackedSMTP(SMTP):
     connections: set[SMTP]
+    max_connections: int
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if len(self.connections) >= self.max_connections:
+            # Each session may carry a message of up to max_message_size in memory: a few at a
+            # time. 421 is a temporary refusal, so the sending MTA retries later.
+            transport.write(b"421 4.3.2 Too many connections, try again later\r\n")  # type: ignore[attr-defined]
+            transport.close()
+            return
         self.connections.add(self)
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self not in self.connections:
+            return   # refused in connection_made: the protocol never started
         self.connections.discard(self)
         super().connection_lost(error)
 
@@ -118,6 +130,7 @@ class InboundSmtpServer(InLoopSmtpServer):
 
     def __init__(self, on_message: OnMessage, *, hostname: str = "127.0.0.1", port: int,
                  max_message_size: int = MAX_MESSAGE_SIZE, server_name: str = "localhost",
-                 accept_recipient: Callable[[str], bool] | None = None):
+                 accept_recipient: Callable[[str], bool] | None = None, max_connections: int = MAX_CONNECTIONS):
         super().__init__(_DeliveryHandler(on_message, accept_recipient), hostname=hostname, port=port,
-                         server_name=server_name, data_size_limit=max_message_size)
+                         server_name=server_name, max_connections=max_connections,
+                         data_size_limit=max_message_size)
