@@ -12,6 +12,7 @@ from aiohttp import web
 from gateway import routing, thread
 from gateway.http import inbox_admin, inbox_contacts, stream
 from gateway.http import inbox_schemas as S
+from gateway.http.access import principal
 from gateway.http.errors import ApiError
 from gateway.http.inbox_common import (ACT, READ, bad, body, id_field, parse_time, path_id, q_bool,
                                        q_choice, q_int, q_text, respond, storable, text_field, transaction)
@@ -266,6 +267,18 @@ async def hand_back(request: web.Request) -> web.Response:
         return respond(await _detail(tx, cid))
 
 
+@operation("The bot flows and their states, for a hand-back (empty when this gateway runs without bot flows)",
+           roles=READ, responses={200: S.FLOWS})
+async def list_flows(request: web.Request) -> web.Response:
+    await principal(request, *READ)
+    handler = request.app[RUNTIME].flow_handler
+    flows = handler.registry.current_versions() if handler is not None else []
+    return respond({"default": handler.registry.default_flow if handler is not None else None, "flows": [
+        {"name": f.name, "version": f.version, "start": f.start,
+         "states": [{"name": st.name, "description": st.description, "final": st.final}
+                    for st in f.states.values()]} for f in flows]})
+
+
 def _labels(data: dict, name: str) -> list[str]:
     raw = data.get(name) or []
     if not isinstance(raw, list) or len(raw) > 50 or not all(isinstance(x, str) and 0 < len(x.strip()) <= 50
@@ -318,6 +331,7 @@ def register(app: web.Application) -> None:
     r.add_post(base + "/{id}/handback", hand_back)
     r.add_post(base + "/{id}/labels", labels)
     r.add_post(base + "/{id}/typing", typing)
+    r.add_get("/api/v1/flows", list_flows)
     inbox_contacts.register(app)
     inbox_admin.register(app)
     stream.register(app)  # the snooze timer handler is registered by gateway.inbox.plugin

@@ -81,6 +81,8 @@ async def test_two_agents_work_a_conversation_in_headless_chromium(browser_ready
                               {"name": "Ana", "email": "ana@example.com", "password": PASSWORD, "role": "admin"})
             ben = await admin(http, url, "POST", "/api/v1/agents",
                               {"name": "Ben", "email": "ben@example.com", "password": PASSWORD})
+            await admin(http, url, "POST", "/api/v1/canned-responses",
+                        {"short_code": "thanks", "body": "Thanks for your patience!"})
             accounts = {"admin": {**ana, "password": PASSWORD}, "agent": {**ben, "password": PASSWORD}}
             info: dict = {}
             sent: list = []
@@ -122,6 +124,8 @@ async def test_two_agents_work_a_conversation_in_headless_chromium(browser_ready
     assert await pool.fetchval("SELECT count(*) FROM messages WHERE body = $1", info["reply"]) == 1
     note = await pool.fetchrow("SELECT kind, direction FROM messages WHERE body = $1", info["note"])
     assert (note["kind"], note["direction"]) == ("note", "internal")
+    assert result["canned"] == "Thanks for your patience!"
+    assert await pool.fetchval("SELECT labels FROM conversations WHERE id = $1", info["conversation_id"]) == ["vip"]
     assert result["csrf"] == {"status": 403, "code": "csrf_failed"}
     assert await pool.fetchval("SELECT count(*) FROM messages WHERE body = 'forged'") == 0
     assert await pool.fetchval("SELECT status FROM conversations WHERE id = $1", info["conversation_id"]) == "resolved"

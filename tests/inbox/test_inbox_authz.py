@@ -37,6 +37,7 @@ MATRIX = [
     ("GET", "/api/v1/contacts/{p}/export", None, ADMIN),
     ("POST", "/api/v1/contacts/{p3}/erase", None, ADMIN),
     ("GET", "/api/v1/search?q=hello", None, READ),
+    ("GET", "/api/v1/flows", None, READ),
     ("GET", "/api/v1/agents", None, READ),
     ("POST", "/api/v1/agents", {"name": "zed"}, ADMIN),
     ("PATCH", "/api/v1/agents/{a}", {"capacity": 3}, ADMIN),

@@ -8,7 +8,7 @@ import { renderAdmin } from "./admin.js";
 import { renderDashboard } from "./dashboard.js";
 
 const root = document.getElementById("app");
-const app = { me: null, feed: null, inbox: null, teams: [], agents: [], presence: "online", heartbeat: null };
+const app = { me: null, feed: null, inbox: null, teams: [], agents: [], flows: { default: null, flows: [] }, presence: "online", heartbeat: null };
 
 function applyTheme(theme) {
   if (theme) document.documentElement.dataset.theme = theme;
@@ -154,9 +154,10 @@ function notifyAssignment(event) {
 
 async function loadDirectory() {
   try {
-    const [teams, agents] = await Promise.all([api("GET", "/teams"), api("GET", "/agents")]);
+    const [teams, agents, flows] = await Promise.all([api("GET", "/teams"), api("GET", "/agents"), api("GET", "/flows")]);
     app.teams = teams;
     app.agents = agents;
+    app.flows = flows;
   } catch (err) {
     if (err.status !== 401) toast(`Could not load teams and agents: ${err.message}`, "error");
   }

@@ -156,6 +156,9 @@ export class Conversation {
           c.snoozed_until ? h("span", {}, `Snoozed until ${when(c.snoozed_until)}`) : null,
           c.labels.map((l) => h("span", { class: "label" }, l)))));
     this.head.querySelector(".back").addEventListener("click", () => { location.hash = "#/inbox"; });
+    const toggle = h("button", { type: "button", class: "actions-toggle", "aria-expanded": String(this.actions.classList.contains("open")) }, "Actions");
+    toggle.addEventListener("click", () => toggle.setAttribute("aria-expanded", String(this.actions.classList.toggle("open"))));
+    this.head.append(toggle);
     this.renderActions();
     if (this.onChange) this.onChange(c);
   }
@@ -205,8 +208,12 @@ export class Conversation {
     tomorrow.setMinutes(tomorrow.getMinutes() - tomorrow.getTimezoneOffset());
     until.value = tomorrow.toISOString().slice(0, 16);
     const csat = h("input", { type: "checkbox", "aria-label": "Ask the satisfaction survey", "data-testid": "resolve-csat" });
-    const state = h("input", { type: "text", list: `states-${this.id}`, placeholder: "flow state", size: 10,
-      "aria-label": "Flow state to hand back to", value: c.flow_state || "start" });
+    const flows = (this.app.flows && this.app.flows.flows) || [];
+    const current = flows.find((f) => f.name === c.flow_name) || flows.find((f) => f.name === this.app.flows.default) || flows[0];
+    const state = h("select", { "aria-label": "Flow state to hand back to", "data-testid": "handback-state" },
+      flows.map((f) => h("optgroup", { label: f.name }, f.states.filter((st) => !st.final).map((st) =>
+        h("option", { value: `${f.name}:${st.name}`, selected: f === current && st.name === (c.flow_state || f.start),
+          title: st.description || "" }, st.name)))));
     replace(this.actions,
       !c.assignee_id && me.agent_id ? this.button("Claim", "action-claim", () => this.act("claim"), { class: "primary" }) : null,
       assign,
@@ -216,8 +223,11 @@ export class Conversation {
         ? this.button("Reopen", "action-reopen", () => this.act("reopen"))
         : h("span", { class: "group" }, h("label", { class: "inline" }, csat, "survey"),
           this.button("Resolve", "action-resolve", () => this.act("resolve", { csat: csat.checked }), { class: "primary" })),
-      h("span", { class: "group" }, state, h("datalist", { id: `states-${this.id}` }, h("option", { value: "start" })),
-        this.button("Hand back to bot", "action-handback", () => this.act("handback", { flow_state: state.value.trim() }))));
+      h("span", { class: "group" }, flows.length ? state : null,
+        this.button("Hand back to bot", "action-handback", () => {
+          const [flow, ...rest] = state.value.split(":");
+          return this.act("handback", { flow_name: flow, flow_state: rest.join(":") });
+        }, { disabled: !flows.length, title: flows.length ? "The bot picks up at the chosen state" : "No bot flows run here" })));
   }
 
   // -- the composer -------------------------------------------------------------------------

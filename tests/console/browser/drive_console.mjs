@@ -101,6 +101,17 @@ try {
   await a.getByTestId("composer-input").press("Enter");
   await a.locator("[data-testid=message].note", { hasText: info.note }).waitFor(T);
   mark("note");
+
+  await a.getByLabel("Add a label").fill("vip");
+  await a.getByLabel("Add a label").press("Enter");
+  await a.locator("[data-testid=label-remove]", { hasText: "vip" }).waitFor(T);
+  await a.getByTestId("note-toggle").click();                  // back to replies
+  await a.getByTestId("composer-input").fill("/than");         // canned responses by short code
+  await a.locator(".canned li", { hasText: "/thanks" }).waitFor(T);
+  await a.getByTestId("composer-input").press("Enter");
+  result.canned = await a.getByTestId("composer-input").inputValue();
+  await a.getByTestId("composer-input").fill("");
+  mark("label-and-canned");
   await a.screenshot({ path: `${shots}/console-conversation.png` });
 
   result.csrf = await a.evaluate(async (cid) => {
