@@ -71,14 +71,22 @@ export class Conversation {
       h("div", { class: "msg-meta" }, channelIcon(m.channel), h("span", { class: "author" }, author),
         h("time", { datetime: m.created_at, title: when(m.created_at) }, new Date(m.created_at).toLocaleTimeString()),
         m.direction === "out" ? h("span", { class: `status st-${m.status}`, "data-testid": "message-status",
-          title: m.error_message || "" }, m.status) : null),
+          title: m.error_message || "" }, m.status) : null,
+        m.sender_verified === false ? h("span", { class: "unverified", "data-testid": "sender-unverified",
+          title: "SPF/DKIM/DMARC did not authenticate this sender: anyone could have written this From address" },
+          "unverified sender") : null),
       m.body ? h("div", { class: "body" }, m.body) : null,
       atts.length ? h("div", { class: "atts" }, atts) : null);
   }
 
   attachment(m, a, i) {
-    const url = `/api/v1/conversations/${this.id}/messages/${m.id}/attachments/${i}`;
     const name = a.filename || a.content_type || `attachment ${i + 1}`;
+    if (m.direction !== "in" && a.url && !a.content_ref) {
+      // a link an agent or flow attached: the gateway never fetches it, so open it where it is
+      return h("a", { href: a.url, target: "_blank", rel: "noopener noreferrer", class: "att-file",
+        "data-testid": "attachment" }, icon("clip"), h("span", { class: "att-name" }, name));
+    }
+    const url = `/api/v1/conversations/${this.id}/messages/${m.id}/attachments/${i}`;
     if ((a.content_type || "").startsWith("image/") && a.content_type !== "image/svg+xml") {
       return h("a", { href: url, target: "_blank", rel: "noopener", class: "att-img" },
         h("img", { src: url, alt: name, loading: "lazy" }), h("span", { class: "att-name" }, name));
