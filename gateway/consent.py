@@ -44,6 +44,15 @@ async def set_consent(conn: asyncpg.Connection, *, kind: str, address: str, chan
         kind, address, channel, purpose, granted, source)
 
 
+async def contact_consents(conn: asyncpg.Connection, contact_id: int) -> list[dict]:
+    """What every address of a contact has agreed to, per channel and purpose (latest answer)."""
+    rows = await conn.fetch(
+        """SELECT c.address_kind, c.address, c.channel, c.purpose, c.granted, c.source, c.updated_at
+           FROM consents c JOIN identities i ON i.kind = c.address_kind AND i.address = c.address
+           WHERE i.contact_id = $1 ORDER BY c.channel, c.purpose, c.address""", contact_id)
+    return [dict(r) for r in rows]
+
+
 def _reason(suppressed: bool, revoked: set[str], purpose: str) -> str | None:
     if suppressed:
         return "suppressed"

@@ -109,6 +109,9 @@ AGENT_PATCH = obj(None, name={"type": "string", "minLength": 1, "maxLength": 200
                   capacity={"type": "integer", "minimum": 0, "maximum": 1000}, team_ids=array(ID, maxItems=100),
                   active=BOOL, role={"type": "string", "enum": ["agent", "admin"]})
 INVITE = obj(["invite_url"], invite_url=STR)
+CONSENTS = obj(["consents"], consents=array(obj(
+    ["address_kind", "address", "channel", "purpose", "granted"], address_kind=STR, address=STR, channel=STR,
+    purpose=STR, granted=BOOL, source=N_STR, updated_at=TIME)))
 FLOWS = obj(["default", "flows"], default=N_STR, flows=array(obj(
     ["name", "version", "start", "states"], name=STR, version=STR, start=STR,
     states=array(obj(["name"], name=STR, description=N_STR, final=BOOL)))))

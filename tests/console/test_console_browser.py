@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
 import pytest
 from console_support import PASSWORD, admin
 
-from gateway import auth
+from gateway import auth, thread
 from gateway.fakes.twilio import FakeTwilio
 from gateway.simulate_providers import post_twilio_inbound, twilio_inbound_params
 from gateway.testing import drive_browser, ensure_browser, running_gateway, wait_for
@@ -68,6 +69,39 @@ async def _customer_writes(url: str, fake: FakeTwilio, pool) -> dict:
             "reply": "Sorry about that, Eve. The parcel left today.", "note": "VIP customer: refund if late"}
 
 
+async def _last_week(pool, agent_id: int) -> None:
+    """Six earlier days of resolved work (for the dashboard screenshot): SQL, then backdated."""
+    channels = ("sms", "whatsapp", "email", "webchat")
+    async with pool.acquire() as conn, conn.transaction():
+        for day in range(1, 7):
+            for n in range(3 + day % 3):
+                channel = channels[(day + n) % len(channels)]
+                contact = await conn.fetchval("INSERT INTO contacts (name) VALUES ($1) RETURNING id",
+                                              f"Past customer {day}-{n}")
+                cid = await conn.fetchval(
+                    "INSERT INTO conversations (contact_id, status, mode) VALUES ($1, 'resolved', 'agent') RETURNING id",
+                    contact)
+                for i in range(2 + n % 2):
+                    await thread.append(conn, cid, direction="in", channel=channel, body=f"question {i}",
+                                        author_type="customer", processed=True)
+                bot_only = n % 3 == 2
+                if not bot_only:
+                    await thread.append(conn, cid, direction="out", channel=channel, body="answer",
+                                        author_type="agent", author_id=agent_id, status="delivered")
+                start = timedelta(days=day)
+                await conn.execute(
+                    """UPDATE messages SET created_at = now() - $2::interval + (seq * interval '3 minutes')
+                       WHERE conversation_id = $1""", cid, start)
+                await conn.execute(
+                    """INSERT INTO episodes (conversation_id, opened_at, escalated_at, first_response_at, resolved_at,
+                           resolved_by, channel)
+                       VALUES ($1, now() - $2::interval, CASE WHEN $3 THEN NULL ELSE now() - $2::interval END,
+                               CASE WHEN $3 THEN NULL ELSE now() - $2::interval + $4::interval END,
+                               now() - $2::interval + $5::interval, $6, $7)""",
+                    cid, start, bot_only, timedelta(minutes=2 + day * 3 + n), timedelta(minutes=20 + day * 9 + n * 7),
+                    None if bot_only else agent_id, channel)
+
+
 async def test_two_agents_work_a_conversation_in_headless_chromium(browser_ready, settings, pool, clean,
                                                                    redis_client, tmp_path):
     shots = Path(os.environ.get("GATEWAY_TEST_SHOTS") or REPO / "docs")
@@ -89,8 +123,11 @@ async def test_two_agents_work_a_conversation_in_headless_chromium(browser_ready
 
             async def on_step(name: str) -> dict:
                 if name == "signed-in":       # the customer writes on three channels now
-                    info.update(await _customer_writes(url, fake, pool))
+                    info.update(await _customer_writes(url, fake, pool), agent_id=ana["id"])
                     return info
+                if name == "history":         # earlier days, for the dashboard
+                    await _last_week(pool, info["agent_id"])
+                    return {}
                 assert name == "replied"      # the fake provider got the reply: it reports delivery
 
                 async def received():

@@ -32,6 +32,7 @@ MATRIX = [
     ("POST", "/api/v1/conversations/{c}/handback", {"flow_state": "start"}, ACT),
     ("POST", "/api/v1/conversations/{c}/team", {"team_id": "{t}"}, ACT),
     ("GET", "/api/v1/contacts/{p}", None, READ),
+    ("GET", "/api/v1/contacts/{p}/consent", None, READ),
     ("PATCH", "/api/v1/contacts/{p}", {"attributes": {"a": "b"}}, ACT),
     ("POST", "/api/v1/contacts/{p}/merge", {"contact_id": "{p2}"}, ACT),
     ("GET", "/api/v1/contacts/{p}/export", None, ADMIN),

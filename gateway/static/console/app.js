@@ -76,6 +76,7 @@ function inviteView(token) {
 function signedOut(notice) {
   if (app.feed) app.feed.stop();
   clearInterval(app.heartbeat);
+  clearInterval(app.sessionCheck);
   app.me = null;
   app.feed = null;
   app.inbox = null;
@@ -217,9 +218,16 @@ async function start() {
     await setPresence(localStorage.getItem("console.presence") || "online");
     app.heartbeat = setInterval(() => app.feed && app.feed.send({ type: "heartbeat", presence: app.presence }), 30000);
   }
+  // a session can end elsewhere (signed out in another tab, deactivated): notice within a minute
+  // even when idle; the feed's socket is closed by the server sooner when it re-checks rights
+  app.sessionCheck = setInterval(() => api("GET", "/me").catch(() => {}), 60000);
   if (!location.hash.startsWith("#/")) location.hash = "#/inbox";
   route();
 }
+
+document.addEventListener("visibilitychange", () => {
+  if (app.me && document.visibilityState === "visible") api("GET", "/me").catch(() => {});
+});
 
 window.addEventListener("hashchange", route);
 document.addEventListener("keydown", shortcuts);

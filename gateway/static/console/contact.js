@@ -20,6 +20,8 @@ export async function renderContact(panel, app, conv) {
     h("p", { class: "muted" }, `One thread across channels; ${conv.episodes} episode${conv.episodes === 1 ? "" : "s"}`,
       conv.episode && conv.episode.escalation_reason ? `; escalated: ${conv.episode.escalation_reason}` : ""),
   ];
+  const consents = h("ul", { class: "plain consents" }, h("li", { class: "muted" }, "loading…"));
+  sections.push(h("h4", {}, "Consent"), consents);
   const events = h("ul", { class: "plain events" }, h("li", { class: "muted" }, "loading…"));
   sections.push(h("h4", {}, "Recent events (journeys react to these)"), events);
   if (app.me.role === "admin") {
@@ -42,6 +44,13 @@ export async function renderContact(panel, app, conv) {
     sections.push(h("h4", {}, "Data rights"), h("div", { class: "row" }, exp, erase));
   }
   replace(panel, sections);
+  try {
+    const found = await api("GET", `/contacts/${contact.id}/consent`);
+    replace(consents, found.consents.length ? found.consents.map((c) => h("li", { "data-testid": "consent" },
+      h("span", { class: `badge ${c.granted ? "status-open" : "st-failed"}` }, c.granted ? "yes" : "no"), " ",
+      `${c.channel} · ${c.purpose}`, h("span", { class: "muted" }, ` (${c.source || "unknown source"}, ${when(c.updated_at)})`)))
+      : h("li", { class: "muted" }, "nothing recorded (transactional messages only)"));
+  } catch { replace(consents, h("li", { class: "muted" }, "not available")); }
   try {
     const found = await api("GET", "/events", { query: { contact_id: contact.id, limit: 10 } });
     replace(events, found.events.length ? found.events.map((e) => h("li", {}, h("strong", {}, e.name), " ", h("span", { class: "muted" }, when(e.occurred_at))))

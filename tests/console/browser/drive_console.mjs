@@ -125,10 +125,13 @@ try {
   await a.getByTestId("conversation-status").filter({ hasText: "resolved" }).waitFor(T);
   mark("resolved");
 
+  await ask("history");
+  await a.setViewportSize({ width: 1280, height: 1160 });     // the whole dashboard in one picture
   await a.goto(`${base}/console#/dashboard`);
   await a.locator("figure.chart").nth(3).waitFor(T);
   result.charts = await a.locator("figure.chart figcaption").allTextContents();
-  await a.screenshot({ path: `${shots}/console-dashboard.png`, fullPage: true });
+  await a.screenshot({ path: `${shots}/console-dashboard.png` });
+  await a.setViewportSize({ width: 1280, height: 800 });
   mark("dashboard");
 
   await a.goto(`${base}/console#/admin/agents`);

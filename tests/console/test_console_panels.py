@@ -1,0 +1,45 @@
+"""What the console's panels read besides the inbox: the bot flows and their states (hand-back
+picker), a contact's consent per channel and purpose (contact panel)."""
+from __future__ import annotations
+
+import aiohttp
+from console_support import admin
+
+from gateway import consent
+from gateway.testing import running_gateway
+
+
+async def test_flows_list_the_states_a_hand_back_can_pick(settings, pool, clean, redis_client):
+    async with running_gateway(settings.with_(default_handler="flow"), roles=("http",)) as (rt, url), \
+            aiohttp.ClientSession() as http:
+        found = await admin(http, url, "GET", "/api/v1/flows")
+    flows = {f["name"]: f for f in found["flows"]}
+    assert found["default"] == "support" and "support" in flows
+    support = flows["support"]
+    names = [st["name"] for st in support["states"]]
+    assert support["start"] in names and len(names) == len(set(names)) > 1
+
+
+async def test_without_bot_flows_there_is_nothing_to_hand_back_to(settings, pool, clean, redis_client):
+    async with running_gateway(settings.with_(default_handler="agent"), roles=("http",)) as (rt, url), \
+            aiohttp.ClientSession() as http:
+        assert await admin(http, url, "GET", "/api/v1/flows") == {"default": None, "flows": []}
+
+
+async def test_contact_consent_per_channel_and_purpose_on_each_address(settings, pool, clean, redis_client):
+    contact = await pool.fetchval("INSERT INTO contacts (name) VALUES ('Ana') RETURNING id")
+    other = await pool.fetchval("INSERT INTO contacts (name) VALUES ('Bo') RETURNING id")
+    await pool.execute("""INSERT INTO identities (contact_id, kind, address) VALUES ($1, 'phone', '+14155550100'),
+                          ($1, 'email', 'ana@example.com'), ($2, 'phone', '+14155550199')""", contact, other)
+    async with pool.acquire() as conn:
+        await consent.set_consent(conn, kind="phone", address="+14155550100", channel="sms", purpose="all",
+                                  granted=False, source="keyword STOP")
+        await consent.set_consent(conn, kind="email", address="ana@example.com", channel="email",
+                                  purpose="marketing", granted=True, source="signup form")
+        await consent.set_consent(conn, kind="phone", address="+14155550199", channel="sms", purpose="all",
+                                  granted=False, source="keyword STOP")
+    async with running_gateway(settings, roles=("http",)) as (rt, url), aiohttp.ClientSession() as http:
+        found = await admin(http, url, "GET", f"/api/v1/contacts/{contact}/consent")
+        assert await admin(http, url, "GET", "/api/v1/contacts/999999/consent", expect=404)
+    assert [(c["channel"], c["purpose"], c["granted"], c["source"]) for c in found["consents"]] == [
+        ("email", "marketing", True, "signup form"), ("sms", "all", False, "keyword STOP")]
