@@ -119,6 +119,7 @@ class Settings:
     # Operations and rights
     metrics_token: str | None = None      # /metrics wants `Authorization: Bearer <it>` when set
     metrics_cache_seconds: float = 15.0   # the database-derived gauges are recounted at most this often
+    rights_recheck_seconds: float = 30.0  # open sockets re-check their rights at least this often (<= 60)
     redis_max_connections: int = 200      # per process, per pool; callers wait for a free one
     redis_pool_timeout: float = 10.0      # seconds a caller waits for a free Redis connection
 
@@ -336,6 +337,7 @@ ENV: dict[str, tuple[str, object]] = {
     "GATEWAY_RECLAIM_IDLE_MS": ("reclaim_idle_ms", _int),
     "GATEWAY_METRICS_TOKEN": ("metrics_token", _str),
     "GATEWAY_METRICS_CACHE_SECONDS": ("metrics_cache_seconds", _float),
+    "GATEWAY_RIGHTS_RECHECK_SECONDS": ("rights_recheck_seconds", _float),
     "GATEWAY_REDIS_MAX_CONNECTIONS": ("redis_max_connections", _int),
     "GATEWAY_REDIS_POOL_TIMEOUT": ("redis_pool_timeout", _float),
 }
@@ -374,6 +376,8 @@ def validate(s: Settings) -> Settings:
                             "(webhooks cannot be verified without it)")
     if s.smtp_host and not s.email_from:
         raise SettingsError("GATEWAY_EMAIL_FROM is required when GATEWAY_SMTP_HOST is set")
+    if not 0 < s.rights_recheck_seconds <= 60:
+        raise SettingsError("GATEWAY_RIGHTS_RECHECK_SECONDS must be more than 0 and at most 60")
     if s.redis_max_connections < 2:
         raise SettingsError("GATEWAY_REDIS_MAX_CONNECTIONS must be at least 2")
     if s.redis_pool_timeout <= 0 or s.metrics_cache_seconds < 0:

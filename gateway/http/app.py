@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from gateway.http import api_inbound, health
+from gateway.http import api_inbound, health, rights
 from gateway.http.errors import error_middleware
 from gateway.http.keys import RUNTIME
 from gateway.runtime import Runtime
@@ -19,6 +19,7 @@ def create_app(runtime: Runtime) -> web.Application:
     app[RUNTIME] = runtime
     app[WEBSOCKETS] = weakref.WeakSet()
     health.register(app)
+    rights.register(app)      # before the areas whose sockets re-check their rights
     app.router.add_post("/api/v1/inbound", api_inbound.post_inbound)
     for register in _route_modules():
         register(app)

@@ -21,6 +21,7 @@ from gateway.channels.webchat.hub import ChatHub, visitor_channel
 from gateway.channels.webchat.tokens import Session, TokenError, verify_session
 from gateway.http.errors import DB_UNAVAILABLE, ApiError
 from gateway.http.keys import RUNTIME
+from gateway.http.rights import RIGHTS, RightsWatch, Watcher
 from gateway.identity import AddressError
 from gateway.inputs import InputError
 from gateway.log import get_logger
@@ -63,7 +64,7 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=protocol.SOCKET_MAX_MSG)
     await ws.prepare(request)
     request.app[WEBSOCKETS].add(ws)
-    connection = ChatConnection(request.app[RUNTIME], request.app[CHAT_HUB], ws)
+    connection = ChatConnection(request.app[RUNTIME], request.app[CHAT_HUB], ws, request.app[RIGHTS])
     try:
         await connection.run(request.query)
     except DB_UNAVAILABLE as exc:
@@ -76,8 +77,11 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
 
 
 class ChatConnection:
-    def __init__(self, runtime, hub: ChatHub, ws: web.WebSocketResponse):
+    def __init__(self, runtime, hub: ChatHub, ws: web.WebSocketResponse, rights: RightsWatch | None = None):
         self.rt = runtime
+        self.rights = rights
+        self.watcher = Watcher(self._recheck, name="chat")
+        self._closing: asyncio.Task | None = None
         self.hub = hub
         self.ws = ws
         self.session: Session | None = None
@@ -99,6 +103,8 @@ class ChatConnection:
         hello = await self._authenticate(query)
         if hello is None:
             return
+        if self.rights is not None:
+            self.rights.add(self.watcher)
         await self._subscribe(visitor_channel(self.rt.keys, self.session.visitor_id))
         await self._start(hello)
         pump = asyncio.create_task(self._pump(), name="chat-pump")
@@ -115,7 +121,20 @@ class ChatConnection:
             pump.cancel()
             await asyncio.gather(pump, return_exceptions=True)
 
+    async def _recheck(self) -> None:
+        """The session's right ends with its token: an expired session's socket is closed (4401)."""
+        if self.session is not None and not self.ws.closed and self._closing is None \
+                and time.time() >= self.session.expires_at:
+            log.info("chat socket closed: session expired")
+            # not awaited here (a slow tab must not hold up other re-checks); close() waits for it
+            self._closing = asyncio.create_task(
+                self.fail("expired_token", "the chat session expired; start a new one", CLOSE_UNAUTHORIZED))
+
     async def close(self) -> None:
+        if self.rights is not None:
+            self.rights.discard(self.watcher)
+        if self._closing is not None:
+            await asyncio.gather(self._closing, return_exceptions=True)
         for channel in self._subscribed:
             await self.hub.unsubscribe(channel, self.events.put_nowait)
         self._subscribed.clear()

@@ -129,7 +129,7 @@ async def patch_agent(request: web.Request) -> web.Response:
 
 
 @operation("Create an API token for an agent (shown once)", roles=ADMIN, request=S.TOKEN_BODY,
-           request_required=False, responses={201: S.TOKEN})
+           request_required=False, responses={201: S.TOKEN, 422: {"type": "object"}})
 async def create_agent_token(request: web.Request) -> web.Response:
     agent_id = path_id(request)
     data = await body(request, optional=True)

@@ -23,11 +23,12 @@ import asyncpg
 from aiohttp import WSMsgType, web
 
 from gateway import realtime, thread
-from gateway.http.access import authenticate_token, principal
+from gateway.http.access import authenticate_token, principal, still_allowed
 from gateway.http.errors import ApiError
 from gateway.http.inbox_common import READ, dumps
 from gateway.http.keys import RUNTIME
 from gateway.http.openapi import ERROR, Param, operation
+from gateway.http.rights import RIGHTS, Watcher
 from gateway.inbox import assignment
 from gateway.inbox.scope import Scope, scope_for
 from gateway.log import get_logger
@@ -55,9 +56,11 @@ class Subscriber:
     queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
     watermark: tuple[int, int] = (0, 0)     # events at or below were already sent (replay)
     overflowed: bool = False
+    revoked: bool = False                   # rights ended: nothing more is queued
+    closing: asyncio.Task | None = None     # the close handshake a re-check started
 
     def offer(self, entry_id: str, event: dict, visibility: dict) -> None:
-        if self.overflowed or _id_tuple(entry_id) <= self.watermark or not visible(self.scope, event, visibility):
+        if self.revoked or self.overflowed or _id_tuple(entry_id) <= self.watermark or not visible(self.scope, event, visibility):
             return
         try:
             self.queue.put_nowait((entry_id, event))
@@ -203,6 +206,10 @@ async def stream(request: web.Request) -> web.StreamResponse:
     sub = Subscriber(scope)
     hub = request.app[FEED_HUB]
     hub.subscribers.add(sub)
+    watch = request.app[RIGHTS]
+    watcher = Watcher(lambda: _recheck(rt, ws, who, sub), agent_id=who.agent_id, token_id=who.token_id,
+                      name="agent-stream")
+    watch.add(watcher)
     await ws.prepare(request)
     from gateway.http.app import WEBSOCKETS
 
@@ -218,13 +225,42 @@ async def stream(request: web.Request) -> web.StreamResponse:
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
                 continue
-            await _client_message(rt, ws, who, scope, msg.data)
+            await _client_message(rt, ws, who, sub.scope, msg.data)
     finally:
+        watch.discard(watcher)
+        if sub.closing is not None:
+            await asyncio.gather(sub.closing, return_exceptions=True)
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sender
         hub.subscribers.discard(sub)
     return ws
+
+
+CLOSE_REVOKED = 4401
+
+
+async def _recheck(rt, ws: web.WebSocketResponse, who, sub: Subscriber) -> None:
+    """The socket's rights now: closed when they ended, re-scoped when the agent's teams changed."""
+    if ws.closed:
+        return
+    async with rt.pool.acquire(timeout=5) as conn:
+        allowed = await still_allowed(conn, who)
+        scope = await scope_for(conn, who) if allowed else None
+    if not allowed:
+        log.info("agent stream closed: rights ended", agent_id=who.agent_id, token_id=who.token_id)
+        sub.revoked = True
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.send_str(dumps({"type": "revoked", "reason": "the token was revoked or the agent deactivated"}))
+        # not awaited here (a slow client must not hold up other sockets' re-checks): the handler
+        # waits for the handshake before it returns
+        sub.closing = asyncio.create_task(ws.close(code=CLOSE_REVOKED, message=b"revoked"))
+    elif scope != sub.scope:
+        sub.scope = scope
+        while not sub.queue.empty():    # queued under the old scope: the client refetches instead
+            sub.queue.get_nowait()
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.send_str(dumps({"type": "refetch", "reason": "what you may see changed"}))
 
 
 async def _send_loop(ws: web.WebSocketResponse, sub: Subscriber) -> None:
@@ -236,6 +272,8 @@ async def _send_loop(ws: web.WebSocketResponse, sub: Subscriber) -> None:
             entry_id, event = await asyncio.wait_for(sub.queue.get(), 1.0)
         except asyncio.TimeoutError:
             continue
+        if sub.revoked:
+            return
         await ws.send_str(dumps({**event, "id": entry_id}))
 
 

@@ -107,3 +107,116 @@ async def test_events_follow_the_contacts_visibility_rule(gw):
         assert status == 200 and data["events"][0]["properties"] == {"card_last4": "4242"}
     # a scoped integration token is still not an inbox reader
     assert (await api.call("GET", f"/api/v1/conversations/{theirs['conversation_id']}", reader))[0] == 403
+
+
+# -- open sockets: re-checked at once on an announcement, and at least every RIGHTS_RECHECK_SECONDS --
+
+async def _gateway(settings, pool, **changes):
+    import contextlib
+
+    import aiohttp
+
+    from gateway.testing import running_gateway
+    from inbox_support import Api
+
+    stack = contextlib.AsyncExitStack()
+    rt, url = await stack.enter_async_context(running_gateway(settings.with_(**changes)))
+    http = await stack.enter_async_context(aiohttp.ClientSession())
+    return stack, rt, Api(http, url, pool)
+
+
+async def _stream(api, token):
+    ws = await api.http.ws_connect(f"{api.url}/api/v1/stream", headers={"Authorization": f"Bearer {token}"})
+    assert (await ws.receive_json(timeout=10))["type"] == "hello"
+    return ws
+
+
+async def _until_closed(ws, timeout: float) -> tuple[list[dict], int]:
+    """Frames until the server closes the socket, and the code of its close frame (AssertionError if
+    it stays open `timeout` s)."""
+    import asyncio
+
+    import aiohttp
+
+    frames = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        left = deadline - asyncio.get_running_loop().time()
+        assert left > 0, f"socket still open; got {frames}"
+        try:
+            msg = await ws.receive(timeout=left)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"socket still open; got {frames}") from None
+        if msg.type == aiohttp.WSMsgType.TEXT:
+            frames.append(msg.json())
+        elif msg.type == aiohttp.WSMsgType.CLOSE:
+            return frames, msg.data
+        elif msg.type in (aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+            return frames, ws.close_code
+
+
+async def test_revocation_and_deactivation_close_open_streams_at_once(settings, pool, inbox_clean, redis_client):
+    # the periodic re-check is at its slowest: only the announcement can close within the timeout
+    stack, rt, api = await _gateway(settings, pool, rights_recheck_seconds=60)
+    async with stack:
+        agent_id, token = await api.agent("ann")
+        ws = await _stream(api, token)
+        token_id = (await api.ok("GET", "/api/v1/me", token))["token_id"]
+        assert (await api.call("DELETE", f"/api/v1/tokens/{token_id}"))[0] == 204
+        frames, code = await _until_closed(ws, timeout=15)
+        assert code == 4401 and frames[-1]["type"] == "revoked"
+
+        other_id, other = await api.agent("ben")
+        ws1, ws2 = await _stream(api, other), await _stream(api, other)
+        _, third = await api.agent("cy")
+        bystander = await _stream(api, third)
+        await api.ok("PATCH", f"/api/v1/agents/{other_id}", json={"active": False})
+        for ws in (ws1, ws2):
+            frames, code = await _until_closed(ws, timeout=15)
+            assert code == 4401 and frames[-1]["type"] == "revoked"
+        await bystander.send_json({"type": "ping"})
+        assert (await bystander.receive_json(timeout=10))["type"] == "pong"   # others keep their socket
+        await bystander.close()
+
+
+async def test_a_right_ended_without_announcement_closes_within_the_recheck_period(settings, pool, inbox_clean,
+                                                                                    redis_client):
+    stack, rt, api = await _gateway(settings, pool, rights_recheck_seconds=1)
+    async with stack:
+        agent_id, token = await api.agent("ann")
+        ws = await _stream(api, token)
+        # another tool ended the right behind the API's back (no pub/sub announcement)
+        await api.pool.execute("UPDATE agents SET deactivated_at = now() WHERE id = $1", agent_id)
+        frames, code = await _until_closed(ws, timeout=15)
+        assert code == 4401
+
+
+async def test_a_team_change_rescopes_the_open_stream(settings, pool, inbox_clean, redis_client):
+    stack, rt, api = await _gateway(settings, pool, rights_recheck_seconds=60)
+    async with stack:
+        team_a, team_b = await api.team("a"), await api.team("b")
+        agent_id, token = await api.agent("ann", [team_a])
+        conv_a = (await seed_conversation(api.pool, "cust-a", team_id=team_a))["conversation_id"]
+        conv_b = (await seed_conversation(api.pool, "cust-b", team_id=team_b))["conversation_id"]
+        ws = await _stream(api, token)
+
+        async def notes_seen(expect_cid):
+            """Post a note in both conversations; the conversation ids the socket is told about."""
+            for cid in (conv_a, conv_b):
+                await api.ok("POST", f"/api/v1/conversations/{cid}/notes", json={"text": "n"})
+            seen, frames = set(), []
+            while expect_cid not in seen:
+                frame = await ws.receive_json(timeout=10)
+                frames.append(frame)
+                if frame.get("type") == "message.created":
+                    seen.add(frame["conversation_id"])
+            return seen, frames
+
+        seen, _ = await notes_seen(conv_a)
+        assert conv_b not in seen
+        await api.ok("PATCH", f"/api/v1/agents/{agent_id}", json={"team_ids": [team_b]})
+        while (await ws.receive_json(timeout=10))["type"] != "refetch":
+            pass
+        seen, _ = await notes_seen(conv_b)
+        assert conv_a not in seen
+        await ws.close()
