@@ -25,6 +25,11 @@ from gateway.inbox.scope import visible_conversation
 from gateway.types import Channel
 
 MAX_INDEX = 100
+# Customer files are served from our own origin, where the console's session lives: only raster
+# images are shown inline; everything else downloads, and nothing may run (sandbox, no sniffing).
+INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+SAFE_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox; default-src 'none'",
+                "Cache-Control": "private, max-age=3600"}
 
 
 def register(app: web.Application) -> None:
@@ -67,12 +72,12 @@ async def attachment(request: web.Request) -> web.Response:
                 """UPDATE messages SET content = jsonb_set(content, ARRAY['attachments', $2::text, 'content_ref'],
                        to_jsonb($3::text)) WHERE id = $1""", message_id, str(index), ref)
         blob = {"data": data, "content_type": content_type}
-    headers = {}
-    if att.get("filename"):
-        headers["Content-Disposition"] = f'attachment; filename="{_ascii(att["filename"])}"'
-    return web.Response(body=blob["data"], content_type=(blob["content_type"] or att.get("content_type")
-                                                         or "application/octet-stream").split(";")[0],
-                        headers=headers)
+    content_type = (blob["content_type"] or att.get("content_type") or "application/octet-stream").split(";")[0]
+    content_type = content_type.strip().lower() or "application/octet-stream"
+    disposition = "inline" if content_type in INLINE_TYPES else "attachment"
+    name = f'; filename="{_ascii(att["filename"])}"' if att.get("filename") else ""
+    return web.Response(body=blob["data"], content_type=content_type,
+                        headers={**SAFE_HEADERS, "Content-Disposition": disposition + name})
 
 
 async def _fetch_from_provider(request: web.Request, channel: str, att: dict) -> tuple[bytes, str | None]:

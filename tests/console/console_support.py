@@ -28,7 +28,7 @@ class Browser:
         if csrf and self.csrf:
             h["X-CSRF-Token"] = self.csrf
         async with self.http.request(method, self.url + path, json=json, headers=h) as resp:
-            data = await resp.json() if "json" in resp.headers.get("Content-Type", "") else await resp.text()
+            data = await resp.json() if "json" in resp.headers.get("Content-Type", "") else await resp.read()
             return resp.status, data, resp
 
     async def sign_in(self, email: str, password: str = PASSWORD):

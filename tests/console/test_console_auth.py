@@ -184,3 +184,34 @@ async def test_console_page_and_assets_are_served_with_a_strict_policy(console):
     for bad in ("../settings.py", "x.py", "nope.js"):
         async with http.get(f"{url}/console/static/{bad}") as resp:
             assert resp.status == 404
+
+
+async def test_customer_files_never_run_on_the_console_origin(console, pool):
+    """A customer's HTML or SVG file opened from the console must not run with the agent's session."""
+    url, http, browser = console
+    cid = await unassigned_conversation(pool)
+    files = [("page.html", "text/html", b"<script>fetch('/api/v1/tokens')</script>"),
+             ("logo.svg", "image/svg+xml", b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>"),
+             (None, "text/html; charset=utf-8", b"<script>alert(2)</script>"),
+             ("photo.png", "image/png", b"\x89PNG\r\n\x1a\n")]
+    atts = []
+    for i, (name, ctype, data) in enumerate(files):
+        await pool.execute("INSERT INTO blobs (ref, content_type, size, data) VALUES ($1, $2, $3, $4)",
+                           f"sha256:test{i}", ctype, len(data), data)
+        atts.append({"url": f"https://media.example/{i}", "content_type": ctype, "content_ref": f"sha256:test{i}",
+                     **({"filename": name} if name else {})})
+    mid = await pool.fetchval(
+        """INSERT INTO messages (conversation_id, seq, direction, channel, body, content, author_type)
+           VALUES ($1, 1, 'in', 'email', 'files', $2, 'customer') RETURNING id""", cid, {"attachments": atts})
+    await admin(http, url, "POST", "/api/v1/agents", {"email": "kit@example.com", "password": PASSWORD})
+    b = browser()
+    await b.sign_in("kit@example.com")
+    seen = []
+    for i in range(len(files)):
+        status, _, resp = await b.call("GET", f"/api/v1/conversations/{cid}/messages/{mid}/attachments/{i}")
+        assert status == 200
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert resp.headers["Content-Security-Policy"].startswith("sandbox")
+        seen.append((resp.headers["Content-Disposition"].split(";")[0], resp.content_type))
+    assert seen == [("attachment", "text/html"), ("attachment", "image/svg+xml"), ("attachment", "text/html"),
+                    ("inline", "image/png")]

@@ -87,7 +87,7 @@ export class Conversation {
         "data-testid": "attachment" }, icon("clip"), h("span", { class: "att-name" }, name));
     }
     const url = `/api/v1/conversations/${this.id}/messages/${m.id}/attachments/${i}`;
-    if ((a.content_type || "").startsWith("image/") && a.content_type !== "image/svg+xml") {
+    if (["image/png", "image/jpeg", "image/gif", "image/webp"].includes((a.content_type || "").toLowerCase())) {
       return h("a", { href: url, target: "_blank", rel: "noopener", class: "att-img" },
         h("img", { src: url, alt: name, loading: "lazy" }), h("span", { class: "att-name" }, name));
     }
