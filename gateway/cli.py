@@ -95,7 +95,7 @@ def cmd_migrate(args, settings: Settings) -> int:
     from gateway import db
 
     with infrastructure(settings) as settings:
-        applied = asyncio.run(db.migrate_dsn(settings.database_url))
+        applied = asyncio.run(db.migrate_dsn(settings.session_database_url, pooler=settings.database_pooler))
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
     return 0
 
@@ -104,10 +104,10 @@ def cmd_tokens(args, settings: Settings) -> int:
     from gateway import auth, db
 
     async def go():
-        pool = await db.create_pool(settings.database_url, min_size=1, max_size=2)
+        await db.migrate_dsn(settings.session_database_url, pooler=settings.database_pooler)
+        pool = await db.create_pool(settings.database_url, min_size=1, max_size=2, pooler=settings.database_pooler)
         try:
             async with pool.acquire() as conn:
-                await db.migrate(conn)
                 if args.tokens_cmd == "create":
                     token_id, token = await auth.create_token(conn, name=args.name, role=args.role,
                                                               agent_id=args.agent_id)

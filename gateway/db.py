@@ -1,8 +1,15 @@
 """PostgreSQL access: the pool (JSON codecs registered once) and the migration runner.
 
 Migrations are plain numbered SQL files in `migrations/` (`0001_name.sql`); applied versions are
-recorded in `schema_migrations`. A session-level advisory lock makes concurrent starts (several
-`gateway api`/`gateway worker` processes) apply each file exactly once.
+recorded in `schema_migrations`. Each file is applied in its own transaction under a
+transaction-level advisory lock, so concurrent starts (several `gateway api`/`gateway worker`
+processes) apply it exactly once, on a direct connection and behind PgBouncer alike.
+
+Behind PgBouncer in transaction mode (`GATEWAY_DATABASE_POOLER=transaction`) a server connection
+belongs to a client only for one transaction: nothing may outlive a transaction (no prepared
+statement cache, no session advisory lock, no LISTEN, no session SET). `pool_options` turns off what
+asyncpg would otherwise keep per session; work that wants a session uses
+`Settings.session_database_url` (`GATEWAY_DATABASE_DIRECT_URL` when set).
 """
 from __future__ import annotations
 
@@ -37,10 +44,23 @@ def _dumps(value) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20, **kwargs) -> asyncpg.Pool:
+POOLERS = ("none", "transaction")
+
+
+def pool_options(pooler: str = "none") -> dict:
+    """asyncpg options for the way PostgreSQL is reached: direct (`none`) or through a
+    transaction-mode pooler, where a named prepared statement cached on one server connection would
+    be missing (or another client's) on the next transaction's connection."""
+    if pooler == "transaction":
+        return {"statement_cache_size": 0, "max_cached_statement_lifetime": 0}
+    return {}
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20, pooler: str = "none",
+                      **kwargs) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         dsn, min_size=min_size, max_size=max_size, init=_init_connection,
-        command_timeout=60, **kwargs,
+        command_timeout=60, **{**pool_options(pooler), **kwargs},
     )
 
 
@@ -59,32 +79,38 @@ def migration_files(directory: Path | None = None) -> list[tuple[int, str, Path]
 
 
 async def migrate(conn: asyncpg.Connection, directory: Path | None = None) -> list[str]:
-    """Apply pending migrations in order, each in its own transaction. Returns applied names."""
+    """Apply pending migrations in order, each in its own transaction. Returns applied names.
+
+    The lock is taken per transaction (never held by a session), so this runs unchanged through a
+    transaction-mode pooler; a second process waits for the file in progress, then sees it applied.
+    """
     applied_now: list[str] = []
-    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
-    try:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
         await conn.execute(
             """CREATE TABLE IF NOT EXISTS schema_migrations (
                    version int PRIMARY KEY, name text NOT NULL,
                    applied_at timestamptz NOT NULL DEFAULT now())"""
         )
-        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-        for version, name, path in migration_files(directory):
-            if version in done:
-                continue
-            async with conn.transaction():
-                await conn.execute(path.read_text(encoding="utf-8"))
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
-            log.info("migration applied", migration=name)
-            applied_now.append(name)
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+    done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+    for version, name, path in migration_files(directory):
+        if version in done:
+            continue
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            if await conn.fetchval("SELECT 1 FROM schema_migrations WHERE version = $1", version):
+                continue  # another process applied it while we waited for the lock
+            await conn.execute(path.read_text(encoding="utf-8"))
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
+        log.info("migration applied", migration=name)
+        applied_now.append(name)
     return applied_now
 
 
-async def migrate_dsn(dsn: str) -> list[str]:
-    conn = await asyncpg.connect(dsn)
+async def migrate_dsn(dsn: str, pooler: str = "none") -> list[str]:
+    """Apply pending migrations over a connection of their own (pass the session URL)."""
+    conn = await asyncpg.connect(dsn, **pool_options(pooler))
     try:
         return await migrate(conn)
     finally:

@@ -61,10 +61,9 @@ class Runtime:
     async def __aenter__(self) -> "Runtime":
         s = self.settings
         self.keys = Keys(s.redis_prefix, s.queue_partitions)
-        self.pool = await _connect_pg(s.database_url)
+        self.pool = await _connect_pg(s.database_url, pooler=s.database_pooler)
         self._exit.push_async_callback(self.pool.close)
-        async with self.pool.acquire() as conn:
-            await db.migrate(conn)
+        await db.migrate_dsn(s.session_database_url, pooler=s.database_pooler)
         self.redis = connect_redis(s)
         self._exit.push_async_callback(self.redis.aclose)
         self.http = aiohttp.ClientSession()
@@ -209,10 +208,10 @@ def connect_redis(s: Settings) -> aioredis.Redis:
     return aioredis.Redis.from_pool(pool)
 
 
-async def _connect_pg(dsn: str, attempts: int = 30) -> asyncpg.Pool:
+async def _connect_pg(dsn: str, attempts: int = 30, pooler: str = "none") -> asyncpg.Pool:
     for attempt in range(1, attempts + 1):
         try:
-            return await db.create_pool(dsn, timeout=5)
+            return await db.create_pool(dsn, timeout=5, pooler=pooler)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             if attempt == attempts:
                 raise

@@ -26,6 +26,8 @@ SECRET_FIELDS = frozenset({
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = None
+    database_pooler: str = "none"         # none | transaction (PgBouncer pool_mode=transaction)
+    database_direct_url: str | None = None  # a direct DSN for migrations and session work
     redis_url: str | None = None
     data_dir: Path = Path(".gateway")
     http_host: str = "127.0.0.1"
@@ -137,6 +139,12 @@ class Settings:
         return bool(self.smtp_host)
 
     @property
+    def session_database_url(self) -> str | None:
+        """Where work that needs a whole session goes (migrations, bulk loads): the direct URL when
+        set, else the (possibly pooled) GATEWAY_DATABASE_URL."""
+        return self.database_direct_url or self.database_url
+
+    @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
 
@@ -150,7 +158,7 @@ class Settings:
             value = getattr(self, f.name)
             if f.name in SECRET_FIELDS and value:
                 value = "***"
-            elif f.name in ("database_url", "redis_url") and value:
+            elif f.name in ("database_url", "database_direct_url", "redis_url") and value:
                 value = _strip_password(value)
             out[f.name] = str(value) if isinstance(value, Path) else value
         return out
@@ -257,6 +265,8 @@ def _rate_limits(name: str, raw: str) -> str:
 
 ENV: dict[str, tuple[str, object]] = {
     "GATEWAY_DATABASE_URL": ("database_url", _url(("postgres", "postgresql"))),
+    "GATEWAY_DATABASE_POOLER": ("database_pooler", _choice("none", "transaction")),
+    "GATEWAY_DATABASE_DIRECT_URL": ("database_direct_url", _url(("postgres", "postgresql"))),
     "GATEWAY_REDIS_URL": ("redis_url", _url(("redis", "rediss", "unix"))),
     "GATEWAY_DATA_DIR": ("data_dir", lambda n, r: Path(r)),
     "GATEWAY_HTTP_HOST": ("http_host", _str),

@@ -10,44 +10,10 @@ import aiohttp
 import pytest
 
 from gateway.embedded import EmbeddedRedis
-from gateway.testing import running_gateway, settings_env, wait_for
+from gateway.testing import (assert_each_processed_once_in_order, inbound, post_all, running_gateway,
+                             settings_env, wait_for)
 
 ADMIN = {"Authorization": "Bearer admin-test-token"}
-
-
-def inbound(cmid: str, external_id: str, text: str) -> dict:
-    return {"client_message_id": cmid, "contact": {"external_id": external_id}, "text": text}
-
-
-async def post_all(http, url, bodies, concurrency=32):
-    sem = asyncio.Semaphore(concurrency)
-
-    async def one(body):
-        async with sem:
-            async with http.post(f"{url}/api/v1/inbound", json=body, headers=ADMIN) as resp:
-                assert resp.status in (200, 201), await resp.text()
-                return await resp.json()
-
-    return await asyncio.gather(*(one(b) for b in bodies))
-
-
-async def assert_each_processed_once_in_order(pool, expected_per_conversation: int, conversations: int):
-    """Every inbound processed exactly once, in seq order, each with exactly one echo reply."""
-    rows = await pool.fetch(
-        """SELECT conversation_id, seq, body, process_order FROM messages
-           WHERE direction = 'in' ORDER BY conversation_id, seq""")
-    assert len(rows) == expected_per_conversation * conversations
-    by_conv: dict[int, list] = {}
-    for r in rows:
-        assert r["process_order"] is not None, f"message {r['seq']} of {r['conversation_id']} not processed"
-        by_conv.setdefault(r["conversation_id"], []).append(r)
-    assert len(by_conv) == conversations
-    for cid, msgs in by_conv.items():
-        orders = [m["process_order"] for m in msgs]
-        assert orders == sorted(orders), f"conversation {cid} processed out of seq order"
-        replies = [r["body"] for r in await pool.fetch(
-            "SELECT body FROM messages WHERE conversation_id = $1 AND direction = 'out' ORDER BY seq", cid)]
-        assert replies == [f"You said: {m['body']}" for m in msgs], f"conversation {cid}: replies differ"
 
 
 async def test_same_inbound_twenty_times_concurrently_is_stored_once(settings, pool, clean, redis_client):

@@ -1,0 +1,112 @@
+"""Real engines started by the scale-out tests from Debian's binaries: PgBouncer in transaction mode
+in front of the machine's PostgreSQL, and a 3-master Redis Cluster. Each lives in a temporary
+directory on free 127.0.0.1 ports and is stopped at the end."""
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+from gateway.testing import free_port
+
+PGBOUNCER = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None)
+
+
+def pgbouncer_missing() -> str | None:
+    """Why the PgBouncer tests cannot run here (None: they can)."""
+    if not PGBOUNCER:
+        return "Debian's pgbouncer is not installed (run .ci/pgbouncer)"
+    return None
+
+
+def _wait_port(port: int, timeout: float = 15.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+class PgBouncer:
+    """pgbouncer (pool_mode=transaction) on a free port, forwarding every database to `target`.
+
+    The server pool is small on purpose: client connections share few server connections, so
+    anything kept per session (a cached prepared statement) shows up on another client's turn.
+    """
+
+    def __init__(self, target_dsn: str, *, pool_size: int = 4):
+        parsed = urlparse(target_dsn)
+        if not parsed.hostname or parsed.hostname.startswith("/"):
+            raise ValueError("PgBouncer tests need a TCP PostgreSQL (GATEWAY_TEST_DATABASE_URL)")
+        self.target = parsed
+        self.pool_size = pool_size
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="gw-pgbouncer-"))
+        self.proc: subprocess.Popen | None = None
+
+    def dsn_for(self, dsn: str) -> str:
+        """`dsn` (same server) reached through the pooler."""
+        parsed = urlparse(dsn)
+        netloc = f"{parsed.username or 'postgres'}@127.0.0.1:{self.port}"
+        return urlunparse(parsed._replace(netloc=netloc))
+
+    def start(self) -> "PgBouncer":
+        user = self.target.username or "postgres"
+        (self.dir / "users.txt").write_text(f'"{user}" ""\n')
+        (self.dir / "pgbouncer.ini").write_text(f"""[databases]
+* = host={self.target.hostname} port={self.target.port or 5432}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {self.port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {self.dir / 'users.txt'}
+pool_mode = transaction
+default_pool_size = {self.pool_size}
+min_pool_size = 0
+max_client_conn = 400
+max_db_connections = {self.pool_size * 2}
+server_reset_query =
+ignore_startup_parameters = extra_float_digits,options
+logfile = {self.dir / 'pgbouncer.log'}
+""")
+        args = [PGBOUNCER, str(self.dir / "pgbouncer.ini")]
+        if os.geteuid() == 0:  # pgbouncer refuses to run as root
+            account = pwd.getpwnam("postgres")
+            os.chown(self.dir, account.pw_uid, account.pw_gid)
+            for path in self.dir.iterdir():
+                os.chown(path, account.pw_uid, account.pw_gid)
+            args[1:1] = ["-u", "postgres"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        try:
+            _wait_port(self.port)
+        except OSError:
+            self.stop()
+            raise RuntimeError(f"pgbouncer did not start: {self.log()[-500:]}") from None
+        return self
+
+    def log(self) -> str:
+        path = self.dir / "pgbouncer.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        shutil.rmtree(self.dir, ignore_errors=True)
