@@ -308,7 +308,7 @@ async def typing(request: web.Request) -> web.Response:
         raise bad("typing", "must be true or false")
     async with transaction(request, *ACT) as tx:
         await visible_conversation(tx.conn, tx.scope, cid)
-        tx.effects.emit("typing", conversation_id=cid, agent_id=tx.actor.agent_id, typing=active)
+        actions.typing(tx.effects, cid, tx.actor.agent_id, active)
     return respond({"ok": True})
 
 

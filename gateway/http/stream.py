@@ -29,7 +29,7 @@ from gateway.http.inbox_common import READ, dumps
 from gateway.http.keys import RUNTIME
 from gateway.http.openapi import ERROR, Param, operation
 from gateway.http.rights import RIGHTS, Watcher
-from gateway.inbox import assignment
+from gateway.inbox import actions, assignment
 from gateway.inbox.scope import Scope, scope_for
 from gateway.log import get_logger
 
@@ -303,7 +303,7 @@ async def _client_message(rt, ws, who, scope: Scope, raw: str) -> None:
             ok = await conn.fetchval(f"SELECT 1 FROM conversations c WHERE c.id = $1 AND {scope.sql('c', args)}",
                                      *args)
         if ok:
-            effects.emit("typing", conversation_id=cid, agent_id=who.agent_id, typing=bool(data.get("typing", True)))
+            actions.typing(effects, cid, who.agent_id, bool(data.get("typing", True)))
     await realtime.publish(rt.redis, rt.keys, effects.events)
 
 

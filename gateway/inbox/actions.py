@@ -16,6 +16,7 @@ from gateway.inbox.scope import Scope, visible_conversation
 from gateway.types import Attachment, Channel
 
 SNOOZE_TIMER = "snooze"
+TYPING_TTL = 10     # seconds an agent's "typing" shows without a refresh
 
 
 @dataclass(frozen=True)
@@ -315,3 +316,10 @@ async def reply(conn, scope: Scope, actor: Actor, conversation_id: int, *, text:
                      previous_assignee_id=None, team_id=conv["team_id"])
     return message_id, False
 
+
+
+def typing(effects: thread.Effects, conversation_id: int, agent_id: int | None, on: bool) -> None:
+    """An agent starts or stops typing: one event that the other agents' feeds and the customer's
+    chat tab both read (`who`, `state` and `ttl` for the widget; `agent_id`, `typing` for the inbox)."""
+    effects.emit("typing", conversation_id=conversation_id, who="agent", agent_id=agent_id,
+                 state="on" if on else "off", typing=on, ttl=TYPING_TTL)

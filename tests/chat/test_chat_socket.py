@@ -13,6 +13,7 @@ from gateway.channels.webchat.hub import visitor_channel
 from gateway.channels.webchat.sender import WebchatSender
 from gateway.channels.webchat.tokens import issue_session
 from gateway.http import chat_socket
+from gateway.inbox import actions
 from gateway.queue import Keys
 from gateway.testing import free_port, wait_for
 from gateway.types import Button, Channel, OutgoingMessage, SendOutcome
@@ -158,10 +159,13 @@ async def test_typing_both_ways(chat_settings, http, redis_client):
         await tab.send(type="typing", state="off")
         await wait_for(lambda: _not(redis_client.exists(key)))
 
-        # an agent types (the inbox publishes this event): the tab shows it
-        await realtime.publish(rt.redis, rt.keys, [("typing", {"conversation_id": cid, "who": "agent",
-                                                                "state": "on", "ttl": 30})])
-        assert await tab.next("typing") == {"type": "typing", "who": "agent", "state": "on", "ttl": 30}
+        # an agent types in the inbox (the API, as the console does): the tab shows it, then its end
+        for active, state in ((True, "on"), (False, "off")):
+            async with http.post(f"{base}/api/v1/conversations/{cid}/typing", json={"typing": active},
+                                 headers={"Authorization": f"Bearer {chat_settings.admin_token}"}) as resp:
+                assert resp.status == 200
+            assert await tab.next("typing") == {"type": "typing", "who": "agent", "state": state,
+                                                "ttl": actions.TYPING_TTL}
         await tab.close()
 
 

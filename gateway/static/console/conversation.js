@@ -118,11 +118,13 @@ export class Conversation {
         if (slot) { slot.className = `status st-${m.status}`; replace(slot, m.status); }
       }
     } else if (event.type === "typing") {
-      if (event.agent_id === this.app.me.agent_id) return;
-      const who = event.agent_id ? (this.app.agents.find((a) => a.id === event.agent_id) || {}).name || "An agent" : "The customer";
-      replace(this.typing, event.typing === false ? "" : `${who} is typing…`);
+      if (event.agent_id && event.agent_id === this.app.me.agent_id) return;
+      const who = event.who === "visitor" ? "The customer" : event.who === "bot" ? "The bot"
+        : (this.app.agents.find((a) => a.id === event.agent_id) || {}).name || "An agent";
+      const on = event.state ? event.state === "on" : event.typing !== false;
+      replace(this.typing, on ? `${who} is typing…` : "");
       clearTimeout(this.typingTimer);
-      this.typingTimer = setTimeout(() => replace(this.typing, ""), 6000);
+      if (on) this.typingTimer = setTimeout(() => replace(this.typing, ""), 1000 * (event.ttl || 10));
     } else if (["assignment", "conversation.updated"].includes(event.type)) {
       await this.reloadHead();
     }
