@@ -99,11 +99,11 @@ class Bench:
         self.wait_worker(proc)
         return proc, None
 
-    def start_fake_twilio(self) -> str:
-        """The fake Twilio REST API in its own process; returns its base URL."""
+    def start_fake_twilio(self, *options: str) -> str:
+        """The fake Twilio REST API in its own process (`options`: its misbehaviour); returns its base URL."""
         port = free_port()
         self.start(["gateway.fakes.twilio", "--port", str(port), "--account-sid", BENCH_SID,
-                    "--auth-token", BENCH_TOKEN], self.env(), f"http://127.0.0.1:{port}/_stats")
+                    "--auth-token", BENCH_TOKEN, *options], self.env(), f"http://127.0.0.1:{port}/_stats")
         return f"http://127.0.0.1:{port}"
 
     def wait_worker(self, proc: subprocess.Popen, timeout: float = 60) -> None:

@@ -5,6 +5,11 @@ by one `gateway worker` process (claim with SKIP LOCKED and a lease, consent che
 provider call, status recorded), then a fresh batch by the naive loop (one provider call and one
 UPDATE per message, in sequence) in its own process. Throughput is counted from the fake's receive
 times: first to last message accepted.
+
+Then the outbox on a bad provider day: (a) two `gateway worker` processes against a fake failing
+30% of create calls (HTTP 500, connections dropped before or after the message is stored), N/3
+conversations of 3 replies each: sends/s, replies out of thread order and replies accepted twice
+(both must be 0); (b) one worker against a fake that takes 1 s to answer every call.
 """
 from __future__ import annotations
 
@@ -17,8 +22,12 @@ import time
 import asyncpg
 
 from gateway.bench.harness import BENCH_SID, BENCH_TOKEN, Bench, get_json, r, verdict
+from gateway.fakes.replies import order_report, seed
 
 TARGET_PER_S = 1000
+FAIL_RATE = 0.3
+SLOW_SECONDS = 1.0
+SLOW_CONCURRENCY = 64
 
 SEED = """
 WITH c AS (INSERT INTO contacts (name) SELECT 'bench-out-' || g FROM generate_series(1, $1) g RETURNING id),
@@ -58,6 +67,55 @@ def _rate(fake: str, since: int, n: int) -> tuple[float | None, int]:
     return (len(times) - 1) / (max(times) - min(times)), len(times)
 
 
+async def _seed_replies(dsn: str, conversations: int, area: int) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await seed(conn, conversations, 3, max_attempts=8, area=area)
+    finally:
+        await conn.close()
+
+
+def _drain(b: Bench, limit: float = 600) -> None:
+    started = time.monotonic()
+    while _pending(b) and time.monotonic() - started < limit:
+        time.sleep(0.5)
+
+
+def _bad_day(b: Bench, n: int) -> dict:
+    """Two workers, 30% of calls failing: throughput, order violations and duplicates."""
+    fake = b.start_fake_twilio("--fail-rate", str(FAIL_RATE), "--seed", "19")
+    conversations = max(n // 3, 1)
+    asyncio.run(_seed_replies(b.dsn, conversations, 214))
+    env = dict(GATEWAY_TWILIO_API_BASE=fake, GATEWAY_DEFAULT_HANDLER="agent", GATEWAY_TWILIO_TIMEOUT=5,
+               GATEWAY_OUTBOX_BASE_DELAY=0.5, GATEWAY_OUTBOX_MAX_DELAY=5)
+    for _ in range(2):
+        b.start_gateway("worker", **env)
+    _drain(b)
+    stats = get_json(f"{fake}/_stats")
+    received = stats["received"]
+    report = order_report([(to, body) for _, to, body in received])
+    times = [t for t, _, _ in received]
+    per_s = (len(times) - 1) / (max(times) - min(times)) if len(times) > 1 else None
+    b.stop_all()
+    return {"replies": conversations * 3, "accepted": report.accepted, "per_s": r(per_s, 1),
+            "out_of_order": report.out_of_order, "duplicates": report.duplicates, "examples": report.examples,
+            "calls": stats["fates"], "processes": 2}
+
+
+def _slow_provider(b: Bench, n: int) -> dict:
+    """One worker, every provider call answered after 1 s."""
+    fake = b.start_fake_twilio("--latency", str(SLOW_SECONDS))
+    _seed(b, n, 215)
+    before = get_json(f"{fake}/_stats?limit=0")["count"]
+    b.start_gateway("worker", GATEWAY_TWILIO_API_BASE=fake, GATEWAY_DEFAULT_HANDLER="agent",
+                    GATEWAY_OUTBOX_CONCURRENCY=SLOW_CONCURRENCY)
+    _drain(b)
+    rate, sent = _rate(fake, before, n)
+    b.stop_all()
+    return {"messages": n, "sent": sent, "per_s": r(rate, 1), "latency_s": SLOW_SECONDS,
+            "concurrency": SLOW_CONCURRENCY}
+
+
 def run(b: Bench) -> dict:
     fake = b.start_fake_twilio()
     n = b.sizes.outbound_messages
@@ -79,14 +137,21 @@ def run(b: Bench) -> dict:
     naive_rate, naive_sent = _rate(fake, 0, n)
     b.stop_all()
     ratio = round(gateway_rate / naive_rate, 2) if gateway_rate and naive_rate else None
+    bad_day = _bad_day(b, min(n, 3000))
+    slow = _slow_provider(b, min(n, 20 * SLOW_CONCURRENCY))
     return {"messages": n, "gateway": {"sent": gateway_sent, "per_s": r(gateway_rate, 1)},
+            "failures": bad_day, "slow_provider": slow,
             "naive": {"sent": naive_sent, "per_s": r(naive_rate, 1), "failed": naive["failed"]},
             "ratio": ratio, "processes": "gateway: 1 `gateway worker`; naive: 1 process; fake Twilio: 1 process",
             "summary": {"measured": f"{r(gateway_rate, 1)} sends/s with 1 worker process "
-                                    f"(naive loop {r(naive_rate, 1)}/s); {gateway_sent}/{n} sent",
-                        "target": f">= {TARGET_PER_S} sends/s per worker process", "ratio": ratio,
-                        "verdict": verdict(gateway_sent == n and bool(gateway_rate)
-                                           and gateway_rate >= TARGET_PER_S)}}
+                                    f"(naive loop {r(naive_rate, 1)}/s); {gateway_sent}/{n} sent; "
+                                    f"30% failing: {bad_day['per_s']}/s, {bad_day['out_of_order']} out of order, "
+                                    f"{bad_day['duplicates']} twice; 1 s provider: {slow['per_s']}/s",
+                        "target": f">= {TARGET_PER_S} sends/s per worker process; 0 out of order, 0 twice",
+                        "ratio": ratio,
+                        "verdict": verdict(gateway_sent == n and bool(gateway_rate) and gateway_rate >= TARGET_PER_S
+                                           and bad_day["accepted"] == bad_day["replies"]
+                                           and bad_day["out_of_order"] == 0 and bad_day["duplicates"] == 0)}}
 
 
 def show(res: dict) -> None:
@@ -95,3 +160,13 @@ def show(res: dict) -> None:
     print(f"{'gateway':<9}{res['gateway']['sent']:>8}{res['gateway']['per_s']:>10}")
     print(f"{'naive':<9}{res['naive']['sent']:>8}{res['naive']['per_s']:>10}")
     print(f"gateway / naive = {res['ratio']}x; target >= {TARGET_PER_S} sends/s per worker process")
+    f = res["failures"]
+    print(f"\n== Outbound, {int(FAIL_RATE * 100)}% of provider calls failing (500, dropped before/after storing), "
+          f"{f['processes']} worker processes")
+    print(f"{f['accepted']}/{f['replies']} replies accepted, {f['per_s']} sends/s, "
+          f"out of thread order: {f['out_of_order']} (must be 0), accepted twice: {f['duplicates']} (must be 0)")
+    print(f"provider calls: {f['calls']}")
+    s = res["slow_provider"]
+    print(f"\n== Outbound, every provider answer takes {s['latency_s']} s, 1 worker, "
+          f"GATEWAY_OUTBOX_CONCURRENCY={s['concurrency']}")
+    print(f"{s['sent']}/{s['messages']} sent, {s['per_s']} sends/s")

@@ -353,7 +353,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--account-sid", default="AC" + "1" * 32)
     parser.add_argument("--auth-token", default="fake-twilio-token")
     parser.add_argument("--fail-rate", type=float, default=0.0,
-                        help="share of create calls answered badly (429, 500, 503, dropped, in equal parts)")
+                        help="share of create calls that fail: half HTTP 500, a quarter dropped before the "
+                             "message is stored, a quarter dropped after it is (the answer is lost)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before every answer")
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
@@ -363,8 +364,7 @@ def main(argv: list[str] | None = None) -> None:
         fake.latency = args.latency
         if args.fail_rate:
             part = args.fail_rate / 4
-            fake.chaos(Misbehaviour(throttle=part, server_error=part, unavailable=part, drop_after_accept=part,
-                                    retry_after=1, seed=args.seed))
+            fake.chaos(Misbehaviour(server_error=2 * part, drop=part, drop_after_accept=part, seed=args.seed))
         await fake.start(args.port)
         try:
             await asyncio.Event().wait()

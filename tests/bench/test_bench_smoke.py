@@ -34,6 +34,9 @@ def test_bench_tiny_run_writes_results(infra, tmp_path):
     assert all(row["acked"] > 0 and row["acked_and_stored"] for row in ingest["rows"])
     assert {"naive", "gateway"} == set(ingest["peak_per_s"])
     assert results["outbound"]["gateway"]["sent"] == results["outbound"]["messages"]
+    failures = results["outbound"]["failures"]
+    assert (failures["accepted"], failures["out_of_order"], failures["duplicates"]) == (failures["replies"], 0, 0)
+    assert results["outbound"]["slow_provider"]["sent"] == results["outbound"]["slow_provider"]["messages"]
     assert results["timers"]["fired"] == results["timers"]["due"]
     assert results["memory"]["processed"] == results["memory"]["conversations"]
     assert "every acknowledged message stored in PostgreSQL: True" in proc.stdout
