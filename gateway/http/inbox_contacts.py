@@ -11,6 +11,7 @@ from gateway.http.keys import RUNTIME
 from gateway.http.openapi import Param, operation
 from gateway.inbox import actions, merge, privacy, queries, search
 from gateway.inbox.scope import visible_contact
+from gateway.journeys.stats import contact_journeys
 from gateway.log import get_logger
 
 log = get_logger(__name__)
@@ -34,6 +35,15 @@ async def get_consent(request: web.Request) -> web.Response:
     async with transaction(request, *READ) as tx:
         await visible_contact(tx.conn, tx.scope, contact_id)
         return respond({"consents": await consent.contact_consents(tx.conn, contact_id)})
+
+
+@operation("The journeys a contact is in or went through (status, current step, exit or conversion)",
+           roles=READ, responses={200: S.CONTACT_JOURNEYS})
+async def get_journeys(request: web.Request) -> web.Response:
+    contact_id = path_id(request)
+    async with transaction(request, *READ) as tx:
+        await visible_contact(tx.conn, tx.scope, contact_id)
+        return respond({"journeys": await contact_journeys(tx.conn, contact_id)})
 
 
 @operation("Edit a contact's name and attributes (attributes are merged; null removes a key)", roles=ACT,
@@ -129,6 +139,7 @@ def register(app: web.Application) -> None:
     r = app.router
     r.add_get("/api/v1/contacts/{id}", get_contact)
     r.add_get("/api/v1/contacts/{id}/consent", get_consent)
+    r.add_get("/api/v1/contacts/{id}/journeys", get_journeys)
     r.add_patch("/api/v1/contacts/{id}", patch_contact)
     r.add_post("/api/v1/contacts/{id}/merge", merge_contact)
     r.add_get("/api/v1/contacts/{id}/export", export_contact)

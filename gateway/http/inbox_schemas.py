@@ -114,6 +114,10 @@ INVITE = obj(["invite_url"], invite_url=STR)
 CONSENTS = obj(["consents"], consents=array(obj(
     ["address_kind", "address", "channel", "purpose", "granted"], address_kind=STR, address=STR, channel=STR,
     purpose=STR, granted=BOOL, source=N_STR, updated_at=TIME)))
+CONTACT_JOURNEYS = obj(["journeys"], journeys=array(obj(
+    ["id", "journey", "version", "status", "entered_at"], id=ID, journey=STR, version=STR, status=STR, step=N_STR,
+    waiting_event=N_STR, variant=N_STR, entered_at=TIME, exited_at=N_TIME, exit_reason=N_STR,
+    converted_at=N_TIME)))
 FLOWS = obj(["default", "flows"], default=N_STR, flows=array(obj(
     ["name", "version", "start", "states"], name=STR, version=STR, start=STR,
     states=array(obj(["name"], name=STR, description=N_STR, final=BOOL)))))

@@ -64,6 +64,15 @@ async def journey_stats(conn: asyncpg.Connection, journey: str) -> dict:
     return {"journey": journey, "totals": totals, "steps": steps, "variants": variants}
 
 
+async def contact_journeys(conn: asyncpg.Connection, contact_id: int) -> list[dict]:
+    """The journeys a contact is in or went through, newest first."""
+    rows = await conn.fetch(
+        """SELECT id, journey, version, status, step, waiting_event, variant, entered_at, exited_at, exit_reason,
+                  converted_at FROM journey_enrollments WHERE contact_id = $1 ORDER BY entered_at DESC, id DESC
+           LIMIT 50""", contact_id)
+    return [dict(r) for r in rows]
+
+
 def _by_reason(rows) -> dict[str, int]:
     out: dict[str, int] = {}
     for r in rows:

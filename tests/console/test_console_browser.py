@@ -3,7 +3,7 @@ gateway with a fake Twilio: sign in, an escalated conversation appears live, its
 the API channel, SMS and WhatsApp, a reply the customer receives through the fake provider (once,
 despite a double click), its delivery status, a private note, resolve; the second agent sees the
 assignment change live; XSS payloads render as text; a forged request is refused; a deactivated
-agent is signed out. Screenshots of the queue, a conversation and the dashboard go to docs/.
+agent's open page goes to sign-in by itself (the server closes its feed). Screenshots of the queue, a conversation and the dashboard go to docs/.
 
 Needs Debian's `chromium`, node and playwright-core (the widget test's tests/chat/browser); skips
 with the reason when they are missing and `.ci/browser` cannot install them.

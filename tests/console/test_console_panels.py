@@ -43,3 +43,19 @@ async def test_contact_consent_per_channel_and_purpose_on_each_address(settings,
         assert await admin(http, url, "GET", "/api/v1/contacts/999999/consent", expect=404)
     assert [(c["channel"], c["purpose"], c["granted"], c["source"]) for c in found["consents"]] == [
         ("email", "marketing", True, "signup form"), ("sms", "all", False, "keyword STOP")]
+
+
+async def test_contact_journeys_newest_first(settings, pool, clean, redis_client):
+    contact = await pool.fetchval("INSERT INTO contacts (name) VALUES ('Ana') RETURNING id")
+    other = await pool.fetchval("INSERT INTO contacts (name) VALUES ('Bo') RETURNING id")
+    await pool.execute(
+        """INSERT INTO journey_enrollments (journey, version, contact_id, status, step, entered_at, exited_at,
+                                           exit_reason)
+           VALUES ('onboarding', 'v1', $1, 'exited', 'welcome', now() - interval '2 days', now() - interval '1 day',
+                   'goal_missed'),
+                  ('cart_recovery', 'v1', $1, 'active', 'nudge', now(), NULL, NULL),
+                  ('cart_recovery', 'v1', $2, 'active', 'nudge', now(), NULL, NULL)""", contact, other)
+    async with running_gateway(settings, roles=("http",)) as (rt, url), aiohttp.ClientSession() as http:
+        found = await admin(http, url, "GET", f"/api/v1/contacts/{contact}/journeys")
+    assert [(j["journey"], j["status"], j["step"], j["exit_reason"]) for j in found["journeys"]] == [
+        ("cart_recovery", "active", "nudge", None), ("onboarding", "exited", "welcome", "goal_missed")]

@@ -33,6 +33,7 @@ MATRIX = [
     ("POST", "/api/v1/conversations/{c}/team", {"team_id": "{t}"}, ACT),
     ("GET", "/api/v1/contacts/{p}", None, READ),
     ("GET", "/api/v1/contacts/{p}/consent", None, READ),
+    ("GET", "/api/v1/contacts/{p}/journeys", None, READ),
     ("PATCH", "/api/v1/contacts/{p}", {"attributes": {"a": "b"}}, ACT),
     ("POST", "/api/v1/contacts/{p}/merge", {"contact_id": "{p2}"}, ACT),
     ("GET", "/api/v1/contacts/{p}/export", None, ADMIN),

@@ -22,6 +22,8 @@ export async function renderContact(panel, app, conv) {
   ];
   const consents = h("ul", { class: "plain consents" }, h("li", { class: "muted" }, "loading…"));
   sections.push(h("h4", {}, "Consent"), consents);
+  const journeys = h("ul", { class: "plain journeys" }, h("li", { class: "muted" }, "loading…"));
+  sections.push(h("h4", {}, "Journeys"), journeys);
   const events = h("ul", { class: "plain events" }, h("li", { class: "muted" }, "loading…"));
   sections.push(h("h4", {}, "Recent events (journeys react to these)"), events);
   if (app.me.role === "admin") {
@@ -51,6 +53,14 @@ export async function renderContact(panel, app, conv) {
       `${c.channel} · ${c.purpose}`, h("span", { class: "muted" }, ` (${c.source || "unknown source"}, ${when(c.updated_at)})`)))
       : h("li", { class: "muted" }, "nothing recorded (transactional messages only)"));
   } catch { replace(consents, h("li", { class: "muted" }, "not available")); }
+  try {
+    const found = await api("GET", `/contacts/${contact.id}/journeys`);
+    replace(journeys, found.journeys.length ? found.journeys.map((j) => h("li", { "data-testid": "journey" },
+      h("strong", {}, j.journey), " ", h("span", { class: "badge" }, j.status),
+      h("span", { class: "muted" }, j.status === "active" ? ` at ${j.waiting_event ? `waiting for ${j.waiting_event}` : j.step || "start"}`
+        : ` ${j.exit_reason || ""} ${when(j.exited_at || j.converted_at)}`)))
+      : h("li", { class: "muted" }, "none"));
+  } catch { replace(journeys, h("li", { class: "muted" }, "not available")); }
   try {
     const found = await api("GET", "/events", { query: { contact_id: contact.id, limit: 10 } });
     replace(events, found.events.length ? found.events.map((e) => h("li", {}, h("strong", {}, e.name), " ", h("span", { class: "muted" }, when(e.occurred_at))))

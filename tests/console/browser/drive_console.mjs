@@ -137,7 +137,7 @@ try {
   await a.goto(`${base}/console#/admin/agents`);
   await a.locator(`tr[data-agent-id="${accounts.agent.id}"] [data-testid=agent-deactivate]`).click();
   await a.locator(`tr[data-agent-id="${accounts.agent.id}"]`, { hasText: "deactivated" }).waitFor(T);
-  await b.locator("select[name=status]").selectOption("resolved");     // the agent's next request
+  // live: the server closes the agent's feed (rights re-check) and the page finds its session gone
   await b.getByTestId("login-email").waitFor(T);
   result.signedOutNotice = await b.locator(".signin [role=alert]").textContent();
   await b.getByTestId("login-email").fill(accounts.agent.email);
