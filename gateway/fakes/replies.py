@@ -1,6 +1,6 @@
 """Queued replies for outbox tests and `gateway bench`, and the check of what a provider got.
 
-`seed` writes n conversations with k queued SMS replies each, bodies "c<contact>-<i>" in thread
+`seed` writes n conversations with k queued replies each (SMS unless told), bodies "c<contact>-<i>" in thread
 order, in one statement; `order_report` reads what a fake provider accepted and counts, per
 recipient, replies out of thread order and replies accepted more than once.
 """
@@ -11,15 +11,15 @@ from dataclasses import dataclass
 SEED = """
 WITH c AS (INSERT INTO contacts (name) SELECT 'replies-' || g FROM generate_series(1, $1) g RETURNING id),
      cv AS (INSERT INTO conversations (contact_id, last_seq, last_inbound_channel, last_message_at)
-            SELECT id, $2, 'sms', now() FROM c RETURNING id, contact_id),
+            SELECT id, $2, $5, now() FROM c RETURNING id, contact_id),
      m AS (INSERT INTO messages (conversation_id, seq, direction, channel, body, status, purpose,
                                  recipient_address, author_type, processed_at)
-           SELECT cv.id, i, 'out', 'sms', 'c' || cv.contact_id || '-' || i, 'queued', 'reply',
+           SELECT cv.id, i, 'out', $5, 'c' || cv.contact_id || '-' || i, 'queued', 'reply',
                   '+1' || $4::text || lpad(cv.contact_id::text, 7, '0'), 'bot', now()
            FROM cv, generate_series(1, $2) i ORDER BY cv.id, i
            RETURNING id, conversation_id, recipient_address)
 INSERT INTO outbox (message_id, conversation_id, channel, to_address, purpose, payload, max_attempts)
-SELECT id, conversation_id, 'sms', recipient_address, 'reply', '{"kind": "phone"}'::jsonb, $3 FROM m ORDER BY id
+SELECT id, conversation_id, $5, recipient_address, 'reply', '{"kind": "phone"}'::jsonb, $3 FROM m ORDER BY id
 """
 
 
@@ -29,8 +29,8 @@ def number(contact: int, area: int = 555) -> str:
 
 
 async def seed(conn, conversations: int, per_conversation: int = 3, *, max_attempts: int = 50,
-               area: int = 555) -> None:
-    await conn.execute(SEED, conversations, per_conversation, max_attempts, str(area))
+               area: int = 555, channel: str = "sms") -> None:
+    await conn.execute(SEED, conversations, per_conversation, max_attempts, str(area), channel)
 
 
 async def unfinished(conn) -> int:

@@ -15,17 +15,21 @@ log = get_logger(__name__)
 
 
 async def opted_out(pool: asyncpg.Pool, row, result: SendResult) -> bool:
-    """The provider says the recipient unsubscribed there: consent off for every purpose."""
+    """The provider says the recipient unsubscribed there: consent off for every purpose, or only for
+    marketing when the provider says that is all they stopped (`extra["opted_out_of"]`)."""
+    purpose = consent.MARKETING if result.extra.get("opted_out_of") == "marketing" else consent.ALL
     async with pool.acquire() as conn, conn.transaction():
         if not await store.finish(conn, row, state="failed", status="failed", error_code=result.error_code,
                                   error_message=result.error_message):
             return False
         await consent.set_consent(conn, kind=(row["payload"] or {}).get("kind", "phone"),
-                                  address=row["to_address"], channel=row["channel"], purpose=consent.ALL,
+                                  address=row["to_address"], channel=row["channel"], purpose=purpose,
                                   granted=False, source=f"provider:{result.error_code}")
+        what = "marketing" if purpose == consent.MARKETING else "all messages"
         await thread.add_event(conn, row["conversation_id"],
-                               f"Provider reports {row['to_address']} opted out on {row['channel']}",
-                               event="opted_out", details={"channel": row["channel"], "source": result.error_code})
+                               f"Provider reports {row['to_address']} opted out of {what} on {row['channel']}",
+                               event="opted_out", details={"channel": row["channel"], "source": result.error_code,
+                                                           "purpose": purpose})
     return True
 
 

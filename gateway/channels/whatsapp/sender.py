@@ -23,7 +23,9 @@ log = get_logger(__name__)
 
 FALLBACK_CODES = {131047, 131026}   # 24 h window closed (send a template) / not a WhatsApp user
 THROTTLE_CODES = {130429, 131056, 4, 80007, 133016}
-OPT_OUT_CODES = {131050}            # the user stopped marketing messages from this business
+# Meta documents 131050 as "this recipient has chosen to stop receiving marketing messages on WhatsApp
+# from your business": it ends marketing only, so replies and service messages still go.
+MARKETING_OPT_OUT_CODES = {131050}
 RETRY_CODES = {131053}              # media upload error
 BUTTON_TITLE_MAX = 20
 ROW_TITLE_MAX = 24
@@ -217,8 +219,9 @@ def classify(http_status: int, body: dict[str, Any], retry_after: str | None = N
           or (http_status == 503 and retry_after_seconds(retry_after))):
         return SendResult(SendOutcome.THROTTLED, error_code=error_code, error_message=message,
                           retry_after=retry_after_seconds(retry_after))
-    elif code in OPT_OUT_CODES:
-        outcome = SendOutcome.OPTED_OUT
+    elif code in MARKETING_OPT_OUT_CODES:
+        return SendResult(SendOutcome.OPTED_OUT, error_code=error_code, error_message=message,
+                          extra={"opted_out_of": "marketing"})
     elif code in RETRY_CODES or http_status >= 500:
         outcome = SendOutcome.RETRY
     else:
