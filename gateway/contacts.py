@@ -7,6 +7,7 @@ import asyncpg
 
 from gateway.identity import Address, AddressError, normalize_email, normalize_phone
 from gateway.ingest import resolve_contact
+from gateway.inputs import ID_MAX, InputError, check_id, int_id
 
 
 class ContactRefError(ValueError):
@@ -30,13 +31,14 @@ class ContactRef:
                 raise ContactRefError(f"contact.{key} must be a string")
         try:
             ref = cls(
-                contact_id=int(data["contact_id"]) if data.get("contact_id") is not None else None,
+                contact_id=int_id(data["contact_id"], "contact.contact_id")
+                if data.get("contact_id") is not None else None,
                 external_id=_opt_str(data, "external_id"),
                 phone=normalize_phone(data["phone"]) if data.get("phone") else None,
                 email=normalize_email(data["email"]) if data.get("email") else None,
                 name=_opt_str(data, "name"),
             )
-        except (AddressError, ValueError, TypeError) as exc:
+        except (AddressError, InputError) as exc:
             raise ContactRefError(str(exc)) from None
         if not (ref.contact_id or ref.external_id or ref.phone or ref.email):
             raise ContactRefError("contact needs one of contact_id, external_id, phone, email")
@@ -54,12 +56,14 @@ class ContactRef:
 
 
 def _opt_str(data: dict, key: str) -> str | None:
+    """A string field, stripped; too long or unstorable is refused, never cut (two external ids
+    sharing a prefix must stay two customers)."""
     value = data.get(key)
     if value is None:
         return None
-    if not isinstance(value, (str, int)) or not str(value).strip():
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
         raise ContactRefError(f"contact.{key} must be a non-empty string")
-    return str(value).strip()[:200]
+    return check_id(str(value).strip(), f"contact.{key}", max_len=ID_MAX if key == "external_id" else 200)
 
 
 async def resolve(conn: asyncpg.Connection, ref: ContactRef, *, create: bool = True) -> int | None:

@@ -76,6 +76,11 @@ def clean_tree(value: Any, field: str) -> Any:
     return _walk(value, field, strings="clean")
 
 
+def check_tree(value: Any, field: str) -> Any:
+    """`value` unchanged, or InputError naming where it holds a string PostgreSQL cannot store."""
+    return _walk(value, field, strings="reject", max_depth=10_000)
+
+
 def check_id(value: Any, field: str, *, max_len: int = ID_MAX) -> str:
     """An id as stored: a non-empty string of at most `max_len` characters, no control characters,
     no surrogates. Rejected, never cut: two ids sharing a prefix must stay two."""

@@ -6,11 +6,9 @@ The client message id makes the call idempotent: a retry answers 200 with the sa
 """
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 
-from gateway import contacts, intake
+from gateway import contacts, inputs, intake
 from gateway.http.access import principal
 from gateway.http.errors import ApiError
 from gateway.http.keys import RUNTIME
@@ -20,22 +18,18 @@ MAX_TEXT = 10_000
 
 
 async def read_json(request: web.Request) -> dict:
+    """The request's JSON object, decoded by the one strict decoder (gateway.inputs.object_body):
+    415 for another content type, 400 naming the field for anything we would not store."""
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "send application/json")
-    raw = await request.read()
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_json", "body must be a JSON object")
-    return data
+    return inputs.object_body(await request.read())
 
 
 def parse_inbound_body(data: dict) -> tuple[contacts.ContactRef, Inbound]:
     cmid = data.get("client_message_id")
     if not isinstance(cmid, str) or not cmid.strip() or len(cmid) > 200:
-        raise ApiError(400, "invalid_field", "client_message_id must be a non-empty string (max 200 chars)")
+        raise ApiError(400, "invalid_field", "client_message_id must be a non-empty string (max 200 chars)",
+                       field="client_message_id")
     text = data.get("text", "")
     if not isinstance(text, str) or len(text) > MAX_TEXT:
         raise ApiError(400, "invalid_field", f"text must be a string of at most {MAX_TEXT} characters")

@@ -72,6 +72,9 @@ async def create_session(request: web.Request) -> web.Response:
 async def _session(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     data = await read_json(request) if request.can_read_body else {}
+    for name in ("token", "identity"):
+        if data.get(name) is not None and not isinstance(data[name], str):
+            raise ApiError(400, "invalid_field", f"{name} must be a string", field=name)
     secret = rt.settings.secret_key
     visitor_id, previous = None, None
     if data.get("token"):

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 from aiohttp import WSMsgType, web
 
-from gateway import intake, realtime, thread
+from gateway import inputs, intake, realtime, thread
 from gateway.channels.webchat import identify, protocol, store
 from gateway.channels.webchat.hub import ChatHub, visitor_channel
 from gateway.channels.webchat.tokens import Session, TokenError, verify_session
@@ -160,9 +160,10 @@ class ChatConnection:
     async def _authenticate(self, query) -> protocol.Hello | None:
         if query.get("token"):
             try:
-                hello = protocol.Hello(query["token"], int(query.get("last_seq") or 0),
-                                       int(query["conversation_id"]) if query.get("conversation_id") else None)
-            except ValueError:
+                hello = protocol.Hello(query["token"], inputs.digits_int(query.get("last_seq") or "0", "last_seq"),
+                                       inputs.digits_id(query["conversation_id"], "conversation_id")
+                                       if query.get("conversation_id") else None)
+            except inputs.InputError:
                 await self.fail("bad_frame", "last_seq and conversation_id are numbers", CLOSE_UNAUTHORIZED)
                 return None
         else:

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 import asyncpg
 from aiohttp import web
 
-from gateway import contacts, thread
+from gateway import contacts, inputs, thread
 from gateway.http.access import principal
 from gateway.http.api_inbound import read_json
 from gateway.http.errors import ApiError
@@ -208,14 +208,10 @@ async def post_events(request: web.Request) -> web.Response:
 async def list_events(request: web.Request) -> web.Response:
     who = await principal(request, "agent", "readonly", scope="events:read")
     q = request.query
-    try:
-        contact_id = int(q["contact_id"])
-        limit = min(max(int(q.get("limit", "100")), 1), 1000)
-    except (KeyError, ValueError):
-        raise ApiError(400, "invalid_field", "contact_id (a number) is required; limit is a number",
-                       field="contact_id") from None
-    if not 1 <= contact_id <= BIGINT_MAX:
-        raise ApiError(400, "invalid_field", "contact_id is out of range", field="contact_id")
+    if "contact_id" not in q:
+        raise ApiError(400, "invalid_field", "contact_id (a number) is required", field="contact_id")
+    contact_id = inputs.digits_id(q["contact_id"], "contact_id")
+    limit = min(max(inputs.digits_int(q.get("limit", "100"), "limit"), 1), 1000)
     if _json_size(q.get("name", "")) is None:
         raise ApiError(400, "invalid_field", "name must be storable text", field="name")
     async with request.app[RUNTIME].pool.acquire() as conn:

@@ -10,7 +10,7 @@ from decimal import Decimal
 import asyncpg
 from aiohttp import web
 
-from gateway import thread
+from gateway import inputs, thread
 from gateway.auth import Principal
 from gateway.http.access import principal
 from gateway.http.api_inbound import read_json
@@ -79,10 +79,10 @@ async def transaction(request: web.Request, *roles: str):
 # -- input --------------------------------------------------------------------------------------
 
 def path_id(request: web.Request, name: str = "id") -> int:
-    raw = request.match_info[name]
-    if not raw.isdigit() or not 0 < int(raw) <= BIGINT_MAX:
-        raise ApiError(404, "not_found", "no such resource")
-    return int(raw)
+    try:
+        return inputs.digits_id(request.match_info[name], name)   # ASCII digits only, within 64 bits
+    except inputs.InputError:
+        raise ApiError(404, "not_found", "no such resource") from None
 
 
 async def body(request: web.Request, *, optional: bool = False) -> dict:
@@ -121,22 +121,9 @@ def text_field(data: dict, name: str, *, required: bool = True, max_len: int = 1
 
 
 def storable(name: str, value):
-    """PostgreSQL text and jsonb hold neither NUL characters nor lone surrogates: 400, not 500."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise bad(name, "must not contain NUL characters")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise bad(name, "must be valid Unicode") from None
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            storable(name, k)
-            storable(name, v)
-    elif isinstance(value, list):
-        for v in value:
-            storable(name, v)
-    return value
+    """PostgreSQL text and jsonb hold neither NUL characters nor lone surrogates: 400, not 500.
+    (JSON bodies are already checked by read_json; this serves query strings and built values.)"""
+    return inputs.check_tree(value, name)
 
 
 def id_field(data: dict, name: str, *, required: bool = True, nullable: bool = False) -> int | None:
@@ -145,9 +132,7 @@ def id_field(data: dict, name: str, *, required: bool = True, nullable: bool = F
         if required and not (nullable and name in data):
             raise bad(name, "is required")
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= BIGINT_MAX:
-        raise bad(name, "must be a positive integer id")
-    return value
+    return inputs.int_id(value, name)
 
 
 def int_field(data: dict, name: str, lo: int, hi: int) -> int | None:
@@ -164,10 +149,7 @@ def q_int(request: web.Request, name: str, *, default: int | None = None, lo: in
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise bad(name, "must be an integer") from None
+    value = inputs.digits_int(raw, name)
     if not lo <= value <= hi:
         raise bad(name, f"must be from {lo} to {hi}")
     return value

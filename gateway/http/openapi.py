@@ -16,7 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-BIGINT_MAX = 2**63 - 1
+from gateway.inputs import BIGINT_MAX
+
 ID = {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}
 TIME = {"type": "string", "format": "date-time"}
 ERROR = {

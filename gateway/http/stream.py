@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import asyncpg
 from aiohttp import WSMsgType, web
 
-from gateway import realtime, thread
+from gateway import inputs, realtime, thread
 from gateway.http.access import authenticate_token, principal, still_allowed
 from gateway.http.errors import ApiError
 from gateway.http.inbox_common import READ, dumps
@@ -279,11 +279,14 @@ async def _send_loop(ws: web.WebSocketResponse, sub: Subscriber) -> None:
 
 async def _client_message(rt, ws, who, scope: Scope, raw: str) -> None:
     try:
-        data = json.loads(raw)
-        kind = data.get("type")
-    except (ValueError, AttributeError):
-        await ws.send_str(dumps({"type": "error", "message": "send JSON objects"}))
+        data = inputs.loads(raw, field="frame")
+    except inputs.InputError as exc:   # an error frame; the socket stays open
+        await ws.send_str(dumps({"type": "error", "code": exc.code, "message": f"send JSON objects ({exc})"}))
         return
+    if not isinstance(data, dict):
+        await ws.send_str(dumps({"type": "error", "code": "invalid_json", "message": "send JSON objects"}))
+        return
+    kind = data.get("type")
     effects = thread.Effects()
     if kind == "ping":
         await ws.send_str(dumps({"type": "pong"}))

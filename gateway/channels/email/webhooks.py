@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -27,6 +26,7 @@ from gateway.channels.email.mime import (
     parse_mime,
 )
 from gateway.channels.errors import PayloadError
+from gateway.inputs import loads
 from gateway.types import Attachment, Inbound
 
 FieldValue = str | bytes
@@ -99,10 +99,8 @@ def _raw_bytes(fields: Mapping[str, FieldValue], name: str) -> bytes | None:
 
 def _json(fields: Mapping[str, FieldValue], name: str) -> Any:
     text = _text(fields, name)
-    try:
-        return json.loads(text) if text else None
-    except ValueError:
-        raise PayloadError(f"{name} is not JSON") from None
+    # the one strict decoder (depth, NaN, 64-bit numbers); strings are checked per message later
+    return loads(text, field=name, strings="keep") if text else None
 
 
 def _file_attachments(files: Sequence[UploadedFile], info: Mapping[str, Any] | None = None

@@ -12,6 +12,7 @@ from typing import Iterable, Mapping
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from gateway.channels.errors import PayloadError
+from gateway.inputs import digits_int
 from gateway.types import Attachment, Channel, Inbound, Location, StatusUpdate
 
 PROVIDER = "twilio"
@@ -21,6 +22,7 @@ SIGNATURE_HEADER = "X-Twilio-Signature"
 SIGNATURE_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
 HMAC_SHA1, HMAC_SHA256 = "HMAC_SHA1", "HMAC_SHA256"
 _HASHES = {HMAC_SHA1: hashlib.sha1, HMAC_SHA256: hashlib.sha256}
+MAX_MEDIA = 10                  # media per inbound message (Twilio's limit)
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 Params = Iterable[tuple[str, str]] | Mapping[str, str]
@@ -154,10 +156,9 @@ def _raw(pairs: list[tuple[str, str]]) -> dict[str, str | list[str]]:
 
 
 def _attachments(p: dict[str, str]) -> tuple[Attachment, ...]:
-    try:
-        count = int(p.get("NumMedia") or 0)
-    except ValueError:
-        raise PayloadError(f"NumMedia is not a number: {p.get('NumMedia')!r}") from None
+    count = digits_int(p.get("NumMedia") or "0", "NumMedia")
+    if not 0 <= count <= MAX_MEDIA:   # Twilio sends at most 10; a huge count must not loop for ever
+        raise PayloadError(f"NumMedia must be from 0 to {MAX_MEDIA}: {count}")
     return tuple(Attachment(content_type=p.get(f"MediaContentType{i}") or None, url=p[f"MediaUrl{i}"])
                  for i in range(count) if p.get(f"MediaUrl{i}"))
 

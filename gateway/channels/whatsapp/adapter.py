@@ -125,6 +125,8 @@ def _parse_message(m: dict, metadata: dict, contacts: dict, waba_id: str | None)
     if not isinstance(m["id"], str) or not isinstance(m["from"], str):
         raise PayloadError("message id and from must be strings")
     mtype = m.get("type") or "unknown"
+    if not isinstance(mtype, str):
+        raise PayloadError("message type must be a string")
     sender = str(m["from"])
     contact = contacts.get(sender) or {}
     extra: dict[str, Any] = {"type": mtype}
@@ -177,9 +179,11 @@ def _content(mtype: str, m: dict, extra: dict[str, Any]) -> dict[str, Any]:
         return {}
     if mtype == "interactive":
         kind = body.get("type")
+        if kind is not None and not isinstance(kind, str):
+            raise PayloadError("interactive.type must be a string")
         extra["interactive_type"] = kind
         if kind in ("button_reply", "list_reply"):
-            reply = body.get(kind) or {}
+            reply = _dict(body.get(kind) or {}, f"interactive.{kind}")
             if reply.get("description"):
                 extra["description"] = reply["description"]
             return {"text": reply.get("title", ""), "reply_id": reply.get("id"), "reply_title": reply.get("title")}
@@ -188,10 +192,12 @@ def _content(mtype: str, m: dict, extra: dict[str, Any]) -> dict[str, Any]:
     if mtype == "button":  # quick-reply button on a template
         return {"text": body.get("text", ""), "reply_id": body.get("payload"), "reply_title": body.get("text")}
     if mtype == "contacts":
-        shared = m.get("contacts") or []
+        shared = m.get("contacts") if isinstance(m.get("contacts"), list) else []
         extra["contacts"] = shared
-        names = [c.get("name", {}).get("formatted_name", "") for c in shared if isinstance(c, dict)]
-        return {"text": "Shared contact: " + ", ".join(n for n in names if n) if any(names) else ""}
+        names = [c["name"].get("formatted_name", "") for c in shared
+                 if isinstance(c, dict) and isinstance(c.get("name"), dict)]
+        names = [n for n in names if isinstance(n, str) and n]
+        return {"text": "Shared contact: " + ", ".join(names) if names else ""}
     if mtype == "system":
         extra["system"] = body
         return {"text": body.get("body", "")}
@@ -204,6 +210,8 @@ def _content(mtype: str, m: dict, extra: dict[str, Any]) -> dict[str, Any]:
 def _parse_status(s: dict) -> StatusUpdate | None:
     if not s.get("id") or not s.get("status"):
         raise PayloadError("status without id or status")
+    if not isinstance(s["id"], str) or not isinstance(s["status"], str):
+        raise PayloadError("status id and status must be strings")
     status = STATUSES.get(s["status"])
     if status is None:             # deleted, warning, ...: nothing to record
         return None
