@@ -14,22 +14,28 @@ log = get_logger("gateway")
 
 
 @contextlib.contextmanager
-def infrastructure(settings: Settings):
-    """Settings with database/redis URLs, starting embedded servers for the ones not configured."""
-    from gateway.embedded import EmbeddedPostgres, EmbeddedRedis
+def infrastructure(settings: Settings, *, supervise: bool = False):
+    """Settings with database/redis URLs, starting (or adopting) embedded servers for the ones not
+    configured; with `supervise`, a server that dies is restarted while the command runs."""
+    from gateway.embedded import EmbeddedPostgres, EmbeddedRedis, Supervisor
 
     started = []
+    supervisor = None
     try:
         if not settings.database_url:
             pg = EmbeddedPostgres(settings.data_dir)
-            settings = settings.with_(database_url=pg.start())
             started.append(pg)
+            settings = settings.with_(database_url=pg.start())
         if not settings.redis_url:
             rd = EmbeddedRedis(settings.data_dir)
-            settings = settings.with_(redis_url=rd.start())
             started.append(rd)
+            settings = settings.with_(redis_url=rd.start())
+        if supervise and started:
+            supervisor = Supervisor(started).start()
         yield settings
     finally:
+        if supervisor is not None:
+            supervisor.stop()
         for server in reversed(started):
             try:
                 server.stop()
@@ -85,7 +91,7 @@ def _channel_modes(runtime) -> dict:
 
 def cmd_serve(roles: tuple[str, ...]):
     def run(args, settings: Settings) -> int:
-        with infrastructure(settings) as settings:
+        with infrastructure(settings, supervise=True) as settings:
             asyncio.run(serve(settings, roles))
         return 0
     return run
