@@ -134,6 +134,11 @@ async def test_two_agents_work_a_conversation_in_headless_chromium(browser_ready
                     return [r for r in fake.requests if r.method == "POST" and r.value("Body") == info["reply"]]
                 sent.append((await wait_for(received))[0])
                 sid = next(sid for sid, m in fake.messages.items() if m.get("body") == info["reply"])
+
+                async def recorded():         # Twilio reports after its answer reached us
+                    return await pool.fetchval("SELECT provider_message_id FROM messages WHERE body = $1",
+                                               info["reply"])
+                assert await wait_for(recorded) == sid
                 status, _ = await fake.send_status_callback(f"{url}/webhooks/twilio/status", sid, "delivered")
                 assert status == 200
                 return {}

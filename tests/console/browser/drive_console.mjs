@@ -4,6 +4,7 @@
 // Talks to pytest over stdio: prints "step <name>" and waits for "go <json>" where the test acts
 // (customer messages, the fake provider), and prints "result <json>" at the end.
 import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
 import { createInterface } from "node:readline";
 
 const require = createRequire(`${process.env.PLAYWRIGHT_DIR}/`);
@@ -154,7 +155,8 @@ try {
   result.error = String((err && err.stack) || err);
   for (const [i, page] of pages.entries()) {
     try {
-      await page.screenshot({ path: `${shots}/failure-${i}.png` });
+      await page.screenshot({ path: `${tmpdir()}/console-failure-${i}.png` });
+      result[`failureShot${i}`] = `${tmpdir()}/console-failure-${i}.png`;
       result[`failurePage${i}`] = (await page.locator("#app").innerText()).slice(0, 500);
     } catch { /* the page is gone */ }
   }
