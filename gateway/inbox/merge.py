@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncpg
 
 from gateway import thread
-from gateway.inbox import Invalid, NotFound
+from gateway.inbox import Invalid, NotFound, lock_contact_conversations
 
 
 async def merge_contacts(conn: asyncpg.Connection, target_id: int, source_id: int,
@@ -18,6 +18,7 @@ async def merge_contacts(conn: asyncpg.Connection, target_id: int, source_id: in
     """Merge `source_id` into `target_id`, inside the caller's transaction."""
     if target_id == source_id:
         raise Invalid("same_contact", "a contact cannot be merged into itself")
+    await lock_contact_conversations(conn, [target_id, source_id])   # before the contacts' rows
     rows = await conn.fetch(
         "SELECT * FROM contacts WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE", [target_id, source_id])
     contacts = {r["id"]: r for r in rows}
@@ -27,9 +28,6 @@ async def merge_contacts(conn: asyncpg.Connection, target_id: int, source_id: in
     target, source = contacts[target_id], contacts[source_id]
     convs = {r["contact_id"]: r for r in await conn.fetch(
         "SELECT * FROM conversations WHERE contact_id = ANY($1::bigint[])", [target_id, source_id])}
-    # the conversation worker's lock, lowest id first (no deadlock with another merge)
-    for c in sorted(convs.values(), key=lambda c: c["id"]):
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", c["id"])
 
     moved_identities = await conn.fetchval(
         "WITH m AS (UPDATE identities SET contact_id = $1 WHERE contact_id = $2 RETURNING 1) SELECT count(*) FROM m",

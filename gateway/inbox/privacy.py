@@ -17,7 +17,7 @@ import asyncpg
 
 from gateway import thread
 from gateway.identity import address_hash
-from gateway.inbox import NotFound
+from gateway.inbox import NotFound, lock_contact_conversations
 
 REDACTED = "[erased]"
 
@@ -62,11 +62,13 @@ async def export_contact(conn: asyncpg.Connection, contact_id: int) -> dict:
 
 async def erase_contact(conn: asyncpg.Connection, contact_id: int, effects: thread.Effects) -> dict:
     """Erase a contact (and the contacts merged into it): see the module docstring for what goes."""
+    contact_ids = [contact_id, *[r["id"] for r in await conn.fetch(
+        "SELECT id FROM contacts WHERE merged_into = $1 ORDER BY id", contact_id)]]
+    conversation_ids = await lock_contact_conversations(conn, contact_ids)   # before any of their rows
     contact = await conn.fetchrow("SELECT * FROM contacts WHERE id = $1 FOR UPDATE", contact_id)
     if contact is None or contact["erased_at"] is not None:
         raise NotFound(f"contact {contact_id}")
-    contact_ids = [contact_id, *[r["id"] for r in await conn.fetch(
-        "SELECT id FROM contacts WHERE merged_into = $1 FOR UPDATE", contact_id)]]
+    await conn.execute("SELECT 1 FROM contacts WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE", contact_ids)
     identities = await conn.fetch("SELECT kind, address FROM identities WHERE contact_id = ANY($1::bigint[])",
                                   contact_ids)
     people = await conn.fetch("SELECT name, external_id FROM contacts WHERE id = ANY($1::bigint[])", contact_ids)
@@ -98,12 +100,8 @@ async def erase_contact(conn: asyncpg.Connection, contact_id: int, effects: thre
     await conn.execute(
         """UPDATE journey_skips SET details = '{}'::jsonb WHERE enrollment_id IN
                (SELECT id FROM journey_enrollments WHERE contact_id = ANY($1::bigint[]))""", contact_ids)
-    conversation_ids = [r["id"] for r in await conn.fetch(
-        "SELECT id FROM conversations WHERE contact_id = ANY($1::bigint[]) ORDER BY id", contact_ids)]
     cid = await conn.fetchval("SELECT id FROM conversations WHERE contact_id = $1", contact_id)
     redacted = blobs_removed = 0
-    for conv_id in conversation_ids:
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", conv_id)
     if conversation_ids:
         refs = [r["ref"] for r in await conn.fetch(
             """SELECT DISTINCT a->>'content_ref' AS ref FROM messages m,
