@@ -140,12 +140,11 @@ async def _announce_revocation(settings: Settings, revoked: dict) -> None:
     """Open sockets in running gateways drop the token now (else on their periodic re-check)."""
     from types import SimpleNamespace
 
-    import redis.asyncio as aioredis
-
     from gateway.http.access import announce
     from gateway.queue import Keys
+    from gateway.redis_client import connect_small
 
-    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+    client = connect_small(settings.redis_url, socket_connect_timeout=2)
     try:
         await announce(SimpleNamespace(redis=client, keys=Keys(settings.redis_prefix)),
                        agent_id=revoked["agent_id"], token_ids=[revoked["id"]])
@@ -166,11 +165,12 @@ def cmd_health(args, settings: Settings) -> int:
     import redis as redis_sync
 
     from gateway.queue import Keys
+    from gateway.redis_client import connect_small_sync
 
     if not settings.redis_url:
         print("GATEWAY_REDIS_URL is required for health checks", file=sys.stderr)
         return 2
-    client = redis_sync.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    client = connect_small_sync(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
     try:
         alive = client.exists(Keys(settings.redis_prefix).heartbeat(args.role, socket.gethostname()))
     except redis_sync.RedisError as exc:

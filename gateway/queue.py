@@ -1,7 +1,9 @@
 """Work queue on Redis Streams, partitioned by conversation, with one consumer group.
 
 Every Redis key the gateway uses is built here. Stream keys carry a hash tag per partition
-(`gw:{p3}:inbound`) so that on Redis Cluster each partition lives on one node.
+(`gw:{p3}:inbound`) so that on Redis Cluster each partition lives on one node; keys used together
+in one command or script share a tag (a sender's rate bucket and its throttle). No command names
+keys of two slots (tests/scale/test_scale_redis_cluster.py runs the core promises on a cluster).
 
 A stream entry only says "conversation N has work"; the work itself (unprocessed inbound rows) is
 in PostgreSQL. Entries are acknowledged after the conversation was drained, so a dead worker's
@@ -10,10 +12,13 @@ re-enqueues conversations that still have unprocessed messages.
 """
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
+
+from gateway.redis_client import is_cluster
 
 GROUP = "workers"
 STREAM_MAXLEN = 200_000
@@ -126,6 +131,9 @@ def _s(value) -> str:
 
 
 async def read(redis: aioredis.Redis, keys: Keys, consumer: str, count: int, block_ms: int) -> list[Entry]:
+    """New entries for `consumer` from every partition, waiting up to `block_ms` when there are none."""
+    if is_cluster(redis):
+        return await _read_partitions(redis, keys, consumer, count, block_ms)
     try:
         reply = await redis.xreadgroup(GROUP, consumer, {s: ">" for s in keys.streams()},
                                        count=count, block=block_ms)
@@ -138,6 +146,34 @@ async def read(redis: aioredis.Redis, keys: Keys, consumer: str, count: int, blo
     for stream, items in reply or []:
         entries.extend(_entries(stream, items))
     return entries
+
+
+# On a cluster an idle worker waits this long per round (all partitions at once, one command each).
+CLUSTER_BLOCK_MS = 100
+
+
+async def _read_partitions(redis, keys: Keys, consumer: str, count: int, block_ms: int) -> list[Entry]:
+    """Redis Cluster: one XREADGROUP per partition (a multi-stream read would cross slots).
+
+    First a non-blocking pass over every partition; only when all are empty, one short blocking
+    round (so work on one partition never waits for the others' timeouts for long).
+    """
+    async def one(stream: str, block: int | None) -> list[Entry]:
+        reply = await redis.xreadgroup(GROUP, consumer, {stream: ">"}, count=count, block=block)
+        return [e for s, items in reply or [] for e in _entries(s, items)]
+
+    for block in (None, min(block_ms, CLUSTER_BLOCK_MS)):
+        try:
+            found = await asyncio.gather(*(one(s, block) for s in keys.streams()))
+        except ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                await ensure_groups(redis, keys)
+                return []
+            raise
+        entries = [e for part in found for e in part]
+        if entries:
+            return entries
+    return []
 
 
 async def ack(redis: aioredis.Redis, entries: list[Entry]) -> None:

@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from gateway.log import get_logger
 from gateway.metrics import REALTIME_DROPPED
 from gateway.queue import Keys
+from gateway.redis_client import shard_publish
 
 log = get_logger(__name__)
 FEED_MAXLEN = 50_000
@@ -29,7 +30,7 @@ async def publish(redis: aioredis.Redis, keys: Keys, events: list[tuple[str, dic
                 pipe.xadd(keys.stream_events(), {"e": data}, maxlen=FEED_MAXLEN, approximate=True)
                 cid = payload.get("conversation_id")
                 if cid is not None:
-                    pipe.publish(keys.chat_channel(int(cid)), data)
+                    shard_publish(pipe, keys.chat_channel(int(cid)), data)
             await pipe.execute()
     except Exception as exc:  # Redis down: screens refetch; the data is in PostgreSQL
         dropped(len(events), exc, "feed")

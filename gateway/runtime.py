@@ -15,7 +15,7 @@ import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
 
-from gateway import db, realtime
+from gateway import db, realtime, redis_client
 from gateway.batcher import IngestBatcher
 from gateway.channels.sandbox import SandboxSender
 from gateway.guarded_fetch import GuardedFetcher, HostList
@@ -201,7 +201,10 @@ def build_senders(s: Settings, http: aiohttp.ClientSession, fetcher: GuardedFetc
 
 def connect_redis(s: Settings) -> aioredis.Redis:
     """A client whose pool holds GATEWAY_REDIS_MAX_CONNECTIONS connections; a caller finding them all
-    busy waits up to GATEWAY_REDIS_POOL_TIMEOUT seconds for one instead of failing at once."""
+    busy waits up to GATEWAY_REDIS_POOL_TIMEOUT seconds for one instead of failing at once.
+    A `redis+cluster://` URL gives a RedisCluster client (that many connections per node)."""
+    if redis_client.is_cluster_url(s.redis_url):
+        return redis_client.connect_cluster(s.redis_url, max_connections=s.redis_max_connections)
     pool = aioredis.BlockingConnectionPool.from_url(
         s.redis_url, max_connections=s.redis_max_connections, timeout=s.redis_pool_timeout,
         socket_connect_timeout=5, health_check_interval=30)

@@ -267,7 +267,7 @@ ENV: dict[str, tuple[str, object]] = {
     "GATEWAY_DATABASE_URL": ("database_url", _url(("postgres", "postgresql"))),
     "GATEWAY_DATABASE_POOLER": ("database_pooler", _choice("none", "transaction")),
     "GATEWAY_DATABASE_DIRECT_URL": ("database_direct_url", _url(("postgres", "postgresql"))),
-    "GATEWAY_REDIS_URL": ("redis_url", _url(("redis", "rediss", "unix"))),
+    "GATEWAY_REDIS_URL": ("redis_url", _url(("redis", "rediss", "unix", "redis+cluster", "redis+clusters"))),
     "GATEWAY_DATA_DIR": ("data_dir", lambda n, r: Path(r)),
     "GATEWAY_HTTP_HOST": ("http_host", _str),
     "GATEWAY_HTTP_PORT": ("http_port", _port),
@@ -388,6 +388,14 @@ def validate(s: Settings) -> Settings:
         raise SettingsError("GATEWAY_EMAIL_FROM is required when GATEWAY_SMTP_HOST is set")
     if not 0 < s.rights_recheck_seconds <= 60:
         raise SettingsError("GATEWAY_RIGHTS_RECHECK_SECONDS must be more than 0 and at most 60")
+    if s.redis_url:
+        from gateway.redis_client import cluster_seeds, is_cluster_url
+
+        if is_cluster_url(s.redis_url):
+            try:
+                cluster_seeds(s.redis_url)
+            except ValueError as exc:
+                raise SettingsError(f"GATEWAY_REDIS_URL: {exc}") from None
     if s.redis_max_connections < 2:
         raise SettingsError("GATEWAY_REDIS_MAX_CONNECTIONS must be at least 2")
     if s.redis_pool_timeout <= 0 or s.metrics_cache_seconds < 0:

@@ -58,6 +58,21 @@ async def smtp_deliver(port: int, msg) -> None:
     await asyncio.to_thread(send)
 
 
+async def splice(reader, writer, up_reader, up_writer) -> None:
+    """Copy bytes both ways between a client connection and an upstream one until both directions
+    close (the TCP proxies of tests: an outage-able PostgreSQL, a round-robin front)."""
+    async def pipe(src, dst) -> None:
+        try:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            dst.close()
+    await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
 def inbound(cmid: str, external_id: str, text: str) -> dict:
     """A body for POST /api/v1/inbound from the customer `external_id`."""
     return {"client_message_id": cmid, "contact": {"external_id": external_id}, "text": text}

@@ -25,6 +25,7 @@ from gateway.http.rights import RIGHTS, RightsWatch, Watcher
 from gateway.identity import AddressError
 from gateway.inputs import InputError
 from gateway.log import get_logger
+from gateway.redis_client import shard_publish
 from gateway.types import Channel, Inbound
 
 log = get_logger(__name__)
@@ -396,15 +397,16 @@ class ChatConnection:
         try:
             async with self.rt.redis.pipeline(transaction=False) as pipe:
                 for kind, payload in events:
-                    pipe.publish(self.rt.keys.chat_channel(payload["conversation_id"]),
-                                 json.dumps({"type": kind, **payload}))
+                    shard_publish(pipe, self.rt.keys.chat_channel(payload["conversation_id"]),
+                                  json.dumps({"type": kind, **payload}))
                 await pipe.execute()
         except Exception as exc:
             realtime.dropped(len(events), exc, "chat")
 
     async def _publish_visitor(self, event: dict) -> None:
         try:
-            await self.rt.redis.publish(visitor_channel(self.rt.keys, self.session.visitor_id), json.dumps(event))
+            await shard_publish(self.rt.redis, visitor_channel(self.rt.keys, self.session.visitor_id),
+                                json.dumps(event))
         except Exception as exc:
             realtime.dropped(1, exc, "chat")
 

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.embedded import EmbeddedRedis
 from gateway.testing import (assert_each_processed_once_in_order, inbound, post_all, running_gateway,
-                             settings_env, wait_for)
+                             settings_env, splice, wait_for)
 
 ADMIN = {"Authorization": "Bearer admin-test-token"}
 
@@ -136,17 +136,7 @@ class PgProxy:
             writer.close()
             return
         self.conns.update({writer, up_w})
-
-        async def pipe(r, w):
-            try:
-                while data := await r.read(65536):
-                    w.write(data)
-                    await w.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                w.close()
-        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+        await splice(reader, writer, up_r, up_w)
 
     async def start(self):
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port or 0)

@@ -5,6 +5,8 @@ channel (`visitor_channel`); the hub subscribes in Redis while at least one loca
 channel. Events are hints ("something changed in conversation N"): sockets read the messages
 themselves from PostgreSQL by seq, so an event lost while Redis restarts costs latency, not data.
 After a pub/sub failure every listener gets a synthetic `chat.resync` so it re-reads.
+On Redis Cluster the channels are sharded (SSUBSCRIBE; publishers use `redis_client.shard_publish`),
+so a chat event is carried only by the node that owns its channel's slot.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import redis.asyncio as aioredis
 
 from gateway.log import get_logger
 from gateway.queue import Keys
+from gateway.redis_client import is_cluster
 
 log = get_logger(__name__)
 
@@ -31,6 +34,7 @@ class ChatHub:
     def __init__(self, redis: aioredis.Redis):
         self.redis = redis
         self.pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        self.sharded = is_cluster(redis)
         self.listeners: dict[str, set[Listener]] = {}
         self._wanted = asyncio.Event()
         self._stale = False          # Redis subscriptions may not match `listeners`: redo them
@@ -55,7 +59,7 @@ class ChatHub:
         if first:
             try:
                 async with self._lock:
-                    await self.pubsub.subscribe(channel)
+                    await self._subscribe(channel)
             except Exception as exc:  # Redis down: the run loop resubscribes and sockets resync
                 log.warning("chat subscribe failed", error=str(exc))
                 self._stale = True
@@ -70,7 +74,7 @@ class ChatHub:
             del self.listeners[channel]
             try:
                 async with self._lock:
-                    await self.pubsub.unsubscribe(channel)
+                    await (self.pubsub.sunsubscribe if self.sharded else self.pubsub.unsubscribe)(channel)
             except Exception as exc:
                 log.debug("chat unsubscribe failed", error=str(exc))
 
@@ -83,11 +87,11 @@ class ChatHub:
             try:
                 if self._stale:
                     async with self._lock:
-                        await self.pubsub.subscribe(*self.listeners)
+                        await self._subscribe(*self.listeners)
                     self._stale = False
                     log.info("chat pub/sub connection restored")
                     self._broadcast({"type": "chat.resync"})
-                message = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                message = await self._next_message()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -96,8 +100,21 @@ class ChatHub:
                 self._stale = True
                 await asyncio.sleep(1.0)
                 continue
-            if message and message.get("type") == "message":
+            if message and message.get("type") in ("message", "smessage"):
                 self._dispatch(message)
+
+    async def _subscribe(self, *channels: str) -> None:
+        await (self.pubsub.ssubscribe if self.sharded else self.pubsub.subscribe)(*channels)
+
+    async def _next_message(self) -> dict | None:
+        if self.sharded:
+            # one connection per node, polled in turn: a blocking wait on one node would hold up
+            # messages waiting on another, so poll without waiting and pause briefly when idle
+            message = await self.pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=0)
+            if message is None:
+                await asyncio.sleep(0.02)
+            return message
+        return await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
 
     def _dispatch(self, message: dict) -> None:
         channel = message["channel"]

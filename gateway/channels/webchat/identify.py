@@ -24,6 +24,7 @@ from gateway import contacts, queue, realtime, thread
 from gateway.channels.webchat import tokens
 from gateway.channels.webchat.hub import visitor_channel
 from gateway.log import get_logger
+from gateway.redis_client import shard_publish
 
 log = get_logger(__name__)
 
@@ -132,7 +133,7 @@ async def identify(rt, visitor_id: str, identity_token: str) -> LinkResult:
                      contact_id=result.contact_id, reason="chat_identified")
     await realtime.publish(rt.redis, rt.keys, effects.events)
     try:
-        await rt.redis.publish(visitor_channel(rt.keys, visitor_id), json.dumps({"type": "chat.rebind"}))
+        await shard_publish(rt.redis, visitor_channel(rt.keys, visitor_id), json.dumps({"type": "chat.rebind"}))
         if result.merged_from is not None and result.conversation_id is not None:
             # the merged thread may hold messages not processed yet
             await queue.enqueue(rt.redis, rt.keys, result.conversation_id)

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from gateway.log import get_logger
 from gateway.queue import Keys
+from gateway.redis_client import shard_publish
 from gateway.types import Channel, OutgoingMessage, SendOutcome, SendResult
 
 log = get_logger(__name__)
@@ -38,7 +39,8 @@ class WebchatSender:
                  "buttons": [{k: v for k, v in dataclasses.asdict(b).items() if v is not None}
                              for b in msg.buttons]}
         try:
-            listeners = await self.redis.publish(self.keys.chat_channel(int(conversation_id)), json.dumps(event))
+            listeners = await shard_publish(self.redis, self.keys.chat_channel(int(conversation_id)),
+                                            json.dumps(event))
         except (RedisError, OSError) as exc:
             return SendResult(SendOutcome.RETRY, error_code="redis_unavailable", error_message=str(exc))
         log.debug("chat message published", message_id=msg.message_id, listeners=listeners)
