@@ -58,3 +58,22 @@ async def test_widget_in_headless_chromium(browser_ready, chat_settings, pool, t
     assert reply["content"]["reply_id"] == "yes"
     for name in ("1-replied", "2-reloaded", "3-quick-replies", "4-final"):
         assert (shots / f"{name}.png").stat().st_size > 1000
+
+
+async def test_widget_never_resends_a_message_the_server_refused(browser_ready, chat_settings, pool):
+    """A pending message the server refuses (NUL) is sent once, shown as failed with the reason, and
+    dropped: three reloads later it was still sent only once. Typed text is cleaned, not refused."""
+    async with chat_gateway(chat_settings) as (rt, base):
+        async def no_steps(name: str) -> None:
+            raise AssertionError(f"unexpected step {name}")
+
+        result, stderr = await drive_browser(BROWSER_DIR / "drive_widget_refused.mjs", base, on_step=no_steps,
+                                             cwd=BROWSER_DIR)
+    assert result is not None, f"the browser script printed no result; stderr: {stderr[-2000:]}"
+    assert "error" not in result, result["error"]
+    assert not result.get("pageErrors"), result["pageErrors"]
+    assert result["sentBad"] == 1
+    assert result["pending"] == []
+    assert len(result["failed"]) == 1 and "NUL" in result["failed"][0]
+    assert result["echoed"]
+    assert await pool.fetchval("SELECT count(*) FROM messages WHERE body LIKE 'x%y'") == 0
