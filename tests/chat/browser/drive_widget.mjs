@@ -2,7 +2,7 @@
 // Usage: node drive_widget.mjs BASE_URL SHOTS_DIR
 // Talks to the pytest side over stdio: prints "step <name>" lines, waits for "go" on stdin where the
 // test has to do something (an agent reply), and prints "result <json>" at the end.
-import { chromium } from "playwright-core";
+import { run } from "./harness.mjs";
 import { createInterface } from "node:readline";
 
 const [base, shots] = process.argv.slice(2);
@@ -13,13 +13,7 @@ const step = async (name, wait = false) => {
   if (wait) await lines.next();
 };
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-});
-const result = {};
-try {
+await run(async (browser, result) => {
   const page = await browser.newPage({ viewport: { width: 1000, height: 720 } });
   page.on("pageerror", (err) => { result.pageErrors = [...(result.pageErrors || []), String(err)]; });
   await page.goto(base + "/");
@@ -44,10 +38,4 @@ try {
   result.final = await page.locator(".msg").allInnerTexts();
   result.quickLeft = await page.locator(".quick button").count();
   await page.screenshot({ path: `${shots}/4-final.png` });
-} catch (err) {
-  result.error = String(err && err.stack || err);
-} finally {
-  await browser.close();
-}
-console.log("result " + JSON.stringify(result));
-process.exit(0);
+});

@@ -1,16 +1,11 @@
 // The widget and a message the server refuses for good (issue 11): it is shown as failed and never
 // resent, however often the page reconnects; what a visitor types is cleaned before it is sent.
 // Usage: node drive_widget_refused.mjs BASE_URL
-import { chromium } from "playwright-core";
+import { run } from "./harness.mjs";
 
 const [base] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-});
-const result = { sentBad: 0 };
-try {
+await run(async (browser, result) => {
+  result.sentBad = 0;
   const page = await browser.newPage();
   page.on("pageerror", (err) => { result.pageErrors = [...(result.pageErrors || []), String(err)]; });
   page.on("websocket", (ws) => ws.on("framesent", (f) => {
@@ -36,10 +31,4 @@ try {
   await page.evaluate(() => window.GatewayChat.send("a\u0000b"));
   await page.locator(".msg.theirs", { hasText: "You said: ab" }).waitFor({ timeout: 15000 });
   result.echoed = true;
-} catch (err) {
-  result.error = String(err && err.stack || err);
-} finally {
-  await browser.close();
-}
-console.log("result " + JSON.stringify(result));
-process.exit(0);
+});
