@@ -34,7 +34,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 async def still_allowed(conn: asyncpg.Connection, who: auth.Principal) -> bool:
     """True while `who` may act: its token is not revoked, its console session (if any) has not
-    ended or expired, and its agent (if any) is active.
+    ended or expired and its agent still has the role `who` was given (requests read it afresh; an
+    open socket holds the role it connected with and is closed when it changes), and its agent (if
+    any) is active.
 
     The bootstrap admin (GATEWAY_ADMIN_TOKEN, no token row) holds as long as the setting does.
     """
@@ -45,10 +47,10 @@ async def still_allowed(conn: asyncpg.Connection, who: auth.Principal) -> bool:
                                                   WHERE t.id = $1 AND t.revoked_at IS NULL))
               AND ($2::bigint IS NULL OR EXISTS (SELECT 1 FROM agents a
                                                   WHERE a.id = $2 AND a.deactivated_at IS NULL))
-              AND ($3::bigint IS NULL OR EXISTS (SELECT 1 FROM agent_sessions s
+              AND ($3::bigint IS NULL OR EXISTS (SELECT 1 FROM agent_sessions s JOIN agents a ON a.id = s.agent_id
                                                   WHERE s.id = $3 AND s.ended_at IS NULL
-                                                    AND s.expires_at > now()))""",
-        who.token_id, who.agent_id, who.session_id))
+                                                    AND s.expires_at > now() AND a.role = $4))""",
+        who.token_id, who.agent_id, who.session_id, who.role))
 
 
 def bearer_token(request: web.Request) -> str | None:

@@ -123,7 +123,7 @@ async def patch_agent(request: web.Request) -> web.Response:
             capacity=int_field(data, "capacity", 0, 1000), team_ids=_team_ids(data), active=active,
             role=_role(data))
         await actions.audit(tx.conn, tx.actor, "agent_update", details={"agent_id": agent_id})
-    if active is not None or "team_ids" in data:   # open sockets re-check (deactivated, re-scoped)
+    if active is not None or "team_ids" in data or "role" in data:   # open sockets re-check their rights
         await announce(request.app[RUNTIME], agent_id=agent_id)
     return respond(agent)
 
