@@ -6,6 +6,7 @@ table is scanned for each erased value, and blobs for the attachment's bytes.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
@@ -109,3 +110,32 @@ async def test_erasure_leaves_no_trace_of_the_person_in_any_column(settings, poo
     assert shared == 1, "the attachment bob sent too stays"
     assert await pool.fetchval("SELECT count(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id "
                                "WHERE c.contact_id = $1 AND body = 'hello from bob'", bob) == 1
+
+
+async def test_erase_and_merge_wait_for_the_conversation_lock_before_touching_contact_rows(pool, clean):
+    """A worker holding a conversation's lock and then touching its contact row must never deadlock
+    with an erasure or a merge of that contact (both once locked the contact row first)."""
+    from gateway import thread
+    from gateway.inbox.merge import merge_contacts
+    from gateway.inbox.privacy import erase_contact
+
+    ids = [await pool.fetchval("INSERT INTO contacts (name) VALUES ($1) RETURNING id", n) for n in ("a", "b", "c")]
+    convs = {c: await pool.fetchval("INSERT INTO conversations (contact_id) VALUES ($1) RETURNING id", c)
+             for c in (ids[0], ids[2])}
+
+    async def run(operation):
+        async with pool.acquire() as conn, conn.transaction():
+            return await operation(conn)
+
+    for operation, conv, contact in (
+            (lambda c: merge_contacts(c, ids[0], ids[1], thread.Effects()), convs[ids[0]], ids[0]),
+            (lambda c: erase_contact(c, ids[2], thread.Effects()), convs[ids[2]], ids[2])):
+        async with pool.acquire() as worker, worker.transaction():
+            await worker.execute("SELECT pg_advisory_xact_lock($1)", conv)      # the worker's turn
+            task = asyncio.create_task(run(operation))
+            await asyncio.sleep(0.5)                                             # it now waits for us
+            await worker.execute("SET LOCAL lock_timeout = '10s'")
+            await worker.execute("SELECT 1 FROM contacts WHERE id = $1 FOR UPDATE", contact)
+        await asyncio.wait_for(task, 30)
+    assert await pool.fetchval("SELECT merged_into FROM contacts WHERE id = $1", ids[1]) == ids[0]
+    assert await pool.fetchval("SELECT erased_at IS NOT NULL FROM contacts WHERE id = $1", ids[2])
