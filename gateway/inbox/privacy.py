@@ -18,6 +18,7 @@ import asyncpg
 from gateway import thread
 from gateway.identity import address_hash
 from gateway.inbox import NotFound, lock_contact_conversations
+from gateway.outbox import store as outbox_store
 
 REDACTED = "[erased]"
 
@@ -87,6 +88,7 @@ async def erase_contact(conn: asyncpg.Connection, contact_id: int, effects: thre
         await conn.execute("DELETE FROM consents WHERE address_kind = $1 AND address = $2",
                            ident["kind"], ident["address"])
     await conn.execute("DELETE FROM identities WHERE contact_id = ANY($1::bigint[])", contact_ids)
+    await outbox_store.forget_addresses(conn, [i["address"] for i in identities])
     await conn.execute(
         """UPDATE contacts SET name = NULL, external_id = NULL, attributes = '{}'::jsonb, locale = NULL,
                timezone = NULL, erased_at = now(), updated_at = now() WHERE id = ANY($1::bigint[])""", contact_ids)

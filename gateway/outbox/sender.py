@@ -109,6 +109,10 @@ class OutboxSender:
                 except DB_ERRORS as exc:
                     log.warning("outbox pass failed", error=str(exc))
                     n = 0
+                except Exception as exc:  # the loop must outlive any one pass (pool timeouts, Redis)
+                    log.exception("outbox pass crashed", error=str(exc))
+                    n = 0
+                    await asyncio.sleep(1.0)
                 if n:
                     await asyncio.sleep(0)
                     continue  # more may be claimable right away
@@ -161,7 +165,7 @@ class OutboxSender:
                 await self.apply_early_statuses()
             except asyncio.CancelledError:
                 raise
-            except DB_ERRORS as exc:
+            except Exception as exc:  # a missed beat is retried; missing several loses our leases
                 log.warning("outbox heartbeat failed", error=str(exc))
             try:
                 await asyncio.wait_for(stop.wait(), HEARTBEAT_EVERY)

@@ -134,3 +134,9 @@ async def mark_undeliverable(conn, channel: str, address: str, error_code: str, 
            VALUES ($1, $2, $3, $4) ON CONFLICT (channel, address) DO UPDATE
            SET error_code = EXCLUDED.error_code, error_message = EXCLUDED.error_message, created_at = now()""",
         channel, address, error_code, error_message)
+
+
+async def forget_addresses(conn, addresses: list[str]) -> None:
+    """Erasure: drop what the outbox keeps about these addresses (invalid-number marks, early statuses)."""
+    await conn.execute("DELETE FROM undeliverable_addresses WHERE address = ANY($1::text[])", addresses)
+    await conn.execute("DELETE FROM early_statuses WHERE recipient = ANY($1::text[])", addresses)

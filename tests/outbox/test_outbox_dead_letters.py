@@ -77,3 +77,19 @@ async def test_an_invalid_number_is_marked_undeliverable_and_not_tried_again(poo
     assert [r["error_code"] for r in rows] == ["21211", "address_undeliverable"]
     assert await pool.fetchval("SELECT error_code FROM undeliverable_addresses WHERE address = $1", number(1)) == "21211"
     assert await pool.fetchval("SELECT count(*) FROM messages WHERE content->>'event' = 'address_undeliverable'") == 1
+
+
+async def test_erasure_forgets_what_the_outbox_kept_about_the_address(pool, clean, make_sender, fake_twilio):
+    from gateway import thread
+    from gateway.inbox.privacy import erase_contact
+
+    await seed(pool, 1, 1)
+    await pool.execute("INSERT INTO identities (contact_id, kind, address) VALUES (1, 'phone', $1)", number(1))
+    fake_twilio.fail_next(1, http_status=400, code=21211, message="The 'To' number is not a valid phone number.")
+    await make_sender().send_due()
+    await pool.execute("INSERT INTO early_statuses (channel, provider_message_id, status, recipient) "
+                       "VALUES ('sms', 'SMx', 'delivered', $1)", number(1))
+    async with pool.acquire() as conn, conn.transaction():
+        await erase_contact(conn, 1, thread.Effects())
+    assert await pool.fetchval("SELECT count(*) FROM undeliverable_addresses") == 0
+    assert await pool.fetchval("SELECT count(*) FROM early_statuses") == 0
