@@ -166,7 +166,9 @@ async def test_two_agents_work_a_conversation_in_headless_chromium(browser_ready
     assert await pool.fetchval("SELECT count(*) FROM messages WHERE body = $1", info["reply"]) == 1
     note = await pool.fetchrow("SELECT kind, direction FROM messages WHERE body = $1", info["note"])
     assert (note["kind"], note["direction"]) == ("note", "internal")
-    assert result["canned"] == "Thanks for your patience!"
+    assert result["keys"]["reply"] == "composer-input" and result["keys"]["note"] == "true"
+    assert result["keys"]["previous"].startswith("#/inbox/") and result["keys"]["previous"] != f"#/inbox/{info['conversation_id']}"
+    assert result["canned"] == "Thanks for your patience!" and result["replyModeForCanned"] == "false"
     assert await pool.fetchval("SELECT labels FROM conversations WHERE id = $1", info["conversation_id"]) == ["vip"]
     assert result["csrf"] == {"status": 403, "code": "csrf_failed"}
     assert await pool.fetchval("SELECT count(*) FROM messages WHERE body = 'forged'") == 0
@@ -175,5 +177,5 @@ async def test_two_agents_work_a_conversation_in_headless_chromium(browser_ready
     assert "session has ended" in result["signedOutNotice"]
     assert await pool.fetchval("SELECT count(*) FROM agent_sessions WHERE agent_id = $1 AND ended_at IS NULL",
                                ben["id"]) == 0
-    for name in ("console-queue", "console-conversation", "console-dashboard", "console-phone"):
+    for name in ("console-queue", "console-conversation", "console-dashboard", "console-phone", "console-dark"):
         assert (shots / f"{name}.png").stat().st_size > 5000

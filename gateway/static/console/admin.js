@@ -65,12 +65,22 @@ async function agents(main, app) {
         main.querySelector(".once-slot").append(once(`Invite link for ${a.name}`, made.invite_url, "Earlier links stop working."));
       } catch (err) { toast(err.message, "error"); }
     });
-    return h("tr", { "data-agent-id": a.id }, h("td", {}, a.name), h("td", {}, a.email || "—"), h("td", {}, a.role),
+    const memberOf = h("select", { multiple: true, size: Math.min(3, Math.max(1, app.teams.length)),
+      "aria-label": `Teams of ${a.name}`, disabled: !active || !app.teams.length },
+    app.teams.map((t) => h("option", { value: t.id, selected: a.team_ids.includes(t.id) }, t.name)));
+    memberOf.addEventListener("change", async () => {
+      try {
+        await api("PATCH", `/agents/${a.id}`, { body: { team_ids: [...memberOf.selectedOptions].map((o) => Number(o.value)) } });
+        app.teams = await api("GET", "/teams");
+        toast(`Teams of ${a.name} saved`);
+      } catch (err) { toast(err.message, "error"); }
+    });
+    return h("tr", { "data-agent-id": a.id }, h("td", {}, a.name), h("td", {}, a.email || "—"), h("td", {}, a.role), h("td", {}, memberOf),
       h("td", {}, active ? a.presence : "deactivated"), h("td", {}, a.has_password ? "yes" : "invited"),
       h("td", { class: "row" }, active && a.email ? invite : null, toggle));
   });
   return [h("h1", {}, "Agents"), form, h("div", { class: "once-slot" }), result,
-    table(["Name", "Email", "Role", "Presence", "Password", ""], rows)];
+    table(["Name", "Email", "Role", "Teams", "Presence", "Password", ""], rows)];
 }
 
 async function tokens(main, app) {

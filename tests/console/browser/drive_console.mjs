@@ -103,10 +103,31 @@ try {
   await a.locator("[data-testid=message].note", { hasText: info.note }).waitFor(T);
   mark("note");
 
+  // keyboard first: shortcuts outside text boxes
+  await a.getByTestId("composer-input").press("Escape");
+  await a.keyboard.press("?");
+  await a.locator("dialog#shortcuts[open]").waitFor(T);
+  await a.keyboard.press("Escape");
+  await a.keyboard.press("r");
+  result.keys = { reply: await a.evaluate(() => document.activeElement.dataset.testid) };
+  await a.keyboard.press("Escape");
+  await a.keyboard.press("n");
+  result.keys.note = await a.getByTestId("note-toggle").getAttribute("aria-pressed");
+  await a.keyboard.press("Escape");
+  await a.keyboard.press("r");
+  await a.keyboard.press("Escape");
+  await a.keyboard.press("k");
+  await a.waitForFunction((cid) => location.hash !== `#/inbox/${cid}`, info.conversation_id);
+  result.keys.previous = await a.evaluate(() => location.hash);
+  await a.keyboard.press("j");
+  await a.waitForFunction((cid) => location.hash === `#/inbox/${cid}`, info.conversation_id);
+  await a.locator("[data-testid=message].note", { hasText: info.note }).waitFor(T);
+  mark("keyboard");
+
   await a.getByLabel("Add a label").fill("vip");
   await a.getByLabel("Add a label").press("Enter");
   await a.locator("[data-testid=label-remove]", { hasText: "vip" }).waitFor(T);
-  await a.getByTestId("note-toggle").click();                  // back to replies
+  result.replyModeForCanned = await a.getByTestId("note-toggle").getAttribute("aria-pressed");   // "r" left note mode
   await a.getByTestId("composer-input").fill("/than");         // canned responses by short code
   await a.locator(".canned li", { hasText: "/thanks" }).waitFor(T);
   await a.getByTestId("composer-input").press("Enter");
@@ -151,6 +172,10 @@ try {
   await a.goto(`${base}/console#/inbox/${info.conversation_id}`);
   await a.locator("[data-testid=message]").first().waitFor(T);
   await a.screenshot({ path: `${shots}/console-phone.png` });
+  await a.setViewportSize({ width: 1280, height: 800 });
+  await a.getByLabel("Switch light or dark theme").click();
+  await a.locator("html[data-theme=dark]").waitFor({ state: "attached", timeout: 15000 });
+  await a.screenshot({ path: `${shots}/console-dark.png` });
 } catch (err) {
   result.error = String((err && err.stack) || err);
   for (const [i, page] of pages.entries()) {
