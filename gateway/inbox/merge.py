@@ -79,7 +79,7 @@ async def _merge_threads(conn, dst: asyncpg.Record, src: asyncpg.Record) -> int:
     active = src if (src["status"] != "resolved" and dst["status"] == "resolved") else dst
     await conn.execute(
         """UPDATE conversations SET
-               last_seq = (SELECT max(seq) FROM messages WHERE conversation_id = $1),
+               last_seq = (SELECT coalesce(max(seq), 0) FROM messages WHERE conversation_id = $1),
                status = $2, mode = $3, current_episode_id = $4,
                assignee_id = coalesce(assignee_id, $5), team_id = coalesce(team_id, $6),
                labels = ARRAY(SELECT DISTINCT l FROM unnest(labels || $7::text[]) l ORDER BY l),

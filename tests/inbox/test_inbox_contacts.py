@@ -65,6 +65,18 @@ async def test_merge_interleaves_threads_by_time_and_loses_nothing(gw):
     assert status == 422
 
 
+async def test_merge_of_two_threads_without_messages(gw):
+    rt, api = gw
+    a = await seed_conversation(api.pool, "empty-a", messages=0)
+    b = await seed_conversation(api.pool, "empty-b", messages=0)
+    result = await api.ok("POST", f"/api/v1/contacts/{a['contact_id']}/merge", json={"contact_id": b["contact_id"]})
+    assert result["conversation_id"] == a["conversation_id"] and result["moved_messages"] == 0
+    history = await api.ok("GET", f"/api/v1/conversations/{a['conversation_id']}/messages")
+    assert [m["seq"] for m in history["messages"]] == list(range(1, len(history["messages"]) + 1))
+    last_seq = await api.pool.fetchval("SELECT last_seq FROM conversations WHERE id = $1", a["conversation_id"])
+    assert last_seq == len(history["messages"])
+
+
 async def test_merge_moves_unprocessed_inbound_and_it_gets_processed(gw):
     rt, api = gw
     a = await seed_conversation(api.pool, "x1")
