@@ -144,7 +144,8 @@ PRESENCE = obj(["agent_id", "presence"], agent_id=ID, presence=STR, last_seen_at
 ME = obj(["role", "name", "agent_id", "team_ids"], role=STR, name=STR, agent_id=N_ID, token_id=N_ID,
          team_ids=nullable(array(ID)))
 STATS = obj(["count", "average", "median"], count=INT, average=nullable({"type": "number"}),
-            median=nullable({"type": "number"}))
+            median=nullable({"type": "number"}),
+            histogram=array(obj(["up_to", "count"], up_to=nullable(INT), count=INT)))
 METRICS = obj(
     ["since", "until", "first_response_seconds", "resolution_seconds", "bot_containment", "per_channel",
      "per_agent", "per_team"],

@@ -4,6 +4,9 @@ containment, and volumes per channel, per agent and per team.
 - first response time: escalation -> first agent reply, for episodes escalated in the period
 - resolution time: episode opened -> resolved, for episodes resolved in the period
 - bot containment: share of episodes opened in the period that never reached an agent
+
+Both times come with a histogram (`up_to` seconds per bucket; the last bucket has no bound), so a
+dashboard can draw their distribution, not only the median.
 """
 from __future__ import annotations
 
@@ -12,19 +15,44 @@ from datetime import datetime
 import asyncpg
 
 
+BUCKETS = (60, 300, 900, 3600, 4 * 3600, 24 * 3600)    # 1 min, 5 min, 15 min, 1 h, 4 h, 1 day
+
+
 def _seconds(value) -> float | None:
     return round(value, 3) if value is not None else None
 
 
+def _histogram_sql(expr: str) -> str:
+    """Columns h0..hN counting `expr` per bucket of BUCKETS (the last one: above the last edge)."""
+    cols, low = [], None
+    for i, edge in enumerate(BUCKETS):
+        cond = f"{expr} <= {edge}" if low is None else f"{expr} > {low} AND {expr} <= {edge}"
+        cols.append(f"count(*) FILTER (WHERE {cond}) AS h{i}")
+        low = edge
+    cols.append(f"count(*) FILTER (WHERE {expr} > {low}) AS h{len(BUCKETS)}")
+    return ", ".join(cols)
+
+
+def _histogram(row) -> list[dict]:
+    return [{"up_to": edge, "count": row[f"h{i}"]} for i, edge in enumerate((*BUCKETS, None))]
+
+
+def _stats(row) -> dict:
+    return {"count": row["n"], "average": _seconds(row["avg"]), "median": _seconds(row["p50"]),
+            "histogram": _histogram(row)}
+
+
 async def summary(conn: asyncpg.Connection, since: datetime, until: datetime) -> dict:
+    frt_s = "extract(epoch FROM first_response_at - escalated_at)"
+    res_s = "extract(epoch FROM resolved_at - opened_at)"
     frt = await conn.fetchrow(
-        """SELECT count(*) AS n,
+        f"""SELECT count(*) AS n, {_histogram_sql(frt_s)},
                   avg(extract(epoch FROM first_response_at - escalated_at))::float8 AS avg,
                   percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM first_response_at - escalated_at)::float8) AS p50
            FROM episodes WHERE escalated_at >= $1 AND escalated_at < $2 AND first_response_at IS NOT NULL""",
         since, until)
     res = await conn.fetchrow(
-        """SELECT count(*) AS n, avg(extract(epoch FROM resolved_at - opened_at))::float8 AS avg,
+        f"""SELECT count(*) AS n, {_histogram_sql(res_s)}, avg(extract(epoch FROM resolved_at - opened_at))::float8 AS avg,
                   percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM resolved_at - opened_at)::float8) AS p50
            FROM episodes WHERE resolved_at >= $1 AND resolved_at < $2""", since, until)
     cont = await conn.fetchrow(
@@ -51,8 +79,8 @@ async def summary(conn: asyncpg.Connection, since: datetime, until: datetime) ->
            GROUP BY c.team_id, t.name ORDER BY c.team_id NULLS FIRST""", since, until)
     return {
         "since": since, "until": until,
-        "first_response_seconds": {"count": frt["n"], "average": _seconds(frt["avg"]), "median": _seconds(frt["p50"])},
-        "resolution_seconds": {"count": res["n"], "average": _seconds(res["avg"]), "median": _seconds(res["p50"])},
+        "first_response_seconds": _stats(frt),
+        "resolution_seconds": _stats(res),
         "bot_containment": {"episodes": cont["episodes"], "bot_only": cont["bot_only"],
                             "rate": round(cont["bot_only"] / cont["episodes"], 4) if cont["episodes"] else None},
         "per_channel": [dict(r) for r in per_channel],

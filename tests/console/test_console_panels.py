@@ -59,3 +59,21 @@ async def test_contact_journeys_newest_first(settings, pool, clean, redis_client
         found = await admin(http, url, "GET", f"/api/v1/contacts/{contact}/journeys")
     assert [(j["journey"], j["status"], j["step"], j["exit_reason"]) for j in found["journeys"]] == [
         ("cart_recovery", "active", "nudge", None), ("onboarding", "exited", "welcome", "goal_missed")]
+
+
+async def test_metrics_give_the_distribution_of_first_response_and_resolution(settings, pool, clean, redis_client):
+    contact = await pool.fetchval("INSERT INTO contacts (name) VALUES ('Ana') RETURNING id")
+    conv = await pool.fetchval("INSERT INTO conversations (contact_id) VALUES ($1) RETURNING id", contact)
+    # first responses of 30 s, 2 min, 2 min and 2 days; resolutions of 10 min and 3 h
+    for frt, res in ((30, 600), (120, 3 * 3600), (120, None), (2 * 86400, None)):
+        await pool.execute(
+            """INSERT INTO episodes (conversation_id, opened_at, escalated_at, first_response_at, resolved_at)
+               VALUES ($1, now() - interval '3 days', now() - interval '3 days',
+                       now() - interval '3 days' + $2 * interval '1 second',
+                       now() - interval '3 days' + $3 * interval '1 second')""", conv, float(frt),
+            float(res) if res else None)
+    async with running_gateway(settings, roles=("http",)) as (rt, url), aiohttp.ClientSession() as http:
+        week = await admin(http, url, "GET", "/api/v1/metrics/summary")
+    assert [b["count"] for b in week["first_response_seconds"]["histogram"]] == [1, 2, 0, 0, 0, 0, 1]
+    assert [b["up_to"] for b in week["first_response_seconds"]["histogram"]] == [60, 300, 900, 3600, 14400, 86400, None]
+    assert [b["count"] for b in week["resolution_seconds"]["histogram"]] == [0, 0, 1, 0, 1, 0, 0]

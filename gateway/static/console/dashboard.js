@@ -79,6 +79,21 @@ function timesChart(title, days, summaries, key) {
   return chart(title, `${title}: median and average per day`, ...ticks, ...bars, ...labels, ...legend);
 }
 
+const BUCKET_LABELS = ["≤1m", "1–5m", "5–15m", "15m–1h", "1–4h", "4h–1d", ">1d"];
+
+/** The distribution over the week: episodes per time bucket (the endpoint's histogram). */
+function histogramChart(title, stats) {
+  const buckets = stats.histogram || [];
+  const max = Math.max(1, ...buckets.map((b) => b.count));
+  const { y, ticks } = axis(max, (v) => String(Math.round(v)));
+  const slot = (W - PAD.l - PAD.r) / Math.max(1, buckets.length);
+  const bars = buckets.map((b, i) => s("rect", { x: PAD.l + i * slot + slot * 0.15, width: slot * 0.7, y: y(b.count),
+    height: y(0) - y(b.count), class: "bar-a" }, s("title", {}, `${BUCKET_LABELS[i]}: ${b.count} episodes`)));
+  const labels = buckets.map((b, i) => s("text", { x: PAD.l + i * slot + slot / 2, y: H - 8, "text-anchor": "middle", class: "tick" },
+    BUCKET_LABELS[i] || ""));
+  return chart(title, `${title}: ${buckets.map((b, i) => `${BUCKET_LABELS[i]} ${b.count}`).join(", ")}`, ...ticks, ...bars, ...labels);
+}
+
 function donut(title, share, label) {
   const r = 70;
   const c = 2 * Math.PI * r;
@@ -127,6 +142,8 @@ export async function renderDashboard(main, app) {
       h("div", { class: "charts" },
         perChannelChart(days, summaries),
         timesChart("First response time per day", days, summaries, "first_response_seconds"),
+        histogramChart("First response times, 7 days (episodes)", week.first_response_seconds),
+        histogramChart("Resolution times, 7 days (episodes)", week.resolution_seconds),
         timesChart("Resolution time per day", days, summaries, "resolution_seconds"),
         donut("Bot containment (7 days)", bc.rate, `${bc.bot_only} of ${bc.episodes} episodes never needed an agent`),
         ...stats.filter(Boolean).map(funnel)));

@@ -148,7 +148,7 @@ try {
   mark("resolved");
 
   await ask("history");
-  await a.setViewportSize({ width: 1280, height: 1160 });     // the whole dashboard in one picture
+  await a.setViewportSize({ width: 1280, height: 1500 });     // the whole dashboard in one picture
   await a.goto(`${base}/console#/dashboard`);
   await a.locator("figure.chart").nth(3).waitFor(T);
   result.charts = await a.locator("figure.chart figcaption").allTextContents();
