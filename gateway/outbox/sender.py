@@ -182,7 +182,7 @@ class OutboxSender:
 
     async def release_expired_leases(self) -> int:
         """Put back rows of dead senders (no heartbeat) and expired leases; returns how many."""
-        n = await store.recover_orphans(self.pool, self.settings.outbox_orphan_after)
+        n = await store.recover_orphans(self.pool, self.settings.outbox_orphan_after, self.lease)
         if n:
             log.warning("outbox rows recovered from a stopped sender", rows=n)
         return n

@@ -54,18 +54,22 @@ async def forget_sender(pool, owner: str) -> None:
     await pool.execute("DELETE FROM outbox_senders WHERE name = $1", owner)
 
 
-async def recover_orphans(pool, orphan_after: float) -> int:
+async def recover_orphans(pool, orphan_after: float, lease: float) -> int:
     """Put back rows whose lease ran out or whose sender stopped beating (killed, frozen, stopped).
 
-    `attempt_started_at` stays: if the dead sender had called the provider, the next attempt
-    looks the message up at the provider before sending again (where the provider allows it).
+    A row whose provider call started less than a lease ago stays with its sender even when the
+    heartbeat is late: a sender that is only slow may still be waiting for that answer, and taking
+    the row over now could send it twice. `attempt_started_at` stays: if the dead sender had called
+    the provider, the next attempt looks the message up there before sending again (where it can).
     """
     result = await pool.execute(
         """UPDATE outbox o SET state = 'pending', locked_until = NULL, claim_token = NULL, claimed_by = NULL,
                updated_at = now()
-           WHERE state = 'sending' AND (locked_until < now() OR NOT EXISTS (
-               SELECT 1 FROM outbox_senders s WHERE s.name = o.claimed_by
-               AND s.heartbeat_at > now() - make_interval(secs => $1)))""", orphan_after)
+           WHERE state = 'sending' AND (locked_until < now() OR (
+               NOT EXISTS (SELECT 1 FROM outbox_senders s WHERE s.name = o.claimed_by
+                           AND s.heartbeat_at > now() - make_interval(secs => $1))
+               AND (attempt_started_at IS NULL OR attempt_started_at < now() - make_interval(secs => $2))))""",
+        orphan_after, lease)
     await pool.execute("DELETE FROM outbox_senders WHERE heartbeat_at < now() - interval '1 day'")
     return int(result.split()[-1])
 
