@@ -29,6 +29,7 @@ from gateway.ingest import IngestResult, ingest_inbound
 from gateway.inputs import clean_inbound
 from gateway.log import get_logger
 from gateway.metrics import INBOUND
+from gateway.retention import store_blob
 from gateway.sandbox_secrets import email_webhook_key
 from gateway.settings import Settings
 from gateway.status import apply_status
@@ -108,9 +109,7 @@ async def accept_email(rt, inbound: Inbound, payloads: Iterable[tuple[str, bytes
         if not result.duplicate:
             content_types = {a.content_ref: a.content_type for a in inbound.attachments if a.content_ref}
             for ref, data in payloads:
-                await conn.execute(
-                    """INSERT INTO blobs (ref, content_type, size, data) VALUES ($1, $2, $3, $4)
-                       ON CONFLICT (ref) DO NOTHING""", ref, content_types.get(ref), len(data), data)
+                await store_blob(conn, ref, content_types.get(ref), data)
             await _apply_bounce(conn, rt, inbound)
     INBOUND.labels("email", "duplicate" if result.duplicate else "stored").inc()
     if not result.duplicate:

@@ -15,7 +15,7 @@ import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
 
-from gateway import db, realtime, redis_client
+from gateway import db, realtime, redis_client, retention
 from gateway.batcher import IngestBatcher
 from gateway.channels.sandbox import SandboxSender
 from gateway.guarded_fetch import GuardedFetcher, HostList
@@ -98,6 +98,9 @@ class Runtime:
         self.consumer = QueueConsumer(self.redis, self.keys, self.processor,
                                       concurrency=s.worker_concurrency, reclaim_idle_ms=s.reclaim_idle_ms)
         sweeper = Sweeper(self.pool, self.redis, self.keys, interval=s.sweeper_interval)
+        if retention.enabled(s):
+            self._tasks.append(asyncio.create_task(
+                retention.Retention(self.pool, s, clock=self.clock).run(self.stop_event), name="retention"))
         for name, coro in (("consumer", self.consumer.run(self.stop_event)),
                            ("sweeper", sweeper.run(self.stop_event)),
                            ("outbox", self.outbox.run(self.stop_event)),

@@ -122,6 +122,15 @@ class Settings:
     metrics_token: str | None = None      # /metrics wants `Authorization: Bearer <it>` when set
     metrics_cache_seconds: float = 15.0   # the database-derived gauges are recounted at most this often
     rights_recheck_seconds: float = 30.0  # open sockets re-check their rights at least this often (<= 60)
+    # Data retention (gateway/retention.py); 0 days keeps forever
+    retention_messages_days: float = 0.0
+    retention_channel_days: str = ""        # "email=365,sms=90": per channel, over retention_messages_days
+    retention_attachments_days: float = 0.0
+    retention_events_days: float = 0.0
+    retention_audit_days: float = 0.0
+    retention_interval: float = 3600.0      # seconds between retention passes
+    retention_batch: int = 500              # rows per batch (one short transaction each)
+    retention_pause: float = 0.05           # seconds between batches
     redis_max_connections: int = 200      # per process, per pool; callers wait for a free one
     redis_pool_timeout: float = 10.0      # seconds a caller waits for a free Redis connection
 
@@ -254,14 +263,23 @@ def _csv(name: str, raw: str) -> tuple[str, ...]:
 _HTTP = _url(("http", "https"))
 
 
-def _rate_limits(name: str, raw: str) -> str:
-    from gateway.ratelimit import parse_limits
+def _checked_by(parser_path: str):
+    """A setting kept as written but checked at start by `module:function` (which raises ValueError)."""
+    def parse(name: str, raw: str) -> str:
+        import importlib
 
-    try:
-        parse_limits(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name}: {exc}") from None
-    return raw
+        module, _, function = parser_path.partition(":")
+        try:
+            getattr(importlib.import_module(module), function)(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{name}: {exc}") from None
+        return raw
+    return parse
+
+
+_rate_limits = _checked_by("gateway.ratelimit:parse_limits")
+_channel_days = _checked_by("gateway.retention:parse_channel_days")
+
 
 ENV: dict[str, tuple[str, object]] = {
     "GATEWAY_DATABASE_URL": ("database_url", _url(("postgres", "postgresql"))),
@@ -348,6 +366,14 @@ ENV: dict[str, tuple[str, object]] = {
     "GATEWAY_METRICS_TOKEN": ("metrics_token", _str),
     "GATEWAY_METRICS_CACHE_SECONDS": ("metrics_cache_seconds", _float),
     "GATEWAY_RIGHTS_RECHECK_SECONDS": ("rights_recheck_seconds", _float),
+    "GATEWAY_RETENTION_MESSAGES_DAYS": ("retention_messages_days", _float),
+    "GATEWAY_RETENTION_CHANNEL_DAYS": ("retention_channel_days", _channel_days),
+    "GATEWAY_RETENTION_ATTACHMENTS_DAYS": ("retention_attachments_days", _float),
+    "GATEWAY_RETENTION_EVENTS_DAYS": ("retention_events_days", _float),
+    "GATEWAY_RETENTION_AUDIT_DAYS": ("retention_audit_days", _float),
+    "GATEWAY_RETENTION_INTERVAL": ("retention_interval", _float),
+    "GATEWAY_RETENTION_BATCH": ("retention_batch", _int),
+    "GATEWAY_RETENTION_PAUSE": ("retention_pause", _float),
     "GATEWAY_REDIS_MAX_CONNECTIONS": ("redis_max_connections", _int),
     "GATEWAY_REDIS_POOL_TIMEOUT": ("redis_pool_timeout", _float),
 }
@@ -396,6 +422,10 @@ def validate(s: Settings) -> Settings:
                 cluster_seeds(s.redis_url)
             except ValueError as exc:
                 raise SettingsError(f"GATEWAY_REDIS_URL: {exc}") from None
+    if min(s.retention_messages_days, s.retention_attachments_days, s.retention_events_days,
+           s.retention_audit_days, s.retention_pause) < 0 or s.retention_interval <= 0 or s.retention_batch < 1:
+        raise SettingsError("GATEWAY_RETENTION_*_DAYS and GATEWAY_RETENTION_PAUSE must not be negative, "
+                            "GATEWAY_RETENTION_INTERVAL must be positive and GATEWAY_RETENTION_BATCH at least 1")
     if s.redis_max_connections < 2:
         raise SettingsError("GATEWAY_REDIS_MAX_CONNECTIONS must be at least 2")
     if s.redis_pool_timeout <= 0 or s.metrics_cache_seconds < 0:

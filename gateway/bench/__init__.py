@@ -10,6 +10,7 @@ PostgreSQL and Redis as configured (embedded ones when not). Every scenario gets
   outbound  sends/s through the outbox vs a naive send-and-UPDATE loop
   timers    firing the due ones among many scheduled timers
   inbox     queue listing and history pages with millions of messages (vs OFFSET pagination)
+  retention inbox p99 while a retention pass turns the oldest tenth of those messages into tombstones
   memory    a worker's RSS after many conversations each had a flow turn
 
 Prints a table per scenario and a summary, and writes every figure to a JSON file.
@@ -28,6 +29,7 @@ from gateway.bench import (
     scenarios_ingest,
     scenarios_memory,
     scenarios_outbound,
+    scenarios_retention,
     scenarios_timers,
     scenarios_turns,
 )
@@ -40,6 +42,7 @@ SCENARIOS = {
     "outbound": scenarios_outbound,
     "timers": scenarios_timers,
     "inbox": scenarios_inbox,
+    "retention": scenarios_retention,
     "memory": scenarios_memory,
 }
 

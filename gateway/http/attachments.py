@@ -22,6 +22,7 @@ from gateway.http.inbox_common import READ, path_id, transaction
 from gateway.http.keys import RUNTIME
 from gateway.http.openapi import operation
 from gateway.inbox.scope import visible_conversation
+from gateway.retention import store_blob
 from gateway.types import Channel
 
 MAX_INDEX = 100
@@ -40,7 +41,7 @@ def register(app: web.Application) -> None:
            roles=READ, produces="application/octet-stream",
            path_params={"message_id": {"type": "integer", "minimum": 1},
                         "index": {"type": "integer", "minimum": 0, "maximum": MAX_INDEX}},
-           responses={200: None, 404: {"type": "object"}, 502: {"type": "object"}})
+           responses={200: None, 404: {"type": "object"}, 410: {"type": "object"}, 502: {"type": "object"}})
 async def attachment(request: web.Request) -> web.Response:
     cid = path_id(request)
     try:
@@ -59,6 +60,8 @@ async def attachment(request: web.Request) -> web.Response:
         blob = None
         if att.get("content_ref"):
             blob = await tx.conn.fetchrow("SELECT data, content_type FROM blobs WHERE ref = $1", att["content_ref"])
+    if blob is None and att.get("content_ref"):   # stored once, then removed by the retention limit
+        raise ApiError(410, "expired", "this attachment was deleted after the retention period")
     if blob is None and row["direction"] != "in":
         raise ApiError(404, "not_stored", "this attachment is a link the gateway does not fetch", url=att.get("url"))
     if blob is None:
@@ -66,8 +69,7 @@ async def attachment(request: web.Request) -> web.Response:
         ref = "sha256:" + hashlib.sha256(data).hexdigest()
         rt = request.app[RUNTIME]
         async with rt.pool.acquire(timeout=5) as conn, conn.transaction():
-            await conn.execute("""INSERT INTO blobs (ref, content_type, size, data) VALUES ($1, $2, $3, $4)
-                                  ON CONFLICT (ref) DO NOTHING""", ref, content_type, len(data), data)
+            await store_blob(conn, ref, content_type, data)
             await conn.execute(
                 """UPDATE messages SET content = jsonb_set(content, ARRAY['attachments', $2::text, 'content_ref'],
                        to_jsonb($3::text)) WHERE id = $1""", message_id, str(index), ref)

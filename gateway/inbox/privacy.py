@@ -111,15 +111,8 @@ async def erase_contact(conn: asyncpg.Connection, contact_id: int, effects: thre
                                              THEN m.content->'attachments' ELSE '[]'::jsonb END) a
                WHERE m.conversation_id = ANY($1::bigint[]) AND a->>'content_ref' IS NOT NULL""", conversation_ids)]
         # system events such as "Opted out on sms (+1555...)" name the address: only their type stays.
-        # Provider ids can carry the address (email: "sender|Message-ID"): kept only as a hash, so a
-        # provider retrying that message is still recognised as a duplicate.
         result = await conn.execute(
-            f"""UPDATE messages SET body = $2,
-                   content = CASE WHEN kind = 'event' THEN jsonb_build_object('event', content->>'event')
-                                  ELSE '{{}}'::jsonb END,
-                   raw = NULL, sender_address = NULL, recipient_address = NULL, error_message = NULL,
-                   provider_message_id = CASE WHEN provider_message_id LIKE 'erased:%' THEN provider_message_id
-                                              ELSE {_HASHED.format("provider_message_id")} END
+            f"""UPDATE messages SET {redact_message_sql("$2")}
                WHERE conversation_id = ANY($1::bigint[])""", conversation_ids, REDACTED)
         redacted = int(result.split()[-1])
         # a blob goes when no message anywhere refers to it any more (identical files are stored once)
@@ -158,6 +151,18 @@ async def erase_contact(conn: asyncpg.Connection, contact_id: int, effects: thre
 
 # 'erased:' + sha256 of a column, in SQL
 _HASHED = "'erased:' || encode(sha256(convert_to({}, 'UTF8')), 'hex')"
+
+
+def redact_message_sql(body: str) -> str:
+    """The SET list that empties a message but keeps its place in the thread (conversation, seq,
+    direction, channel, times, status; a system event keeps its type): erasure and retention both
+    use it. `body` is the SQL for the new body. Provider ids can carry the address (email:
+    "sender|Message-ID"): kept only as a hash, so a provider retrying that message is still a duplicate."""
+    return f"""body = {body},
+        content = CASE WHEN kind = 'event' THEN jsonb_build_object('event', content->>'event') ELSE '{{}}'::jsonb END,
+        raw = NULL, sender_address = NULL, recipient_address = NULL, error_message = NULL,
+        provider_message_id = CASE WHEN provider_message_id LIKE 'erased:%' THEN provider_message_id
+                                   ELSE {_HASHED.format("provider_message_id")} END"""
 
 
 def _erased_values(values: list[str]) -> list[str]:

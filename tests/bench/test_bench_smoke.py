@@ -18,13 +18,13 @@ def test_bench_tiny_run_writes_results(infra, tmp_path):
     env.update(GATEWAY_DATABASE_URL=admin_dsn, GATEWAY_REDIS_URL=redis_url, GATEWAY_LOG_LEVEL="warning",
                GATEWAY_DATA_DIR=str(tmp_path / "data"))
     proc = subprocess.run(
-        [sys.executable, "-m", "gateway", "bench", "--scale", "tiny", "--scenarios", "ingest,outbound,timers,memory",
+        [sys.executable, "-m", "gateway", "bench", "--scale", "tiny", "--scenarios", "ingest,outbound,timers,memory,retention",
          "--out", str(out)], env=env, capture_output=True, text=True, timeout=150, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads(out.read_text())
 
     assert results["scale"] == "tiny"
-    for name in ("ingest", "outbound", "timers", "memory"):
+    for name in ("ingest", "outbound", "timers", "memory", "retention"):
         summary = results[name]["summary"]
         assert {"measured", "target", "ratio", "verdict"} <= summary.keys()
         assert summary["verdict"] in ("pass", "miss")
@@ -39,5 +39,7 @@ def test_bench_tiny_run_writes_results(infra, tmp_path):
     assert results["outbound"]["slow_provider"]["sent"] == results["outbound"]["slow_provider"]["messages"]
     assert results["timers"]["fired"] == results["timers"]["due"]
     assert results["memory"]["processed"] == results["memory"]["conversations"]
+    retention = results["retention"]
+    assert retention["expired"] > 0 and retention["left_unexpired"] == 0
     assert "every acknowledged message stored in PostgreSQL: True" in proc.stdout
     assert "== Summary (tiny run)" in proc.stdout
