@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.http.access import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, principal
+from gateway.http.access import CSRF_COOKIE, CSRF_HEADER, PRINCIPAL, SESSION_COOKIE, announce, principal
 from gateway.http.errors import ApiError
 from gateway.http.inbox_common import body, respond
 from gateway.http.keys import RUNTIME
@@ -137,6 +137,7 @@ async def delete_session(request: web.Request) -> web.Response:
         else:
             async with request.app[RUNTIME].pool.acquire(timeout=5) as conn:
                 await sign_in.end_session(conn, session)
+            await announce(request.app[RUNTIME], agent_id=request[PRINCIPAL].agent_id)   # its open feeds close
     return _clear(web.Response(status=204))
 
 

@@ -1,5 +1,5 @@
-"""A demoted admin keeps neither admin calls nor the admin feed it had open: the socket, which holds
-the role it connected with, is closed at once (issue 11 item 13: rights that end, end everywhere)."""
+"""Console sessions' open feeds end with the session's rights (issue 11 item 13): a demoted admin's
+feed, which holds the role it connected with, and a signed-out session's feed close at once."""
 from __future__ import annotations
 
 import aiohttp
@@ -35,3 +35,28 @@ async def test_demoting_an_admin_ends_its_session_and_closes_its_feed(settings, 
             await ws.close()
         finally:
             await b.close()
+
+
+async def test_signing_out_closes_that_sessions_feed_at_once(settings, redis_client):
+    async with running_gateway(settings.with_(rights_recheck_seconds=60), roles=("http",)) as (rt, url), \
+            aiohttp.ClientSession() as http:
+        await admin(http, url, "POST", "/api/v1/agents", {"email": "ann@example.com", "password": PASSWORD})
+        laptop, phone = Browser(url), Browser(url)
+        try:
+            for b in (laptop, phone):
+                assert (await b.sign_in("ann@example.com"))[0] == 200
+            feeds = []
+            for b in (laptop, phone):
+                ws = await b.http.ws_connect(url.replace("http", "ws", 1) + "/api/v1/stream", headers={"Origin": url})
+                assert (await ws.receive_json(timeout=10))["type"] == "hello"
+                feeds.append(ws)
+            assert (await laptop.call("DELETE", "/api/v1/session"))[0] == 204
+            while (msg := await feeds[0].receive(timeout=15)).type == aiohttp.WSMsgType.TEXT:
+                pass
+            assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4401
+            await feeds[1].send_json({"type": "ping"})                  # the other session keeps its feed
+            assert (await feeds[1].receive_json(timeout=10))["type"] == "pong"
+            await feeds[1].close()
+        finally:
+            await laptop.close()
+            await phone.close()
