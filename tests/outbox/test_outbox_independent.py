@@ -50,3 +50,19 @@ async def test_a_429_pauses_its_sender_for_retry_after_without_rate_limits(pool,
     # at most the other sends already in flight when the 429 came back may land inside the window
     assert len(inside) <= 1, inside
     assert len(fake_twilio.accepted()) == 30
+
+
+async def test_rows_are_claimed_only_as_fast_as_the_rate_limit_lets_them_go(pool, clean, make_sender, fake_twilio):
+    """Issue 19.2: a pass claimed 200 rows at 2 sends/s and held their leases while they waited."""
+    await seed(pool, 12, 1)
+    sender = make_sender(rate_limit_per_second=4, rate_limit_burst=1)
+    most_in_flight = 0
+
+    async def done():
+        nonlocal most_in_flight
+        most_in_flight = max(most_in_flight, await pool.fetchval("SELECT count(*) FROM outbox WHERE state = 'sending'"))
+        return await unfinished(pool) == 0
+
+    await _run(sender, done)
+    assert len(fake_twilio.accepted()) == 12
+    assert most_in_flight <= 3, most_in_flight
