@@ -2,7 +2,8 @@
 gateway with a fake Twilio: sign in, an escalated conversation appears live, its history across
 the API channel, SMS and WhatsApp, a reply the customer receives through the fake provider (once,
 despite a double click), its delivery status, a private note, resolve; the second agent sees the
-assignment change live; XSS payloads render as text; a forged request is refused; a deactivated
+assignment change live, and going online brings it waiting conversations (auto-assignment); XSS
+payloads render as text; a forged request is refused; a deactivated
 agent's open page goes to sign-in by itself (the server closes its feed). Screenshots of the queue, a conversation and the dashboard go to docs/.
 
 Needs Debian's `chromium`, node and playwright-core (the widget test's tests/chat/browser); skips
@@ -155,11 +156,13 @@ async def test_two_agents_work_a_conversation_in_headless_chromium(browser_ready
     assert [m["channel"] for m in customer] == ["api", "sms", "whatsapp"]
     assert [m["text"] for m in customer] == ["Order 1042 from the shop", XSS_TEXT, "Anyone there?"]
     assert customer[0]["attachments"] == [XSS_FILE]
-    assert await pool.fetchval("SELECT presence FROM agents WHERE id = $1", ben["id"]) == "away"
+    assert await pool.fetchval("SELECT presence FROM agents WHERE id = $1", ben["id"]) == "online"  # away, then online
     assert result["contactName"] == XSS_NAME and result["xss"]["contactPanel"] == XSS_NAME
     assert result["xss"] == {"flag": 0, "injectedImages": 0, "contactPanel": XSS_NAME}
 
     assert result["assigneeOnB"] == str(ana["id"])
+    auto = await pool.fetchval("SELECT count(*) FROM conversations WHERE assignee_id = $1", ben["id"])
+    assert 1 <= result["autoAssigned"] <= auto <= 3, "going online brought the waiting conversations to Ben"
     # the customer received the reply once, on WhatsApp (the channel they last wrote from)
     assert sent[0].value("To") == f"whatsapp:{CUSTOMER}" and result["replyCount"] == 1
     assert len([r for r in fake.requests if r.method == "POST" and r.value("Body") == info["reply"]]) == 1

@@ -147,6 +147,14 @@ try {
   await a.getByTestId("conversation-status").filter({ hasText: "resolved" }).waitFor(T);
   mark("resolved");
 
+  // presence drives auto-assignment: the agent goes online and the waiting conversations come to them
+  await b.locator("select[name=view]").selectOption("mine");
+  await b.getByTestId("presence-toggle").click();
+  await b.locator("[data-testid=presence-toggle][data-presence=online]").waitFor(T);
+  await b.locator(`[data-testid=conversation-item][data-assignee-id="${accounts.agent.id}"]`).first().waitFor(T);
+  result.autoAssigned = await b.locator("[data-testid=conversation-item]").count();
+  mark("auto-assigned");
+
   await ask("history");
   await a.setViewportSize({ width: 1280, height: 1500 });     // the whole dashboard in one picture
   await a.goto(`${base}/console#/dashboard`);
