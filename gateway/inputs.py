@@ -17,6 +17,7 @@ import json
 import math
 import re
 from dataclasses import replace
+from datetime import datetime, timezone
 from typing import Any
 
 from gateway.channels.errors import PayloadError
@@ -135,6 +136,23 @@ def finite(value: Any, field: str, *, lo: float | None = None, hi: float | None 
     if (lo is not None and number < lo) or (hi is not None and number > hi):
         raise InputError(f"must be from {lo} to {hi}", field=field)
     return number
+
+
+def timestamp(raw: Any, field: str) -> datetime:
+    """An ISO 8601 date-time with an offset (a naive time is ambiguous), in UTC, within the range
+    Python and PostgreSQL both hold (year 1 at +14:00 does not fit in UTC)."""
+    if not isinstance(raw, str):
+        raise InputError("must be an ISO 8601 date-time string", field=field)
+    try:
+        value = datetime.fromisoformat(raw.strip().replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError("must be an ISO 8601 date-time", field=field) from None
+    if value.tzinfo is None:
+        raise InputError("needs a UTC offset (e.g. 2025-01-31T09:00:00+01:00 or ...Z)", field=field)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        raise InputError("is out of range", field=field) from None
 
 
 # -- JSON ---------------------------------------------------------------------------------------

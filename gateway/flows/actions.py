@@ -21,6 +21,7 @@ import aiohttp
 
 from gateway.flows.machine import dig
 from gateway.flows.nlu import Message, normalize
+from gateway.inputs import clean_text, loads
 
 log = logging.getLogger("gateway.flows")
 
@@ -219,11 +220,12 @@ async def http_request(call: ActionCall) -> str:
 async def _fetch(session: aiohttp.ClientSession, method: str, url: str, body: Any, timeout: float):
     async with session.request(method, url, json=body, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
         data = None
+        # The answer lands in the conversation's slots (jsonb): decoded by the one strict decoder
+        # (InputError is a ValueError: the action fails) with unstorable characters cleaned.
         if 200 <= resp.status < 300 and resp.content_type == "application/json":
-            data = await resp.json()
+            data = loads(await resp.read(), field="answer", strings="clean")
         elif 200 <= resp.status < 300:
-            text = await resp.text()
-            data = {"text": text}
+            data = {"text": clean_text(await resp.text(errors="replace"))}
         return resp.status, data
 
 

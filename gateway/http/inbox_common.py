@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from decimal import Decimal
 
 import asyncpg
@@ -96,16 +96,8 @@ def bad(field_name: str, message: str) -> ApiError:
 
 
 def parse_time(field_name: str, raw) -> datetime:
-    """ISO 8601 with an offset; a naive time is ambiguous and rejected."""
-    if not isinstance(raw, str):
-        raise bad(field_name, "must be an ISO 8601 date-time string")
-    try:
-        value = datetime.fromisoformat(raw.strip().replace("z", "Z").replace("Z", "+00:00"))
-    except ValueError:
-        raise bad(field_name, "must be an ISO 8601 date-time") from None
-    if value.tzinfo is None:
-        raise bad(field_name, "needs a UTC offset (e.g. 2025-01-31T09:00:00+01:00 or ...Z)")
-    return value.astimezone(timezone.utc)
+    """ISO 8601 with an offset, in UTC (gateway.inputs.timestamp: 400 naming the field)."""
+    return inputs.timestamp(raw, field_name)
 
 
 def text_field(data: dict, name: str, *, required: bool = True, max_len: int = 10_000,

@@ -9,6 +9,7 @@ from datetime import datetime
 import asyncpg
 
 from gateway.inbox import Invalid, NotFound
+from gateway.inputs import loads
 from gateway.inbox.scope import Scope, visible_conversation
 
 STATUSES = ("open", "pending", "snoozed", "resolved")
@@ -54,7 +55,7 @@ def encode_cursor(sort: str, key: str, row_id: int) -> str:
 def decode_cursor(cursor: str, sort: str) -> tuple[str, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        got_sort, key, row_id = json.loads(raw)
+        got_sort, key, row_id = loads(raw, field="cursor")   # InputError is a ValueError
         if got_sort != sort or not isinstance(key, str) or not isinstance(row_id, int):
             raise ValueError
         if key not in ("infinity", "-infinity"):

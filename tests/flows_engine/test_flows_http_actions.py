@@ -52,6 +52,11 @@ async def business_api():
             return web.json_response({"status": "shipped", "eta": "2024-05-08"})
         if number == "ER50000":
             return web.json_response({"error": "boom"}, status=500)
+        if number == "NU00001":   # what PostgreSQL cannot store in the slots
+            return web.Response(text='{"status": "ship\\u0000ped", "eta": "\\ud800"}', content_type="application/json")
+        if number == "NA00001":
+            return web.Response(text='{"status": NaN, "eta": ' + "[" * 3000 + "]" * 3000 + "}",
+                                content_type="application/json")
         if number == "SL00001":
             await asyncio.sleep(2)
             return web.json_response({"status": "late"})
@@ -87,6 +92,16 @@ async def test_success_saves_the_json_and_answers(engine, business_api):
     assert [x.text for x in r.replies] == ["AB12345: shipped, ETA 2024-05-08", "Order number?"]
     assert r.state.slots["order"] == {"status": "shipped", "eta": "2024-05-08"}
     assert calls == [("GET", "/orders/AB12345")]
+
+
+async def test_an_unstorable_answer_is_cleaned_or_fails_the_action(engine, business_api):
+    """The answer lands in the conversation's slots (jsonb): NUL and lone surrogates are cleaned;
+    NaN or absurd nesting fail the action (branch action_failed) instead of every later turn."""
+    base, _ = business_api
+    r = await ask(engine, base, "NU00001")
+    assert r.state.slots["order"] == {"status": "shipped", "eta": "\ufffd"}
+    r = await ask(engine, base, "NA00001")
+    assert r.replies[0].text == "Lookup is down."
 
 
 async def test_404_branches_to_not_found(engine, business_api):

@@ -183,7 +183,7 @@ def _smtp_send(port: int, raw: bytes, mail_from: str = "ana@customer.example") -
         return 250, b""
 
 
-@pytest.mark.parametrize("where", ["body", "from"])
+@pytest.mark.parametrize("where", ["body", "from", "charset"])
 async def test_smtp_mail_with_nul_is_cleaned_or_refused_for_good(settings, pool, clean, redis_client, where):
     """NUL in the body: accepted (250) and stored without it. NUL in From: refused with 550 and a
     reason, never 451 (which the sending MTA retries for days)."""
@@ -191,7 +191,9 @@ async def test_smtp_mail_with_nul_is_cleaned_or_refused_for_good(settings, pool,
 
     s = settings.with_(smtp_listen_port=free_port())
     sender = b"Ana <ana\x00@customer.example>" if where == "from" else b"Ana <ana@customer.example>"
+    charset = b"utf\x00-8" if where == "charset" else b"utf-8"   # decoding by that name raised ValueError
     raw = (b"From: " + sender + b"\r\nTo: support@example.com\r\nSubject: Hi\r\n"
+           b"Content-Type: text/plain; charset=\"" + charset + b"\"\r\n"
            b"Message-ID: <nul-" + where.encode() + b"@customer.example>\r\n\r\nWhere\x00 is my order?\r\n")
     async with running_gateway(s, roles=("http",)) as (rt, _):
         stop = await start_smtp_listener(rt)
@@ -199,8 +201,8 @@ async def test_smtp_mail_with_nul_is_cleaned_or_refused_for_good(settings, pool,
             code, reply = await asyncio.to_thread(_smtp_send, s.smtp_listen_port, raw)
         finally:
             await stop()
-    if where == "body":
-        assert code == 250
+    if where in ("body", "charset"):
+        assert code == 250, (code, reply)
         assert [r["body"] for r in await pool.fetch("SELECT body FROM messages")] == ["Where is my order?"]
     else:
         assert code == 550 and b"control characters" in reply, (code, reply)

@@ -44,7 +44,7 @@ def decode_bytes(data: bytes, charset: str | None = None) -> str:
     for name in candidates:
         try:
             return data.decode(name)
-        except (UnicodeDecodeError, LookupError):
+        except (ValueError, LookupError):   # ValueError: also a charset name with a NUL in it
             continue
     return data.decode("latin-1")  # never fails: every byte maps to a character
 
