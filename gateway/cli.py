@@ -116,12 +116,13 @@ def cmd_tokens(args, settings: Settings) -> int:
             async with pool.acquire() as conn:
                 if args.tokens_cmd == "create":
                     token_id, token = await auth.create_token(conn, name=args.name, role=args.role,
-                                                              agent_id=args.agent_id)
+                                                              agent_id=args.agent_id, scopes=tuple(args.scope))
                     print(f"token {token_id} ({args.role}) created. Shown once, store it now:\n{token}")
                 elif args.tokens_cmd == "list":
                     for r in await auth.list_tokens(conn):
                         state = "revoked" if r["revoked_at"] else "active"
-                        print(f"{r['id']:>4}  gw_{r['prefix']}_…  {r['role']:<11} {state:<7} {r['name']}")
+                        scopes = ",".join(r["scopes"]) or "-"
+                        print(f"{r['id']:>4}  gw_{r['prefix']}_…  {r['role']:<11} {state:<7} {scopes:<12} {r['name']}")
                 else:
                     revoked = await auth.revoke_token(conn, args.token)
                     print("revoked" if revoked else "no such active token")
@@ -204,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True)
     create.add_argument("--role", required=True, choices=("admin", "agent", "integration", "readonly"))
     create.add_argument("--agent-id", type=int, default=None)
+    create.add_argument("--scope", action="append", default=[], choices=("events:read",),
+                        help="an extra right: events:read lets an integration token read events back")
     tsub.add_parser("list")
     revoke = tsub.add_parser("revoke")
     revoke.add_argument("token", help="token id or prefix")
