@@ -10,6 +10,10 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from gateway.log import get_logger
+
+log = get_logger(__name__)
+
 REGISTRY = CollectorRegistry()
 
 INBOUND = Counter("gateway_inbound_total", "Inbound messages received", ["channel", "result"], registry=REGISTRY)
@@ -60,10 +64,16 @@ class GaugeCache:
             return
         async with self._lock:
             if not self._fresh():   # another scrape may have recounted while we waited
-                await refresh(runtime)
-                self.counted_at = self.clock()
-                self.recounts += 1
-        GAUGES_AGE.set(self.clock() - self.counted_at)
+                try:
+                    async with asyncio.timeout(5):
+                        await refresh(runtime)
+                except Exception as exc:   # PostgreSQL away: the counters still go out, gauges as last counted
+                    log.warning("metrics gauges not recounted; serving the last counts", error=str(exc))
+                else:
+                    self.counted_at = self.clock()
+                    self.recounts += 1
+        if self.counted_at is not None:
+            GAUGES_AGE.set(self.clock() - self.counted_at)
 
     def _fresh(self) -> bool:
         return self.counted_at is not None and self.clock() - self.counted_at < self.max_age

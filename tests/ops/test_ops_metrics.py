@@ -70,3 +70,17 @@ async def test_a_realtime_publish_that_cannot_reach_redis_is_counted():
     finally:
         await gone.aclose()
     assert total() == before + 2
+
+
+async def test_a_scrape_while_postgres_is_away_still_serves_the_counters(database_url):
+    from types import SimpleNamespace
+
+    from prometheus_client import generate_latest
+
+    from gateway import db, metrics
+
+    gone = await db.create_pool(database_url, min_size=1, max_size=1)
+    await gone.close()                                   # every query now fails, as with PostgreSQL down
+    cache = metrics.GaugeCache(max_age=0)
+    await cache.refresh(SimpleNamespace(pool=gone))     # no exception: the scrape goes on
+    assert cache.recounts == 0 and b"gateway_inbound_total" in generate_latest(metrics.REGISTRY)
