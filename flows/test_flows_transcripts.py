@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.flows.loader import FlowRegistry
+from gateway.flows.loader import FlowRegistry, flow_files
 from gateway.flows.transcript import collect_cases, run_case
 
 FLOWS = Path(__file__).parent
@@ -16,7 +16,7 @@ def registry():
 
 
 def test_every_flow_has_transcripts():
-    flows = {p.name.split(".")[0] for p in FLOWS.glob("*.yaml") if ".transcripts." not in p.name}
+    flows = {p.name.split(".")[0] for p in flow_files(FLOWS)}
     assert flows and flows <= {case.flow for case in CASES}
 
 

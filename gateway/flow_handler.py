@@ -126,7 +126,8 @@ class FlowHandler:
             await self._emit(conn, conv["contact_id"], name, dict(properties), effects)
         if result.escalation is not None:
             esc = result.escalation
-            await escalate(conn, cid, reason=esc.reason, summary=esc.summary, effects=effects)
+            await escalate(conn, cid, reason=esc.reason, summary=esc.summary, effects=effects, team=esc.team,
+                           out_of_hours_said=esc.out_of_hours, hooks=self.rt.hooks)
 
     async def _emit(self, conn, contact_id: int, name: str, properties: dict, effects) -> None:
         try:

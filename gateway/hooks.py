@@ -14,6 +14,7 @@ from gateway.thread import Effects
 InboundHook = Callable[[Any], Awaitable[None]]                      # (processor.Turn)
 StatusHook = Callable[[asyncpg.Connection, asyncpg.Record, str, Effects], Awaitable[None]]
 EventHook = Callable[[asyncpg.Connection, asyncpg.Record, Effects], Awaitable[None]]
+EscalatedHook = Callable[..., Awaitable[None]]   # (conn, conversation_id, *, team, out_of_hours_said, effects)
 
 
 class Hooks:
@@ -21,6 +22,7 @@ class Hooks:
         self.inbound: list[InboundHook] = []
         self.status: list[StatusHook] = []
         self.event: list[EventHook] = []
+        self.escalated: list[EscalatedHook] = []
 
     async def on_inbound(self, turn) -> None:
         """A customer message is being processed (before the bot or agent routing)."""
@@ -37,3 +39,9 @@ class Hooks:
         """A business event was stored (events table row)."""
         for hook in self.event:
             await hook(conn, event, effects)
+
+    async def on_escalated(self, conn: asyncpg.Connection, conversation_id: int, *, team: str | None,
+                           out_of_hours_said: bool, effects: Effects) -> None:
+        """A conversation moved to the agents' queue (team: the one the escalation named, if any)."""
+        for hook in self.escalated:
+            await hook(conn, conversation_id, team=team, out_of_hours_said=out_of_hours_said, effects=effects)

@@ -38,6 +38,7 @@ class Turn:
     message: asyncpg.Record
     effects: thread.Effects
     settings: Settings
+    hooks: Hooks | None = None
 
     @property
     def conversation_id(self) -> int:
@@ -68,8 +69,10 @@ class Handler(Protocol):
 
 
 async def escalate(conn: asyncpg.Connection, conversation_id: int, *, reason: str,
-                   summary: str | None, effects: thread.Effects, author_type: str = "bot") -> None:
-    """Move the conversation to the agent queue (idempotent within an episode)."""
+                   summary: str | None, effects: thread.Effects, author_type: str = "bot",
+                   team: str | None = None, out_of_hours_said: bool = False, hooks: Hooks | None = None) -> None:
+    """Move the conversation to the agent queue (idempotent within an episode), then let the
+    escalation hooks route it (to `team` when named, else by the routing rules)."""
     conv = await conn.fetchrow(
         """UPDATE conversations SET mode = 'agent', status = 'open',
                waiting_since = coalesce(waiting_since, now()), updated_at = now()
@@ -82,6 +85,9 @@ async def escalate(conn: asyncpg.Connection, conversation_id: int, *, reason: st
     await thread.add_event(conn, conversation_id, text, event="escalated",
                            details={"reason": reason, "summary": summary}, author_type=author_type)
     effects.emit("conversation.updated", conversation_id=conversation_id, mode="agent", reason=reason)
+    if hooks is not None:
+        await hooks.on_escalated(conn, conversation_id, team=team, out_of_hours_said=out_of_hours_said,
+                                 effects=effects)
 
 
 class AgentQueueHandler:
@@ -89,7 +95,7 @@ class AgentQueueHandler:
 
     async def handle(self, turn: Turn) -> None:
         await escalate(turn.conn, turn.conversation_id, reason="no_bot", summary=None,
-                       effects=turn.effects, author_type="system")
+                       effects=turn.effects, author_type="system", hooks=turn.hooks)
 
 
 class EchoHandler:
@@ -147,7 +153,7 @@ class Processor:
                 conv = await self._open_episode(conn, conversation_id, msg, effects)
                 effects.emit("message.created", conversation_id=conversation_id, message_id=msg["id"],
                              seq=msg["seq"], direction="in", channel=msg["channel"])
-                await self._dispatch(Turn(conn, conv, msg, effects, self.settings))
+                await self._dispatch(Turn(conn, conv, msg, effects, self.settings, self.hooks))
                 await conn.execute(
                     """UPDATE messages SET processed_at = now(), process_attempts = process_attempts + 1,
                            process_order = nextval('message_process_order') WHERE id = $1""", msg["id"])

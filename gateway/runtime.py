@@ -48,6 +48,7 @@ class Runtime:
     senders: dict = field(default_factory=dict)
     batcher: IngestBatcher | None = None
     flow_handler: object | None = None
+    team_router: object | None = None
     processor: Processor | None = None
     consumer: QueueConsumer | None = None
     outbox: OutboxSender | None = None

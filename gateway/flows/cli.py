@@ -65,15 +65,29 @@ def cmd_draw(args, settings=None) -> int:
 
 
 def cmd_check(args, settings=None) -> int:
+    """Validate the flows, the team routing file and the journeys of a flows directory."""
     from gateway.flows.loader import FlowRegistry
+    from gateway.inbox.team_routing import RoutingError, load_routing
+    from gateway.journeys.model import JourneyError
+    from gateway.journeys.registry import JourneyRegistry
 
+    directory = flows_dir(args, settings)
     try:
-        registry = FlowRegistry.from_directory(flows_dir(args, settings))
-    except FlowError as exc:
+        registry = FlowRegistry.from_directory(directory)
+        routing = load_routing(directory)
+        journeys = JourneyRegistry.load(directory / "journeys")
+    except (FlowError, RoutingError) as exc:
         print(f"flows: {exc}", file=sys.stderr)
+        return 1
+    except JourneyError as exc:
+        print(f"flows: {directory / 'journeys'}/{exc}", file=sys.stderr)
         return 1
     for flow in registry.current_versions():
         print(f"ok  {flow.name}  version {flow.version}  {len(flow.states)} states  ({flow.source})")
+    if routing.source:
+        print(f"ok  routing  version {routing.version}  {len(routing.rules)} rules  ({routing.source})")
+    for journey in journeys.journeys.values():
+        print(f"ok  journey {journey.name}  version {journey.version}  {len(journey.steps)} steps")
     return 0
 
 
@@ -94,7 +108,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     draw.add_argument("--dir")
     draw.set_defaults(func=cmd_draw)
 
-    check = sub.add_parser("check", help="load and validate every flow definition")
+    check = sub.add_parser("check", help="validate every flow, the routing file and the journeys")
     check.add_argument("--dir")
     check.set_defaults(func=cmd_check)
     return flows

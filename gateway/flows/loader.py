@@ -93,10 +93,13 @@ def load_flow_file(path: str | Path, **kwargs) -> Flow:
 
 
 def flow_files(directory: str | Path) -> list[Path]:
-    """Flow definitions in a directory: *.yaml / *.yml except *.transcripts.yaml."""
+    """Flow definitions in a directory: *.yaml / *.yml except *.transcripts.yaml and the team
+    routing file."""
+    from gateway.inbox.team_routing import ROUTING_FILE
+
     directory = Path(directory)
     files = sorted(p for p in directory.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
-    return [p for p in files if ".transcripts." not in p.name]
+    return [p for p in files if ".transcripts." not in p.name and p.name != ROUTING_FILE]
 
 
 class _Parser:

@@ -277,6 +277,14 @@ async def presence(request: web.Request) -> web.Response:
     return respond(result)
 
 
+@operation("The team routing rules in force (flows/routing.yaml): rules, default team, team hours",
+           roles=READ, responses={200: S.ROUTING})
+async def routing_rules(request: web.Request) -> web.Response:
+    await principal(request, *READ)
+    router = request.app[RUNTIME].team_router
+    return respond(router.config.describe())
+
+
 @operation("Run one auto-assignment pass now", roles=ADMIN, responses={200: S.ASSIGN_RUN})
 async def run_assignment(request: web.Request) -> web.Response:
     await principal(request, *ADMIN)
@@ -357,5 +365,6 @@ def register(app: web.Application) -> None:
     r.add_delete("/api/v1/canned-responses/{id}", delete_canned)
     r.add_post("/api/v1/presence", presence)
     r.add_post("/api/v1/assignments/run", run_assignment)
+    r.add_get("/api/v1/routing", routing_rules)
     r.add_get("/api/v1/metrics/summary", metrics_summary)
     r.add_get("/api/v1/audit", audit_log)

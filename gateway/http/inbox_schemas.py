@@ -161,3 +161,5 @@ AUDIT = obj(["entries", "next_cursor"], next_cursor=N_STR, entries=array(obj(
     ["id", "actor_type", "action", "created_at"], id=ID, actor_type=STR, actor_id=nullable(INT), action=STR,
     conversation_id=N_ID, contact_id=N_ID, details=ANY_OBJECT, created_at=TIME)))
 ASSIGN_RUN = obj(["assigned"], assigned=INT)
+ROUTING = obj(["version", "default", "rules", "teams"], version=STR, source=N_STR, default=N_STR,
+              rules=array(obj(["team", "when"], team=STR, when=ANY_OBJECT)), teams=ANY_OBJECT)

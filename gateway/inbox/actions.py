@@ -129,8 +129,7 @@ async def set_team(conn, scope: Scope, actor: Actor, conversation_id: int, team_
         if team is None:
             raise Invalid("unknown_team", f"no team with id {team_id}")
         name = f"team {team}"
-    await conn.execute("UPDATE conversations SET team_id = $2, updated_at = now() WHERE id = $1",
-                       conversation_id, team_id)
+    await _write_team(conn, conversation_id, team_id)
     await _event(conn, actor, conversation_id, f"Moved to {name} by {actor.name}", "team_changed",
                  team_id=team_id, previous_team_id=conv["team_id"])
     await audit(conn, actor, "set_team", conversation_id=conversation_id,
@@ -138,6 +137,34 @@ async def set_team(conn, scope: Scope, actor: Actor, conversation_id: int, team_
     # both the old and the new team's agents need to hear about it
     effects.emit("conversation.updated", conversation_id=conversation_id, team_id=team_id,
                  previous_team_id=conv["team_id"])
+
+
+async def _write_team(conn, conversation_id: int, team_id: int | None) -> None:
+    await conn.execute("UPDATE conversations SET team_id = $2, updated_at = now() WHERE id = $1",
+                       conversation_id, team_id)
+
+
+async def route_to_team(conn, conversation_id: int, team_id: int | None, *, team_name: str, why: str,
+                        rules_version: str, effects: thread.Effects) -> None:
+    """The system routes an escalated conversation to a team (`team_id` None: the team named does
+    not exist, so it stays where it is and the thread says why)."""
+    previous = await conn.fetchval("SELECT team_id FROM conversations WHERE id = $1 FOR UPDATE", conversation_id)
+    if team_id is None:
+        await thread.add_event(conn, conversation_id, f"No team named {team_name!r}; left in its queue",
+                               event="team_unknown", details={"team": team_name, "why": why})
+        return
+    if team_id == previous:
+        return
+    await _write_team(conn, conversation_id, team_id)
+    await thread.add_event(conn, conversation_id, f"Routed to team {team_name} ({why})", event="team_routed",
+                           details={"team_id": team_id, "previous_team_id": previous, "why": why,
+                                    "rules_version": rules_version})
+    await conn.execute(
+        """INSERT INTO audit_log (actor_type, action, conversation_id, details)
+           VALUES ('system', 'route_to_team', $1, $2)""",
+        conversation_id, {"team_id": team_id, "previous_team_id": previous, "why": why})
+    effects.emit("conversation.updated", conversation_id=conversation_id, team_id=team_id,
+                 previous_team_id=previous)
 
 
 async def snooze(conn, scope: Scope, actor: Actor, conversation_id: int, until: datetime, now: datetime,

@@ -1,8 +1,14 @@
-"""Runtime plugin: the snooze timer handler, known in every process that fires timers."""
+"""Runtime plugin: the snooze timer handler and the escalation router, in every process."""
 from __future__ import annotations
 
+from gateway.assets import flows_dir
 from gateway.inbox.actions import SNOOZE_TIMER, wake_snoozed
+from gateway.inbox.team_routing import TeamRouter, load_routing
 
 
 async def setup(runtime) -> None:
     runtime.timer_handlers.setdefault(SNOOZE_TIMER, wake_snoozed)
+    router = TeamRouter(load_routing(flows_dir(runtime.settings.flows_dir)), settings=runtime.settings,
+                        clock=runtime.clock)
+    runtime.team_router = router
+    runtime.hooks.escalated.append(router.on_escalated)

@@ -332,7 +332,8 @@ class JourneyEngine:
             return step.next
         if isinstance(step, EscalateStep):
             await processor.escalate(conn, state["conversation_id"], reason=step.reason, summary=step.summary,
-                                     effects=effects, author_type="journey")
+                                     effects=effects, author_type="journey", team=step.team,
+                                     hooks=self.runtime.hooks)
             return step.next
         if isinstance(step, FlowStep):
             return await self._hand_to_flow(conn, journey, state, step, effects)

@@ -210,6 +210,7 @@ class UpdateStep(Step):
 class EscalateStep(Step):
     reason: str = "journey"
     summary: str | None = None
+    team: str | None = None
 
 
 @dataclass(frozen=True)
@@ -480,7 +481,7 @@ def _step(kind: str, body: Any, sid: str, nxt: str, following: str, w: str) -> S
     if kind == "escalate":
         body = body if isinstance(body, dict) else {"reason": body}
         return EscalateStep(sid, nxt, reason=str(body.get("reason") or "journey"),
-                            summary=body.get("summary"))
+                            summary=body.get("summary"), team=body.get("team"))
     body = body if isinstance(body, dict) else {"name": body}
     if not body.get("name"):
         raise JourneyError(f"{w}: flow needs a name (and optionally a state)")

@@ -164,3 +164,19 @@ async def test_a_journey_hand_off_to_a_flow_state_is_where_the_bot_picks_up(sett
     bodies = [r.value("Body") for r in fake.requests]
     assert "return any item within 30 days" in bodies[1]
     assert await pool.fetchval("SELECT flow_version FROM conversations") is not None
+
+
+async def test_the_flows_handoff_team_is_the_conversations_team(settings, pool, clean, redis_client):
+    """support.yaml says `handoff: {team: support}`: the escalation lands in that team's queue."""
+    async with FakeTwilio() as fake, BusinessApi() as api:
+        clock = ManualClock(MONDAY_10_BERLIN)
+        async with running_gateway(flow_settings(settings, fake, api), clock=clock) as (rt, url):
+            support = await pool.fetchval("INSERT INTO teams (name) VALUES ('support') RETURNING id")
+            await say(url, fake, "i want to talk to a humann")
+
+            async def routed():
+                return await pool.fetchval("SELECT team_id FROM conversations WHERE mode = 'agent'")
+            await wait_for(routed, timeout=20)
+    assert await pool.fetchval("SELECT team_id FROM conversations") == support
+    assert await pool.fetchval("SELECT content->>'why' FROM messages WHERE content->>'event' = 'team_routed'") \
+        == "named by the escalation"

@@ -79,6 +79,22 @@ def test_flows_check(capsys):
     assert "ok  support" in capsys.readouterr().out
 
 
+def test_flows_check_also_checks_the_routing_file_and_the_journeys(tmp_path, capsys):
+    flows = tmp_path / "flows"
+    shutil.copytree(shipped_flows_dir(), flows)
+    assert main(["check", "--dir", str(flows)]) == 0
+    out = capsys.readouterr().out
+    assert "ok  routing" in out and "ok  journey cart_recovery" in out
+    (flows / "routing.yaml").write_text("rules:\n  - team: a\n    when: {colour: red}\n")
+    assert main(["check", "--dir", str(flows)]) == 1
+    assert "routing.yaml:2: unknown condition colour" in capsys.readouterr().err
+    (flows / "routing.yaml").write_text("rules: []\n")
+    journey = flows / "journeys" / "cart_recovery.yaml"
+    journey.write_text(journey.read_text().replace("steps:", "stepz:", 1))
+    assert main(["check", "--dir", str(flows)]) == 1
+    assert "cart_recovery.yaml" in capsys.readouterr().err
+
+
 def test_gateway_cli_registers_flows_subcommand():
     import argparse
 

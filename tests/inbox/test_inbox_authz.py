@@ -55,6 +55,7 @@ MATRIX = [
     ("DELETE", "/api/v1/canned-responses/{k}", None, ADMIN),
     ("POST", "/api/v1/presence", {"presence": "away"}, ACT),
     ("POST", "/api/v1/assignments/run", None, ADMIN),
+    ("GET", "/api/v1/routing", None, READ),
     ("GET", "/api/v1/metrics/summary", None, REPORT),
     ("GET", "/api/v1/audit", None, REPORT),
     ("GET", "/api/v1/stream", None, READ),
