@@ -10,6 +10,7 @@ PostgreSQL and Redis as configured (embedded ones when not). Every scenario gets
   outbound  sends/s through the outbox vs a naive send-and-UPDATE loop
   timers    firing the due ones among many scheduled timers
   inbox     queue listing and history pages with millions of messages (vs OFFSET pagination)
+  capacity  CPU per turn of the api, the worker, PostgreSQL and Redis (sizing)
   retention inbox p99 while a retention pass turns the oldest tenth of those messages into tombstones
   memory    a worker's RSS after many conversations each had a flow turn
 
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 from gateway.bench import (
+    scenarios_capacity,
     scenarios_inbox,
     scenarios_ingest,
     scenarios_memory,
@@ -43,6 +45,7 @@ SCENARIOS = {
     "timers": scenarios_timers,
     "inbox": scenarios_inbox,
     "retention": scenarios_retention,
+    "capacity": scenarios_capacity,
     "memory": scenarios_memory,
 }
 

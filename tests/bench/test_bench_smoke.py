@@ -11,17 +11,22 @@ import subprocess
 import sys
 
 
-def test_bench_tiny_run_writes_results(infra, tmp_path):
+def bench_tiny(infra, tmp_path, scenarios: str, timeout: float = 150) -> tuple[dict, str]:
+    """Run `gateway bench --scale tiny --scenarios ...` as a process; (its JSON results, its stdout)."""
     admin_dsn, redis_url = infra
     out = tmp_path / "bench.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "TWILIO_", "WHATSAPP_"))}
     env.update(GATEWAY_DATABASE_URL=admin_dsn, GATEWAY_REDIS_URL=redis_url, GATEWAY_LOG_LEVEL="warning",
                GATEWAY_DATA_DIR=str(tmp_path / "data"))
     proc = subprocess.run(
-        [sys.executable, "-m", "gateway", "bench", "--scale", "tiny", "--scenarios", "ingest,outbound,timers,memory,retention",
-         "--out", str(out)], env=env, capture_output=True, text=True, timeout=150, check=False)
+        [sys.executable, "-m", "gateway", "bench", "--scale", "tiny", "--scenarios", scenarios,
+         "--out", str(out)], env=env, capture_output=True, text=True, timeout=timeout, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    results = json.loads(out.read_text())
+    return json.loads(out.read_text()), proc.stdout
+
+
+def test_bench_tiny_run_writes_results(infra, tmp_path):
+    results, stdout = bench_tiny(infra, tmp_path, "ingest,outbound,timers,memory,retention")
 
     assert results["scale"] == "tiny"
     for name in ("ingest", "outbound", "timers", "memory", "retention"):
@@ -41,5 +46,14 @@ def test_bench_tiny_run_writes_results(infra, tmp_path):
     assert results["memory"]["processed"] == results["memory"]["conversations"]
     retention = results["retention"]
     assert retention["expired"] > 0 and retention["left_unexpired"] == 0
-    assert "every acknowledged message stored in PostgreSQL: True" in proc.stdout
-    assert "== Summary (tiny run)" in proc.stdout
+    assert "every acknowledged message stored in PostgreSQL: True" in stdout
+    assert "== Summary (tiny run)" in stdout
+
+
+def test_capacity_scenario_reports_every_component(infra, tmp_path):
+    """The sizing figures of README's Scale-out section: CPU per turn for every component."""
+    capacity = bench_tiny(infra, tmp_path, "capacity", timeout=300)[0]["capacity"]
+    assert capacity["turns"] > 0
+    assert set(capacity["cpu_ms_per_turn"]) == {"api", "worker", "postgres", "redis"}
+    assert all(v > 0 for v in capacity["cpu_ms_per_turn"].values()), capacity["cpu_ms_per_turn"]
+    assert capacity["per_turn"]["redis_commands"] > 0 and capacity["per_turn"]["postgres_transactions"] > 0
