@@ -50,6 +50,8 @@ def normalize_email(raw: str) -> str:
     local, at, domain = addr.rpartition("@")
     if not at or not local or not domain or "." not in domain or " " in addr:
         raise AddressError(f"not an email address: {raw!r}")
+    if len(addr) > 254:   # RFC 5321's limit; longer is refused, never cut
+        raise AddressError("an email address has at most 254 characters")
     return addr
 
 

@@ -253,9 +253,11 @@ def clean_inbound(inbound: Inbound) -> Inbound:
     item is refused alone and never fails the statement it would have shared with others."""
     check_id(inbound.provider_message_id, "message id")
     check_id(inbound.sender, "sender")
-    if inbound.recipient is not None:
-        check_id(inbound.recipient, "recipient")
     changes: dict[str, Any] = {}
+    if inbound.recipient is not None and not inbound.recipient.strip():
+        changes["recipient"] = None   # our own address: an empty one is no address, not an error
+    elif inbound.recipient is not None:
+        check_id(inbound.recipient, "recipient")
     for name in _TEXT_FIELDS:
         value = getattr(inbound, name)
         if isinstance(value, str) and unstorable(value):
@@ -291,11 +293,14 @@ def _clean_attachment(a: Attachment) -> Attachment:
 def clean_status(update: StatusUpdate) -> StatusUpdate:
     """A delivery status report as it may be applied: ids checked (InputError), text cleaned."""
     check_id(update.provider_message_id, "message id")
-    if update.recipient is not None:
-        check_id(update.recipient, "recipient")
     changes: dict[str, Any] = {
         name: _scrub(value) for name in ("error_code", "error_message")
         if isinstance(value := getattr(update, name), str) and unstorable(value)}
+    if update.recipient is not None:   # the status still counts without a usable recipient
+        try:
+            check_id(update.recipient, "recipient")
+        except InputError:
+            changes["recipient"] = None
     if update.raw:
         changes["raw"] = clean_tree(dict(update.raw), "raw")
     return replace(update, **changes) if changes else update

@@ -207,3 +207,28 @@ async def test_smtp_mail_with_nul_is_cleaned_or_refused_for_good(settings, pool,
     else:
         assert code == 550 and b"control characters" in reply, (code, reply)
         assert await pool.fetchval("SELECT count(*) FROM messages") == 0
+
+
+async def test_status_callback_with_an_unusable_recipient_still_counts(settings, pool, clean, redis_client):
+    """`To=whatsapp:` (nothing after it) on a status callback: the status is applied, the recipient
+    dropped; a NUL in the MessageSid is a 400."""
+    from gateway.simulate_providers import twilio_status_params
+
+    async with running_gateway(settings, roles=("http",)) as (rt, base):
+        token, url = twilio_webhook_token(rt.settings), f"{base}/webhooks/twilio/status"
+        status, body = await post_twilio_form(url, twilio_status_params("SMnone", "delivered", to="whatsapp:",
+                                                                        from_="whatsapp:+15005550006"), token, base)
+        assert status == 200, body
+        status, body = await post_twilio_form(url, twilio_status_params("SM\u0000x", "delivered", to="+14155550100",
+                                                                        from_="+15005550006"), token, base)
+        assert status == 400, body
+
+
+async def test_an_email_address_longer_than_254_characters_is_refused(settings, pool, clean, redis_client):
+    async with running_gateway(settings, roles=("http",)) as (rt, base):
+        async with aiohttp.ClientSession() as http:
+            body = {"client_message_id": "m", "text": "hi", "contact": {"email": "a" * 250 + "@example.org"}}
+            async with http.post(f"{base}/api/v1/inbound", json=body,
+                                 headers={"Authorization": f"Bearer {rt.settings.admin_token}"}) as resp:
+                assert resp.status == 400, await resp.text()
+    assert await pool.fetchval("SELECT count(*) FROM identities") == 0
