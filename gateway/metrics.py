@@ -30,7 +30,7 @@ OUTBOX_DEAD_LETTERS = Counter("gateway_outbox_dead_letters_total", "Messages giv
                               ["provider", "error"], registry=REGISTRY)
 OUTBOX_LOOKUPS = Counter("gateway_outbox_lookups_total",
                          "Attempts of unknown outcome looked up at the provider before resending",
-                         ["provider", "found"], registry=REGISTRY)
+                         ["provider", "found"], registry=REGISTRY)   # found: yes | no | failed
 OUTBOX_LEASES_LOST = Counter("gateway_outbox_leases_lost_total",
                              "Sends whose lease another sender took over before they finished", ["provider"],
                              registry=REGISTRY)

@@ -322,11 +322,14 @@ class OutboxSender:
         provider = provider_name(sender, channel)
         if row["attempt_started_at"] is not None and hasattr(sender, "lookup"):
             # an earlier attempt's outcome is unknown: if the provider has it, do not send again
-            found = await sender.lookup(outgoing, row["attempt_started_at"])
-            OUTBOX_LOOKUPS.labels(provider, "yes" if found else "no").inc()
-            if found is not None:
+            recorded = await store.recent_provider_ids(self.pool, row, row["attempt_started_at"])
+            found = await sender.lookup(outgoing, row["attempt_started_at"], exclude=recorded)
+            OUTBOX_LOOKUPS.labels(provider, "no" if found is None else
+                                  "yes" if found.outcome is SendOutcome.SENT else "failed").inc()
+            if found is not None and found.outcome is SendOutcome.SENT:
                 log.info("earlier attempt found at the provider; not resent", outbox_id=row["id"],
                          conversation_id=row["conversation_id"], provider_message_id=found.provider_message_id)
+            if found is not None:   # found, or the look-up failed (a retry that keeps the mark)
                 return await self.record(row, found)
         paused = self.gate.paused_for(key)
         if paused:

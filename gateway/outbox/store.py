@@ -84,6 +84,17 @@ async def mark_attempts(pool, held: list[tuple[int, uuid.UUID]]) -> set[int]:
     return {r["id"] for r in rows}
 
 
+async def recent_provider_ids(pool, row, since) -> set[str]:
+    """Provider ids already recorded for this conversation's messages on the row's channel around
+    `since`: a look-up at the provider must not take one of them for the row's own message."""
+    rows = await pool.fetch(
+        """SELECT provider_message_id FROM messages WHERE conversation_id = $1 AND channel = $2
+               AND direction = 'out' AND provider_message_id IS NOT NULL
+               AND status_updated_at > $3::timestamptz - interval '1 hour'""",
+        row["conversation_id"], row["channel"], since)
+    return {r["provider_message_id"] for r in rows}
+
+
 async def release(pool, row, delay: float, *, count_attempt: bool) -> bool:
     """Give a claimed row back (its sender is paused, or the send crashed) to retry after `delay`."""
     result = await pool.execute(

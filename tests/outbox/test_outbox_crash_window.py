@@ -52,3 +52,22 @@ async def test_an_attempt_that_never_reached_the_provider_is_simply_sent(pool, c
     await survivor.send_due()
     assert len(fake_twilio.requests) == 1          # no look-up needed: nothing was attempted
     assert len(fake_twilio.accepted()) == 1
+
+
+async def test_a_look_up_never_takes_another_message_with_the_same_text(pool, clean, make_sender, fake_twilio):
+    """A bot may say the same thing twice: the first one's sid must not stand in for the second."""
+    await seed(pool, 1, 2)
+    await pool.execute("UPDATE messages SET body = 'Sorry, I did not get that.'")
+    sender = make_sender()
+    await pool.execute("UPDATE outbox SET next_attempt_at = now() + interval '1 hour' WHERE id = 2")
+    await sender.send_due()                    # the first is accepted and recorded
+    fake_twilio.chaos(Misbehaviour(drop=1.0))  # the second's connection drops before anything is stored
+    await pool.execute("UPDATE outbox SET next_attempt_at = now()")
+    await sender.send_due()
+    fake_twilio.chaos(None)
+    assert await pool.fetchval("SELECT attempt_started_at IS NOT NULL FROM outbox WHERE state = 'pending'")
+    await pool.execute("UPDATE outbox SET next_attempt_at = now()")
+    await sender.send_due()
+    ids = await pool.fetch("SELECT m.provider_message_id FROM outbox o JOIN messages m ON m.id = o.message_id "
+                           "WHERE o.state = 'done' ORDER BY o.id")
+    assert len(fake_twilio.accepted()) == 2 and len({r["provider_message_id"] for r in ids}) == 2

@@ -16,7 +16,7 @@ import base64
 import json
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Collection
 
 import aiohttp
 
@@ -108,12 +108,15 @@ class TwilioSender:
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
             return transport_failure(exc, "Twilio")
 
-    async def lookup(self, msg: OutgoingMessage, since: datetime) -> SendResult | None:
+    async def lookup(self, msg: OutgoingMessage, since: datetime,
+                     exclude: Collection[str] = ()) -> SendResult | None:
         """Did Twilio accept `msg` in an earlier attempt (started at `since`)? Its SENT result if so.
 
         Twilio has no idempotency key for Messages, so the match is on recipient, sender and body
         among the latest messages (Messages list, newest first: UNVERIFIED beyond the docs' example)
-        created since the attempt began. A failed look-up is a RETRY whose outcome stays unknown.
+        created since the attempt began, the oldest first, skipping sids in `exclude` (those already
+        recorded for other messages: a bot may well say the same thing twice). A failed look-up is a
+        RETRY whose outcome stays unknown.
         """
         form = dict(self.build_form(msg))
         params = {"To": form["To"], "PageSize": str(LOOKUP_PAGE_SIZE)}
@@ -130,8 +133,9 @@ class TwilioSender:
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
             return SendResult(SendOutcome.RETRY, error_code="lookup_failed", error_message=type(exc).__name__,
                               extra={"outcome_unknown": True})
-        for item in body.get("messages") or ():
-            if not isinstance(item, dict) or item.get("body", "") != form.get("Body", ""):
+        items = body.get("messages") if isinstance(body.get("messages"), list) else []
+        for item in reversed(items):
+            if not isinstance(item, dict) or item.get("body", "") != form.get("Body", "") or item.get("sid") in exclude:
                 continue
             try:
                 created = parsedate_to_datetime(item.get("date_created") or "")
