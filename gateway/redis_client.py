@@ -58,6 +58,22 @@ def connect_cluster(url: str, *, max_connections: int) -> RedisCluster:
         ssl=url.lower().startswith("redis+clusters://"), **_credentials(url))
 
 
+async def ready(client) -> None:
+    """Load a cluster client's slot map now (else its first command does): pub/sub connections pick
+    their node from it, and one opened before any command would fail once. Nothing for one server;
+    a cluster that is not reachable yet is only logged (the first command retries)."""
+    if not isinstance(client, RedisCluster):
+        return
+    from redis.exceptions import RedisError
+
+    try:
+        await client.initialize()
+    except (RedisError, OSError) as exc:
+        from gateway.log import get_logger
+
+        get_logger(__name__).warning("redis cluster not reachable yet", error=str(exc))
+
+
 def connect_small(url: str, **kwargs):
     """A small asyncio client for a one-off command-line task, for either kind of URL."""
     if is_cluster_url(url):

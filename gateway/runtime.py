@@ -67,6 +67,7 @@ class Runtime:
         await db.migrate_dsn(s.session_database_url, pooler=s.database_pooler)
         self.redis = connect_redis(s)
         self._exit.push_async_callback(self.redis.aclose)
+        await redis_client.ready(self.redis)
         self.http = aiohttp.ClientSession()
         self._exit.push_async_callback(self.http.close)
         self.fetcher = GuardedFetcher.from_settings(s)

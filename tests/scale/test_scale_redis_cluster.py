@@ -124,3 +124,20 @@ async def test_core_promises_on_redis_cluster(settings, pool, clean, cluster, cl
     await assert_each_processed_once_in_order(pool, 10, 12)
     logs = "".join((tmp_path / f"w{i}.log").read_text(errors="replace") for i in range(2))
     assert "CROSSSLOT" not in logs
+
+
+async def test_a_subscription_right_after_start_finds_its_node(cluster, settings):
+    """Pub/sub connections pick their node from the slot map: the runtime loads it at start, so the
+    rights listener and the chat hub subscribe at once instead of failing their first try."""
+    from gateway import redis_client
+    from gateway.runtime import connect_redis
+
+    client = connect_redis(settings.with_(redis_url=cluster.url))
+    try:
+        await redis_client.ready(client)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe("gw:rights")
+        await pubsub.ssubscribe("gw:chat:7")
+        await pubsub.aclose()
+    finally:
+        await client.aclose()
