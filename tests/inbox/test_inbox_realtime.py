@@ -38,7 +38,9 @@ async def connect(http, url, token, **params):
 async def two_api_processes(settings, pool, inbox_clean, redis_client, spawn, tmp_path):
     ports = [free_port(), free_port()]
     for i, port in enumerate(ports):
-        env = settings_env(settings, GATEWAY_HTTP_PORT=port, GATEWAY_ADMIN_TOKEN=ADMIN_TOKEN)
+        # the periodic rights re-check at its slowest: only an announcement closes a socket quickly
+        env = settings_env(settings, GATEWAY_HTTP_PORT=port, GATEWAY_ADMIN_TOKEN=ADMIN_TOKEN,
+                           GATEWAY_RIGHTS_RECHECK_SECONDS=60)
         spawn(["api"], env, log_path=tmp_path / f"api{i}.log")
     urls = [f"http://127.0.0.1:{p}" for p in ports]
     async with aiohttp.ClientSession() as http:
@@ -92,6 +94,18 @@ async def test_events_fan_out_across_api_processes_filtered_by_team(two_api_proc
     assert presence["presence"] == "online"
     for ws in (red_ws, blue_ws, admin_ws):
         await ws.close()
+
+
+async def test_a_revocation_on_one_process_closes_the_stream_on_another(two_api_processes, pool):
+    http, (url_a, url_b) = two_api_processes
+    api_a = Api(http, url_a, pool)
+    _, token = await api_a.agent("ann")
+    ws, hello = await connect(http, url_b, token)
+    token_id = (await api_a.ok("GET", "/api/v1/me", token))["token_id"]
+    assert (await api_a.call("DELETE", f"/api/v1/tokens/{token_id}"))[0] == 204
+    while (msg := await ws.receive(timeout=15)).type == aiohttp.WSMsgType.TEXT:
+        pass
+    assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4401
 
 
 async def test_reconnect_replays_missed_events_or_asks_to_refetch(gw, redis_client):
