@@ -171,6 +171,7 @@ async def test_two_agents_work_a_conversation_in_headless_chromium(browser_ready
     assert (note["kind"], note["direction"]) == ("note", "internal")
     assert result["keys"]["reply"] == "composer-input" and result["keys"]["note"] == "true"
     assert result["keys"]["previous"].startswith("#/inbox/") and result["keys"]["previous"] != f"#/inbox/{info['conversation_id']}"
+    assert result["unnamed"] == [], "every control has a label"
     assert result["canned"] == "Thanks for your patience!" and result["replyModeForCanned"] == "false"
     assert await pool.fetchval("SELECT labels FROM conversations WHERE id = $1", info["conversation_id"]) == ["vip"]
     assert result["csrf"] == {"status": 403, "code": "csrf_failed"}

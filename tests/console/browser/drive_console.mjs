@@ -28,6 +28,12 @@ const browser = await chromium.launch({
 });
 
 const pages = [];
+// every control has an accessible name: a label, aria-label, its text, or a title
+const unnamed = (page) => page.evaluate(() => [...document.querySelectorAll("button, input, select, textarea")]
+  .filter((el) => el.offsetParent !== null || el.tagName === "SELECT")
+  .filter((el) => !(el.getAttribute("aria-label") || (el.labels && el.labels.length) || (el.tagName === "BUTTON" && el.textContent.trim()) || el.title))
+  .map((el) => el.outerHTML.slice(0, 120)));
+result.unnamed = [];
 async function open(name) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const page = await context.newPage();
@@ -135,6 +141,7 @@ try {
   await a.getByTestId("composer-input").fill("");
   mark("label-and-canned");
   await a.screenshot({ path: `${shots}/console-conversation.png` });
+  result.unnamed.push(...await unnamed(a));
 
   result.csrf = await a.evaluate(async (cid) => {
     const r = await fetch(`/api/v1/conversations/${cid}/notes`, { method: "POST", credentials: "same-origin",
@@ -165,11 +172,14 @@ try {
   mark("dashboard");
 
   await a.goto(`${base}/console#/admin/agents`);
+  await a.locator(`tr[data-agent-id="${accounts.agent.id}"]`).waitFor(T);
+  result.unnamed.push(...await unnamed(a));
   await a.locator(`tr[data-agent-id="${accounts.agent.id}"] [data-testid=agent-deactivate]`).click();
   await a.locator(`tr[data-agent-id="${accounts.agent.id}"]`, { hasText: "deactivated" }).waitFor(T);
   // live: the server closes the agent's feed (rights re-check) and the page finds its session gone
   await b.getByTestId("login-email").waitFor(T);
   result.signedOutNotice = await b.locator(".signin [role=alert]").textContent();
+  result.unnamed.push(...await unnamed(b));
   await b.getByTestId("login-email").fill(accounts.agent.email);
   await b.getByTestId("login-password").fill(accounts.agent.password);
   await b.getByTestId("login-submit").click();
