@@ -44,6 +44,7 @@ MESSAGE = obj(
     kind={"type": "string", "enum": ["message", "note", "event"]}, channel=STR, body=STR, content=ANY_OBJECT,
     status=N_STR, error_code=N_STR, error_message=N_STR, author_type=N_STR, author_id=nullable(INT),
     sender_address=N_STR, recipient_address=N_STR, purpose=N_STR, created_at=TIME, status_updated_at=N_TIME,
+    expired_at=N_TIME,                # past its retention limit: a tombstone (place kept, content gone)
     sender_verified=nullable(BOOL),   # inbound email: From authenticated by SPF/DKIM/DMARC; else null
     provider_message_id=N_STR,        # outbound: the provider's id once accepted
     attempts=nullable(INT), last_error=N_STR)   # outbound: sends tried so far, the last transient error

@@ -28,7 +28,7 @@ CONVERSATION_COLUMNS = """c.id, c.contact_id, c.status, c.mode, c.team_id, c.ass
 
 MESSAGE_COLUMNS = """id, conversation_id, seq, episode_id, direction, kind, channel, body, content, status,
     error_code, error_message, author_type, author_id, sender_address, recipient_address, purpose,
-    created_at, status_updated_at,
+    created_at, status_updated_at, expired_at,
     (content #>> '{extra,sender_auth,verified}')::boolean AS sender_verified,
     provider_message_id, (SELECT o.attempts FROM outbox o WHERE o.message_id = messages.id) AS attempts,
     (SELECT o.last_error FROM outbox o WHERE o.message_id = messages.id) AS last_error"""

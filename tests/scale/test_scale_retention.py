@@ -48,6 +48,12 @@ async def test_expired_messages_become_tombstones_in_order_with_per_channel_limi
         assert (r["body"], r["content"], r["sender_address"]) == ("", {}, None) and r["expired_at"]
         assert r["provider_message_id"].startswith("erased:"), "a provider id may carry the address"
     assert [r["body"] for r in kept[3:]] == ["secret 4", "secret 5", "secret 6"]
+    from gateway.inbox.queries import list_messages
+    from gateway.inbox.scope import Scope
+
+    async with pool.acquire() as conn:
+        page = await list_messages(conn, Scope(everything=True), sms, limit=10)
+    assert [m["expired_at"] is not None for m in page["messages"]] == [True] * 3 + [False] * 3
     assert all(r["expired_at"] is None for r in await rows(pool, email)), "email is kept a year"
     assert (await rows(pool, old_email))[0]["expired_at"] is not None
     assert await Retention(pool, s).run_once() == {"messages": 0, "blobs": 0, "events": 0, "audit": 0}
