@@ -109,6 +109,7 @@ class Settings:
     outbox_max_delay: float = 900.0
     outbox_batch: int = 200
     outbox_concurrency: int = 32         # sends in flight per provider sender, per process
+    outbox_max_concurrency: int = 256    # how far that grows while a slow provider has work waiting
     outbox_orphan_after: float = 10.0    # seconds without a heartbeat before a sender's rows are recovered
     twilio_timeout: float = 10.0         # seconds a provider call may take before it counts as failed
     whatsapp_timeout: float = 10.0
@@ -354,6 +355,7 @@ ENV: dict[str, tuple[str, object]] = {
     "GATEWAY_OUTBOX_BASE_DELAY": ("outbox_base_delay", _float),
     "GATEWAY_OUTBOX_MAX_DELAY": ("outbox_max_delay", _float),
     "GATEWAY_OUTBOX_CONCURRENCY": ("outbox_concurrency", _int),
+    "GATEWAY_OUTBOX_MAX_CONCURRENCY": ("outbox_max_concurrency", _int),
     "GATEWAY_OUTBOX_ORPHAN_AFTER": ("outbox_orphan_after", _float),
     "GATEWAY_TWILIO_TIMEOUT": ("twilio_timeout", _float),
     "GATEWAY_WHATSAPP_TIMEOUT": ("whatsapp_timeout", _float),
@@ -435,8 +437,8 @@ def validate(s: Settings) -> Settings:
         raise SettingsError("GATEWAY_CONSOLE_SESSION_HOURS and GATEWAY_CONSOLE_INVITE_HOURS must be positive")
     if min(s.login_max_failures_account, s.login_max_failures_address, s.login_window_seconds) < 1:
         raise SettingsError("GATEWAY_LOGIN_MAX_FAILURES_* and GATEWAY_LOGIN_WINDOW_SECONDS must be at least 1")
-    if s.outbox_concurrency < 1:
-        raise SettingsError("GATEWAY_OUTBOX_CONCURRENCY must be at least 1")
+    if not 1 <= s.outbox_concurrency <= s.outbox_max_concurrency:
+        raise SettingsError("GATEWAY_OUTBOX_CONCURRENCY must be at least 1 and at most GATEWAY_OUTBOX_MAX_CONCURRENCY")
     if s.outbox_orphan_after < 3:
         raise SettingsError("GATEWAY_OUTBOX_ORPHAN_AFTER must be at least 3 seconds (heartbeats come every second)")
     for var, value in (("GATEWAY_TWILIO_TIMEOUT", s.twilio_timeout), ("GATEWAY_WHATSAPP_TIMEOUT", s.whatsapp_timeout),

@@ -9,7 +9,7 @@ times: first to last message accepted.
 Then the outbox on a bad provider day: (a) two `gateway worker` processes against a fake failing
 30% of create calls (HTTP 500, connections dropped before or after the message is stored), N/3
 conversations of 3 replies each: sends/s, replies out of thread order and replies accepted twice
-(both must be 0); (b) one worker against a fake that takes 1 s to answer every call.
+(both must be 0); (b) one worker against a fake that takes 1 s to answer every call (sends in flight adapt).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from gateway.fakes.replies import order_report, seed
 TARGET_PER_S = 1000
 FAIL_RATE = 0.3
 SLOW_SECONDS = 1.0
-SLOW_CONCURRENCY = 64
+SLOW_MESSAGES = 1500
 
 SEED = """
 WITH c AS (INSERT INTO contacts (name) SELECT 'bench-out-' || g FROM generate_series(1, $1) g RETURNING id),
@@ -107,13 +107,12 @@ def _slow_provider(b: Bench, n: int) -> dict:
     fake = b.start_fake_twilio("--latency", str(SLOW_SECONDS))
     _seed(b, n, 215)
     before = get_json(f"{fake}/_stats?limit=0")["count"]
-    b.start_gateway("worker", GATEWAY_TWILIO_API_BASE=fake, GATEWAY_DEFAULT_HANDLER="agent",
-                    GATEWAY_OUTBOX_CONCURRENCY=SLOW_CONCURRENCY)
+    b.start_gateway("worker", GATEWAY_TWILIO_API_BASE=fake, GATEWAY_DEFAULT_HANDLER="agent")
     _drain(b)
     rate, sent = _rate(fake, before, n)
     b.stop_all()
     return {"messages": n, "sent": sent, "per_s": r(rate, 1), "latency_s": SLOW_SECONDS,
-            "concurrency": SLOW_CONCURRENCY}
+            "concurrency": f"{b.settings.outbox_concurrency}..{b.settings.outbox_max_concurrency} (adaptive)"}
 
 
 def run(b: Bench) -> dict:
@@ -138,7 +137,7 @@ def run(b: Bench) -> dict:
     b.stop_all()
     ratio = round(gateway_rate / naive_rate, 2) if gateway_rate and naive_rate else None
     bad_day = _bad_day(b, min(n, 3000))
-    slow = _slow_provider(b, min(n, 20 * SLOW_CONCURRENCY))
+    slow = _slow_provider(b, min(n, SLOW_MESSAGES))
     return {"messages": n, "gateway": {"sent": gateway_sent, "per_s": r(gateway_rate, 1)},
             "failures": bad_day, "slow_provider": slow,
             "naive": {"sent": naive_sent, "per_s": r(naive_rate, 1), "failed": naive["failed"]},
@@ -168,5 +167,5 @@ def show(res: dict) -> None:
     print(f"provider calls: {f['calls']}")
     s = res["slow_provider"]
     print(f"\n== Outbound, every provider answer takes {s['latency_s']} s, 1 worker, "
-          f"GATEWAY_OUTBOX_CONCURRENCY={s['concurrency']}")
+          f"sends in flight {s['concurrency']}")
     print(f"{s['sent']}/{s['messages']} sent, {s['per_s']} sends/s")

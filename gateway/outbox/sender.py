@@ -80,7 +80,7 @@ class OutboxSender:
         self.rate_limiter = rate_limiter
         self.hooks = hooks
         self.name = name or sender_name()
-        self.gate = SenderGate(concurrency or settings.outbox_concurrency)
+        self.gate = SenderGate(concurrency or settings.outbox_concurrency, settings.outbox_max_concurrency)
         timeouts = [getattr(s, "timeout_seconds", 10.0) for s in self.senders.values()]
         self.lease = max(timeouts, default=10.0) + LEASE_MARGIN
         self._held: dict[int, uuid.UUID] = {}          # rows being sent by this process
@@ -245,15 +245,15 @@ class OutboxSender:
 
     def _start(self, row) -> None:
         key = sender_key(self.settings, Channel(row["channel"]))
-        self.gate.started(key)
+        saturated = self.gate.started(key)
         self._held[row["id"]] = row["claim_token"]
-        task = asyncio.create_task(self._send_one(row, key))
+        task = asyncio.create_task(self._send_one(row, key, saturated))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send_one(self, row, key: str) -> None:
+    async def _send_one(self, row, key: str, saturated: bool = False) -> None:
         try:
-            await self.deliver(row)
+            await self.deliver(row, saturated=saturated)
         except asyncio.CancelledError:
             await self._give_back(row, delay=0.0)
             raise
@@ -290,7 +290,7 @@ class OutboxSender:
             total += n
 
     # --- one send -------------------------------------------------------------------------------
-    async def deliver(self, row) -> bool:
+    async def deliver(self, row, *, saturated: bool = False) -> bool:
         """Send one claimed row. True when the row is finished (sent, failed, skipped, dead)."""
         content = row["content"] or {}
         channel = Channel(row["channel"])
@@ -340,7 +340,7 @@ class OutboxSender:
             log.warning("outbox lease lost before sending; not sent", outbox_id=row["id"])
             return True
         result = await sender.send(outgoing)
-        return await self.record(row, result)
+        return await self.record(row, result, saturated=saturated)
 
     async def _mark(self, row) -> bool:
         """The durable attempt mark, batched: concurrent sends share one round trip."""
@@ -365,7 +365,7 @@ class OutboxSender:
                 if not future.done():
                     future.set_result(row_id in owned)
 
-    async def record(self, row, result: SendResult) -> bool:
+    async def record(self, row, result: SendResult, *, saturated: bool = False) -> bool:
         """Record a provider's answer. True when the row is finished, False when a retry is due."""
         channel = Channel(row["channel"])
         key = sender_key(self.settings, channel)
@@ -373,7 +373,7 @@ class OutboxSender:
         outcome = result.outcome
         OUTBOX_ATTEMPTS.labels(provider, outcome.value, result.error_code or "").inc()
         if outcome is SendOutcome.SENT:
-            self.gate.succeeded(key)
+            self.gate.succeeded(key, saturated)
             return await self._finish(row, state="done", status=result.status or "sent",
                                       provider_message_id=result.provider_message_id, segments=result.segments)
         if outcome in (SendOutcome.RETRY, SendOutcome.THROTTLED):

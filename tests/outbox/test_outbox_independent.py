@@ -39,7 +39,7 @@ async def test_a_429_pauses_its_sender_for_retry_after_without_rate_limits(pool,
     """Issue 19.4: dozens more requests hit the sender inside the Retry-After window."""
     await seed(pool, 30, 1)
     fake_twilio.fail_next(1, http_status=429, code=20429, message="Too Many Requests", retry_after=2, after=3)
-    sender = make_sender(outbox_concurrency=2)   # rate limits off (the default)
+    sender = make_sender(outbox_concurrency=2, outbox_max_concurrency=2)   # rate limits off (the default)
 
     async def done():
         return await unfinished(pool) == 0
@@ -66,3 +66,21 @@ async def test_rows_are_claimed_only_as_fast_as_the_rate_limit_lets_them_go(pool
     await _run(sender, done)
     assert len(fake_twilio.accepted()) == 12
     assert most_in_flight <= 3, most_in_flight
+
+
+async def test_sends_in_flight_grow_while_a_slow_provider_has_work_waiting(pool, clean, make_sender, fake_twilio):
+    """Issue 19.3: with every send taking 5 s, throughput was stuck at 32 in flight / 5 s."""
+    await seed(pool, 60, 1)
+    fake_twilio.latency = 1.0
+    sender = make_sender(outbox_concurrency=4, outbox_max_concurrency=64)
+    started = time.monotonic()
+    most_in_flight = 0
+
+    async def done():
+        nonlocal most_in_flight
+        most_in_flight = max(most_in_flight, sum(sender.gate.in_flight.values()))
+        return await unfinished(pool) == 0 and time.monotonic() - started
+
+    elapsed = await _run(sender, done, timeout=40)
+    assert most_in_flight > 8, most_in_flight
+    assert elapsed < 12, f"60 sends at 1 s each took {elapsed:.1f} s (4 at a time would take 15 s)"
