@@ -8,6 +8,10 @@ errors in Graph's error shape (the HTTP status varies by code as Meta's does; se
         sender = WhatsAppCloudSender(session, access_token=fake.access_token,
                                      phone_number_id=fake.phone_number_id, api_base=fake.api_base)
         fake.fail_next(1, code=131047)
+
+It misbehaves on demand like the fake Twilio (`chaos(Misbehaviour(...))`, `latency`, `hang_for`):
+throttles answer 130429 (HTTP 400, as Meta does), server errors 131000 (HTTP 500), unavailable
+HTTP 503 with Retry-After.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.fakes import FakeServer
+from gateway.fakes import FakeServer, Misbehaving, drop_connection
 
 from gateway.simulate_providers import meta_inbound_payload as inbound_text_payload  # noqa: F401 (re-export)
 from gateway.simulate_providers import meta_status_payload as status_payload  # noqa: F401 (re-export)
@@ -78,7 +82,7 @@ def error_body(code: int, message: str, details: str) -> dict[str, Any]:
                       "fbtrace_id": "A" + uuid.uuid4().hex[:22]}}
 
 
-class FakeGraph(FakeServer):
+class FakeGraph(FakeServer, Misbehaving):
     def __init__(self, access_token: str = "fake-graph-token", phone_number_id: str = "106540352242922"):
         self.access_token = access_token
         self.phone_number_id = phone_number_id
@@ -91,6 +95,7 @@ class FakeGraph(FakeServer):
         self._media: dict[str, _Media] = {}
         self._runner: web.AppRunner | None = None
         self.base_url = ""
+        self._init_misbehaving()
 
     @property
     def api_base(self) -> str:
@@ -147,8 +152,13 @@ class FakeGraph(FakeServer):
         except ValueError:
             body = None
         self.requests.append(RecordedRequest(request.method, request.path, body, dict(request.headers)))
-        if self._delays:
-            await asyncio.sleep(self._delays.popleft())
+        is_send = isinstance(body, dict) and body.get("status") != "read"
+        delay = self._delays.popleft() if self._delays else 0.0
+        fate = await self._fate(str(body.get("to")), delay) if is_send else None
+        if not is_send and delay:
+            await asyncio.sleep(delay)
+        if fate == "drop":
+            return await drop_connection(request)
         if not self._authorized(request):
             return self._error(self._failure(190, None, None, "Malformed access token"))
         if request.match_info["phone_id"] != self.phone_number_id:
@@ -159,6 +169,12 @@ class FakeGraph(FakeServer):
             self.read_marks.append(body.get("message_id", ""))
             return web.json_response({"success": True})
         failure = self._failures.popleft() if self._failures else None
+        if fate in ("throttle", "server_error", "unavailable"):
+            retry_after = self.misbehaviour.retry_after
+            failure = {"throttle": self._failure(130429, None, None, None, retry_after),
+                       "server_error": self._failure(131000, None, None, None),
+                       "unavailable": self._failure(131000, 503, "Service temporarily unavailable", None,
+                                                    retry_after)}[fate]
         failure = failure or self._recipient_rules.get(str(body.get("to")))
         if failure is None and body.get("type") not in body:
             failure = self._failure(100, None, "Invalid parameter", f"{body.get('type')} object is required")
@@ -166,6 +182,8 @@ class FakeGraph(FakeServer):
             return self._error(failure)
         wamid = new_wamid()
         self.sent.append({**body, "_id": wamid})
+        if fate == "drop_after_accept":
+            return await drop_connection(request)
         to = str(body.get("to"))
         return web.json_response({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
                                   "messages": [{"id": wamid, "message_status": "accepted"}]})

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import random
 import time
 import uuid
 from collections import deque
@@ -29,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.fakes import FakeServer
+from gateway.fakes import FakeServer, Misbehaving, Misbehaviour, drop_connection
 
 from gateway.channels.sms_segments import count_segments
 from gateway.simulate_providers import post_twilio_form, twilio_status_params
@@ -61,36 +60,6 @@ class _Failure:
 
 
 @dataclass
-class Misbehaviour:
-    """Chances (0..1) that a create call is answered badly, drawn per call from a seeded RNG.
-
-    drop: the connection closes before anything is stored; drop_after_accept: the message is
-    accepted and then the connection closes (the sender cannot know: a retry without a look-up
-    sends it twice).
-    """
-
-    throttle: float = 0.0          # 429, code 20429, Retry-After: retry_after
-    server_error: float = 0.0      # 500
-    unavailable: float = 0.0       # 503 with Retry-After: retry_after
-    hang: float = 0.0              # no answer for hang_seconds
-    drop: float = 0.0
-    drop_after_accept: float = 0.0
-    slow: float = 0.0              # answered after slow_seconds
-    retry_after: float = 1.0
-    hang_seconds: float = 3600.0
-    slow_seconds: float = 5.0
-    seed: int | None = None
-
-    def draw(self, rng: random.Random) -> str | None:
-        x = rng.random()
-        for name in ("throttle", "server_error", "unavailable", "hang", "drop", "drop_after_accept", "slow"):
-            x -= getattr(self, name)
-            if x < 0:
-                return name
-        return None
-
-
-@dataclass
 class _Media:
     body: bytes
     content_type: str
@@ -101,7 +70,7 @@ def error_body(http_status: int, code: int | None, message: str) -> dict[str, An
             "status": http_status}
 
 
-class FakeTwilio(FakeServer):
+class FakeTwilio(FakeServer, Misbehaving):
     def __init__(self, account_sid: str = "AC" + "1" * 32, auth_token: str = "fake-twilio-token", *,
                  success_status: int = 201):
         self.account_sid = account_sid
@@ -115,13 +84,9 @@ class FakeTwilio(FakeServer):
         self._media: dict[str, _Media] = {}
         self._runner: web.AppRunner | None = None
         self.base_url = ""
-        self.misbehaviour: Misbehaviour | None = None
-        self._rng = random.Random()
-        self.latency = 0.0                   # seconds added to every create call
-        self._hang_for: set[str] = set()
+        self._init_misbehaving()
         self.early_callbacks: str | None = None   # status to call back with before answering
         self.callback_public_base_url: str | None = None
-        self.fates: list[tuple[float, str, str]] = []   # (time, To, what happened) per create call
 
     # --- scripting ----------------------------------------------------------------------------
     def fail_next(self, n: int = 1, *, http_status: int = 400, code: int | None = 21211,
@@ -139,15 +104,6 @@ class FakeTwilio(FakeServer):
                  message: str = "Attempt to send to unsubscribed recipient") -> None:
         """Always answer sends to `to` (as given in the To field) with this error."""
         self._recipient_rules[to] = _Failure(http_status, code, message)
-
-    def chaos(self, misbehaviour: Misbehaviour | None) -> None:
-        """Answer create calls per this mix from now on (None: behave)."""
-        self.misbehaviour = misbehaviour
-        self._rng = random.Random(misbehaviour.seed if misbehaviour else None)
-
-    def hang_for(self, to: str) -> None:
-        """Never answer create calls to `to` (the sender's timeout must cut them)."""
-        self._hang_for.add(to)
 
     def accepted(self, to: str | None = None) -> list[dict[str, Any]]:
         """Messages this fake accepted (in order), optionally only those to `to`."""
@@ -182,19 +138,9 @@ class FakeTwilio(FakeServer):
         recorded = RecordedRequest(request.method, request.path, form, dict(request.headers))
         self.requests.append(recorded)
         fields = dict(form)
-        fate = self.misbehaviour.draw(self._rng) if self.misbehaviour else None
-        if fields.get("To") in self._hang_for:
-            fate = "hang"
-        self.fates.append((time.time(), fields.get("To", ""), fate or "ok"))
-        delay = (self._delays.popleft() if self._delays else 0.0) + self.latency
-        if fate == "slow":
-            delay += self.misbehaviour.slow_seconds
-        if fate == "hang":
-            delay += self.misbehaviour.hang_seconds if self.misbehaviour else 3600.0
-        if delay:
-            await asyncio.sleep(delay)
+        fate = await self._fate(fields.get("To", ""), self._delays.popleft() if self._delays else 0.0)
         if fate == "drop":
-            return await _drop(request)
+            return await drop_connection(request)
         if not self._authorized(request) or request.match_info["account"] != self.account_sid:
             return web.json_response(error_body(401, 20003, "Authenticate"), status=401)
         failure = self._failures.popleft() if self._failures else None
@@ -218,7 +164,7 @@ class FakeTwilio(FakeServer):
             await self.send_status_callback(fields["StatusCallback"], resource["sid"], self.early_callbacks,
                                             public_base_url=self.callback_public_base_url)
         if fate == "drop_after_accept":
-            return await _drop(request)
+            return await drop_connection(request)
         recorded.status = self.success_status
         return web.json_response(resource, status=self.success_status)
 
@@ -275,13 +221,6 @@ class FakeTwilio(FakeServer):
                                       error_code=str(error_code) if error_code is not None else None,
                                       account_sid=self.account_sid)
         return await post_twilio_form(callback_url, params, auth_token or self.auth_token, public_base_url)
-
-
-async def _drop(request: web.Request) -> web.StreamResponse:
-    """Close the connection without an answer (the client sees a disconnect)."""
-    if request.transport is not None:
-        request.transport.close()
-    raise asyncio.CancelledError()
 
 
 def _seconds(value: float) -> str:
