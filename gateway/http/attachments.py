@@ -76,10 +76,14 @@ async def attachment(request: web.Request) -> web.Response:
         blob = {"data": data, "content_type": content_type}
     content_type = (blob["content_type"] or att.get("content_type") or "application/octet-stream").split(";")[0]
     content_type = content_type.strip().lower() or "application/octet-stream"
-    disposition = "inline" if content_type in INLINE_TYPES else "attachment"
-    name = f'; filename="{_ascii(att["filename"])}"' if att.get("filename") else ""
     return web.Response(body=blob["data"], content_type=content_type,
-                        headers={**SAFE_HEADERS, "Content-Disposition": disposition + name})
+                        headers={**SAFE_HEADERS, "Content-Disposition": disposition(content_type, att.get("filename"))})
+
+
+def disposition(content_type: str, filename: str | None) -> str:
+    """Inline for raster images, a download for everything else; with the name when there is one."""
+    kind = "inline" if content_type in INLINE_TYPES else "attachment"
+    return kind + (f'; filename="{_ascii(filename)}"' if filename else "")
 
 
 async def _fetch_from_provider(request: web.Request, channel: str, att: dict) -> tuple[bytes, str | None]:

@@ -11,6 +11,7 @@ with the reason when they are missing and `.ci/browser` cannot install them.
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 from datetime import timedelta
@@ -31,6 +32,7 @@ PLAYWRIGHT_DIR = REPO / "tests" / "chat" / "browser"
 OUR_SMS, OUR_WA, CUSTOMER = "+15550001111", "+15550002222", "+14155550123"
 XSS_NAME = '<img src="x" onerror="window.__xss=1">Eve'
 XSS_TEXT = '<img src="x" onerror="window.__xss=2"> my parcel never came'
+RECEIPT = b"\x89PNG\r\n\x1a\n" + bytes(range(64))
 XSS_FILE = '<img src="x" onerror="window.__xss=3">invoice.pdf'
 
 
@@ -67,6 +69,7 @@ async def _customer_writes(url: str, fake: FakeTwilio, pool) -> dict:
         status, _ = await post_twilio_inbound(f"{url}/webhooks/twilio/inbound", params, fake.auth_token)
         assert status == 200
     return {"conversation_id": cid, "messages": 3, "last_text": "Anyone there?",
+            "file_b64": base64.b64encode(RECEIPT).decode(),
             "reply": "Sorry about that, Eve. The parcel left today.", "note": "VIP customer: refund if late"}
 
 
@@ -121,6 +124,7 @@ async def test_two_agents_work_a_conversation_in_headless_chromium(browser_ready
             accounts = {"admin": {**ana, "password": PASSWORD}, "agent": {**ben, "password": PASSWORD}}
             info: dict = {}
             sent: list = []
+            media: list = []
 
             async def on_step(name: str) -> dict:
                 if name == "signed-in":       # the customer writes on three channels now
@@ -140,6 +144,10 @@ async def test_two_agents_work_a_conversation_in_headless_chromium(browser_ready
                     return await pool.fetchval("SELECT provider_message_id FROM messages WHERE body = $1",
                                                info["reply"])
                 assert await wait_for(recorded) == sid
+                async with aiohttp.ClientSession() as provider:    # what Twilio does with MediaUrl
+                    async with provider.get(sent[0].value("MediaUrl")) as resp:
+                        assert resp.status == 200
+                        media.append(await resp.read())
                 status, _ = await fake.send_status_callback(f"{url}/webhooks/twilio/status", sid, "delivered")
                 assert status == 200
                 return {}
@@ -165,6 +173,9 @@ async def test_two_agents_work_a_conversation_in_headless_chromium(browser_ready
     assert 1 <= result["autoAssigned"] <= auto <= 3, "going online brought the waiting conversations to Ben"
     # the customer received the reply once, on WhatsApp (the channel they last wrote from)
     assert sent[0].value("To") == f"whatsapp:{CUSTOMER}" and result["replyCount"] == 1
+    media_url = sent[0].value("MediaUrl")        # the uploaded file, fetched by the provider from our link
+    assert media_url and media_url.startswith(f"{url}/media/") and media_url.endswith("/receipt.png")
+    assert media == [RECEIPT]
     assert len([r for r in fake.requests if r.method == "POST" and r.value("Body") == info["reply"]]) == 1
     assert await pool.fetchval("SELECT count(*) FROM messages WHERE body = $1", info["reply"]) == 1
     note = await pool.fetchrow("SELECT kind, direction FROM messages WHERE body = $1", info["note"])

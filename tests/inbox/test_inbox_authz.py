@@ -40,6 +40,7 @@ MATRIX = [
     ("POST", "/api/v1/contacts/{p3}/erase", None, ADMIN),
     ("GET", "/api/v1/search?q=hello", None, READ),
     ("GET", "/api/v1/flows", None, READ),
+    ("POST", "/api/v1/uploads", {"a": "file"}, ACT),
     ("GET", "/api/v1/agents", None, READ),
     ("POST", "/api/v1/agents", {"name": "zed"}, ADMIN),
     ("PATCH", "/api/v1/agents/{a}", {"capacity": 3}, ADMIN),

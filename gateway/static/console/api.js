@@ -18,7 +18,7 @@ export function csrfToken() {
   return found ? decodeURIComponent(found.slice(8)) : "";
 }
 
-export async function api(method, path, { body, query, headers, signedOutOk = false } = {}) {
+export async function api(method, path, { body, raw, query, headers, signedOutOk = false } = {}) {
   let url = "/api/v1" + path;
   if (query) {
     const params = new URLSearchParams();
@@ -30,7 +30,7 @@ export async function api(method, path, { body, query, headers, signedOutOk = fa
   if (body !== undefined) h["Content-Type"] = "application/json";
   if (!["GET", "HEAD"].includes(method)) h["X-CSRF-Token"] = csrfToken();
   const resp = await fetch(url, { method, headers: h, credentials: "same-origin",
-    body: body === undefined ? undefined : JSON.stringify(body) });
+    body: raw !== undefined ? raw : body === undefined ? undefined : JSON.stringify(body) });
   const data = (resp.headers.get("Content-Type") || "").includes("json") ? await resp.json() : null;
   if (resp.status === 401 && !signedOutOk) onSignedOut();
   if (!resp.ok) throw new ApiError(resp.status, data);

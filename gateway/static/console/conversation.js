@@ -250,18 +250,43 @@ export class Conversation {
     this.noteToggle = h("button", { type: "button", "data-testid": "note-toggle", "aria-pressed": "false",
       title: "Private note: seen by agents only (n)" }, "Note");
     this.noteToggle.addEventListener("click", () => this.setNote(!this.noteMode));
-    this.attachUrl = h("input", { type: "url", placeholder: "attachment URL (https://…)", "aria-label": "Attachment URL", hidden: true });
-    const attach = h("button", { type: "button", class: "ghost", "aria-label": "Attach a file by URL", title: "Attach" }, icon("clip"));
-    attach.addEventListener("click", () => { this.attachUrl.hidden = !this.attachUrl.hidden; if (!this.attachUrl.hidden) this.attachUrl.focus(); });
+    this.pending = [];      // uploaded files waiting for the next reply
+    this.files = h("input", { type: "file", multiple: true, hidden: true, "aria-label": "Files to attach", "data-testid": "composer-file" });
+    this.files.addEventListener("change", () => this.uploadFiles());
+    this.chips = h("span", { class: "chips" });
+    const attach = h("button", { type: "button", class: "ghost", "aria-label": "Attach files", title: "Attach files" }, icon("clip"));
+    attach.addEventListener("click", () => this.files.click());
     this.send = h("button", { type: "submit", class: "primary", "data-testid": "composer-send" }, "Send");
     this.suggest = h("ul", { class: "canned", role: "listbox", "aria-label": "Canned responses", hidden: true });
     const form = h("form", { class: "composer", "aria-label": "Composer" }, this.suggest, this.input,
-      h("div", { class: "composer-bar" }, this.noteToggle, this.channel, this.channelWhy, attach, this.attachUrl,
+      h("div", { class: "composer-bar" }, this.noteToggle, this.channel, this.channelWhy, attach, this.files, this.chips,
         h("div", { class: "spacer" }), this.send));
     form.addEventListener("submit", (ev) => { ev.preventDefault(); this.submit(); });
     this.input.addEventListener("keydown", (ev) => this.composerKey(ev));
     this.input.addEventListener("input", () => { this.pendingKey = null; this.cannedMenu(); this.sendTyping(); });
     return form;
+  }
+
+  async uploadFiles() {
+    for (const file of [...this.files.files]) {
+      try {
+        const made = await api("POST", "/uploads", { raw: file, query: { filename: file.name },
+          headers: { "Content-Type": file.type || "application/octet-stream" } });
+        this.pending.push(made);
+        this.pendingKey = null;
+      } catch (err) { toast(`${file.name}: ${err.message}`, "error"); }
+    }
+    this.files.value = "";
+    this.renderChips();
+  }
+
+  renderChips() {
+    replace(this.chips, this.pending.map((f, i) => {
+      const chip = h("button", { type: "button", class: "chip", "data-testid": "attachment-chip", "aria-label": `Remove ${f.filename}` },
+        icon("clip"), f.filename, " ✕");
+      chip.addEventListener("click", () => { this.pending.splice(i, 1); this.renderChips(); });
+      return chip;
+    }));
   }
 
   setNote(on) {
@@ -325,8 +350,7 @@ export class Conversation {
 
   async submit() {
     const text = this.input.value;
-    const url = this.attachUrl.value.trim();
-    if (!text.trim() && !url) return;
+    if (!text.trim() && !(this.pending.length && !this.noteMode)) return;
     if (this.sending) return;              // a double click: the first request is still on its way
     this.sending = true;
     this.send.disabled = true;
@@ -339,14 +363,13 @@ export class Conversation {
       } else {
         const body = { text };
         if (this.channel.value) body.channel = this.channel.value;
-        if (url) body.attachments = [{ url, filename: url.split("/").pop() || "attachment" }];
+        if (this.pending.length) body.attachments = this.pending.map(({ url, content_type, filename }) => ({ url, content_type, filename }));
         created = (await api("POST", `/conversations/${this.id}/messages`, { body, headers: { "Idempotency-Key": this.pendingKey } })).message;
       }
       this.add([created]);
       this.scrollDown();
       this.input.value = "";
-      this.attachUrl.value = "";
-      this.attachUrl.hidden = true;
+      if (!this.noteMode) { this.pending = []; this.renderChips(); }
       this.pendingKey = null;
     } catch (err) {
       const reasons = err.body && err.body.error && err.body.error.reasons;

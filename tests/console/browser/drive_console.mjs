@@ -94,8 +94,12 @@ try {
   await item(a).waitFor(T);
   mark("second-agent-saw-assignment");
 
+  await a.getByTestId("composer-file").setInputFiles({ name: "receipt.png", mimeType: "image/png",
+    buffer: Buffer.from(info.file_b64, "base64") });
+  await a.getByTestId("attachment-chip").filter({ hasText: "receipt.png" }).waitFor(T);
   await a.getByTestId("composer-input").fill(info.reply);
   await a.getByTestId("composer-send").dblclick();        // a double click sends once
+  await a.getByTestId("attachment-chip").first().waitFor({ state: "detached", timeout: 15000 });
   await a.locator("[data-testid=message].out", { hasText: info.reply }).waitFor(T);
   await ask("replied");                                    // the fake provider received it and reported delivery
   await a.locator("[data-testid=message].out", { hasText: info.reply }).locator("[data-testid=message-status]",
