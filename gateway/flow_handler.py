@@ -50,6 +50,8 @@ class FlowHandler:
                         now=self.rt.clock.now(), attributes=await self._attributes(turn.conn, conv["contact_id"]))
         ctx = self._context(conv, inp)
         state = await self._state(turn.conn, conv)
+        if state is not None and turn.new_episode:
+            state = state.new_episode()
         if state is None:
             result = await self.engine.begin(inp, ctx)
         else:

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from gateway import consent, realtime, routing, thread
+from gateway.inbox import csat
 from gateway.hooks import Hooks
 from gateway.log import get_logger
 from gateway.queue import Keys
@@ -39,6 +40,7 @@ class Turn:
     effects: thread.Effects
     settings: Settings
     hooks: Hooks | None = None
+    new_episode: bool = False          # this message opened a new episode (per-episode counters reset)
 
     @property
     def conversation_id(self) -> int:
@@ -150,10 +152,14 @@ class Processor:
                 return False
             with structlog.contextvars.bound_contextvars(
                     conversation_id=conversation_id, channel=msg["channel"], message_id=msg["id"]):
-                conv = await self._open_episode(conn, conversation_id, msg, effects)
+                if await csat.take_answer(conn, msg, effects, settings=self.settings):
+                    conv, new_episode = None, False   # the survey's answer: recorded, never the bot's
+                else:
+                    conv, new_episode = await self._open_episode(conn, conversation_id, msg, effects)
                 effects.emit("message.created", conversation_id=conversation_id, message_id=msg["id"],
                              seq=msg["seq"], direction="in", channel=msg["channel"])
-                await self._dispatch(Turn(conn, conv, msg, effects, self.settings, self.hooks))
+                if conv is not None:
+                    await self._dispatch(Turn(conn, conv, msg, effects, self.settings, self.hooks, new_episode))
                 await conn.execute(
                     """UPDATE messages SET processed_at = now(), process_attempts = process_attempts + 1,
                            process_order = nextval('message_process_order') WHERE id = $1""", msg["id"])
@@ -182,7 +188,8 @@ class Processor:
                                    event="processing_failed", details={"seq": msg["seq"]})
             return True
 
-    async def _open_episode(self, conn, conversation_id: int, msg, effects) -> asyncpg.Record:
+    async def _open_episode(self, conn, conversation_id: int, msg, effects) -> tuple[asyncpg.Record, bool]:
+        """The conversation, reopened for this message; True when a new episode starts with it."""
         conv = await conn.fetchrow("SELECT * FROM conversations WHERE id = $1", conversation_id)
         if conv["current_episode_id"] is None or conv["status"] == "resolved":
             episode_id = await conn.fetchval(
@@ -194,7 +201,8 @@ class Processor:
                        assignee_id = NULL, waiting_since = NULL, snoozed_until = NULL, updated_at = now()
                    WHERE id = $1 RETURNING *""", conversation_id, episode_id)
             effects.emit("conversation.updated", conversation_id=conversation_id, status="open")
-        elif conv["status"] in ("snoozed", "pending"):
+            return conv, True
+        if conv["status"] in ("snoozed", "pending"):
             conv = await conn.fetchrow(
                 """UPDATE conversations SET status = 'open', snoozed_until = NULL, updated_at = now()
                    WHERE id = $1 RETURNING *""", conversation_id)
@@ -202,7 +210,7 @@ class Processor:
                 "UPDATE timers SET state = 'cancelled' WHERE conversation_id = $1 AND kind = 'snooze' AND state = 'pending'",
                 conversation_id)
             effects.emit("conversation.updated", conversation_id=conversation_id, status="open")
-        return conv
+        return conv, False
 
     async def _dispatch(self, turn: Turn) -> None:
         msg, conv = turn.message, turn.conversation

@@ -103,6 +103,9 @@ class Settings:
     help_text: str = "Reply STOP to unsubscribe, START to resubscribe. Write to us any time for help."
     stop_confirmation: str = "You have been unsubscribed and will receive no more messages. Reply START to resubscribe."
     start_confirmation: str = "You are subscribed again. Reply STOP to unsubscribe."
+    # Satisfaction survey: how long after it is sent a rating counts as its answer, and the thanks
+    csat_window_hours: float = 72.0
+    csat_thanks: str = "Thank you for your feedback!"
     # Outbox
     outbox_max_attempts: int = 8
     outbox_base_delay: float = 2.0
@@ -346,6 +349,8 @@ ENV: dict[str, tuple[str, object]] = {
     "GATEWAY_CHAT_ALLOWED_ORIGINS": ("chat_allowed_origins", _csv),
     "GATEWAY_CHAT_IDENTITY_SECRET": ("chat_identity_secret", _str),
     "GATEWAY_HELP_TEXT": ("help_text", _str),
+    "GATEWAY_CSAT_WINDOW_HOURS": ("csat_window_hours", _float),
+    "GATEWAY_CSAT_THANKS": ("csat_thanks", _str),
     "GATEWAY_CONSOLE_SESSION_HOURS": ("console_session_hours", _float),
     "GATEWAY_CONSOLE_INVITE_HOURS": ("console_invite_hours", _float),
     "GATEWAY_LOGIN_MAX_FAILURES_ACCOUNT": ("login_max_failures_account", _int),

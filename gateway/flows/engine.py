@@ -53,6 +53,10 @@ class ConversationState:
                 "misunderstandings": self.misunderstandings, "history": list(self.history),
                 "attempts": self.attempts}
 
+    def new_episode(self) -> "ConversationState":
+        """The same place in the flow with the per-episode counters reset (a new episode starts)."""
+        return replace(self, misunderstandings=0, attempts=0)
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ConversationState":
         return cls(data["flow"], data["version"], data["state"], dict(data.get("slots") or {}),

@@ -30,7 +30,8 @@ CONTACT = obj(["id", "name", "external_id", "attributes", "identities", "convers
               id=ID, name=N_STR, external_id=N_STR, attributes=ANY_OBJECT, locale=N_STR, timezone=N_STR,
               created_at=TIME, updated_at=TIME, identities=array(IDENTITY), conversation_id=N_ID)
 EPISODE = obj(["id", "opened_at"], id=ID, opened_at=TIME, escalated_at=N_TIME, first_response_at=N_TIME,
-              resolved_at=N_TIME, resolved_by=N_ID, escalation_reason=N_STR, channel=N_STR)
+              resolved_at=N_TIME, resolved_by=N_ID, escalation_reason=N_STR, channel=N_STR,
+              csat_score=nullable(INT), csat_at=N_TIME)
 CONVERSATION_DETAIL = obj(
     CONVERSATION_REQUIRED + ["contact", "episode", "episodes", "assignee", "team"], **CONVERSATION_FIELDS,
     contact=CONTACT, episode=nullable(EPISODE), episodes=INT,
@@ -147,10 +148,18 @@ ME = obj(["role", "name", "agent_id", "team_ids"], role=STR, name=STR, agent_id=
 STATS = obj(["count", "average", "median"], count=INT, average=nullable({"type": "number"}),
             median=nullable({"type": "number"}),
             histogram=array(obj(["up_to", "count"], up_to=nullable(INT), count=INT)))
+CSAT_STATS = dict(count=INT, average=nullable({"type": "number"}),
+                  distribution=obj([str(i) for i in range(1, 6)], **{str(i): INT for i in range(1, 6)}))
+CSAT = obj(["count", "average", "distribution", "per_agent", "per_team", "per_channel"], **CSAT_STATS,
+           per_agent=array(obj(["agent_id", "count", "average", "distribution"], agent_id=N_ID, name=N_STR,
+                               **CSAT_STATS)),
+           per_team=array(obj(["team_id", "count", "average", "distribution"], team_id=N_ID, name=N_STR,
+                              **CSAT_STATS)),
+           per_channel=array(obj(["channel", "count", "average", "distribution"], channel=N_STR, **CSAT_STATS)))
 METRICS = obj(
-    ["since", "until", "first_response_seconds", "resolution_seconds", "bot_containment", "per_channel",
+    ["since", "until", "csat", "first_response_seconds", "resolution_seconds", "bot_containment", "per_channel",
      "per_agent", "per_team"],
-    since=TIME, until=TIME, first_response_seconds=STATS, resolution_seconds=STATS,
+    since=TIME, until=TIME, csat=CSAT, first_response_seconds=STATS, resolution_seconds=STATS,
     bot_containment=obj(["episodes", "bot_only", "rate"], episodes=INT, bot_only=INT,
                         rate=nullable({"type": "number"})),
     per_channel=array(obj(["channel", "inbound", "outbound"], channel=STR, inbound=INT, outbound=INT)),

@@ -235,6 +235,25 @@ async def resolve(conn, scope: Scope, actor: Actor, conversation_id: int, effect
     return {"csat": csat}
 
 
+async def record_csat(conn, conversation_id: int, episode_id: int, score: int, message_id: int,
+                      effects: thread.Effects) -> bool:
+    """Record a survey answer on the episode it rates, with the agent (the assignee, else who
+    resolved it) and the team it rates. False when the episode already has an answer."""
+    row = await conn.fetchrow(
+        """UPDATE episodes e SET csat_score = $3, csat_at = now(), csat_message_id = $4,
+               csat_agent_id = coalesce(c.assignee_id, e.resolved_by), csat_team_id = c.team_id
+           FROM conversations c WHERE e.id = $2 AND c.id = $1 AND e.conversation_id = c.id AND e.csat_score IS NULL
+           RETURNING e.csat_agent_id, e.csat_team_id""", conversation_id, episode_id, score, message_id)
+    if row is None:
+        return False
+    await conn.execute("UPDATE messages SET episode_id = $2 WHERE id = $1", message_id, episode_id)
+    await thread.add_event(conn, conversation_id, f"Customer rated the help {score}/5", event="csat_recorded",
+                           details={"episode_id": episode_id, "score": score, "agent_id": row["csat_agent_id"],
+                                    "team_id": row["csat_team_id"]})
+    effects.emit("conversation.updated", conversation_id=conversation_id, csat_score=score, episode_id=episode_id)
+    return True
+
+
 async def reopen(conn, scope: Scope, actor: Actor, conversation_id: int, effects: thread.Effects) -> None:
     conv = await visible_conversation(conn, scope, conversation_id, lock=True)
     if conv["status"] != "resolved":

@@ -149,7 +149,8 @@ async def conversation_detail(conn: asyncpg.Connection, scope: Scope, conversati
     out["contact"] = await contact_detail(conn, conv["contact_id"])
     episode = await conn.fetchrow(
         """SELECT id, opened_at, escalated_at, first_response_at, resolved_at, resolved_by,
-                  escalation_reason, channel FROM episodes WHERE id = $1""", conv["current_episode_id"])
+                  escalation_reason, channel, csat_score, csat_at FROM episodes WHERE id = $1""",
+        conv["current_episode_id"])
     out["episode"] = dict(episode) if episode else None
     out["episodes"] = await conn.fetchval("SELECT count(*) FROM episodes WHERE conversation_id = $1",
                                           conversation_id)

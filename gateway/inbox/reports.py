@@ -4,6 +4,8 @@ containment, and volumes per channel, per agent and per team.
 - first response time: escalation -> first agent reply, for episodes escalated in the period
 - resolution time: episode opened -> resolved, for episodes resolved in the period
 - bot containment: share of episodes opened in the period that never reached an agent
+- csat: survey answers recorded in the period (count, average, distribution of 1-5), overall and
+  per agent, team and channel (of the rated episode)
 
 Both times come with a histogram (`up_to` seconds per bucket; the last bucket has no bound), so a
 dashboard can draw their distribution, not only the median.
@@ -77,8 +79,10 @@ async def summary(conn: asyncpg.Connection, since: datetime, until: datetime) ->
            FROM episodes e JOIN conversations c ON c.id = e.conversation_id LEFT JOIN teams t ON t.id = c.team_id
            WHERE e.opened_at < $2 AND (e.resolved_at IS NULL OR e.resolved_at >= $1)
            GROUP BY c.team_id, t.name ORDER BY c.team_id NULLS FIRST""", since, until)
+    csat = await _csat(conn, since, until)
     return {
         "since": since, "until": until,
+        "csat": csat,
         "first_response_seconds": _stats(frt),
         "resolution_seconds": _stats(res),
         "bot_containment": {"episodes": cont["episodes"], "bot_only": cont["bot_only"],
@@ -87,3 +91,32 @@ async def summary(conn: asyncpg.Connection, since: datetime, until: datetime) ->
         "per_agent": [dict(r) for r in per_agent],
         "per_team": [dict(r) for r in per_team],
     }
+
+
+CSAT_GROUPS = {"agent": "e.csat_agent_id", "team": "e.csat_team_id", "channel": "e.channel"}
+
+
+def _csat_stats(row) -> dict:
+    return {"count": row["n"], "average": round(row["avg"], 3) if row["avg"] is not None else None,
+            "distribution": {str(score): row[f"s{score}"] for score in range(1, 6)}}
+
+
+async def _csat(conn: asyncpg.Connection, since: datetime, until: datetime) -> dict:
+    """Survey answers in [since, until): overall, and per agent, team and channel."""
+    scores = ", ".join(f"count(*) FILTER (WHERE e.csat_score = {i}) AS s{i}" for i in range(1, 6))
+
+    async def grouped(key: str | None):
+        select, group = (f"{key} AS key, ", f" GROUP BY {key} ORDER BY {key} NULLS FIRST") if key else ("", "")
+        return await conn.fetch(
+            f"""SELECT {select}count(*) AS n, avg(e.csat_score)::float8 AS avg, {scores}
+                FROM episodes e WHERE e.csat_at >= $1 AND e.csat_at < $2{group}""", since, until)
+
+    out = _csat_stats((await grouped(None))[0])
+    agents = dict(await conn.fetch("SELECT id, name FROM agents"))
+    teams = dict(await conn.fetch("SELECT id, name FROM teams"))
+    out["per_agent"] = [{"agent_id": r["key"], "name": agents.get(r["key"]), **_csat_stats(r)}
+                        for r in await grouped(CSAT_GROUPS["agent"])]
+    out["per_team"] = [{"team_id": r["key"], "name": teams.get(r["key"]), **_csat_stats(r)}
+                       for r in await grouped(CSAT_GROUPS["team"])]
+    out["per_channel"] = [{"channel": r["key"], **_csat_stats(r)} for r in await grouped(CSAT_GROUPS["channel"])]
+    return out
