@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway import routing, thread
-from gateway.http import inbox_admin, inbox_contacts, stream
+from gateway.http import inbox_admin, inbox_contacts, stream, uploads
 from gateway.http import inbox_schemas as S
 from gateway.http.access import principal
 from gateway.http.errors import ApiError
@@ -100,7 +100,7 @@ async def channel_options(request: web.Request) -> web.Response:
         "default": default.channel.value if default else None})
 
 
-def _attachments(data: dict) -> tuple[Attachment, ...]:
+def _attachments(data: dict, settings) -> tuple[Attachment, ...]:
     raw = data.get("attachments") or []
     if not isinstance(raw, list) or len(raw) > 10:
         raise bad("attachments", "must be a list of at most 10 attachments")
@@ -111,7 +111,8 @@ def _attachments(data: dict) -> tuple[Attachment, ...]:
             raise bad(f"attachments[{i}].url", "must be an http(s) URL")
         out.append(Attachment(url=storable("attachments", url),
                               content_type=text_field(a, "content_type", required=False, max_len=200),
-                              filename=text_field(a, "filename", required=False, max_len=300)))
+                              filename=text_field(a, "filename", required=False, max_len=300),
+                              content_ref=uploads.own_media_ref(settings, url)))
     return tuple(out)
 
 
@@ -130,7 +131,7 @@ async def reply(request: web.Request) -> web.Response:
     if channel_raw is not None and channel_raw not in S.CHANNELS:
         raise bad("channel", f"must be one of {', '.join(S.CHANNELS)}")
     channel = Channel(channel_raw) if channel_raw else None
-    attachments = _attachments(data)
+    attachments = _attachments(data, request.app[RUNTIME].settings)
     subject = text_field(data, "subject", required=False, max_len=500)
     canned_id = id_field(data, "canned_response_id", required=False)
     variables = data.get("variables") or {}

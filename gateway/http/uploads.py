@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import re
 import time
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from aiohttp import web
 
@@ -80,21 +80,40 @@ async def upload(request: web.Request) -> web.Response:
     return respond({"url": url, "content_type": content_type, "filename": filename, "size": len(data)}, status=201)
 
 
-async def media(request: web.Request) -> web.Response:
-    """A file an agent attached, for the holder of its signed link (the providers)."""
-    parts = request.match_info["token"].split(".")
-    filename = request.match_info["filename"]
+def verify(secret_key: str, token: str, filename: str) -> tuple[str, str] | None:
+    """(blob ref, content type) of a valid, unexpired link; None otherwise."""
     try:
-        digest, expires_raw, kind, signature = parts
+        digest, expires_raw, kind, signature = token.split(".")
         expires = int(expires_raw)
         content_type = base64.urlsafe_b64decode(kind + "=" * (-len(kind) % 4)).decode()
     except (ValueError, UnicodeDecodeError):
-        raise web.HTTPNotFound() from None
-    rt = request.app[RUNTIME]
-    good = _signature(rt.settings.secret_key, digest, expires, content_type, filename)
+        return None
+    good = _signature(secret_key, digest, expires, content_type, filename)
     if not hmac.compare_digest(good, signature) or expires < time.time():
+        return None
+    return f"sha256:{digest}", content_type
+
+
+def own_media_ref(settings, url: str) -> str | None:
+    """The blob behind one of our own media links (an agent's upload), so a reply can keep a
+    reference to it (shown from the stored copy, erased with the contact); None for other URLs."""
+    prefix = f"{settings.base_url}/media/"
+    if not url.startswith(prefix):
+        return None
+    token, _, name = url[len(prefix):].partition("/")
+    found = verify(settings.secret_key, token, unquote(name))
+    return found[0] if found else None
+
+
+async def media(request: web.Request) -> web.Response:
+    """A file an agent attached, for the holder of its signed link (the providers)."""
+    filename = request.match_info["filename"]
+    rt = request.app[RUNTIME]
+    found = verify(rt.settings.secret_key, request.match_info["token"], filename)
+    if found is None:
         raise web.HTTPNotFound()
-    row = await rt.pool.fetchrow("SELECT data FROM blobs WHERE ref = $1", f"sha256:{digest}")
+    ref, content_type = found
+    row = await rt.pool.fetchrow("SELECT data FROM blobs WHERE ref = $1", ref)
     if row is None:
         raise web.HTTPNotFound()
     return web.Response(body=row["data"], content_type=content_type,

@@ -44,3 +44,33 @@ async def test_upload_then_fetch_by_signed_link_only(settings, pool, clean, redi
         async with http.post(f"{url}/api/v1/uploads", data=PNG, headers={"Content-Type": "image/png"}) as resp:
             assert resp.status == 401
     assert await pool.fetchval("SELECT count(*) FROM blobs") == 1
+
+
+async def test_a_reply_keeps_its_upload_and_erasure_removes_it(settings, pool, clean, redis_client):
+    contact = await pool.fetchval("INSERT INTO contacts (name, external_id) VALUES ('Ana', 'ana') RETURNING id")
+    await pool.execute("INSERT INTO identities (contact_id, kind, address) VALUES ($1, 'api', 'ana')", contact)
+    cid = await pool.fetchval(
+        """INSERT INTO conversations (contact_id, status, mode, last_inbound_channel, last_inbound_at)
+           VALUES ($1, 'open', 'agent', 'api', now()) RETURNING id""", contact)
+    async with running_gateway(settings, roles=("http",)) as (rt, url), aiohttp.ClientSession() as http:
+        auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        async with http.post(f"{url}/api/v1/uploads", params={"filename": "receipt.png"}, data=PNG,
+                             headers={**auth, "Content-Type": "image/png"}) as resp:
+            made = await resp.json()
+        reply = {"text": "your receipt", "attachments": [
+            {"url": made["url"], "content_type": "image/png", "filename": "receipt.png"},
+            {"url": "https://example.com/elsewhere.png"}]}
+        async with http.post(f"{url}/api/v1/conversations/{cid}/messages", json=reply, headers=auth) as resp:
+            assert resp.status == 201, await resp.text()
+            message = (await resp.json())["message"]
+        ours, theirs = message["content"]["attachments"]
+        assert ours["content_ref"] == f"sha256:{made['url'].split('/media/')[1].split('.')[0]}"
+        assert "content_ref" not in theirs, "a link elsewhere stays a link"
+        async with http.get(f"{url}/api/v1/conversations/{cid}/messages/{message['id']}/attachments/0",
+                            headers=auth) as resp:
+            assert resp.status == 200 and await resp.read() == PNG, "the console shows the stored copy"
+        async with http.post(f"{url}/api/v1/contacts/{contact}/erase", headers=auth) as resp:
+            assert resp.status == 200, await resp.text()
+        async with http.get(made["url"]) as resp:
+            assert resp.status == 404, "the erased contact's file is gone"
+    assert await pool.fetchval("SELECT count(*) FROM blobs") == 0
