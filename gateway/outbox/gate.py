@@ -6,9 +6,9 @@ so every process honours it. A run of transient failures (5xx, timeouts) backs t
 little longer each time, and a success ends it. Slots bound the sends in flight per sender, so a
 provider that hangs holds at most its own slots and never another channel's.
 
-The number of slots adapts to the provider's latency (throughput is slots / latency): each send
-that succeeds after starting with every slot taken adds a slot, up to `ceiling` (so a slow provider
-with work waiting gets more in flight, doubling per round trip), and a throttle or transient
+The number of slots adapts to the provider's latency (throughput is slots / latency): while the
+sender has more work waiting than slots (its last claim was full), each success adds a slot, up to
+`ceiling`, so a slow provider gets more in flight, doubling per round trip; a throttle or transient
 failure halves the extra slots back toward `concurrency`, the floor set by the operator.
 """
 from __future__ import annotations
@@ -27,6 +27,7 @@ class SenderGate:
         self.clock = clock
         self.in_flight: dict[str, int] = defaultdict(int)
         self.limit: dict[str, float] = defaultdict(lambda: float(concurrency))
+        self.backlogged: dict[str, bool] = defaultdict(bool)   # its last claim was full
         self._paused_until: dict[str, float] = {}
         self._failures_in_row: dict[str, int] = defaultdict(int)
 
@@ -42,17 +43,15 @@ class SenderGate:
     def free(self, key: str) -> int:
         return 0 if self.paused_for(key) else max(int(self.limit[key]) - self.in_flight[key], 0)
 
-    def started(self, key: str) -> bool:
-        """Count a send in flight; True when it took the last free slot (the sender is saturated)."""
+    def started(self, key: str) -> None:
         self.in_flight[key] += 1
-        return self.in_flight[key] >= int(self.limit[key])
 
     def ended(self, key: str) -> None:
         self.in_flight[key] -= 1
 
-    def succeeded(self, key: str, saturated: bool = False) -> None:
+    def succeeded(self, key: str) -> None:
         self._failures_in_row[key] = 0
-        if saturated:
+        if self.backlogged[key]:
             self.limit[key] = min(self.limit[key] + 1, float(self.ceiling))
 
     def _shrink(self, key: str) -> None:

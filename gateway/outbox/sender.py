@@ -236,8 +236,13 @@ class OutboxSender:
         for channels, limit in await self._claimable():
             if not self._registered:
                 await self._beat()
-            rows = await store.claim(self.pool, limit=min(limit, self.settings.outbox_batch), lease=self.lease,
-                                     channels=channels, owner=self.name, due_by=due_by)
+            limit = min(limit, self.settings.outbox_batch)
+            rows = await store.claim(self.pool, limit=limit, lease=self.lease, channels=channels, owner=self.name,
+                                     due_by=due_by)
+            claimed = {row["channel"] for row in rows}
+            for channel in channels:   # a full claim: more is waiting than slots (more may open)
+                self.gate.backlogged[sender_key(self.settings, Channel(channel))] = (
+                    len(rows) == limit and channel in claimed)
             for row in rows:
                 self._start(row)
             total += len(rows)
@@ -245,15 +250,15 @@ class OutboxSender:
 
     def _start(self, row) -> None:
         key = sender_key(self.settings, Channel(row["channel"]))
-        saturated = self.gate.started(key)
+        self.gate.started(key)
         self._held[row["id"]] = row["claim_token"]
-        task = asyncio.create_task(self._send_one(row, key, saturated))
+        task = asyncio.create_task(self._send_one(row, key))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send_one(self, row, key: str, saturated: bool = False) -> None:
+    async def _send_one(self, row, key: str) -> None:
         try:
-            await self.deliver(row, saturated=saturated)
+            await self.deliver(row)
         except asyncio.CancelledError:
             await self._give_back(row, delay=0.0)
             raise
@@ -290,7 +295,7 @@ class OutboxSender:
             total += n
 
     # --- one send -------------------------------------------------------------------------------
-    async def deliver(self, row, *, saturated: bool = False) -> bool:
+    async def deliver(self, row) -> bool:
         """Send one claimed row. True when the row is finished (sent, failed, skipped, dead)."""
         content = row["content"] or {}
         channel = Channel(row["channel"])
@@ -340,7 +345,7 @@ class OutboxSender:
             log.warning("outbox lease lost before sending; not sent", outbox_id=row["id"])
             return True
         result = await sender.send(outgoing)
-        return await self.record(row, result, saturated=saturated)
+        return await self.record(row, result)
 
     async def _mark(self, row) -> bool:
         """The durable attempt mark, batched: concurrent sends share one round trip."""
@@ -365,7 +370,7 @@ class OutboxSender:
                 if not future.done():
                     future.set_result(row_id in owned)
 
-    async def record(self, row, result: SendResult, *, saturated: bool = False) -> bool:
+    async def record(self, row, result: SendResult) -> bool:
         """Record a provider's answer. True when the row is finished, False when a retry is due."""
         channel = Channel(row["channel"])
         key = sender_key(self.settings, channel)
@@ -373,7 +378,7 @@ class OutboxSender:
         outcome = result.outcome
         OUTBOX_ATTEMPTS.labels(provider, outcome.value, result.error_code or "").inc()
         if outcome is SendOutcome.SENT:
-            self.gate.succeeded(key, saturated)
+            self.gate.succeeded(key)
             return await self._finish(row, state="done", status=result.status or "sent",
                                       provider_message_id=result.provider_message_id, segments=result.segments)
         if outcome in (SendOutcome.RETRY, SendOutcome.THROTTLED):
