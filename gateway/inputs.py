@@ -254,13 +254,15 @@ def clean_inbound(inbound: Inbound) -> Inbound:
     check_id(inbound.provider_message_id, "message id")
     check_id(inbound.sender, "sender")
     changes: dict[str, Any] = {}
-    if inbound.recipient is not None and not inbound.recipient.strip():
+    if isinstance(inbound.recipient, str) and not inbound.recipient.strip():
         changes["recipient"] = None   # our own address: an empty one is no address, not an error
     elif inbound.recipient is not None:
         check_id(inbound.recipient, "recipient")
     for name in _TEXT_FIELDS:
         value = getattr(inbound, name)
-        if isinstance(value, str) and unstorable(value):
+        if value is not None and not isinstance(value, str):   # a provider's list or object
+            raise InputError("must be a string", field=name)
+        if value and unstorable(value):
             changes[name] = _scrub(value)
     if inbound.references:
         refs = tuple(_scrub(r) for r in inbound.references)

@@ -146,8 +146,15 @@ async def test_whatsapp_post_keeps_good_messages_when_one_is_unstorable(settings
             headers["X-Hub-Signature-256"] = signature_header(listed, whatsapp_app_secret(rt.settings))
             async with http.post(f"{base}/webhooks/whatsapp", data=listed, headers=headers) as resp:
                 assert resp.status < 500   # wa_id as a list: never a 500
+            odd = json.dumps({**payload, "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+                "metadata": {"phone_number_id": False}, "contacts": [{"profile": {"name": ["A"]}, "wa_id": "1"}],
+                "messages": [message("wamid.odd", "odd types")]}}]}]}).encode()
+            headers["X-Hub-Signature-256"] = signature_header(odd, whatsapp_app_secret(rt.settings))
+            async with http.post(f"{base}/webhooks/whatsapp", data=odd, headers=headers) as resp:
+                assert resp.status == 200 and "refused" not in await resp.json()
     rows = await pool.fetch("SELECT provider_message_id, body FROM messages ORDER BY id")
-    assert [r["provider_message_id"] for r in rows][:1] == ["wamid.good"]
+    assert [r["provider_message_id"] for r in rows if r["provider_message_id"] != "wamid.x"] == \
+        ["wamid.good", "wamid.odd"]
     assert rows[0]["body"] == "hello \ufffd"
 
 

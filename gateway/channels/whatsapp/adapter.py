@@ -70,6 +70,10 @@ def _phone(digits: str) -> str:
     return "+" + digits if digits.isdigit() else digits
 
 
+def _opt_text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def _time(value: Any) -> datetime | None:
     if value in (None, ""):
         return None
@@ -147,9 +151,9 @@ def _parse_message(m: dict, metadata: dict, contacts: dict, waba_id: str | None)
     profile = contact.get("profile") if isinstance(contact.get("profile"), dict) else {}
     return Inbound(
         channel=Channel.WHATSAPP, provider=PROVIDER, provider_message_id=str(m["id"]),
-        sender=_phone(sender), recipient=metadata.get("phone_number_id"),
-        received_at=_time(m.get("timestamp")), profile_name=profile.get("name") or None,
-        in_reply_to=context.get("id") or None, raw=m, extra=extra, **fields,
+        sender=_phone(sender), recipient=_opt_text(metadata.get("phone_number_id")),
+        received_at=_time(m.get("timestamp")), profile_name=_opt_text(profile.get("name")) or None,
+        in_reply_to=_opt_text(context.get("id")) or None, raw=m, extra=extra, **fields,
     )
 
 
