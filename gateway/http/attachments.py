@@ -15,6 +15,7 @@ import hashlib
 
 from aiohttp import web
 
+from gateway import inputs
 from gateway.channels.errors import MediaDownloadError
 from gateway.guarded_fetch import FetchRefused
 from gateway.http.errors import ApiError
@@ -44,10 +45,10 @@ def register(app: web.Application) -> None:
            responses={200: None, 404: {"type": "object"}, 410: {"type": "object"}, 502: {"type": "object"}})
 async def attachment(request: web.Request) -> web.Response:
     cid = path_id(request)
+    message_id = path_id(request, "message_id")   # ASCII digits only, like every id in a path
     try:
-        message_id = int(request.match_info["message_id"])
-        index = int(request.match_info["index"])
-    except ValueError:
+        index = inputs.digits_int(request.match_info["index"], "index")
+    except inputs.InputError:
         raise ApiError(404, "not_found", "no such attachment") from None
     async with transaction(request, *READ) as tx:
         await visible_conversation(tx.conn, tx.scope, cid)

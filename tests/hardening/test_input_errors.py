@@ -90,6 +90,16 @@ async def test_nan_attributes_and_other_scripts_digits_as_ids(gateway, pool):
             assert resp.status == 400, query
     async with http.get(f"{base}/api/v1/conversations?team_id=\u0661") as resp:
         assert resp.status == 400
+    status, _ = await _post(http, f"{base}/api/v1/inbound", json.dumps(
+        {"client_message_id": "att", "contact": {"external_id": "c1"}, "text": "see",
+         "attachments": [{"url": "https://example.com/a.png", "content_type": "image/png"}]}))
+    assert status == 201
+    row = await pool.fetchrow("SELECT id, conversation_id FROM messages WHERE provider_message_id = 'att'")
+    for message_id, index in ((chr(0x0660 + row["id"]), "0"), (str(row["id"]), "\u0660"),
+                              ("99999999999999999999", "0")):
+        async with http.get(f"{base}/api/v1/conversations/{row['conversation_id']}/messages/{message_id}"
+                            f"/attachments/{index}") as resp:
+            assert resp.status == 404, (message_id, index, resp.status)
 
 
 async def test_chat_and_stream_frames_never_kill_the_socket(gateway):
