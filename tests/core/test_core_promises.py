@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 from urllib.parse import parse_qs, urlparse
 
 import aiohttp
 import pytest
 
 from gateway.embedded import EmbeddedRedis
-from gateway.testing import (assert_each_processed_once_in_order, inbound, post_all, running_gateway,
-                             settings_env, splice, wait_for)
+from gateway.testing import (assert_each_processed_once_in_order, inbound, kill_a_worker_mid_batch, post_all,
+                             running_gateway, settings_env, splice, wait_for)
 
 ADMIN = {"Authorization": "Bearer admin-test-token"}
 
@@ -59,30 +58,7 @@ async def test_fifty_conversations_through_two_worker_processes_in_order(setting
 
 async def test_worker_killed_mid_batch_loses_and_duplicates_nothing(settings, pool, clean, redis_client,
                                                                     spawn, tmp_path):
-    settings = settings.with_(default_handler="echo", reclaim_idle_ms=1500)
-    env = settings_env(settings, GATEWAY_WORKER_CONCURRENCY=4)
-    async with running_gateway(settings, roles=("http",)) as (rt, url):
-        bodies = [inbound(f"{c}-{i}", f"cust-{c}", f"c{c} m{i}") for i in range(40) for c in range(20)]
-        async with aiohttp.ClientSession() as http:
-            await post_all(http, url, bodies)
-        first = spawn(["worker"], env, tmp_path / "first.log")
-
-        async def some_done():
-            n = await pool.fetchval("SELECT count(*) FROM messages WHERE direction = 'in' AND processed_at IS NOT NULL")
-            return n >= 50
-        await wait_for(some_done, timeout=60)
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-        done_at_kill = await pool.fetchval(
-            "SELECT count(*) FROM messages WHERE direction = 'in' AND processed_at IS NOT NULL")
-        assert done_at_kill < 800, "the worker finished before it could be killed; the test proves nothing"
-        spawn(["worker"], env, tmp_path / "second.log")
-
-        async def all_done():
-            return await pool.fetchval(
-                "SELECT count(*) FROM messages WHERE direction = 'in' AND processed_at IS NULL") == 0
-        await wait_for(all_done, timeout=90)
-    await assert_each_processed_once_in_order(pool, 40, 20)
+    await kill_a_worker_mid_batch(settings, pool, spawn, tmp_path)
 
 
 async def test_redis_wiped_mid_run_sweeper_recovers_everything(settings, pool, clean, tmp_path):

@@ -13,8 +13,8 @@ from gateway import realtime
 from gateway.queue import Keys
 from gateway.ratelimit import RateLimiter
 from gateway.redis_client import connect_cluster
-from gateway.testing import (assert_each_processed_once_in_order, inbound, post_all, running_gateway,
-                             settings_env, wait_for)
+from gateway.testing import (assert_each_processed_once_in_order, inbound, kill_a_worker_mid_batch, post_all,
+                             running_gateway, settings_env, wait_for)
 
 from scale_support import RedisClusterServers, redis_cluster_missing
 
@@ -141,3 +141,9 @@ async def test_a_subscription_right_after_start_finds_its_node(cluster, settings
         await pubsub.aclose()
     finally:
         await client.aclose()
+
+
+async def test_worker_killed_on_the_cluster_loses_and_duplicates_nothing(settings, pool, clean, cluster, spawn,
+                                                                         tmp_path):
+    """Its pending entries are reclaimed (XAUTOCLAIM, one partition at a time) by the next worker."""
+    await kill_a_worker_mid_batch(settings.with_(redis_url=cluster.url), pool, spawn, tmp_path)
