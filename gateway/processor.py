@@ -216,7 +216,7 @@ class Processor:
         msg, conv = turn.message, turn.conversation
         await self.hooks.on_inbound(turn)
         if msg["channel"] in KEYWORD_CHANNELS and msg["kind"] == "message":
-            keyword = consent.classify_keyword(msg["body"] or "")
+            keyword = consent.classify_keyword(msg["body"] or "", self.settings.global_stop_words)
             if keyword is not None:
                 await self._handle_keyword(turn, keyword)
                 return
@@ -252,19 +252,11 @@ class Processor:
         msg, conn = turn.message, turn.conn
         channel, address = msg["channel"], msg["sender_address"]
         kind = "whatsapp_id" if address and not address.startswith("+") else "phone"
-        if keyword == "stop":
-            await consent.set_consent(conn, kind=kind, address=address, channel=channel,
-                                      purpose=consent.ALL, granted=False, source=f"keyword:{msg['body'].strip()}")
-            await thread.add_event(conn, turn.conversation_id, f"Opted out on {channel} ({address})",
-                                   event="opted_out", details={"channel": channel, "address": address})
-            text = self.settings.stop_confirmation
-        elif keyword == "start":
-            await consent.set_consent(conn, kind=kind, address=address, channel=channel,
-                                      purpose=consent.ALL, granted=True, source=f"keyword:{msg['body'].strip()}")
-            await thread.add_event(conn, turn.conversation_id, f"Opted in again on {channel} ({address})",
-                                   event="opted_in", details={"channel": channel, "address": address})
-            text = self.settings.start_confirmation
-        else:
-            text = self.settings.help_text
-        await turn.reply(text, channel=Channel(channel), to_address=address, author_type="system",
+        outcome = await consent.apply_keyword(
+            conn, contact_id=turn.conversation["contact_id"], kind=kind, address=address, channel=channel,
+            keyword=keyword, word=msg["body"] or "", help_text=self.settings.help_text)
+        if outcome.event:
+            await thread.add_event(conn, turn.conversation_id, outcome.summary, event=outcome.event,
+                                   details=outcome.details)
+        await turn.reply(outcome.reply, channel=Channel(channel), to_address=address, author_type="system",
                          purpose=Purpose.TRANSACTIONAL, compliance=True)

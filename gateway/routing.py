@@ -23,6 +23,7 @@ class Policy:
 
     whatsapp_template_available: bool = False
     live: frozenset[Channel] | None = None
+    consent_regimes: tuple = ()    # settings' consent regime overrides (gateway.consent)
 
 
 def policy_from_settings(settings) -> Policy:
@@ -36,7 +37,7 @@ def policy_from_settings(settings) -> Policy:
     if settings.api_channel_webhook_url:
         live.add(Channel.API)
     template = bool(settings.whatsapp_reengage_template or settings.twilio_whatsapp_template_sid)
-    return Policy(template, frozenset(live) if live != {Channel.WEBCHAT} else None)
+    return Policy(template, frozenset(live) if live != {Channel.WEBCHAT} else None, settings.consent_regimes)
 
 
 @dataclass(frozen=True)

@@ -101,11 +101,13 @@ class Settings:
     login_window_seconds: int = 900
     # Consent / compliance texts
     help_text: str = "Reply STOP to unsubscribe, START to resubscribe. Write to us any time for help."
-    stop_confirmation: str = "You have been unsubscribed and will receive no more messages. Reply START to resubscribe."
-    start_confirmation: str = "You are subscribed again. Reply STOP to unsubscribe."
     # Satisfaction survey: how long after it is sent a rating counts as its answer, and the thanks
     csat_window_hours: float = 72.0
     csat_thanks: str = "Thank you for your feedback!"
+    # overrides of the consent regimes, (channel, purpose, opt_in|opt_out); defaults in gateway.consent
+    consent_regimes: tuple[tuple[str, str, str], ...] = ()
+    global_stop_words: tuple[str, ...] = ("STOPALL",)   # single words that opt out of every channel
+    preferences_link_hours: float = 720.0    # a preference-page link works this long
     # Outbox
     outbox_max_attempts: int = 8
     outbox_base_delay: float = 2.0
@@ -281,6 +283,15 @@ def _checked_by(parser_path: str):
     return parse
 
 
+def _consent_regimes(name: str, raw: str) -> tuple[tuple[str, str, str], ...]:
+    from gateway.consent import parse_regimes
+
+    try:
+        return parse_regimes(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}: {exc}") from None
+
+
 _rate_limits = _checked_by("gateway.ratelimit:parse_limits")
 _channel_days = _checked_by("gateway.retention:parse_channel_days")
 
@@ -351,6 +362,9 @@ ENV: dict[str, tuple[str, object]] = {
     "GATEWAY_HELP_TEXT": ("help_text", _str),
     "GATEWAY_CSAT_WINDOW_HOURS": ("csat_window_hours", _float),
     "GATEWAY_CSAT_THANKS": ("csat_thanks", _str),
+    "GATEWAY_CONSENT_REGIMES": ("consent_regimes", _consent_regimes),
+    "GATEWAY_GLOBAL_STOP_WORDS": ("global_stop_words", lambda n, r: tuple(w.upper() for w in _csv(n, r))),
+    "GATEWAY_PREFERENCES_LINK_HOURS": ("preferences_link_hours", _float),
     "GATEWAY_CONSOLE_SESSION_HOURS": ("console_session_hours", _float),
     "GATEWAY_CONSOLE_INVITE_HOURS": ("console_invite_hours", _float),
     "GATEWAY_LOGIN_MAX_FAILURES_ACCOUNT": ("login_max_failures_account", _int),

@@ -92,7 +92,8 @@ async def route_options(conn: asyncpg.Connection, conversation_id: int, *, purpo
         conversation_id)}
     reachable = routing.reachable_from_identities(identities, last)
     blocked = {(channel, address): reason for (kind, address, channel), reason in (await consent.blocked_reasons(
-        conn, [(r.kind, r.address, r.channel.value) for r in reachable], purpose.value)).items()}
+        conn, [(r.kind, r.address, r.channel.value) for r in reachable], purpose.value,
+        policy.consent_regimes if policy else ())).items()}
     if policy is not None:
         whatsapp_template_available = policy.whatsapp_template_available
     options = routing.route_options(reachable, now=now, purpose=purpose, blocked=blocked,

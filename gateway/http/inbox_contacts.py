@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import consent, queue
+from gateway import queue
 from gateway.http import inbox_schemas as S
 from gateway.http.inbox_common import (ACT, ADMIN, READ, bad, body, id_field, path_id, q_choice, q_int,
                                        q_text, respond, storable, transaction)
@@ -26,15 +26,6 @@ async def get_contact(request: web.Request) -> web.Response:
     async with transaction(request, *READ) as tx:
         await visible_contact(tx.conn, tx.scope, contact_id)
         return respond(await queries.contact_detail(tx.conn, contact_id))
-
-
-@operation("A contact's consent per channel and purpose, on each of its addresses (latest answer, its source)",
-           roles=READ, responses={200: S.CONSENTS})
-async def get_consent(request: web.Request) -> web.Response:
-    contact_id = path_id(request)
-    async with transaction(request, *READ) as tx:
-        await visible_contact(tx.conn, tx.scope, contact_id)
-        return respond({"consents": await consent.contact_consents(tx.conn, contact_id)})
 
 
 @operation("The journeys a contact is in or went through (status, current step, exit or conversion)",
@@ -138,7 +129,6 @@ async def search_all(request: web.Request) -> web.Response:
 def register(app: web.Application) -> None:
     r = app.router
     r.add_get("/api/v1/contacts/{id}", get_contact)
-    r.add_get("/api/v1/contacts/{id}/consent", get_consent)
     r.add_get("/api/v1/contacts/{id}/journeys", get_journeys)
     r.add_patch("/api/v1/contacts/{id}", patch_contact)
     r.add_post("/api/v1/contacts/{id}/merge", merge_contact)

@@ -91,8 +91,10 @@ ERASED = obj(["contact_id", "conversation_id", "identities_removed", "suppressed
               "blobs_removed"],
              contact_id=ID, conversation_id=N_ID, identities_removed=INT, suppressed_addresses=INT,
              messages_redacted=INT, blobs_removed=INT)
-EXPORT = obj(["contact", "identities", "consents", "conversation", "episodes", "messages", "events"],
+EXPORT = obj(["contact", "identities", "consents", "consent_history", "conversation", "episodes", "messages",
+              "events"],
              contact=ANY_OBJECT, identities=array(ANY_OBJECT), consents=array(ANY_OBJECT),
+             consent_history=array(ANY_OBJECT),
              merged_contact_ids=array(ID), conversation=nullable(ANY_OBJECT), episodes=array(ANY_OBJECT),
              messages=array(ANY_OBJECT), events=array(ANY_OBJECT))
 SEARCH = obj(["messages", "contacts"],
@@ -113,9 +115,31 @@ AGENT_PATCH = obj(None, name={"type": "string", "minLength": 1, "maxLength": 200
                   capacity={"type": "integer", "minimum": 0, "maximum": 1000}, team_ids=array(ID, maxItems=100),
                   active=BOOL, role={"type": "string", "enum": ["agent", "admin"]})
 INVITE = obj(["invite_url"], invite_url=STR)
-CONSENTS = obj(["consents"], consents=array(obj(
-    ["address_kind", "address", "channel", "purpose", "granted"], address_kind=STR, address=STR, channel=STR,
-    purpose=STR, granted=BOOL, source=N_STR, updated_at=TIME)))
+CONSENT_ROW = dict(address_kind=STR, address=STR, channel=STR, purpose=STR, granted=BOOL, source=N_STR,
+                   proof=nullable(ANY_OBJECT))
+CONSENT_FIELDS = dict(
+    consents=array(obj(["address_kind", "address", "channel", "purpose", "granted"], **CONSENT_ROW,
+                       updated_at=TIME)),
+    current=array(obj(["channel", "purpose", "regime", "allowed", "reason"], channel=STR, purpose=STR,
+                      regime={"type": "string", "enum": ["opt_in", "opt_out"]}, allowed=BOOL, reason=N_STR)),
+    history=array(obj(["id", "address_kind", "address", "channel", "purpose", "granted", "occurred_at"],
+                      id=ID, **CONSENT_ROW, occurred_at=TIME, recorded_at=TIME)))
+CONSENTS = obj(["consents", "current", "history"], **CONSENT_FIELDS)
+CONSENT_RECORDED = obj(["consents", "current", "history", "recorded"], **CONSENT_FIELDS,
+                       recorded=array(obj(["address_kind", "address"], address_kind=STR, address=STR)))
+_ANSWER = dict(channel={"type": "string", "enum": ["sms", "whatsapp", "email", "all"]},
+               purpose={"type": "string", "enum": ["marketing", "transactional", "all"]}, granted=BOOL,
+               source={"type": "string", "minLength": 1, "maxLength": 200},
+               proof={"type": "object", "description": "required for an opt-in: the text shown, the form or "
+                                                       "page, the IP, ..."})
+CONSENT_BODY = obj(["channel", "purpose", "granted", "source"], **_ANSWER,
+                   address={"type": "string", "maxLength": 320, "description": "only this address of the contact"})
+CONSENT_IMPORT = obj(["records"], records=array(obj(
+    ["kind", "address", "channel", "purpose", "granted", "source"], **_ANSWER,
+    kind={"type": "string", "enum": ["phone", "email", "whatsapp_id"]}, address={"type": "string", "maxLength": 320},
+    at={"type": "string", "format": "date-time", "description": "when the answer was given (default: now)"}),
+    minItems=1, maxItems=1000))
+CONSENT_IMPORTED = obj(["imported", "applied", "history_only"], imported=INT, applied=INT, history_only=INT)
 CONTACT_JOURNEYS = obj(["journeys"], journeys=array(obj(
     ["id", "journey", "version", "status", "entered_at"], id=ID, journey=STR, version=STR, status=STR, step=N_STR,
     waiting_event=N_STR, variant=N_STR, entered_at=TIME, exited_at=N_TIME, exit_reason=N_STR,

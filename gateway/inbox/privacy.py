@@ -15,7 +15,7 @@ import json
 
 import asyncpg
 
-from gateway import thread
+from gateway import consent, thread
 from gateway.identity import address_hash
 from gateway.inbox import NotFound, lock_contact_conversations
 from gateway.outbox import store as outbox_store
@@ -35,6 +35,7 @@ async def export_contact(conn: asyncpg.Connection, contact_id: int) -> dict:
         """SELECT c.address_kind, c.address, c.channel, c.purpose, c.granted, c.source, c.updated_at
            FROM consents c JOIN identities i ON i.kind = c.address_kind AND i.address = c.address
            WHERE i.contact_id = $1 ORDER BY c.updated_at""", contact_id)
+    history = await consent.contact_history(conn, contact_id)
     merged = await conn.fetch("SELECT id FROM contacts WHERE merged_into = $1 ORDER BY id", contact_id)
     conversation = await conn.fetchrow(
         """SELECT id, status, mode, labels, flow_name, flow_state, flow_data, created_at
@@ -43,6 +44,7 @@ async def export_contact(conn: asyncpg.Connection, contact_id: int) -> dict:
         "contact": dict(contact),
         "identities": [dict(r) for r in identities],
         "consents": [dict(r) for r in consents],
+        "consent_history": history,
         "merged_contact_ids": [r["id"] for r in merged],
         "conversation": None, "episodes": [], "messages": [], "events": [],
     }
@@ -86,6 +88,8 @@ async def erase_contact(conn: asyncpg.Connection, contact_id: int, effects: thre
                    ON CONFLICT (address_hash) DO NOTHING""", address_hash(ident["kind"], ident["address"]))
             tombstones += 1
         await conn.execute("DELETE FROM consents WHERE address_kind = $1 AND address = $2",
+                           ident["kind"], ident["address"])
+        await conn.execute("DELETE FROM consent_history WHERE address_kind = $1 AND address = $2",
                            ident["kind"], ident["address"])
     await conn.execute("DELETE FROM identities WHERE contact_id = ANY($1::bigint[])", contact_ids)
     await outbox_store.forget_addresses(conn, [i["address"] for i in identities])

@@ -8,6 +8,8 @@ when it actually sends. Every skipped send is written to journey_skips with its 
 """
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -125,7 +127,7 @@ async def deliver(conn: asyncpg.Connection, *, journey: Journey, enrollment, ste
     wa = template.variant(Channel.WHATSAPP, contact.locale)
     # probe without templates: a WhatsApp route then means the 24 h window is open
     options = await thread.route_options(conn, enrollment["conversation_id"], purpose=purpose, now=now,
-                                         policy=routing.Policy(False, route_policy.live))
+                                         policy=dataclasses.replace(route_policy, whatsapp_template_available=False))
     unavailable: dict[str, str] = {}
     for i, channel in enumerate(channels):
         use_wa_template = False

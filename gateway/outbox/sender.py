@@ -306,7 +306,8 @@ class OutboxSender:
         kind = (row["payload"] or {}).get("kind", "phone")
         reason = await consent.blocked_reason(
             self.pool, kind=kind, address=row["to_address"], channel=channel.value,
-            purpose=row["purpose"], compliance=bool(content.get("compliance")))
+            purpose=row["purpose"], compliance=bool(content.get("compliance")),
+            regimes=self.settings.consent_regimes)
         if reason:
             return await self._finish(row, state="skipped", status="failed", error_code=reason,
                                       error_message=f"not sent: {reason}")

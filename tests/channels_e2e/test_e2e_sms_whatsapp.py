@@ -6,7 +6,7 @@ import json
 
 import aiohttp
 
-from gateway import thread
+from gateway import consent, thread
 from gateway.fakes.graph import FakeGraph
 from gateway.fakes.twilio import FakeTwilio
 from gateway.simulate_providers import (meta_inbound_payload, meta_status_payload, post_meta_webhook,
@@ -117,7 +117,9 @@ async def test_stop_beats_a_queued_nudge_and_start_help_work(settings, pool, cle
             conv = await pool.fetchval("SELECT id FROM conversations")
             await rt.processor.drain(conv)
             await rt.outbox.send_due()
-            async with pool.acquire() as c, c.transaction():   # a nudge waits in the outbox...
+            async with pool.acquire() as c, c.transaction():   # a nudge (opted in) waits in the outbox...
+                await consent.set_consent(c, kind="phone", address=CUSTOMER, channel="sms", purpose="marketing",
+                                          granted=True, source="web form", proof={"ip": "192.0.2.1"})
                 nudge = await thread.queue_outbound(c, conv, text="Your cart misses you", author_type="journey",
                                                     purpose=Purpose.MARKETING, channel=Channel.SMS)
             await sms_in(url, fake, " Stop ")                  # ...when the customer says STOP
@@ -127,7 +129,7 @@ async def test_stop_beats_a_queued_nudge_and_start_help_work(settings, pool, cle
             await rt.processor.drain(conv)
             await rt.outbox.send_due()
             bodies = [r.value("Body") for r in fake.requests]
-            assert bodies == ["You said: hi", rt.settings.stop_confirmation]
+            assert bodies == ["You said: hi", "You won't get more SMS from us on this number. Reply START to resubscribe."]
             nudge_row = await pool.fetchrow("SELECT status, error_code FROM messages WHERE id = $1", nudge)
             assert nudge_row["status"] == "failed" and nudge_row["error_code"] == "opted_out"
             await sms_in(url, fake, "START")
@@ -135,7 +137,8 @@ async def test_stop_beats_a_queued_nudge_and_start_help_work(settings, pool, cle
             await rt.processor.drain(conv)
             await rt.outbox.send_due()
             bodies = [r.value("Body") for r in fake.requests]
-            assert bodies[2:] == [rt.settings.start_confirmation, rt.settings.help_text]
+            assert bodies[2:] == ["You'll get SMS from us on this number again. Reply STOP to unsubscribe.",
+                                  rt.settings.help_text]
     events = [r["e"] for r in await pool.fetch(
         "SELECT content->>'event' AS e FROM messages WHERE kind = 'event' ORDER BY seq")]
     assert events == ["opted_out", "reply_not_sent", "opted_in"]

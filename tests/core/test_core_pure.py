@@ -36,13 +36,18 @@ def test_out_of_order_status_sequence_ends_at_the_highest():
 
 
 @pytest.mark.parametrize("text,expected", [
-    ("STOP", "stop"), (" stop ", "stop"), ("Stop.", "stop"), ("unsubscribe", "stop"), ("StopAll", "stop"),
+    ("STOP", "stop"), (" stop ", "stop"), ("Stop.", "stop"), ("unsubscribe", "stop"), ("StopAll", "stop_all"),
     ("CANCEL", "stop"), ("end", "stop"), ("quit", "stop"), ("START", "start"), ("yes", "start"),
     ("unstop", "start"), ("HELP", "help"), ("info", "help"), ("STOP PLEASE", None), ("please stop", None),
     ("stopp", None), ("", None), ("ＳＴＯＰ", None),
 ])
 def test_consent_keywords_are_exact_single_words(text, expected):
     assert classify_keyword(text) == expected
+
+
+def test_a_global_stop_word_stops_one_channel_where_the_carrier_does_not_allow_it():
+    assert classify_keyword("STOPALL", global_words=()) == "stop"
+    assert classify_keyword("optout", global_words=("OPTOUT",)) == "stop_all"
 
 
 def test_phone_numbers_normalize_to_e164_across_channels():

@@ -40,11 +40,25 @@ class Harness:
         return next(h.__self__ for h in self.rt.hooks.event if isinstance(getattr(h, "__self__", None), JourneyEngine))
 
     async def post_event(self, name: str, contact: dict, properties: dict | None = None, *,
-                         event_id: str | None = None, expect: int = 201) -> dict:
+                         event_id: str | None = None, expect: int = 201, opt_in: bool = True) -> dict:
+        """Post the event; with `opt_in` (the default) the contact's marketing opt-in on SMS and
+        WhatsApp is recorded through the consent API, as a signup form would, before any step fires."""
         body = {"event_id": event_id or f"{name}-{contact}-{self.clock.now().isoformat()}", "name": name,
                 "contact": contact, "properties": properties or {}}
         async with self.http.post(f"{self.url}/api/v1/events", json=body, headers=ADMIN) as resp:
             assert resp.status == expect, await resp.text()
+            out = await resp.json()
+        if opt_in and expect == 201 and contact.get("phone"):
+            for channel in ("sms", "whatsapp"):
+                await self.record_consent(out["contact_id"], channel, True)
+        return out
+
+    async def record_consent(self, contact_id: int, channel: str, granted: bool, purpose: str = "marketing"):
+        answer = {"channel": channel, "purpose": purpose, "granted": granted, "source": "signup form",
+                  "proof": {"text": "Send me offers by text", "ip": "192.0.2.7"}}
+        async with self.http.post(f"{self.url}/api/v1/contacts/{contact_id}/consent", json=answer,
+                                  headers=ADMIN) as resp:
+            assert resp.status == 201, await resp.text()
             return await resp.json()
 
     async def fire(self) -> int:
