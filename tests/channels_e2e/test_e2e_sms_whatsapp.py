@@ -273,3 +273,60 @@ async def test_long_sms_is_split_into_parts_with_segment_counts(settings, pool, 
     segs = [r["segments"] for r in await pool.fetch(
         "SELECT segments FROM messages WHERE direction = 'out' ORDER BY seq")][1:]
     assert all(s and s > 1 for s in segs)
+
+
+async def test_stopall_stops_every_channel_and_start_restores_what_it_removed(settings, pool, clean, redis_client):
+    """STOP ends one channel and says so; STOPALL ends every channel of the contact (WhatsApp, email);
+    START brings back exactly what the STOP keyword removed (the marketing opt-ins are kept)."""
+    async def queue(conv, channel, to, purpose=Purpose.MARKETING):
+        async with pool.acquire() as c, c.transaction():
+            return await thread.queue_outbound(c, conv, text=f"offer by {channel.value}", author_type="journey",
+                                               purpose=purpose, channel=channel, to_address=to, subject="Offer")
+
+    async def outcome(mid):
+        row = await pool.fetchrow("SELECT o.state, m.error_code FROM outbox o JOIN messages m ON m.id = o.message_id "
+                                  "WHERE o.message_id = $1", mid)
+        return row["error_code"] if row["state"] == "skipped" else row["state"]
+
+    async with FakeTwilio() as fake:
+        async with running_gateway(twilio_settings(settings, fake), roles=("http",)) as (rt, url):
+            await sms_in(url, fake, "hi")
+            conv = await pool.fetchval("SELECT id FROM conversations")
+            contact = await pool.fetchval("SELECT contact_id FROM conversations WHERE id = $1", conv)
+            await pool.execute("INSERT INTO identities (contact_id, kind, address) VALUES ($1, 'email', 'kim@example.com')",
+                               contact)
+            async with pool.acquire() as c:
+                for channel in ("sms", "whatsapp"):
+                    await consent.set_consent(c, kind="phone", address=CUSTOMER, channel=channel, purpose="marketing",
+                                              granted=True, source="web form", proof={"ip": "192.0.2.1"})
+            await rt.processor.drain(conv)
+            await sms_in(url, fake, "STOP")
+            await rt.processor.drain(conv)
+            wa_after_stop = await queue(conv, Channel.WHATSAPP, CUSTOMER)
+            await rt.outbox.send_due()
+            assert await outcome(wa_after_stop) == "done"           # STOP on SMS stops SMS only...
+            bodies = [r.value("Body") for r in fake.requests]
+            assert "You won't get more SMS from us on this number. Reply START to resubscribe." in bodies
+
+            await sms_in(url, fake, "stopall")                       # ...STOPALL stops every channel
+            await rt.processor.drain(conv)
+            wa, mail = await queue(conv, Channel.WHATSAPP, CUSTOMER), await queue(conv, Channel.EMAIL, "kim@example.com")
+            receipt = await queue(conv, Channel.EMAIL, "kim@example.com", Purpose.TRANSACTIONAL)
+            await rt.outbox.send_due()
+            assert [await outcome(m) for m in (wa, mail, receipt)] == ["opted_out"] * 3
+            assert [r.value("Body") for r in fake.requests][-1] == (
+                "You won't get any more messages from us on any channel: SMS, WhatsApp, email or chat. "
+                "Reply START to resubscribe.")
+
+            await sms_in(url, fake, "START")
+            await rt.processor.drain(conv)
+            sms, wa, mail = (await queue(conv, Channel.SMS, CUSTOMER), await queue(conv, Channel.WHATSAPP, CUSTOMER),
+                             await queue(conv, Channel.EMAIL, "kim@example.com"))
+            await rt.outbox.send_due()
+            assert [await outcome(m) for m in (sms, wa, mail)] == ["done"] * 3
+            assert [r.value("Body") for r in fake.requests if r.value("Body").startswith("You'll")] == [
+                "You'll get messages from us again on every channel. Reply STOP to unsubscribe."]
+    history = await pool.fetch("SELECT channel, granted, source FROM consent_history WHERE purpose = 'all' ORDER BY id")
+    assert [(h["channel"], h["granted"], h["source"]) for h in history] == [
+        ("sms", False, "keyword:STOP"), ("*", False, "keyword:stopall"), ("*", False, "keyword:stopall"),
+        ("sms", True, "keyword:START"), ("*", True, "keyword:START"), ("*", True, "keyword:START")]
