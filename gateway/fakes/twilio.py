@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from gateway.fakes import FakeServer, Misbehaving, Misbehaviour, drop_connection
@@ -87,6 +88,7 @@ class FakeTwilio(FakeServer, Misbehaving):
         self._init_misbehaving()
         self.early_callbacks: str | None = None   # status to call back with before answering
         self.callback_public_base_url: str | None = None
+        self.callbacks_failed: list[str] = []     # sids whose early callback the gateway did not take
 
     # --- scripting ----------------------------------------------------------------------------
     def fail_next(self, n: int = 1, *, http_status: int = 400, code: int | None = 21211,
@@ -161,8 +163,14 @@ class FakeTwilio(FakeServer, Misbehaving):
         self.messages[resource["sid"]] = resource
         self._on_accept(resource)
         if self.early_callbacks and fields.get("StatusCallback"):
-            await self.send_status_callback(fields["StatusCallback"], resource["sid"], self.early_callbacks,
-                                            public_base_url=self.callback_public_base_url)
+            try:
+                status, _ = await self.send_status_callback(fields["StatusCallback"], resource["sid"],
+                                                            self.early_callbacks,
+                                                            public_base_url=self.callback_public_base_url)
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+                status = None
+            if status != 200:
+                self.callbacks_failed.append(resource["sid"])
         if fate == "drop_after_accept":
             return await drop_connection(request)
         recorded.status = self.success_status
