@@ -21,7 +21,8 @@ async def test_whatsapp_131050_blocks_marketing_and_lets_replies_through(setting
         await sender.send_due()
         assert [m["text"]["body"] for m in graph.sent] == ["c1-2"]     # the next reply still went
     to = number(1)
-    assert await consent.blocked_reason(pool, kind="phone", address=to, channel="whatsapp", purpose="marketing")
+    recorded = await pool.fetch("SELECT purpose, granted FROM consents WHERE address = $1", to)
+    assert [tuple(r) for r in recorded] == [("marketing", False)]
     assert not await consent.blocked_reason(pool, kind="phone", address=to, channel="whatsapp", purpose="reply")
 
 
