@@ -139,6 +139,16 @@ class FlowHandler:
             return
         await emit_event(conn, self.rt, contact_id, name, properties, effects, source="flow")
 
+    async def reload(self, conn: asyncpg.Connection, manifest: dict) -> None:
+        """A deployment: its flow versions become current for conversations that start from now on."""
+        for name, version in (manifest.get("flows") or {}).items():
+            text = await conn.fetchval("SELECT definition FROM flow_versions WHERE name = $1 AND version = $2",
+                                       name, version)
+            if text is None:
+                log.warning("deployed flow version not stored", flow=name, version=version)
+                continue
+            self.registry.add_version(name, text, current=True)
+
     # -- timers and hand-back ------------------------------------------------------------------
     async def on_timer(self, conn: asyncpg.Connection, timer, effects: thread.Effects) -> None:
         """A flow timeout fired ("no reply in 10 minutes"): run the turn, unless an agent owns it now."""
@@ -189,5 +199,6 @@ def build_flow_handler(runtime) -> FlowHandler:
                                            channel_flows=parse_channel_flows(s.channel_flows))
     handler = FlowHandler(runtime, registry, Engine(registry, ActionRegistry.default()))
     runtime.timer_handlers[FLOW_TIMER] = handler.on_timer
+    runtime.hooks.deployed.append(handler.reload)
     runtime.flow_handler = handler
     return handler

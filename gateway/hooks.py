@@ -23,6 +23,8 @@ class Hooks:
         self.status: list[StatusHook] = []
         self.event: list[EventHook] = []
         self.escalated: list[EscalatedHook] = []
+        # (conn, manifest): a deployment made new flow/journey versions current (gateway.flows.deploy)
+        self.deployed: list[Callable[[asyncpg.Connection, dict], Awaitable[None]]] = []
 
     async def on_inbound(self, turn) -> None:
         """A customer message is being processed (before the bot or agent routing)."""

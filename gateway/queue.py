@@ -75,6 +75,10 @@ class Keys:
     def outbox_wake(self) -> str:
         return f"{self.prefix}:wake:outbox"
 
+    def deploys_channel(self) -> str:
+        """Pub/sub: a deployment of flows and journeys was recorded (gateway.flows.deploy)."""
+        return f"{self.prefix}:deploys"
+
     def rights_channel(self) -> str:
         """Pub/sub: a right ended or changed (token revoked, agent deactivated, teams changed)."""
         return f"{self.prefix}:rights"

@@ -49,6 +49,7 @@ class Runtime:
     batcher: IngestBatcher | None = None
     flow_handler: object | None = None
     team_router: object | None = None
+    deploys: object | None = None
     processor: Processor | None = None
     consumer: QueueConsumer | None = None
     outbox: OutboxSender | None = None
@@ -91,6 +92,11 @@ class Runtime:
                                    after_commit=self.publish_effects)
         for setup in plugin_setups():
             await setup(self)
+        from gateway.flows.deploy import DeployListener
+
+        self.deploys = DeployListener(self)
+        await self.deploys.start_from_latest()
+        self._tasks.append(asyncio.create_task(self.deploys.run(self.stop_event), name="deploys"))
         if "worker" in self.roles:
             self.start_workers()
         return self

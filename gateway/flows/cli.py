@@ -91,6 +91,47 @@ def cmd_check(args, settings=None) -> int:
     return 0
 
 
+def cmd_deploy(args, settings=None) -> int:
+    """Validate the flows directory and make it current in every running gateway, no restart."""
+    import asyncio
+
+    from gateway.flows.deploy import DeployError, validate
+
+    directory = flows_dir(args, settings)
+    try:
+        validate(directory)
+    except DeployError as exc:
+        print(f"flows: refused, nothing deployed: {exc}", file=sys.stderr)
+        return 1
+    if settings is None:
+        from gateway.settings import load_settings
+
+        settings = load_settings()
+    from gateway.cli import infrastructure
+
+    with infrastructure(settings) as settings:
+        result = asyncio.run(_deploy(settings, directory))
+    print(f"deployed {result['deployment_id']}: " + ", ".join(
+        [f"{n} {v}" for n, v in result["flows"].items()] + [f"journey {n} {v}" for n, v in result["journeys"].items()]))
+    return 0
+
+
+async def _deploy(settings, directory: Path) -> dict:
+    from gateway import db
+    from gateway.flows.deploy import deploy
+    from gateway.queue import Keys
+    from gateway.redis_client import connect_small
+
+    await db.migrate_dsn(settings.session_database_url, pooler=settings.database_pooler)
+    pool = await db.create_pool(settings.database_url, min_size=1, max_size=2, pooler=settings.database_pooler)
+    redis = connect_small(settings.redis_url, socket_connect_timeout=2)
+    try:
+        return await deploy(pool, redis, Keys(settings.redis_prefix), directory)
+    finally:
+        await redis.aclose()
+        await pool.close()
+
+
 def add_subparser(subparsers) -> argparse.ArgumentParser:
     flows = subparsers.add_parser("flows", help="test, draw and check conversation flows")
     sub = flows.add_subparsers(dest="flows_command", required=True)
@@ -111,6 +152,10 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate every flow, the routing file and the journeys")
     check.add_argument("--dir")
     check.set_defaults(func=cmd_check)
+
+    deploy = sub.add_parser("deploy", help="validate and load flows, journeys and routing into every running gateway")
+    deploy.add_argument("--dir")
+    deploy.set_defaults(func=cmd_deploy)
     return flows
 
 

@@ -285,6 +285,24 @@ async def routing_rules(request: web.Request) -> web.Response:
     return respond(router.config.describe())
 
 
+@operation("Deploy the flows directory (flows, journeys, routing file) to every running process: validated "
+           "first (422 naming the file and problem; nothing changes), then new conversations and enrollments "
+           "take the new versions while running ones stay on theirs", roles=ADMIN,
+           responses={200: S.DEPLOYED, 422: {"type": "object"}})
+async def deploy_flows(request: web.Request) -> web.Response:
+    from gateway.assets import flows_dir
+    from gateway.flows.deploy import DeployError, deploy
+
+    await principal(request, *ADMIN)
+    rt = request.app[RUNTIME]
+    try:
+        result = await deploy(rt.pool, rt.redis, rt.keys, flows_dir(rt.settings.flows_dir))
+    except DeployError as exc:
+        raise ApiError(422, "invalid_definition", str(exc)) from None
+    await rt.deploys.apply_latest()     # this process at once; the others on the announcement
+    return respond(result)
+
+
 @operation("Run one auto-assignment pass now", roles=ADMIN, responses={200: S.ASSIGN_RUN})
 async def run_assignment(request: web.Request) -> web.Response:
     await principal(request, *ADMIN)
@@ -366,5 +384,6 @@ def register(app: web.Application) -> None:
     r.add_post("/api/v1/presence", presence)
     r.add_post("/api/v1/assignments/run", run_assignment)
     r.add_get("/api/v1/routing", routing_rules)
+    r.add_post("/api/v1/flows/deploy", deploy_flows)
     r.add_get("/api/v1/metrics/summary", metrics_summary)
     r.add_get("/api/v1/audit", audit_log)

@@ -195,5 +195,8 @@ AUDIT = obj(["entries", "next_cursor"], next_cursor=N_STR, entries=array(obj(
     ["id", "actor_type", "action", "created_at"], id=ID, actor_type=STR, actor_id=nullable(INT), action=STR,
     conversation_id=N_ID, contact_id=N_ID, details=ANY_OBJECT, created_at=TIME)))
 ASSIGN_RUN = obj(["assigned"], assigned=INT)
+DEPLOYED = obj(["deployment_id", "flows", "journeys"], deployment_id=ID,
+               flows={"type": "object", "additionalProperties": STR},
+               journeys={"type": "object", "additionalProperties": STR})
 ROUTING = obj(["version", "default", "rules", "teams"], version=STR, source=N_STR, default=N_STR,
               rules=array(obj(["team", "when"], team=STR, when=ANY_OBJECT)), teams=ANY_OBJECT)

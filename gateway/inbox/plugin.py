@@ -12,3 +12,4 @@ async def setup(runtime) -> None:
                         clock=runtime.clock)
     runtime.team_router = router
     runtime.hooks.escalated.append(router.on_escalated)
+    runtime.hooks.deployed.append(router.reload)

@@ -207,6 +207,11 @@ class TeamRouter:
         self.settings = settings
         self.clock = clock
 
+    async def reload(self, conn: asyncpg.Connection, manifest: dict) -> None:
+        """A deployment (gateway.flows.deploy) brings its routing file."""
+        text = manifest.get("routing") or ""
+        self.config = parse_routing(text, source=ROUTING_FILE) if text else RoutingConfig()
+
     async def on_escalated(self, conn: asyncpg.Connection, conversation_id: int, *, team: str | None,
                            out_of_hours_said: bool, effects: thread.Effects) -> None:
         from gateway.inbox.actions import route_to_team

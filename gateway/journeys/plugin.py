@@ -6,7 +6,7 @@ stops the process with a message naming the file and the problem.
 from __future__ import annotations
 
 from gateway.journeys.engine import STEP_TIMER, JourneyEngine
-from gateway.journeys.registry import load_registry
+from gateway.journeys.registry import deployed_registry, load_registry
 from gateway.journeys.sending import FALLBACK_TIMER
 
 
@@ -20,4 +20,9 @@ async def setup(runtime) -> JourneyEngine:
     runtime.hooks.event.append(engine.on_event)
     runtime.hooks.status.append(engine.on_status)
     runtime.hooks.inbound.append(engine.on_inbound)
+
+    async def reload(conn, manifest: dict) -> None:   # a deployment: new enrollments take its versions
+        engine.registry = await deployed_registry(conn, manifest)
+
+    runtime.hooks.deployed.append(reload)
     return engine

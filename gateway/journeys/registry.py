@@ -108,6 +108,18 @@ def self_contained(text: str, shared_templates: dict[str, Any]) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
+async def deployed_registry(conn: asyncpg.Connection, manifest: dict) -> JourneyRegistry:
+    """The journeys of a deployment (gateway.flows.deploy), from their stored texts."""
+    policy = parse_policy(yaml.safe_load(manifest["policy"])) if manifest.get("policy") else Policy()
+    journeys = {}
+    for name, version in (manifest.get("journeys") or {}).items():
+        text = await conn.fetchval("SELECT definition FROM flow_versions WHERE name = $1 AND version = $2",
+                                   VERSION_PREFIX + name, version)
+        if text is not None:
+            journeys[name] = parse_journey(text, policy=policy)
+    return JourneyRegistry(journeys, policy)
+
+
 def load_registry(settings: Settings) -> JourneyRegistry:
     return JourneyRegistry.load(journeys_dir(settings))
 

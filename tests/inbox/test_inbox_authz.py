@@ -57,6 +57,7 @@ MATRIX = [
     ("POST", "/api/v1/presence", {"presence": "away"}, ACT),
     ("POST", "/api/v1/assignments/run", None, ADMIN),
     ("GET", "/api/v1/routing", None, READ),
+    ("POST", "/api/v1/flows/deploy", None, ADMIN),
     ("GET", "/api/v1/metrics/summary", None, REPORT),
     ("GET", "/api/v1/audit", None, REPORT),
     ("GET", "/api/v1/stream", None, READ),
