@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway import routing, thread
-from gateway.http import inbox_admin, inbox_consent, inbox_contacts, stream, uploads
+from gateway.http import inbox_admin, inbox_consent, inbox_contacts, inbox_people, stream, uploads
 from gateway.http import inbox_schemas as S
 from gateway.http.access import principal
 from gateway.http.errors import ApiError
@@ -335,5 +335,6 @@ def register(app: web.Application) -> None:
     r.add_get("/api/v1/flows", list_flows)
     inbox_contacts.register(app)
     inbox_consent.register(app)
+    inbox_people.register(app)
     inbox_admin.register(app)
     stream.register(app)  # the snooze timer handler is registered by gateway.inbox.plugin

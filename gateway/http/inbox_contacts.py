@@ -76,13 +76,19 @@ async def merge_contact(request: web.Request) -> web.Response:
         result = await merge.merge_contacts(tx.conn, target, source, tx.effects)
         await actions.audit(tx.conn, tx.actor, "contact_merge", contact_id=target,
                             conversation_id=result["conversation_id"], details=result)
-    if result["conversation_id"] is not None:   # inbound of the source not processed yet now waits here
-        rt = request.app[RUNTIME]
-        try:
-            await queue.enqueue(rt.redis, rt.keys, result["conversation_id"])
-        except Exception as exc:  # the sweeper finds it
-            log.warning("enqueue after merge failed", conversation_id=result["conversation_id"], error=str(exc))
+    await enqueue_after_merge(request, result)
     return respond(result)
+
+
+async def enqueue_after_merge(request: web.Request, result: dict) -> None:
+    """Inbound of the merged contact not processed yet now waits in the target's conversation."""
+    if result["conversation_id"] is None:
+        return
+    rt = request.app[RUNTIME]
+    try:
+        await queue.enqueue(rt.redis, rt.keys, result["conversation_id"])
+    except Exception as exc:  # the sweeper finds it
+        log.warning("enqueue after merge failed", conversation_id=result["conversation_id"], error=str(exc))
 
 
 @operation("Export everything held about a contact (JSON)", roles=ADMIN, responses={200: S.EXPORT})

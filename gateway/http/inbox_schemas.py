@@ -85,6 +85,15 @@ RESOLVED = obj(["conversation", "csat"], conversation=CONVERSATION_DETAIL,
 CONTACT_PATCH = obj(None, name=nullable({"type": "string", "maxLength": 200}),
                     attributes={"type": "object", "description": "merged in; a null value removes the key"})
 MERGE_BODY = obj(["contact_id"], contact_id=ID)
+IDENTITY_KIND = {"type": "string", "enum": ["phone", "email", "whatsapp_id", "external_id"]}
+IDENTITY_BODY = obj(["kind", "address"], kind=IDENTITY_KIND, address={"type": "string", "minLength": 1, "maxLength": 320},
+                    merge={"type": "boolean", "description": "POST only: merge the contact that owns it into this one"})
+CONTACT_CREATE = obj(None, name=nullable({"type": "string", "maxLength": 200}), attributes=ANY_OBJECT,
+                     identities=array(obj(["kind", "address"], kind=IDENTITY_KIND,
+                                          address={"type": "string", "minLength": 1, "maxLength": 320}), maxItems=20))
+CONTACT_PAGE = obj(["contacts", "next_cursor"], next_cursor=N_STR, contacts=array(obj(
+    ["id", "name", "identities", "created_at"], id=ID, name=N_STR, external_id=N_STR, attributes=ANY_OBJECT,
+    locale=N_STR, timezone=N_STR, created_at=TIME, conversation_id=N_ID, identities=array(ANY_OBJECT))))
 MERGED = obj(["contact_id", "merged_contact_id", "conversation_id", "moved_identities", "moved_messages"],
              contact_id=ID, merged_contact_id=ID, conversation_id=N_ID, moved_identities=INT, moved_messages=INT)
 ERASED = obj(["contact_id", "conversation_id", "identities_removed", "suppressed_addresses", "messages_redacted",

@@ -20,6 +20,15 @@ async def search_messages(conn: asyncpg.Connection, scope: Scope, q: str, *, lim
     return [dict(r) for r in rows]
 
 
+def contact_matches(query: str, prefix: str) -> str:
+    """SQL: contact `ct` matches the search `query` (name, external id, string attributes) or one of
+    its addresses starts with `prefix` (the lowercased query; 3 characters at least)."""
+    return f"""(ct.search @@ websearch_to_tsquery('simple', {query})
+                OR ct.id IN (SELECT contact_id FROM identities
+                             WHERE address LIKE replace(replace({prefix}, '%', ''), '_', '\\_') || '%'
+                                   AND length({prefix}) >= 3))"""
+
+
 async def search_contacts(conn: asyncpg.Connection, scope: Scope, q: str, *, limit: int = 20) -> list[dict]:
     """Contacts whose name, external id or string attributes match `q`, or one of whose
     addresses starts with it (a phone number, an email)."""
@@ -28,10 +37,7 @@ async def search_contacts(conn: asyncpg.Connection, scope: Scope, q: str, *, lim
         f"""SELECT ct.id, ct.name, ct.external_id, ct.attributes, c.id AS conversation_id
             FROM contacts ct LEFT JOIN conversations c ON c.contact_id = ct.id
             WHERE ct.merged_into IS NULL AND ct.erased_at IS NULL
-              AND (ct.search @@ websearch_to_tsquery('simple', $1)
-                   OR ct.id IN (SELECT contact_id FROM identities
-                                WHERE address LIKE replace(replace($2, '%', ''), '_', '\\_') || '%'
-                                      AND length($2) >= 3))
+              AND {contact_matches("$1", "$2")}
               AND (c.id IS NULL AND {str(scope.everything).upper()} OR c.id IS NOT NULL AND {scope.sql('c', args)})
             ORDER BY ct.id DESC LIMIT $3""", *args)
     return [dict(r) for r in rows]
