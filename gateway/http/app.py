@@ -63,7 +63,8 @@ def _route_modules():
     found = []
     for name in ("gateway.http.providers", "gateway.http.email_routes", "gateway.http.chat",
                  "gateway.http.inbox", "gateway.http.attachments", "gateway.http.events_api",
-                 "gateway.http.openapi", "gateway.http.console", "gateway.http.uploads", "gateway.http.outbox_api"):
+                 "gateway.http.openapi", "gateway.http.console", "gateway.http.uploads", "gateway.http.outbox_api",
+                 "gateway.http.preferences"):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway import consent, identity
-from gateway.http import inbox_schemas as S
+from gateway.http import inbox_schemas as S, preferences
 from gateway.http.errors import ApiError
 from gateway.http.inbox_common import (ACT, ADMIN, READ, bad, body, parse_time, path_id, respond, storable,
                                        text_field, transaction)
@@ -125,8 +125,19 @@ async def import_consent(request: web.Request) -> web.Response:
     return respond({"imported": len(items), "applied": applied, "history_only": len(items) - applied})
 
 
+@operation("A signed, expiring link to the contact's preference page (GATEWAY_PREFERENCES_LINK_HOURS), to "
+           "send the customer", roles=ACT, request_required=False, responses={201: S.PREFERENCES_LINK})
+async def preferences_link(request: web.Request) -> web.Response:
+    contact_id = path_id(request)
+    async with transaction(request, *ACT) as tx:
+        await visible_contact(tx.conn, tx.scope, contact_id)
+        await actions.audit(tx.conn, tx.actor, "preferences_link", contact_id=contact_id)
+    return respond(preferences.link_for(request.app[RUNTIME].settings, contact_id), status=201)
+
+
 def register(app: web.Application) -> None:
     r = app.router
     r.add_get("/api/v1/contacts/{id}/consent", get_consent)
     r.add_post("/api/v1/contacts/{id}/consent", post_consent)
     r.add_post("/api/v1/consent/import", import_consent)
+    r.add_post("/api/v1/contacts/{id}/preferences-link", preferences_link)

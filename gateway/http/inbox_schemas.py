@@ -148,6 +148,7 @@ CONSENT_IMPORT = obj(["records"], records=array(obj(
     kind={"type": "string", "enum": ["phone", "email", "whatsapp_id"]}, address={"type": "string", "maxLength": 320},
     at={"type": "string", "format": "date-time", "description": "when the answer was given (default: now)"}),
     minItems=1, maxItems=1000))
+PREFERENCES_LINK = obj(["url", "expires_at"], url=STR, expires_at={"type": "integer", "description": "Unix time"})
 CONSENT_IMPORTED = obj(["imported", "applied", "history_only"], imported=INT, applied=INT, history_only=INT)
 CONTACT_JOURNEYS = obj(["journeys"], journeys=array(obj(
     ["id", "journey", "version", "status", "entered_at"], id=ID, journey=STR, version=STR, status=STR, step=N_STR,

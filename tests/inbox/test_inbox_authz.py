@@ -38,6 +38,7 @@ MATRIX = [
     ("POST", "/api/v1/consent/import", {"records": [{"kind": "phone", "address": "+14155550100", "channel": "sms",
                                                      "purpose": "marketing", "granted": False, "source": "t"}]}, ADMIN),
     ("GET", "/api/v1/contacts", None, READ),
+    ("POST", "/api/v1/contacts/{p}/preferences-link", None, ACT),
     ("POST", "/api/v1/contacts", {"name": "n", "identities": [{"kind": "external_id", "address": "new-{n}"}]}, ACT),
     ("POST", "/api/v1/contacts/{p}/identities", {"kind": "external_id", "address": "more-{n}"}, ACT),
     ("DELETE", "/api/v1/contacts/{p}/identities", {"kind": "external_id", "address": "cust-{n}"}, ACT),
