@@ -79,6 +79,7 @@ def _page(title: str, body: str, status: int = 200) -> web.Response:
  .primary{{background:#2453d6;color:#fff}} .quiet{{background:#eceef2;color:#1d2330}}
  .note{{background:#e7f6ec;color:#14532d;border-radius:8px;padding:.75rem;margin-bottom:1rem}}
  small{{color:#5b6474}}
+ fieldset.card{{border:0;min-width:0}} legend{{float:left;width:100%;padding:0}} legend+label{{clear:both}}
 </style></head>
 <body><main>{body}</main></body></html>"""
     return web.Response(text=doc, status=status, content_type="text/html",
@@ -117,7 +118,7 @@ async def show(request: web.Request) -> web.Response:
             f'<label><input type="checkbox" name="{r["channel"]}.{r["purpose"]}" value="on"'
             f'{" checked" if r["allowed"] else ""}> {html.escape(PURPOSE_NAMES[r["purpose"]])}</label>'
             for r in rows if r["channel"] == channel)
-        groups.append(f'<fieldset class="card" style="border:0"><legend><h2>'
+        groups.append(f'<fieldset class="card"><legend><h2>'
                       f'{html.escape(CHANNEL_NAMES.get(channel, channel))}</h2></legend>{boxes}</fieldset>')
     body = (f'<h1>Your message preferences</h1>{saved}'
             '<p><small>Choose what we may send you on each channel. Replies to messages you send us are '

@@ -89,3 +89,40 @@ async def test_expired_tampered_or_foreign_links_show_nothing(gw):
             async with browser.post(f"{api.url}/preferences/{bad}", data={"action": "stop_all"}) as resp:
                 assert resp.status == 404
     assert await api.pool.fetchval("SELECT count(*) FROM consent_history") == 0
+
+
+async def test_the_page_in_real_headless_chromium_without_javascript_on_a_phone(gw, tmp_path):
+    """Chromium with JavaScript off, 390 px wide: the labels are tappable, saving works, one button
+    unsubscribes from all marketing; a screenshot is kept beside the test run."""
+    from pathlib import Path
+
+    import pytest
+
+    from gateway.testing import drive_browser, ensure_browser
+
+    repo = Path(__file__).resolve().parents[2]
+    browser_dir = repo / "tests" / "chat" / "browser"
+    reason = ensure_browser(repo, browser_dir)
+    if reason:
+        pytest.skip(reason)
+    rt, api = gw
+    cid, url = await _contact_and_link(api)
+    shot = tmp_path / "preferences.png"
+
+    async def no_steps(name):
+        return {}
+    result, stderr = await drive_browser(repo / "tests" / "inbox" / "browser" / "drive_preferences.mjs", url, shot,
+                                         on_step=no_steps, cwd=repo, env={"PLAYWRIGHT_DIR": str(browser_dir)},
+                                         timeout=180)
+    assert result is not None and "error" not in result, (result, stderr[-2000:])
+    assert result["title"] == "Your message preferences" and result["fitsPhone"] and result["unlabelled"] == 0
+    assert result["before"]["sms.marketing"] is False and result["before"]["email.marketing"] is True
+    assert result["savedNote"].strip() == "Your choices are saved."
+    assert result["afterSave"]["sms.marketing"] is True
+    assert not any(v for k, v in result["afterUnsubscribe"].items() if k.endswith(".marketing"))
+    assert all(v for k, v in result["afterUnsubscribe"].items() if k.endswith(".transactional"))
+    assert shot.stat().st_size > 10_000
+    async with api.pool.acquire() as conn:
+        assert await consent.blocked_reason(conn, kind="phone", address=PHONE, channel="sms", purpose="marketing")
+    sources = {h["source"] for h in (await api.ok("GET", f"/api/v1/contacts/{cid}/consent"))["history"]}
+    assert sources == {"preference page"}
