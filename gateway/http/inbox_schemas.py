@@ -153,7 +153,11 @@ CONSENT_IMPORTED = obj(["imported", "applied", "history_only"], imported=INT, ap
 CONTACT_JOURNEYS = obj(["journeys"], journeys=array(obj(
     ["id", "journey", "version", "status", "entered_at"], id=ID, journey=STR, version=STR, status=STR, step=N_STR,
     waiting_event=N_STR, variant=N_STR, entered_at=TIME, exited_at=N_TIME, exit_reason=N_STR,
-    converted_at=N_TIME)))
+    converted_at=N_TIME, next_action_at=N_TIME,
+    sends=array(obj(["step", "channel", "sent_at", "status"], step=STR, channel=STR, attempt=INT, sent_at=TIME,
+                    status=STR, delivered_at=N_TIME, read_at=N_TIME, replied_at=N_TIME, clicked_at=N_TIME,
+                    message_id=ID)),
+    skips=array(obj(["step", "reason", "at"], step=STR, reason=STR, details=ANY_OBJECT, at=TIME)))))
 FLOWS = obj(["default", "flows"], default=N_STR, flows=array(obj(
     ["name", "version", "start", "states"], name=STR, version=STR, start=STR,
     states=array(obj(["name"], name=STR, description=N_STR, final=BOOL)))))

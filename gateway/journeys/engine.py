@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from gateway import processor, routing, thread, timers
+from gateway import consent, processor, routing, thread, timers
 from gateway.journeys import guards
 from gateway.journeys.events import ensure_conversation
 from gateway.journeys.model import (
@@ -92,6 +92,8 @@ class JourneyEngine:
         content = msg["content"] or {}
         if msg["direction"] != "in" or msg["kind"] != "message" or content.get("auto_generated"):
             return
+        if msg["channel"] in processor.KEYWORD_CHANNELS and consent.classify_keyword(msg["body"] or "") is not None:
+            return      # STOP, START, HELP answer the compliance rules, not the nudge: not a reply
         conn, contact_id, now = turn.conn, turn.conversation["contact_id"], self.now()
         marked = await conn.fetch(
             """UPDATE journey_sends s SET replied_at = $2,
@@ -203,6 +205,12 @@ class JourneyEngine:
                 journey.name, contact.id)
             if last is not None and (reentry.policy == "never" or now - last < reentry.period):
                 return
+        else:   # every event enters again: a run in progress makes way for the new one
+            running = await conn.fetchrow(
+                """SELECT * FROM journey_enrollments WHERE journey = $1 AND contact_id = $2 AND status = 'active'
+                   FOR UPDATE""", journey.name, contact.id)
+            if running is not None:
+                await self._leave(conn, running, "exited", "reentered", effects)
         conversation_id = await ensure_conversation(conn, contact.id)
         enr = await conn.fetchrow(
             """INSERT INTO journey_enrollments (journey, version, contact_id, conversation_id, priority,

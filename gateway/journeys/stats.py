@@ -65,12 +65,33 @@ async def journey_stats(conn: asyncpg.Connection, journey: str) -> dict:
 
 
 async def contact_journeys(conn: asyncpg.Connection, contact_id: int) -> list[dict]:
-    """The journeys a contact is in or went through, newest first."""
+    """The journeys a contact is in or went through, newest first: the current step, when the next
+    action is due, every message sent (step, channel, status) and every skip or postponement with
+    its reason (quiet hours, cap, busy, no consent, missing attribute, filter not matched)."""
+    from gateway.journeys.engine import STEP_TIMER
+    from gateway.journeys.sending import FALLBACK_TIMER
+
     rows = await conn.fetch(
         """SELECT id, journey, version, status, step, waiting_event, variant, entered_at, exited_at, exit_reason,
-                  converted_at FROM journey_enrollments WHERE contact_id = $1 ORDER BY entered_at DESC, id DESC
-           LIMIT 50""", contact_id)
-    return [dict(r) for r in rows]
+                  converted_at,
+                  (SELECT min(t.due_at) FROM timers t WHERE t.ref_id = e.id AND t.state = 'pending'
+                     AND t.kind = ANY($2::text[])) AS next_action_at
+           FROM journey_enrollments e WHERE contact_id = $1 ORDER BY entered_at DESC, id DESC
+           LIMIT 50""", contact_id, [STEP_TIMER, FALLBACK_TIMER])
+    ids = [r["id"] for r in rows]
+    sends: dict[int, list] = {i: [] for i in ids}
+    for s in await conn.fetch(
+            """SELECT s.enrollment_id, s.step, s.channel, s.attempt, s.sent_at, m.status, s.delivered_at, s.read_at,
+                      s.replied_at, s.clicked_at, s.message_id
+               FROM journey_sends s JOIN messages m ON m.id = s.message_id
+               WHERE s.enrollment_id = ANY($1::bigint[]) ORDER BY s.sent_at, s.id""", ids):
+        sends[s["enrollment_id"]].append({k: v for k, v in dict(s).items() if k != "enrollment_id"})
+    skips: dict[int, list] = {i: [] for i in ids}
+    for s in await conn.fetch(
+            """SELECT enrollment_id, step, reason, details, at FROM journey_skips
+               WHERE enrollment_id = ANY($1::bigint[]) ORDER BY at, id""", ids):
+        skips[s["enrollment_id"]].append({k: v for k, v in dict(s).items() if k != "enrollment_id"})
+    return [{**dict(r), "sends": sends[r["id"]], "skips": skips[r["id"]]} for r in rows]
 
 
 def _by_reason(rows) -> dict[str, int]:
