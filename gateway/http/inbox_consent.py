@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import consent, identity
-from gateway.http import inbox_schemas as S, preferences
+from gateway import consent, identity, preferences
+from gateway.http import inbox_schemas as S
 from gateway.http.errors import ApiError
 from gateway.http.inbox_common import (ACT, ADMIN, READ, bad, body, parse_time, path_id, respond, storable,
                                        text_field, transaction)

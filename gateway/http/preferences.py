@@ -5,17 +5,14 @@ expiring link per contact (`link_for`); every change is recorded by gateway.cons
 as proof (what was shown, the IP, the browser)."""
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import html
-import time
 
 from aiohttp import web
 
 from gateway import consent
 from gateway.http.keys import RUNTIME
 from gateway.log import get_logger
+from gateway.preferences import read_token
 
 log = get_logger(__name__)
 
@@ -23,39 +20,6 @@ SOURCE = "preference page"
 CHANNEL_NAMES = {"sms": "Text messages (SMS)", "whatsapp": "WhatsApp", "email": "Email"}
 PURPOSE_NAMES = {"marketing": "Offers and news", "transactional": "Receipts, reminders and account notices"}
 PURPOSES = ("marketing", "transactional")
-
-
-def _key(secret_key: str) -> bytes:
-    return hmac.new(secret_key.encode(), b"gateway preferences link v1", hashlib.sha256).digest()
-
-
-def _sig(secret_key: str, payload: str) -> str:
-    mac = hmac.new(_key(secret_key), payload.encode(), hashlib.sha256).digest()[:18]
-    return base64.urlsafe_b64encode(mac).decode().rstrip("=")
-
-
-def make_token(secret_key: str, contact_id: int, expires: int) -> str:
-    payload = f"{contact_id}.{expires}"
-    return f"{payload}.{_sig(secret_key, payload)}"
-
-
-def read_token(secret_key: str, token: str, now: float | None = None) -> int | None:
-    """The contact id of a valid, unexpired token, else None."""
-    parts = token.split(".")
-    if len(parts) != 3 or not all(p.isascii() and p.isdigit() and len(p) < 20 for p in parts[:2]):
-        return None
-    if not hmac.compare_digest(_sig(secret_key, f"{parts[0]}.{parts[1]}"), parts[2]):
-        return None
-    if int(parts[1]) < (now if now is not None else time.time()):
-        return None
-    return int(parts[0])
-
-
-def link_for(settings, contact_id: int) -> dict:
-    """{"url", "expires_at"} of a fresh preference-page link for the contact."""
-    expires = int(time.time() + settings.preferences_link_hours * 3600)
-    return {"url": f"{settings.base_url}/preferences/{make_token(settings.secret_key, contact_id, expires)}",
-            "expires_at": expires}
 
 
 async def _rows(conn, settings, contact_id: int) -> list[dict]:

@@ -182,7 +182,7 @@ class JourneyEngine:
         delivery = await deliver(conn, journey=journey, enrollment=enr, step=step,
                                  channels=[Channel(c) for c in send["remaining"]], attempt=send["attempt"] + 1,
                                  contact=contact, now=now, policy=self.policy, route_policy=self.route_policy,
-                                 effects=effects)
+                                 settings=self.runtime.settings, effects=effects)
         if delivery.send_id is None:
             await record_skip(conn, enr, step.id, f"fallback_{delivery.skip_reason}", now,
                               {"channels": delivery.unavailable, "after": send["channel"]})
@@ -385,7 +385,7 @@ class JourneyEngine:
                 return step.next
         delivery = await deliver(conn, journey=journey, enrollment=state, step=step, channels=list(step.channels),
                                  attempt=0, contact=contact, now=now, policy=policy,
-                                 route_policy=self.route_policy, effects=effects)
+                                 route_policy=self.route_policy, settings=self.runtime.settings, effects=effects)
         if delivery.send_id is None:
             await record_skip(conn, state, step.id, delivery.skip_reason, now, {"channels": delivery.unavailable})
         return step.next

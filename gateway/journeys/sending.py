@@ -9,16 +9,16 @@ when it actually sends. Every skipped send is written to journey_skips with its 
 from __future__ import annotations
 
 import dataclasses
-
+import html as html_lib
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
-from gateway import routing, thread, timers
+from gateway import preferences, routing, thread, timers
 from gateway.journeys import guards
 from gateway.journeys.model import Journey, Policy, SendStep
-from gateway.journeys.templates import Template
+from gateway.journeys.templates import Rendered, Template
 from gateway.types import Channel, Purpose
 
 CONSENT_REASONS = {"opted_out", "no_marketing_consent"}
@@ -113,9 +113,21 @@ class Delivery:
         return "no_channel"
 
 
+def with_preferences_footer(rendered: Rendered, url: str) -> Rendered:
+    """A marketing email carries the preference page (beside the List-Unsubscribe one-click header),
+    unless its template already placed `{preferences_url}`."""
+    if url in rendered.text or (rendered.html and html_lib.escape(url) in rendered.html):
+        return rendered
+    html = rendered.html
+    if html:
+        html += (f'<p style="font-size:12px;color:#666">Choose what we send you: '
+                 f'<a href="{html_lib.escape(url)}">your preferences</a></p>')
+    return dataclasses.replace(rendered, text=f"{rendered.text}\n\n--\nChoose what we send you: {url}", html=html)
+
+
 async def deliver(conn: asyncpg.Connection, *, journey: Journey, enrollment, step: SendStep, channels: list[Channel],
                   attempt: int, contact: Contact, now: datetime, policy: Policy, route_policy: routing.Policy,
-                  effects: thread.Effects) -> Delivery:
+                  effects: thread.Effects, settings=None) -> Delivery:
     """Queue the step's message on the first usable channel of `channels` and record the send.
 
     A channel is usable when the contact has an address for it, it has a provider (`route_policy`),
@@ -139,7 +151,12 @@ async def deliver(conn: asyncpg.Connection, *, journey: Journey, enrollment, ste
             elif not (window_closed and route_policy.whatsapp_template_available):
                 unavailable[channel.value] = reason
                 continue
-        rendered = template.render(channel, contact.locale, contact.context(enrollment["data"].get("event", {})))
+        context = contact.context(enrollment["data"].get("event", {}))
+        if settings is not None:
+            context["preferences_url"] = preferences.link_for(settings, contact.id)["url"]
+        rendered = template.render(channel, contact.locale, context)
+        if channel is Channel.EMAIL and purpose is Purpose.MARKETING and context.get("preferences_url"):
+            rendered = with_preferences_footer(rendered, context["preferences_url"])
         wa_template = rendered.template if channel is Channel.WHATSAPP and (use_wa_template or not (wa and wa.text)) else None
         try:
             message_id = await thread.queue_outbound(

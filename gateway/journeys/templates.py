@@ -62,6 +62,10 @@ class Variant:
     wa_parameters: tuple[str, ...] = ()
 
 
+# placeholders every template may use without declaring them, filled by the sender
+BUILTIN_VARIABLES = ("preferences_url",)   # the contact's preference page (signed, expiring link)
+
+
 @dataclass(frozen=True)
 class Rendered:
     text: str
@@ -120,7 +124,7 @@ class Template:
         return Rendered(text=text, subject=fill(v.subject), html=html, buttons=buttons, template=template)
 
     def values(self, context: Mapping[str, Any]) -> dict[str, str]:
-        out = {}
+        out = {name: _text(context.get(name) or "") for name in BUILTIN_VARIABLES}
         for var in self.variables.values():
             value = lookup(var.source, context) if var.source else None
             if value is None or value == "":
@@ -245,7 +249,7 @@ def parse_template(name: str, data: Any) -> Template:
             raise TemplateError(f"template {name!r} locale {loc!r}: unknown keys {sorted(bad)}")
         variants[str(loc).replace("-", "_")] = _parse_variants(f"{name}[{loc}]", loc_data)
     tpl = Template(name, variables, variants)
-    undeclared = tpl.placeholders() - set(variables)
+    undeclared = tpl.placeholders() - set(variables) - set(BUILTIN_VARIABLES)
     if undeclared:
         raise TemplateError(f"template {name!r}: placeholders {sorted(undeclared)} are not declared variables")
     return tpl

@@ -8,7 +8,7 @@ import time
 import aiohttp
 
 from gateway import consent
-from gateway.http.preferences import make_token
+from gateway.preferences import make_token
 
 PHONE, EMAIL = "+14155550142", "pat@example.com"
 
