@@ -229,11 +229,12 @@ def simulated_mailgun_form(settings: Settings, *, sender: str, recipient: str, s
     timestamp, token = str(int(time.time())), secrets.token_hex(25)
     signature = hmac.new(email_webhook_key(settings).encode(), (timestamp + token).encode(),
                          hashlib.sha256).hexdigest()
+    message_id = f"<{uuid.uuid4().hex}@simulate.local>"    # one per mail, in both places, or mails dedupe
     return {"recipient": recipient, "sender": sender, "from": sender, "subject": subject, "body-plain": text,
-            "Message-Id": f"<{uuid.uuid4().hex}@simulate.local>", "timestamp": timestamp, "token": token,
+            "Message-Id": message_id, "timestamp": timestamp, "token": token,
             "signature": signature,
             # Mailgun's own SPF verdict, as it adds it to mail it received (the sender is "authenticated")
-            "message-headers": json.dumps([["X-Mailgun-Spf", "Pass"], ["Message-Id", "<sim@local>"],
+            "message-headers": json.dumps([["X-Mailgun-Spf", "Pass"], ["Message-Id", message_id],
                                            ["Subject", subject]])}
 
 

@@ -61,7 +61,7 @@ class FlowHandler:
     def _context(self, conv, inp: TurnInput) -> ActionContext:
         settings = {"business_api_base": self.rt.settings.business_api_base, "http_timeout": 5}
         return ActionContext(session=self.rt.http, settings=settings, attributes=inp.attributes,
-                             conversation_id=conv["id"])
+                             conversation_id=conv["id"], business_api_token=self.rt.settings.business_api_token)
 
     @staticmethod
     async def _attributes(conn: asyncpg.Connection, contact_id: int) -> dict:

@@ -17,7 +17,7 @@ class SettingsError(ValueError):
 
 
 SECRET_FIELDS = frozenset({
-    "twilio_auth_token", "whatsapp_access_token", "whatsapp_app_secret", "whatsapp_verify_token",
+    "twilio_auth_token", "business_api_token", "whatsapp_access_token", "whatsapp_app_secret", "whatsapp_verify_token",
     "smtp_password", "email_webhook_key", "twilio_webhook_shared_key", "admin_token", "secret_key", "api_channel_webhook_secret",
     "chat_identity_secret", "metrics_token",
 })
@@ -45,6 +45,7 @@ class Settings:
     channel_flows: str = ""               # "sms=support,email=email_support": start flow per channel
     flows_dir: Path | None = None
     business_api_base: str | None = None
+    business_api_token: str | None = None   # sent as "Authorization: Bearer ..." to business_api_base only
     max_body_bytes: int = 1024 * 1024
     # Twilio
     twilio_account_sid: str | None = None
@@ -317,6 +318,7 @@ ENV: dict[str, tuple[str, object]] = {
     "GATEWAY_FLOWS_DIR": ("flows_dir", lambda n, r: Path(r)),
     "GATEWAY_CHANNEL_FLOWS": ("channel_flows", _str),
     "GATEWAY_BUSINESS_API_BASE": ("business_api_base", _HTTP),
+    "GATEWAY_BUSINESS_API_TOKEN": ("business_api_token", _str),
     "GATEWAY_MAX_BODY_BYTES": ("max_body_bytes", _int),
     "TWILIO_ACCOUNT_SID": ("twilio_account_sid", _str),
     "TWILIO_AUTH_TOKEN": ("twilio_auth_token", _str),

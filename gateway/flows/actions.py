@@ -41,6 +41,8 @@ class ActionContext:
     attributes: Mapping[str, Any] = field(default_factory=dict)
     logger: Any = log                     # stdlib or structlog logger; built-ins log plain messages
     conversation_id: Any = None
+    # never in `settings`, which templates read: a flow's text must not be able to show it
+    business_api_token: str | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -182,7 +184,8 @@ def emit_event(call: ActionCall) -> None:
 
 async def http_request(call: ActionCall) -> str:
     """Call an HTTP API. Args: url (template; {business_api_base} and slots, URL-quoted), method (GET),
-    json (body, templates), save_as (slot for the JSON answer), timeout (seconds).
+    json (body, templates), headers (templates), save_as (slot for the JSON answer), timeout (seconds).
+    Calls under GATEWAY_BUSINESS_API_BASE carry GATEWAY_BUSINESS_API_TOKEN as a bearer token.
 
     Results: ok (2xx), not_found (404), action_failed (other statuses, timeouts, network errors, bad JSON).
     """
@@ -196,12 +199,14 @@ async def http_request(call: ActionCall) -> str:
     if isinstance(body, Mapping):
         body = {k: call.render(v) if isinstance(v, str) else v for k, v in body.items()}
     timeout = float(args.get("timeout", call.ctx.settings.get("http_timeout", 5)))
+    headers = {str(k): call.render(str(v)) for k, v in (args.get("headers") or {}).items()}
+    headers.update(_business_auth(call.ctx, url))
     try:
         if call.ctx.session is not None:
-            status, data = await _fetch(call.ctx.session, method, url, body, timeout)
+            status, data = await _fetch(call.ctx.session, method, url, body, timeout, headers)
         else:
             async with aiohttp.ClientSession() as session:
-                status, data = await _fetch(session, method, url, body, timeout)
+                status, data = await _fetch(session, method, url, body, timeout, headers)
     except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
         call.ctx.logger.warning(f"flow http action {method} {url} failed: {type(exc).__name__}")
         call.slots["last_error"] = type(exc).__name__
@@ -217,8 +222,18 @@ async def http_request(call: ActionCall) -> str:
     return OK
 
 
-async def _fetch(session: aiohttp.ClientSession, method: str, url: str, body: Any, timeout: float):
-    async with session.request(method, url, json=body, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+def _business_auth(ctx: ActionContext, url: str) -> dict[str, str]:
+    """GATEWAY_BUSINESS_API_TOKEN goes to the business API only, never to another host a flow names."""
+    base, token = ctx.settings.get("business_api_base"), ctx.business_api_token
+    if not (base and token) or not (url == base.rstrip("/") or url.startswith(base.rstrip("/") + "/")):
+        return {}
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def _fetch(session: aiohttp.ClientSession, method: str, url: str, body: Any, timeout: float,
+                 headers: Mapping[str, str] | None = None):
+    async with session.request(method, url, json=body, headers=dict(headers or {}),
+                               timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
         data = None
         # The answer lands in the conversation's slots (jsonb): decoded by the one strict decoder
         # (InputError is a ValueError: the action fails) with unstorable characters cleaned.

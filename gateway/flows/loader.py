@@ -221,7 +221,8 @@ class _Parser:
             if on_fail != "escalate" and on_fail not in self.state_names:
                 raise self.error(f"slot {sname!r}: on_fail {on_fail!r} is not a state (or 'escalate')")
             slots[sname] = SlotDef(sname, stype, str(spec["prompt"]), spec.get("reprompt"), attempts, on_fail,
-                                   pattern, regex, spec.get("region"), int(spec.get("min_length", 1)))
+                                   pattern, regex, spec.get("region"), int(spec.get("min_length", 1)),
+                                   spec.get("keep_separators") is True)
         return slots
 
     def parse_global(self, raw: Mapping) -> GlobalConfig:

@@ -175,6 +175,7 @@ class SlotDef:
     regex: re.Pattern | None = None
     region: str | None = None             # phone: default region for numbers without +
     min_length: int = 1
+    keep_separators: bool = False         # order_number: keep "AB-12345" as typed (upper-cased)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,9 @@ _RELATIVE_DAYS = {
 
 def parse_order_number(text: str, slot, now: datetime) -> str | None:
     m = slot.regex.search(text.upper())
-    return re.sub(r"[\s\-]", "", m.group(0)) if m else None
+    if not m:
+        return None
+    return m.group(0).strip() if slot.keep_separators else re.sub(r"[\s\-]", "", m.group(0))
 
 
 def parse_pattern(text: str, slot, now: datetime) -> str | None:

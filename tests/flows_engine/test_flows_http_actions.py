@@ -147,3 +147,55 @@ async def test_unhandled_failure_escalates_instead_of_raising(tmp_path, business
     engine = Engine(FlowRegistry.from_directory(tmp_path, default_flow="orders"))
     r = await ask(engine, base, "ER50000")
     assert r.escalation is not None and r.escalation.reason == "action_failed"
+
+
+@pytest.fixture
+async def recording_api():
+    """A business API that records the path and the Authorization header of each call."""
+    seen = []
+
+    async def order(request):
+        seen.append((request.path, request.headers.get("Authorization")))
+        return web.json_response({"status": "shipped", "eta": "2024-05-08"})
+
+    app = web.Application()
+    app.router.add_get("/orders/{number}", order)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    yield f"http://{host}:{port}", seen
+    await runner.cleanup()
+
+
+async def turn_with(tmp_path, flow: str, text: str, **ctx_kwargs):
+    """One turn of `flow` (from the state ask) with an ActionContext of `ctx_kwargs`."""
+    (tmp_path / "orders.yaml").write_text(textwrap.dedent(flow))
+    engine = Engine(FlowRegistry.from_directory(tmp_path, default_flow="orders"))
+    state = ConversationState("orders", engine.registry.get("orders").version, "ask")
+    async with aiohttp.ClientSession() as session:
+        ctx = ActionContext(session=session, **ctx_kwargs)
+        return await engine.turn(state, TurnInput(text=text, now=NOW), ctx), ctx
+
+
+async def test_the_business_api_token_goes_to_the_business_api_only(tmp_path, recording_api):
+    from gateway.flows.actions import _business_auth
+
+    base, seen = recording_api
+    flow = FLOW.replace('say: "{order_number}: {order.status}, ETA {order.eta}"',
+                        'say: "{order_number}: {order.status} {business_api_token}"')
+    r, ctx = await turn_with(tmp_path, flow, "AB-12345", settings={"business_api_base": base},
+                             business_api_token="s3cret")
+    assert seen == [("/orders/AB12345", "Bearer s3cret")]
+    assert "s3cret" not in r.replies[0].text and "s3cret" not in repr(ctx)
+    assert _business_auth(ctx, "http://elsewhere.example/orders/1") == {}
+    assert _business_auth(ctx, base + ".evil.example/x") == {}
+
+
+async def test_an_order_number_can_keep_its_dashes(tmp_path, recording_api):
+    base, seen = recording_api
+    flow = FLOW.replace('order_number: {type: order_number, prompt: "Order number?"}',
+                        'order_number: {type: order_number, prompt: "Order number?", keep_separators: true}')
+    r, _ = await turn_with(tmp_path, flow, "it's ab-12345", settings={"business_api_base": base})
+    assert seen == [("/orders/AB-12345", None)]
+    assert r.replies[0].text.startswith("AB-12345: shipped")
