@@ -94,6 +94,7 @@ class Settings:
     # Web chat
     chat_allowed_origins: tuple[str, ...] = ()
     chat_identity_secret: str | None = None
+    chat_identity_conflict: str = "refuse"   # a token naming several contacts: refuse | merge
     # Agent console sign-in
     console_session_hours: float = 12.0   # a console session ends this long after sign-in
     console_invite_hours: float = 72.0    # an invite link works this long
@@ -361,6 +362,7 @@ ENV: dict[str, tuple[str, object]] = {
     "GATEWAY_API_CHANNEL_WEBHOOK_SECRET": ("api_channel_webhook_secret", _str),
     "GATEWAY_CHAT_ALLOWED_ORIGINS": ("chat_allowed_origins", _csv),
     "GATEWAY_CHAT_IDENTITY_SECRET": ("chat_identity_secret", _str),
+    "GATEWAY_CHAT_IDENTITY_CONFLICT": ("chat_identity_conflict", _choice("refuse", "merge")),
     "GATEWAY_HELP_TEXT": ("help_text", _str),
     "GATEWAY_CSAT_WINDOW_HOURS": ("csat_window_hours", _float),
     "GATEWAY_CSAT_THANKS": ("csat_thanks", _str),

@@ -87,7 +87,8 @@ async def _session(request: web.Request) -> web.Response:
         try:
             await identify.identify(rt, session.visitor_id, data["identity"])
         except TokenError as exc:
-            raise ApiError(400 if exc.code != "identity_unavailable" else 409, exc.code, str(exc)) from None
+            raise ApiError(409 if exc.code in ("identity_unavailable", "identity_conflict") else 400, exc.code,
+                           str(exc)) from None
     found = await store.visitor_thread(rt.pool, session.visitor_id)
     body = {"token": session.token, "visitor_id": session.visitor_id,
             "expires_at": datetime.fromtimestamp(session.expires_at, timezone.utc).isoformat(),

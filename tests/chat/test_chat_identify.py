@@ -244,3 +244,31 @@ async def test_merge_contacts_resequences_both_threads_in_time_order(pool, clean
     assert await pool.fetchval("SELECT last_seq FROM conversations WHERE id = $1", a_conv) == 7
     assert await pool.fetchval("SELECT count(*) FROM identities WHERE contact_id = $1", a) == 2
     assert {e[1]["conversation_id"] for e in effects.events if e[0] == "conversation.merged"} == {a_conv, b_conv}
+
+
+async def test_a_token_naming_two_contacts_is_refused_or_merged_when_allowed(chat_settings, pool):
+    """The phone belongs to one contact and the email to another: never silently one of them."""
+    import aiohttp
+
+    async with pool.acquire() as conn:
+        for ext, kind, address in (("by-phone", "phone", "+14155550161"), ("by-mail", "email", "lu@example.com")):
+            cid = await conn.fetchval("INSERT INTO contacts (name) VALUES ($1) RETURNING id", ext)
+            await conn.execute("INSERT INTO identities (contact_id, kind, address) VALUES ($1, $2, $3)",
+                               cid, kind, address)
+    ids = [r["id"] for r in await pool.fetch("SELECT id FROM contacts ORDER BY id")]
+    token = identity(phone="+14155550161", email="lu@example.com")
+    async with chat_gateway(chat_settings, roles=("http",)) as (rt, base), aiohttp.ClientSession() as http:
+        async with http.post(f"{base}/chat/session", json={"identity": token}) as resp:
+            assert resp.status == 409
+            err = (await resp.json())["error"]
+        assert err["code"] == "identity_conflict" and all(str(i) in err["message"] for i in ids)
+        assert await pool.fetchval("SELECT count(*) FROM identities WHERE kind = 'chat'") == 0
+        assert await pool.fetchval("SELECT count(*) FROM contacts WHERE merged_into IS NOT NULL") == 0
+    async with chat_gateway(chat_settings.with_(chat_identity_conflict="merge"), roles=("http",)) as (rt, base), \
+            aiohttp.ClientSession() as http:
+        session = await new_session(http, base, identity=token)
+        assert session["identified"]
+    rows = {r["id"]: r["merged_into"] for r in await pool.fetch("SELECT id, merged_into FROM contacts")}
+    assert rows == {ids[0]: None, ids[1]: ids[0]}
+    owners = {r["contact_id"] for r in await pool.fetch("SELECT contact_id FROM identities")}
+    assert owners == {ids[0]}

@@ -51,13 +51,35 @@ async def _conversation_of(conn, contact_id: int) -> int | None:
     return await conn.fetchval("SELECT id FROM conversations WHERE contact_id = $1", contact_id)
 
 
+async def _one_contact(conn, ref: contacts.ContactRef, *, merge: bool, effects: thread.Effects) -> None:
+    """The identifiers of a token naming several contacts (a phone of one, an email of another):
+    merged into the first when `merge` (GATEWAY_CHAT_IDENTITY_CONFLICT=merge), else refused."""
+    owners: list[int] = [ref.contact_id] if ref.contact_id is not None else []
+    for kind, address in ref.identities():
+        owner = await conn.fetchval("SELECT contact_id FROM identities WHERE kind = $1 AND address = $2",
+                                    kind, address)
+        if owner is not None and owner not in owners:
+            owners.append(owner)
+    if len(owners) < 2:
+        return
+    if not merge:
+        raise tokens.TokenError("identity_conflict", "the identity token names identifiers of "
+                                f"{len(owners)} different contacts ({', '.join(map(str, owners))}); "
+                                "merge them first, or set GATEWAY_CHAT_IDENTITY_CONFLICT=merge")
+    for other in owners[1:]:
+        await merge_contacts(conn, other, owners[0], effects=effects,
+                             reason=f"chat identity token named both contacts ({_describe(ref)})")
+
+
 async def link_visitor(conn: asyncpg.Connection, visitor_id: str, ref: contacts.ContactRef, *,
-                       effects: thread.Effects) -> LinkResult:
-    """Attach a visitor to the contact `ref` names (run inside a transaction).
+                       effects: thread.Effects, merge_conflicts: bool = False) -> LinkResult:
+    """Attach a visitor to the contact `ref` names (run inside a transaction). A token whose
+    identifiers belong to several contacts merges them (`merge_conflicts`) or raises TokenError.
 
     Raises asyncpg.UniqueViolationError when the visitor's first message created their contact
     concurrently; the transaction is then simply retried.
     """
+    await _one_contact(conn, ref, merge=merge_conflicts, effects=effects)
     current = await _contact_of_visitor(conn, visitor_id)
     previous_conv = await _conversation_of(conn, current) if current is not None else None
     known = await contacts.resolve(conn, ref, create=False)
@@ -123,7 +145,8 @@ async def identify(rt, visitor_id: str, identity_token: str) -> LinkResult:
         effects = thread.Effects()
         try:
             async with rt.pool.acquire() as conn, conn.transaction():
-                result = await link_visitor(conn, visitor_id, ref, effects=effects)
+                result = await link_visitor(conn, visitor_id, ref, effects=effects,
+                                            merge_conflicts=rt.settings.chat_identity_conflict == "merge")
             break
         except asyncpg.UniqueViolationError:
             if attempt == 2:
