@@ -272,3 +272,28 @@ async def test_a_token_naming_two_contacts_is_refused_or_merged_when_allowed(cha
     assert rows == {ids[0]: None, ids[1]: ids[0]}
     owners = {r["contact_id"] for r in await pool.fetch("SELECT contact_id FROM identities")}
     assert owners == {ids[0]}
+
+
+def test_the_readme_token_examples_make_tokens_we_accept(tmp_path):
+    """The Python and JavaScript snippets in README.md, run as written, make valid identity tokens."""
+    import re
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from gateway.channels.webchat.tokens import verify_identity
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    python = re.search(r"```python\n# identity-token-python\n(.*?)```", readme, re.S).group(1)
+    scope: dict = {}
+    exec(python, scope)
+    ref = verify_identity(IDENTITY_SECRET, scope["chat_identity_token"](IDENTITY_SECRET, email="Ann@Example.com",
+                                                                        phone="+14155550100", name="Ann"))
+    assert (ref.email, ref.phone, ref.name) == ("ann@example.com", "+14155550100", "Ann")
+    if not shutil.which("node"):
+        pytest.skip("node is not installed")
+    js = re.search(r"```javascript\n// identity-token-javascript \(Node.js\)\n(.*?)```", readme, re.S).group(1)
+    script = tmp_path / "token.js"
+    script.write_text(js + f'\nprocess.stdout.write(chatIdentityToken("{IDENTITY_SECRET}", {{ externalId: "crm-9" }}));\n')
+    token = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert verify_identity(IDENTITY_SECRET, token).external_id == "crm-9"
