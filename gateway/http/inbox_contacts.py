@@ -11,12 +11,31 @@ from gateway.http.keys import RUNTIME
 from gateway.http.openapi import Param, operation
 from gateway.inbox import actions, merge, privacy, queries, search
 from gateway.inbox.scope import visible_contact
+from gateway.journeys import guards
 from gateway.journeys.stats import contact_journeys
 from gateway.log import get_logger
 
 log = get_logger(__name__)
 
 MAX_ATTRIBUTES_BYTES = 32_000
+
+
+def profile_fields(data: dict) -> dict:
+    """`locale` and `timezone` given in a body (null clears), checked: what flows, journeys (quiet
+    hours, template language) and routing read from the contact."""
+    out = {}
+    if "locale" in data:
+        locale = data["locale"]
+        if locale is not None and (not isinstance(locale, str) or not 2 <= len(locale) <= 20
+                                   or not locale.replace("_", "").replace("-", "").isalnum()):
+            raise bad("locale", "must be a locale like en or pt_BR, or null")
+        out["locale"] = locale.replace("-", "_") if locale else None
+    if "timezone" in data:
+        tz = data["timezone"]
+        if tz is not None and guards.zone(tz if isinstance(tz, str) else None) is None:
+            raise bad("timezone", "must be an IANA time zone like Europe/Madrid, or null")
+        out["timezone"] = tz
+    return out
 
 
 @operation("A contact: identities on every channel, attributes, its conversation", roles=READ,
@@ -51,6 +70,7 @@ async def patch_contact(request: web.Request) -> web.Response:
     if name is not None and (not isinstance(name, str) or len(name) > 200):
         raise bad("name", "must be a string of at most 200 characters, or null")
     storable("name", name)
+    profile = profile_fields(data)
     set_attrs = {k: v for k, v in attributes.items() if v is not None}
     drop = [k for k, v in attributes.items() if v is None]
     async with transaction(request, *ACT) as tx:
@@ -59,9 +79,11 @@ async def patch_contact(request: web.Request) -> web.Response:
             """UPDATE contacts SET attributes = (attributes - $3::text[]) || $2::jsonb,
                    name = CASE WHEN $4 THEN $5 ELSE name END, updated_at = now() WHERE id = $1""",
             contact_id, set_attrs, drop, name_given, name)
+        for column, value in profile.items():   # column names from profile_fields' fixed keys
+            await tx.conn.execute(f"UPDATE contacts SET {column} = $2 WHERE id = $1", contact_id, value)
         await actions.audit(tx.conn, tx.actor, "contact_update", contact_id=contact_id,
                             details={"attributes_set": sorted(set_attrs), "attributes_removed": drop,
-                                     "name_changed": name_given})
+                                     "name_changed": name_given, "profile": sorted(profile)})
         return respond(await queries.contact_detail(tx.conn, contact_id))
 
 

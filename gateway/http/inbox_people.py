@@ -8,7 +8,7 @@ from gateway import inputs
 from gateway.http import inbox_schemas as S
 from gateway.http.inbox_common import (ACT, READ, bad, body, path_id, q_int, q_text, respond, storable,
                                        transaction)
-from gateway.http.inbox_contacts import MAX_ATTRIBUTES_BYTES, enqueue_after_merge
+from gateway.http.inbox_contacts import MAX_ATTRIBUTES_BYTES, enqueue_after_merge, profile_fields
 from gateway.http.openapi import Param, operation
 from gateway.inbox import actions, contact_ops, queries
 from gateway.inbox.scope import visible_contact
@@ -41,11 +41,12 @@ async def create_contact(request: web.Request) -> web.Response:
     if not isinstance(raw, list) or len(raw) > MAX_IDENTITIES:
         raise bad("identities", f"must be a list of at most {MAX_IDENTITIES} identities")
     identities = list(dict.fromkeys(_identity(item, f"identities[{i}].") for i, item in enumerate(raw)))
+    profile = profile_fields(data)
     async with transaction(request, *ACT) as tx:
         if not tx.scope.everything and not identities:
             raise bad("identities", "an agent creates contacts with at least one identity")
         contact_id = await contact_ops.create_contact(tx.conn, name=name, attributes=attributes,
-                                                      identities=identities)
+                                                      identities=identities, **profile)
         await actions.audit(tx.conn, tx.actor, "contact_create", contact_id=contact_id,
                             details={"identities": len(identities)})
         return respond(await queries.contact_detail(tx.conn, contact_id), status=201)

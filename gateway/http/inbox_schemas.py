@@ -82,13 +82,15 @@ RESOLVED = obj(["conversation", "csat"], conversation=CONVERSATION_DETAIL,
                csat=nullable(obj(["sent"], sent=BOOL, message_id=ID,
                                  reasons={"type": "object", "additionalProperties": STR})))
 
-CONTACT_PATCH = obj(None, name=nullable({"type": "string", "maxLength": 200}),
+PROFILE = dict(locale=nullable({"type": "string", "minLength": 2, "maxLength": 20, "description": "e.g. en, pt_BR"}),
+               timezone=nullable({"type": "string", "maxLength": 64, "description": "IANA zone, e.g. Europe/Madrid"}))
+CONTACT_PATCH = obj(None, **PROFILE, name=nullable({"type": "string", "maxLength": 200}),
                     attributes={"type": "object", "description": "merged in; a null value removes the key"})
 MERGE_BODY = obj(["contact_id"], contact_id=ID)
 IDENTITY_KIND = {"type": "string", "enum": ["phone", "email", "whatsapp_id", "external_id"]}
 IDENTITY_BODY = obj(["kind", "address"], kind=IDENTITY_KIND, address={"type": "string", "minLength": 1, "maxLength": 320},
                     merge={"type": "boolean", "description": "POST only: merge the contact that owns it into this one"})
-CONTACT_CREATE = obj(None, name=nullable({"type": "string", "maxLength": 200}), attributes=ANY_OBJECT,
+CONTACT_CREATE = obj(None, **PROFILE, name=nullable({"type": "string", "maxLength": 200}), attributes=ANY_OBJECT,
                      identities=array(obj(["kind", "address"], kind=IDENTITY_KIND,
                                           address={"type": "string", "minLength": 1, "maxLength": 320}), maxItems=20))
 CONTACT_PAGE = obj(["contacts", "next_cursor"], next_cursor=N_STR, contacts=array(obj(

@@ -50,7 +50,8 @@ def _taken(kind: str, address: str, owner: int) -> Conflict:
 
 
 async def create_contact(conn: asyncpg.Connection, *, name: str | None, attributes: dict,
-                         identities: list[tuple[str, str]]) -> int:
+                         identities: list[tuple[str, str]], locale: str | None = None,
+                         timezone: str | None = None) -> int:
     """A new contact with its identities; an identity another contact owns is a Conflict naming it."""
     for kind, address in identities:
         owner = await _owner(conn, kind, address)
@@ -58,8 +59,8 @@ async def create_contact(conn: asyncpg.Connection, *, name: str | None, attribut
             raise _taken(kind, address, owner)
     external = next((a for k, a in identities if k == "api"), None)
     contact_id = await conn.fetchval(
-        "INSERT INTO contacts (name, attributes, external_id) VALUES ($1, $2, $3) RETURNING id",
-        name, attributes, external)
+        """INSERT INTO contacts (name, attributes, external_id, locale, timezone) VALUES ($1, $2, $3, $4, $5)
+           RETURNING id""", name, attributes, external, locale, timezone)
     for kind, address in identities:
         await conn.execute("INSERT INTO identities (contact_id, kind, address) VALUES ($1, $2, $3)",
                            contact_id, kind, address)

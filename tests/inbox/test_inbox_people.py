@@ -8,12 +8,19 @@ from inbox_support import seed_conversation
 async def test_create_list_search_and_page_contacts(gw):
     rt, api = gw
     ana = await api.ok("POST", "/api/v1/contacts", expect=201, json={
-        "name": "Ana Lima", "attributes": {"plan": "gold", "language": "pt"},
+        "name": "Ana Lima", "attributes": {"plan": "gold", "language": "pt"}, "locale": "pt-BR",
+        "timezone": "America/Sao_Paulo",
         "identities": [{"kind": "phone", "address": "+1 (415) 555-0170"}, {"kind": "email", "address": "Ana@Example.com"},
                        {"kind": "external_id", "address": "crm-17"}]})
     assert {(i["kind"], i["address"]) for i in ana["identities"]} == {
         ("phone", "+14155550170"), ("email", "ana@example.com"), ("api", "crm-17")}
     assert ana["attributes"] == {"plan": "gold", "language": "pt"} and ana["external_id"] == "crm-17"
+    assert (ana["locale"], ana["timezone"]) == ("pt_BR", "America/Sao_Paulo")
+    moved = await api.ok("PATCH", f"/api/v1/contacts/{ana['id']}", json={"timezone": "Europe/Lisbon", "locale": None})
+    assert (moved["locale"], moved["timezone"]) == (None, "Europe/Lisbon")
+    for bad in ({"timezone": "Mars/Olympus"}, {"locale": "x"}, {"locale": "en; DROP"}):
+        status, err = await api.call("PATCH", f"/api/v1/contacts/{ana['id']}", json=bad)
+        assert status == 400 and err["error"]["field"] == next(iter(bad)), bad
     ids = [ana["id"]] + [(await api.ok("POST", "/api/v1/contacts", expect=201, json={"name": f"Person {i}"}))["id"]
                          for i in range(4)]
 
