@@ -16,7 +16,7 @@ import asyncpg
 from gateway import thread, timers
 from gateway.assets import flows_dir
 from gateway.flows.actions import ActionContext, ActionRegistry
-from gateway.flows.engine import ConversationState, Engine, TurnInput, TurnResult
+from gateway.flows.engine import ConversationState, Engine, Reply, TurnInput, TurnResult
 from gateway.flows.loader import FlowRegistry
 from gateway.log import get_logger
 from gateway.processor import Turn, escalate, send_bot_reply
@@ -105,7 +105,7 @@ class FlowHandler:
                 """UPDATE conversations SET flow_name = $2, flow_version = $3, flow_state = $4, flow_data = $5,
                        updated_at = now() WHERE id = $1""", cid, state.flow, state.version, state.state,
                 state.to_dict())
-        for reply in result.replies:
+        for reply in _one_mail_per_turn(result.replies, conv["last_inbound_channel"]):
             await send_bot_reply(conn, cid, reply.text, settings=self.rt.settings, effects=effects,
                                  buttons=reply.buttons, button_label=reply.button_label)
         now = self.rt.clock.now()
@@ -182,6 +182,15 @@ class FlowHandler:
                                event="handed_back", details={"flow": current.flow, "state": state_name})
         await self.apply(conn, conv, result, effects)
         effects.emit("conversation.updated", conversation_id=conversation_id, mode="bot")
+
+
+def _one_mail_per_turn(replies: tuple[Reply, ...], channel: str | None) -> tuple[Reply, ...]:
+    """On email a turn's replies ("your order shipped", "anything else?") go as one mail, not one each."""
+    if channel != Channel.EMAIL.value or len(replies) < 2:
+        return replies
+    with_buttons = [r for r in replies if r.buttons]
+    last = with_buttons[-1] if with_buttons else replies[-1]
+    return (Reply("\n\n".join(r.text for r in replies), last.buttons, last.button_label),)
 
 
 async def store_versions(pool: asyncpg.Pool, registry: FlowRegistry) -> None:

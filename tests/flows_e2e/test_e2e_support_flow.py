@@ -1,10 +1,12 @@
 """The support flow served end to end: signed SMS in, bot replies out through the fake Twilio."""
 from __future__ import annotations
 
+import asyncio
 import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
 from gateway import thread
@@ -180,3 +182,29 @@ async def test_the_flows_handoff_team_is_the_conversations_team(settings, pool, 
     assert await pool.fetchval("SELECT team_id FROM conversations") == support
     assert await pool.fetchval("SELECT content->>'why' FROM messages WHERE content->>'event' = 'team_routed'") \
         == "named by the escalation"
+
+
+async def test_on_email_one_turn_is_one_mail(settings, pool, clean, redis_client):
+    """The lookup's answer and "Anything else?" are two replies on SMS, one mail on email."""
+    from gateway.email_intake import simulated_mailgun_form
+    from gateway.fakes.smtp import FakeSmtpRelay
+
+    async with FakeSmtpRelay(hostname="127.0.0.1") as relay, BusinessApi() as api:
+        s = settings.with_(default_handler="flow", flows_dir=FLOWS, business_api_base=f"http://127.0.0.1:{api.port}",
+                           smtp_host="127.0.0.1", smtp_port=relay.port, smtp_tls="none",
+                           email_from="support@example.com", email_reply_domain="reply.example.com",
+                           email_webhook_key="email-webhook-key")
+        async with running_gateway(s) as (rt, url), aiohttp.ClientSession() as http:
+            for n, text in enumerate(("hi", "1", "AB-12345"), 1):
+                form = simulated_mailgun_form(s, sender="ana@customer.example", recipient="support@example.com",
+                                              subject="my order", text=text)
+                async with http.post(f"{url}/webhooks/email/inbound", data=form) as resp:
+                    assert resp.status == 200
+
+                async def answered(n=n):
+                    return len(relay.messages) >= n
+                await wait_for(answered, timeout=20, message=f"expected {n} mails, got {len(relay.messages)}")
+            await asyncio.sleep(0.5)     # nothing more comes
+    assert len(relay.messages) == 3
+    last = relay.messages[2].message.get_body(("plain",)).get_content()
+    assert "AB12345 is shipped" in last and "Anything else" in last
