@@ -50,6 +50,7 @@ class Runtime:
     flow_handler: object | None = None
     team_router: object | None = None
     deploys: object | None = None
+    journeys: object | None = None         # the journey engine (its registry follows deployments)
     processor: Processor | None = None
     consumer: QueueConsumer | None = None
     outbox: OutboxSender | None = None

@@ -163,6 +163,12 @@ async def _store(conn: asyncpg.Connection, runtime, ev: EventIn, index: int | No
            responses={201: _STORED, 200: {"oneOf": [_STORED, _BATCH_RESULT]}},
            description="A batch is validated as a whole before anything is stored; a 400 names the index "
                        "and field. Unknown contacts are created.")
+def _registry(request: web.Request) -> JourneyRegistry:
+    """The journeys in force: the engine's (it follows live deploys), else the files'."""
+    engine = request.app[RUNTIME].journeys
+    return engine.registry if engine is not None else request.app[REGISTRY]
+
+
 async def post_events(request: web.Request) -> web.Response:
     await principal(request, "integration")
     runtime = request.app[RUNTIME]
@@ -221,7 +227,7 @@ async def list_journeys(request: web.Request) -> web.Response:
     return web.json_response({"journeys": [
         {"name": j.name, "version": j.version, "description": j.description, "priority": j.priority,
          "purpose": j.purpose, "entry_event": j.entry.event, "goal_event": j.goal.event if j.goal else None,
-         "steps": list(j.steps)} for j in request.app[REGISTRY].journeys.values()]})
+         "steps": list(j.steps)} for j in _registry(request).journeys.values()]})
 
 
 @operation("Journey metrics per journey and step: entered, sent, delivered, read, replied, converted, "
@@ -233,7 +239,7 @@ async def get_stats(request: web.Request) -> web.Response:
     if not NAME.match(name):
         raise ApiError(404, "not_found", f"no journey named {name!r}")
     async with request.app[RUNTIME].pool.acquire() as conn:
-        known = request.app[REGISTRY].current(name) is not None or await conn.fetchval(
+        known = _registry(request).current(name) is not None or await conn.fetchval(
             "SELECT 1 FROM journey_enrollments WHERE journey = $1 LIMIT 1", name)
         if not known:
             raise ApiError(404, "not_found", f"no journey named {name!r}")

@@ -15,6 +15,7 @@ async def setup(runtime) -> JourneyEngine:
     async with runtime.pool.acquire() as conn:
         await registry.store_versions(conn)
     engine = JourneyEngine(runtime, registry)
+    runtime.journeys = engine
     runtime.timer_handlers[STEP_TIMER] = engine.fire_step
     runtime.timer_handlers[FALLBACK_TIMER] = engine.fire_fallback
     runtime.hooks.event.append(engine.on_event)

@@ -51,6 +51,8 @@ async def test_a_deploy_reaches_every_process_and_a_bad_file_changes_nothing(set
         (flows / "support.yaml").write_text(text.replace("Hi! How can I help?", "Welcome! How can I help?")
                                             .replace("Sure! What's your order number?", "Order number, please?"))
         (flows / "routing.yaml").write_text("default: support\n")
+        journey = flows / "journeys" / "onboarding.yaml"
+        journey.write_text(journey.read_text().replace("priority: 5", "priority: 7"))
         async with http.post(f"{url_a}/api/v1/flows/deploy", headers=admin) as resp:
             assert resp.status == 200, await resp.text()
             deployed = await resp.json()
@@ -61,6 +63,9 @@ async def test_a_deploy_reaches_every_process_and_a_bad_file_changes_nothing(set
             return all(rt.flow_handler.registry.get("support").version == new
                        and rt.team_router.config.default == "support" for rt in (a, b))
         await wait_for(everywhere, timeout=20, message="the other process did not take the deploy")
+        async with http.get(f"{_url_b}/api/v1/journeys", headers=admin) as resp:
+            listed = {j["name"]: j for j in (await resp.json())["journeys"]}
+        assert listed["onboarding"]["version"] == deployed["journeys"]["onboarding"]
 
         # a new conversation starts on the new version; the one in progress stays on its own
         assert any("Welcome!" in r for r in await say(http, url_a, pool, token, "ben", "b-1", "hi"))
