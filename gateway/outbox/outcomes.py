@@ -2,6 +2,8 @@
 addresses and dead letters, each written in one transaction with the row's outcome."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import asyncpg
 
 from gateway import consent, routing, thread
@@ -84,9 +86,10 @@ async def fall_back(pool: asyncpg.Pool, settings: Settings, row, result: SendRes
         msg = await conn.fetchrow("SELECT * FROM messages WHERE id = $1", row["message_id"])
         content = dict(msg["content"] or {})
         tried = set(content.get("fallback_tried", [])) | {failed_channel.value}
-        options = await thread.route_options(
-            conn, row["conversation_id"], purpose=Purpose(row["purpose"]),
-            policy=routing.Policy(False, routing.policy_from_settings(settings).live))
+        # the deployment's policy (live channels, consent regimes), but no template on the way down
+        policy = replace(routing.policy_from_settings(settings), whatsapp_template_available=False)
+        options = await thread.route_options(conn, row["conversation_id"], purpose=Purpose(row["purpose"]),
+                                             policy=policy)
         candidates = [c for c in options.routes if c.value not in tried and c is not Channel.WEBCHAT]
         if not candidates:
             await thread.add_event(conn, row["conversation_id"],
@@ -102,7 +105,7 @@ async def fall_back(pool: asyncpg.Pool, settings: Settings, row, result: SendRes
         new_id = await thread.queue_outbound(
             conn, row["conversation_id"], text=msg["body"], author_type=msg["author_type"] or "system",
             author_id=msg["author_id"], purpose=Purpose(row["purpose"]), channel=candidates[0],
-            extra=keep, effects=effects, max_attempts=row["max_attempts"])
+            extra=keep, effects=effects, max_attempts=row["max_attempts"], policy=policy)
         await conn.execute("UPDATE outbox SET fallback_from = $2 WHERE message_id = $1", new_id, row["id"])
     log.info("outbound fell back to another channel", conversation_id=row["conversation_id"],
              from_channel=failed_channel.value, to_channel=candidates[0].value, reason=result.error_code)

@@ -330,3 +330,29 @@ async def test_stopall_stops_every_channel_and_start_restores_what_it_removed(se
     assert [(h["channel"], h["granted"], h["source"]) for h in history] == [
         ("sms", False, "keyword:STOP"), ("*", False, "keyword:stopall"), ("*", False, "keyword:stopall"),
         ("sms", True, "keyword:START"), ("*", True, "keyword:START"), ("*", True, "keyword:START")]
+
+
+async def test_fallback_follows_the_configured_consent_regimes(settings, pool, clean, redis_client):
+    """WhatsApp cannot deliver a marketing message (63016): it moves to SMS when the deployment's
+    regime makes SMS marketing opt-out, though no SMS opt-in is recorded."""
+    from gateway.consent import parse_regimes
+
+    regimes = parse_regimes("sms.marketing=opt_out")
+    async with FakeTwilio() as fake:
+        async with running_gateway(twilio_settings(settings, fake, consent_regimes=regimes),
+                                   roles=("http",)) as (rt, url):
+            await sms_in(url, fake, "hi", whatsapp=True)
+            conv = await pool.fetchval("SELECT id FROM conversations")
+            await rt.processor.drain(conv)
+            await rt.outbox.send_due()
+            async with pool.acquire() as c, c.transaction():
+                await consent.set_consent(c, kind="phone", address=CUSTOMER, channel="whatsapp", purpose="marketing",
+                                          granted=True, source="web form", proof={"ip": "192.0.2.1"})
+                await thread.queue_outbound(c, conv, text="Your cart misses you", author_type="journey",
+                                            purpose=Purpose.MARKETING, channel=Channel.WHATSAPP)
+            fake.fail_next(1, http_status=400, code=63016, message="Outside the allowed window")
+
+            async def sms_nudge_sent():
+                await rt.outbox.send_due()
+                return [m for m in fake.accepted(CUSTOMER) if m["body"] == "Your cart misses you"]
+            await wait_for(sms_nudge_sent, timeout=20, message="the nudge never moved to SMS")
