@@ -30,6 +30,7 @@ from gateway.http.openapi import ID, TIME, Param, array, obj, operation
 from gateway.inbox import NotFound
 from gateway.inbox.scope import scope_for, visible_contact
 from gateway.journeys import guards
+from gateway.journeys.engine import ENTRY_TRACE
 from gateway.journeys.events import record_event
 from gateway.journeys.model import EVENT_NAME, NAME
 from gateway.journeys.registry import JourneyRegistry, load_registry
@@ -50,7 +51,10 @@ _EVENT = obj(["event_id", "name", "contact"], event_id={"type": "string", "minLe
              name={"type": "string", "pattern": EVENT_NAME.pattern}, contact=_CONTACT,
              properties={"type": "object"}, occurred_at=TIME)
 _STORED = obj(["id", "event_id", "contact_id", "duplicate"], id=ID, event_id=_STR, contact_id=ID,
-              duplicate={"type": "boolean"})
+              duplicate={"type": "boolean"},
+              journeys=array(obj(["journey", "entered"], journey=_STR, entered={"type": "boolean"},
+                                 reason={"type": "string", "nullable": True},
+                                 description="with ?debug=true: whether each journey started, and why not")))
 _BATCH_RESULT = obj(["accepted", "duplicates", "results"], accepted={"type": "integer"},
                     duplicates={"type": "integer"}, results=array(_STORED))
 _COUNTS = {"type": "integer", "minimum": 0}
@@ -157,18 +161,20 @@ async def _store(conn: asyncpg.Connection, runtime, ev: EventIn, index: int | No
     return {"id": row["id"], "event_id": ev.event_id, "contact_id": row["contact_id"], "duplicate": not created}
 
 
-@operation("Business events (journey triggers): one, or a batch of up to 1,000; idempotent by event_id",
-           roles=("integration",), tags=("events",),
-           request={"oneOf": [_EVENT, obj(["events"], events=array(_EVENT, minItems=1, maxItems=MAX_BATCH))]},
-           responses={201: _STORED, 200: {"oneOf": [_STORED, _BATCH_RESULT]}},
-           description="A batch is validated as a whole before anything is stored; a 400 names the index "
-                       "and field. Unknown contacts are created.")
 def _registry(request: web.Request) -> JourneyRegistry:
     """The journeys in force: the engine's (it follows live deploys), else the files'."""
     engine = request.app[RUNTIME].journeys
     return engine.registry if engine is not None else request.app[REGISTRY]
 
 
+@operation("Business events (journey triggers): one, or a batch of up to 1,000; idempotent by event_id",
+           roles=("integration",), tags=("events",),
+           query=(Param("debug", {"type": "boolean"},
+                        description="answer, per event, whether each journey started and why not"),),
+           request={"oneOf": [_EVENT, obj(["events"], events=array(_EVENT, minItems=1, maxItems=MAX_BATCH))]},
+           responses={201: _STORED, 200: {"oneOf": [_STORED, _BATCH_RESULT]}},
+           description="A batch is validated as a whole before anything is stored; a 400 names the index "
+                       "and field. Unknown contacts are created.")
 async def post_events(request: web.Request) -> web.Response:
     await principal(request, "integration")
     runtime = request.app[RUNTIME]
@@ -183,9 +189,19 @@ async def post_events(request: web.Request) -> web.Response:
     else:
         parsed = [parse_event(data, None)]
     effects = thread.Effects()
-    async with runtime.pool.acquire() as conn, conn.transaction():
-        results = [await _store(conn, runtime, ev, i if batch else None, effects) for i, ev in enumerate(parsed)]
+    trace: list | None = [] if request.query.get("debug") in ("1", "true") else None
+    token = ENTRY_TRACE.set(trace)
+    try:
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            results = [await _store(conn, runtime, ev, i if batch else None, effects)
+                       for i, ev in enumerate(parsed)]
+    finally:
+        ENTRY_TRACE.reset(token)
     await runtime.publish_effects(effects)
+    if trace is not None:
+        for r in results:
+            r["journeys"] = [{k: t[k] for k in ("journey", "entered", "reason")} for t in trace
+                             if t["event_id"] == r["id"]]
     if not batch:
         return web.json_response(results[0], status=200 if results[0]["duplicate"] else 201)
     duplicates = sum(r["duplicate"] for r in results)

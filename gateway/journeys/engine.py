@@ -19,6 +19,7 @@ enrollment's `seq`: a timer whose seq is stale (the enrollment moved on) does no
 from __future__ import annotations
 
 import random
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -57,10 +58,19 @@ from gateway.types import Channel
 log = get_logger(__name__)
 
 STEP_TIMER = "journey_step"
+# Set (to a list) by a caller that wants to know why each journey did or did not start for the
+# events it stores (the events API's ?debug=true); per task, so concurrent requests never mix.
+ENTRY_TRACE: ContextVar[list | None] = ContextVar("journey_entry_trace", default=None)
 CLICK_EVENT = "message_clicked"          # properties: {"message_id": <our message id>}
 REPLIED = "replied"                      # pseudo event a "wait until event" may wait for
 REPLY_WINDOW = timedelta(days=7)         # a reply counts for nudges sent within this window
 MAX_HOPS = 200
+
+
+def _trace(event, journey: str, reason: str | None) -> None:
+    trace = ENTRY_TRACE.get()
+    if trace is not None:
+        trace.append({"event_id": event["id"], "journey": journey, "entered": reason is None, "reason": reason})
 
 
 class JourneyEngine:
@@ -84,8 +94,15 @@ class JourneyEngine:
             await self._mark_clicked(conn, contact_id, (event["properties"] or {}).get("message_id"))
         await self._goals_and_exits(conn, event, effects)
         await self._resume_waits(conn, contact_id, name)
-        for journey in self.registry.entered_by(name):
-            await self._enroll(conn, journey, event, effects)
+        entering = self.registry.entered_by(name)
+        for journey in entering:
+            reason = await self._enroll(conn, journey, event, effects)
+            _trace(event, journey.name, reason)
+        if ENTRY_TRACE.get() is not None:
+            started_by_it = {j.name for j in entering}
+            for journey in self.registry.journeys.values():
+                if journey.name not in started_by_it:
+                    _trace(event, journey.name, f"entered_by:{journey.entry.event}")
 
     async def on_inbound(self, turn) -> None:
         msg = turn.message
@@ -189,22 +206,24 @@ class JourneyEngine:
 
     # -- enrollment ------------------------------------------------------------------------
 
-    async def _enroll(self, conn, journey: Journey, event, effects) -> None:
+    async def _enroll(self, conn, journey: Journey, event, effects) -> str | None:
+        """Enter the journey; None when entered, else why not (for the events API's debug answer)."""
         props, now = event["properties"] or {}, self.now()
-        if any(props.get(r) in (None, "") for r in journey.entry.require):
-            return
+        missing = [r for r in journey.entry.require if props.get(r) in (None, "")]
+        if missing:
+            return f"missing_property:{missing[0]}"
         if journey.entry.max_age and now - event["occurred_at"] > journey.entry.max_age:
-            return
+            return "event_too_old"
         contact = await load_contact(conn, event["contact_id"])
         if not all_hold(journey.entry.conditions, contact.context(props)):
-            return
+            return "conditions_not_matched"
         reentry = journey.entry.reentry
         if reentry.policy != "always":
             last = await conn.fetchval(
                 "SELECT max(entered_at) FROM journey_enrollments WHERE journey = $1 AND contact_id = $2",
                 journey.name, contact.id)
             if last is not None and (reentry.policy == "never" or now - last < reentry.period):
-                return
+                return f"reentry_{reentry.policy}"
         else:   # every event enters again: a run in progress makes way for the new one
             running = await conn.fetchrow(
                 """SELECT * FROM journey_enrollments WHERE journey = $1 AND contact_id = $2 AND status = 'active'
@@ -220,10 +239,11 @@ class JourneyEngine:
             journey.name, journey.version, contact.id, conversation_id, journey.priority, event["id"],
             {"event": props, "trigger": event["name"]}, now)
         if enr is None:
-            return  # already in this journey
+            return "already_in_journey"
         await self._schedule(conn, dict(enr), journey.first_step, now)
         effects.emit("journey.entered", journey=journey.name, enrollment_id=enr["id"], contact_id=contact.id,
                      conversation_id=conversation_id)
+        return None
 
     async def _goals_and_exits(self, conn, event, effects) -> None:
         name, now = event["name"], self.now()

@@ -74,3 +74,21 @@ async def test_reentry_always_enters_again_on_every_event(journey_env):
         assert [(j["status"], j["exit_reason"]) for j in journeys] == [("active", None), ("exited", "reentered")]
         await h.advance(hours=1)
         assert len(await h.sends()) == 1, "only the run in progress sends"
+
+
+async def test_an_event_can_say_why_it_started_no_journey(journey_env):
+    async with journey_env(datetime(2030, 1, 15, 12, 0, tzinfo=UTC), REPLY_FLOW, ALWAYS) as h:
+        async def post(event_id: str, debug: bool = True) -> dict:
+            body = {"event_id": event_id, "name": "quote_sent", "contact": {"phone": "+14155550015"}}
+            async with h.http.post(f"{h.url}/api/v1/events", params={"debug": "true"} if debug else {},
+                                   json=body, headers=ADMIN) as resp:
+                assert resp.status == 201, await resp.text()
+                return await resp.json()
+
+        first = await post("q-1")
+        assert sorted((j["journey"], j["entered"], j["reason"]) for j in first["journeys"]) == [
+            ("followup", True, None), ("price_watch", False, "entered_by:price_dropped")]
+        again = await post("q-2")
+        assert ("followup", False, "reentry_never") in [(j["journey"], j["entered"], j["reason"])
+                                                         for j in again["journeys"]]
+        assert "journeys" not in await post("q-3", debug=False)
