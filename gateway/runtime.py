@@ -177,7 +177,10 @@ def build_senders(s: Settings, http: aiohttp.ClientSession, fetcher: GuardedFetc
     except ImportError:  # pragma: no cover - adapters ship with the package
         TwilioSender = None
     if TwilioSender is not None and s.twilio_enabled:
+        from gateway.settings import parse_content_sids
+
         common = dict(account_sid=s.twilio_account_sid, auth_token=s.twilio_auth_token,
+                      content_sids=parse_content_sids(s.twilio_content_sids),
                       api_base=s.twilio_api_base, messaging_service_sid=s.twilio_messaging_service_sid,
                       fetcher=fetcher, media_hosts=HostList.of(s.twilio_media_hosts, s.twilio_api_base))
         if s.twilio_from_number or s.twilio_messaging_service_sid:

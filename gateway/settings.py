@@ -6,6 +6,7 @@ start, with messages that say which variable is wrong and why.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Mapping
@@ -55,6 +56,7 @@ class Settings:
     twilio_messaging_service_sid: str | None = None
     twilio_api_base: str = "https://api.twilio.com"
     twilio_whatsapp_template_sid: str | None = None
+    twilio_content_sids: str = ""             # "cart_reminder=HX...,welcome=HX...": template name -> Content SID
     twilio_webhook_shared_key: str | None = None   # secret of a SharedKey (HMAC-SHA256 webhook signatures)
     # Meta WhatsApp Cloud API
     whatsapp_access_token: str | None = None
@@ -294,6 +296,17 @@ def _consent_regimes(name: str, raw: str) -> tuple[tuple[str, str, str], ...]:
         raise SettingsError(f"{name}: {exc}") from None
 
 
+def parse_content_sids(raw: str) -> dict[str, str]:
+    """"cart_reminder=HXab...,welcome=HXcd..." -> {"cart_reminder": "HXab...", ...}."""
+    out = {}
+    for part in filter(None, (p.strip() for p in (raw or "").split(","))):
+        template, _, sid = (x.strip() for x in part.partition("="))
+        if not template or not re.fullmatch(r"HX[0-9a-fA-F]{32}", sid):
+            raise ValueError(f"{part!r} is not template_name=HX followed by 32 hex digits")
+        out[template] = sid
+    return out
+
+
 _rate_limits = _checked_by("gateway.ratelimit:parse_limits")
 _channel_days = _checked_by("gateway.retention:parse_channel_days")
 
@@ -328,6 +341,7 @@ ENV: dict[str, tuple[str, object]] = {
     "TWILIO_MESSAGING_SERVICE_SID": ("twilio_messaging_service_sid", _str),
     "GATEWAY_TWILIO_API_BASE": ("twilio_api_base", _HTTP),
     "GATEWAY_TWILIO_WHATSAPP_TEMPLATE_SID": ("twilio_whatsapp_template_sid", _str),
+    "GATEWAY_TWILIO_CONTENT_SIDS": ("twilio_content_sids", _checked_by("gateway.settings:parse_content_sids")),
     "TWILIO_WEBHOOK_SHARED_KEY": ("twilio_webhook_shared_key", _str),
     "WHATSAPP_ACCESS_TOKEN": ("whatsapp_access_token", _str),
     "WHATSAPP_APP_SECRET": ("whatsapp_app_secret", _str),

@@ -47,7 +47,7 @@ class TwilioSender:
                  auth_token: str, api_base: str = "https://api.twilio.com", from_address: str | None,
                  messaging_service_sid: str | None = None, api_key_sid: str | None = None,
                  timeout: float = 10.0, fetcher: GuardedFetcher | None = None,
-                 media_hosts: HostList | None = None):
+                 media_hosts: HostList | None = None, content_sids: dict[str, str] | None = None):
         if channel not in (Channel.SMS, Channel.WHATSAPP):
             raise ValueError(f"Twilio cannot send on {channel.value}")
         if not from_address and not messaging_service_sid:
@@ -60,6 +60,7 @@ class TwilioSender:
         self._auth_header = {"Authorization": f"Basic {credentials}"}
         self._from = from_address
         self._service = messaging_service_sid
+        self._content_sids = dict(content_sids or {})   # template name -> Content SID (HX...)
         self.timeout_seconds = timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._fetcher = fetcher
@@ -86,7 +87,9 @@ class TwilioSender:
         if msg.template is not None:
             variables = dict(msg.template.variables) or {
                 str(i): value for i, value in enumerate(msg.template.parameters, 1)}
-            form.append(("ContentSid", msg.template.name))
+            # Twilio knows a WhatsApp template by its Content SID: a journey's template name maps to one
+            # (GATEWAY_TWILIO_CONTENT_SIDS); an HX... name is already one.
+            form.append(("ContentSid", self._content_sids.get(msg.template.name, msg.template.name)))
             if variables:
                 form.append(("ContentVariables", json.dumps(variables, ensure_ascii=False)))
         else:

@@ -182,3 +182,17 @@ async def test_status_callback_is_signed_like_twilio(fake_twilio, http):
     assert ok
     assert (update.provider_message_id, update.status, update.error_code, update.recipient) == (
         result.provider_message_id, "undelivered", "30007", "+14155550100")
+
+
+async def test_a_template_name_is_sent_as_its_configured_content_sid(fake_twilio, http):
+    from gateway.settings import SettingsError, load_settings, parse_content_sids
+
+    sid = "HX" + "c" * 32
+    s = sender(fake_twilio, http, channel=Channel.WHATSAPP, from_address="whatsapp:+14155550199",
+               content_sids=parse_content_sids(f"cart_reminder={sid}"))
+    await s.send(msg(channel=Channel.WHATSAPP, template=TemplateRef("cart_reminder", parameters=("Ana",))))
+    req, = fake_twilio.requests
+    assert ("ContentSid", sid) in req.form and ("ContentVariables", '{"1": "Ana"}') in req.form
+    with pytest.raises(SettingsError) as err:
+        load_settings({"GATEWAY_TWILIO_CONTENT_SIDS": "cart_reminder=cart_reminder"}, dotenv=None)
+    assert "GATEWAY_TWILIO_CONTENT_SIDS" in str(err.value)
