@@ -58,17 +58,23 @@ def bearer_token(request: web.Request) -> str | None:
     return header[7:].strip() if header[:7].lower() == "bearer " else None
 
 
-async def authenticate_token(request: web.Request, token: str | None) -> auth.Principal:
-    """The principal of a bearer token that is still allowed; 401 otherwise."""
-    rt = request.app[RUNTIME]
-    async with rt.pool.acquire(timeout=5) as conn:
-        who = await auth.authenticate(conn, token, admin_token=rt.settings.admin_token)
+async def _allowed_principal(request: web.Request, look_up, refusal: str) -> auth.Principal:
+    """The principal `look_up(conn)` finds, when it is still allowed; 401 with `refusal` otherwise."""
+    async with request.app[RUNTIME].pool.acquire(timeout=5) as conn:
+        who = await look_up(conn)
         if who is not None and not await still_allowed(conn, who):
             who = None
     if who is None:
-        raise ApiError(401, "unauthorized", "a valid bearer token is required")
+        raise ApiError(401, "unauthorized", refusal)
     request[PRINCIPAL] = who
     return who
+
+
+async def authenticate_token(request: web.Request, token: str | None) -> auth.Principal:
+    """The principal of a bearer token that is still allowed; 401 otherwise."""
+    admin_token = request.app[RUNTIME].settings.admin_token
+    return await _allowed_principal(request, lambda conn: auth.authenticate(conn, token, admin_token=admin_token),
+                                    "a valid bearer token is required")
 
 
 def _check_browser_request(request: web.Request, session: str) -> None:
@@ -86,15 +92,8 @@ def _check_browser_request(request: web.Request, session: str) -> None:
 async def authenticate_session(request: web.Request, session: str) -> auth.Principal:
     """The signed-in agent of a console session cookie that is still allowed; 401 otherwise."""
     _check_browser_request(request, session)
-    rt = request.app[RUNTIME]
-    async with rt.pool.acquire(timeout=5) as conn:
-        who = await sign_in.session_principal(conn, session)
-        if who is not None and not await still_allowed(conn, who):
-            who = None
-    if who is None:
-        raise ApiError(401, "unauthorized", "the console session has ended; sign in again")
-    request[PRINCIPAL] = who
-    return who
+    return await _allowed_principal(request, lambda conn: sign_in.session_principal(conn, session),
+                                    "the console session has ended; sign in again")
 
 
 async def principal(request: web.Request, *roles: str, scope: str | None = None) -> auth.Principal:
