@@ -22,7 +22,7 @@ KINDS = {"phone": "phone", "email": "email", "whatsapp_id": "whatsapp_id", "exte
 
 def parse_identity(kind, address) -> tuple[str, str]:
     """(stored kind, normalized address), or ValueError naming what is wrong."""
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}")
     if not isinstance(address, str) or not address.strip():
         raise ValueError("address must be a non-empty string")

@@ -60,6 +60,15 @@ async def test_chat_session_body_is_checked_too(gateway):
         assert status == 400, (raw[:20], body)
 
 
+async def test_identity_kind_of_the_wrong_type_is_400_and_creates_no_contact(gateway, pool):
+    _, base, http = gateway
+    for kind in ('{"wa_id": ["1"]}', '["phone"]', "7", "null"):
+        raw = f'{{"name": "x", "identities": [{{"kind": {kind}, "address": "+14155550100"}}]}}'
+        status, body = await _post(http, f"{base}/api/v1/contacts", raw)
+        assert status == 400 and body["error"]["field"].endswith("kind"), (kind, body)
+    assert await pool.fetchval("SELECT count(*) FROM contacts") == 0
+
+
 async def test_external_ids_are_refused_when_too_long_never_cut(gateway, pool):
     _, base, http = gateway
     prefix = "e" * 200
