@@ -98,12 +98,13 @@ async def _last_week(pool, agent_id: int) -> None:
                        WHERE conversation_id = $1""", cid, start)
                 await conn.execute(
                     """INSERT INTO episodes (conversation_id, opened_at, escalated_at, first_response_at, resolved_at,
-                           resolved_by, channel)
+                           resolved_by, channel, csat_score, csat_at, csat_agent_id)
                        VALUES ($1, now() - $2::interval, CASE WHEN $3 THEN NULL ELSE now() - $2::interval END,
                                CASE WHEN $3 THEN NULL ELSE now() - $2::interval + $4::interval END,
-                               now() - $2::interval + $5::interval, $6, $7)""",
+                               now() - $2::interval + $5::interval, $6, $7,
+                               $8::smallint, CASE WHEN $8::smallint IS NOT NULL THEN now() - $2::interval + $5::interval END, $6)""",
                     cid, start, bot_only, timedelta(minutes=2 + day * 3 + n), timedelta(minutes=20 + day * 9 + n * 7),
-                    None if bot_only else agent_id, channel)
+                    None if bot_only else agent_id, channel, None if bot_only else 5 - n % 2)
 
 
 async def test_two_agents_work_a_conversation_in_headless_chromium(browser_ready, settings, pool, clean,
@@ -189,6 +190,8 @@ async def test_two_agents_work_a_conversation_in_headless_chromium(browser_ready
     assert await pool.fetchval("SELECT count(*) FROM messages WHERE body = 'forged'") == 0
     assert await pool.fetchval("SELECT status FROM conversations WHERE id = $1", info["conversation_id"]) == "resolved"
     assert len(result["charts"]) >= 4
+    seeded = await pool.fetchval("SELECT avg(csat_score)::float8 FROM episodes WHERE csat_score IS NOT NULL")
+    assert result["csat"] == f"{seeded:.1f} / 5", result["csat"]
     assert "session has ended" in result["signedOutNotice"]
     assert await pool.fetchval("SELECT count(*) FROM agent_sessions WHERE agent_id = $1 AND ended_at IS NULL",
                                ben["id"]) == 0

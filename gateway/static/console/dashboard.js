@@ -137,8 +137,11 @@ export async function renderDashboard(main, app) {
         h("div", { class: "card kpi" }, h("span", {}, "First response (median, 7 days)"), h("strong", {}, fmtSeconds(week.first_response_seconds.median))),
         h("div", { class: "card kpi" }, h("span", {}, "Resolution (median, 7 days)"), h("strong", {}, fmtSeconds(week.resolution_seconds.median))),
         h("div", { class: "card kpi" }, h("span", {}, "Episodes resolved"), h("strong", {}, String(week.resolution_seconds.count))),
-        h("div", { class: "card kpi" }, h("span", {}, "Satisfaction"), h("strong", {}, "–"),
-          h("small", { class: "muted" }, "surveys are sent on resolve; the API does not report ratings yet"))),
+        h("div", { class: "card kpi", "data-testid": "kpi-csat" }, h("span", {}, "Satisfaction (7 days)"),
+          h("strong", {}, week.csat && week.csat.count ? `${week.csat.average.toFixed(1)} / 5` : "–"),
+          h("small", { class: "muted" }, week.csat && week.csat.count
+            ? `${week.csat.count} answers: ${[5, 4, 3, 2, 1].map((n) => `${week.csat.distribution[n]}×${n}`).join(" ")}`
+            : "no survey answers yet (the survey is offered on resolve)"))),
       h("div", { class: "charts" },
         perChannelChart(days, summaries),
         timesChart("First response time per day", days, summaries, "first_response_seconds"),

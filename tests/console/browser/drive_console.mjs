@@ -171,6 +171,7 @@ try {
   await a.goto(`${base}/console#/dashboard`);
   await a.locator("figure.chart").nth(3).waitFor(T);
   result.charts = await a.locator("figure.chart figcaption").allTextContents();
+  result.csat = await a.locator("[data-testid=kpi-csat] strong").textContent();
   await a.screenshot({ path: `${shots}/console-dashboard.png` });
   await a.setViewportSize({ width: 1280, height: 800 });
   mark("dashboard");
