@@ -137,8 +137,13 @@ async def _apply_bounce(conn: asyncpg.Connection, rt, inbound: Inbound) -> None:
 # -- outbound helpers ---------------------------------------------------------------------------
 
 async def outbound_fields(conn: asyncpg.Connection, settings: Settings, conversation_id: int,
-                          subject: str | None) -> dict:
-    """Subject, threading headers and Reply-To for an email in this conversation."""
+                          subject: str | None, *, author_type: str | None = None,
+                          author_id: int | None = None) -> dict:
+    """Subject, threading headers, Reply-To and the From display name for an email in this conversation.
+
+    An agent's reply is from "Agent Name via Business" (GATEWAY_EMAIL_FROM_NAME; just the agent's
+    name without it); anything else (bot, journey, system) from the business's name when set.
+    """
     last = await conn.fetchrow(
         """SELECT content FROM messages WHERE conversation_id = $1 AND channel = 'email' AND direction = 'in'
            ORDER BY seq DESC LIMIT 1""", conversation_id)
@@ -156,6 +161,13 @@ async def outbound_fields(conn: asyncpg.Connection, settings: Settings, conversa
     if settings.email_reply_domain:
         token = make_thread_token(conversation_id, thread_secret(settings))
         fields["reply_to"] = reply_address(token, settings.email_reply_domain)
+    business = settings.email_from_name
+    agent = (await conn.fetchval("SELECT name FROM agents WHERE id = $1", author_id)
+             if author_type == "agent" and author_id is not None else None)
+    if agent:
+        fields["sender_name"] = f"{agent} via {business}" if business else agent
+    elif business:
+        fields["sender_name"] = business
     return fields
 
 

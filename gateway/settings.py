@@ -73,6 +73,7 @@ class Settings:
     smtp_password: str | None = None
     smtp_tls: str = "auto"                # auto | starttls | tls | none
     email_from: str | None = None
+    email_from_name: str | None = None    # the business's name: From display name of outbound mail
     email_reply_domain: str | None = None
     smtp_listen_port: int | None = None
     smtp_listen_host: str = "127.0.0.1"
@@ -356,6 +357,7 @@ ENV: dict[str, tuple[str, object]] = {
     "GATEWAY_SMTP_PASSWORD": ("smtp_password", _str),
     "GATEWAY_SMTP_TLS": ("smtp_tls", _choice("auto", "starttls", "tls", "none")),
     "GATEWAY_EMAIL_FROM": ("email_from", _str),
+    "GATEWAY_EMAIL_FROM_NAME": ("email_from_name", _str),
     "GATEWAY_EMAIL_REPLY_DOMAIN": ("email_reply_domain", _str),
     "GATEWAY_SMTP_LISTEN_PORT": ("smtp_listen_port", _port),
     "GATEWAY_SMTP_LISTEN_HOST": ("smtp_listen_host", _str),

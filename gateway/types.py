@@ -126,6 +126,7 @@ class OutgoingMessage:
     to: str                            # E.164, email, visitor id, external id
     text: str = ""
     sender: str | None = None          # our from-address override
+    sender_name: str | None = None     # email: the From display name
     attachments: tuple[Attachment, ...] = ()
     buttons: tuple[Button, ...] = ()
     button_label: str | None = None    # WhatsApp list button text when > 3 options
@@ -160,3 +161,4 @@ class SendResult:
     retry_after: float | None = None   # seconds, when the provider said so
     segments: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    sent_text: str | None = None       # the text the provider got, when it differs from the message's

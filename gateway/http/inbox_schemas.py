@@ -48,6 +48,8 @@ MESSAGE = obj(
     expired_at=N_TIME,                # past its retention limit: a tombstone (place kept, content gone)
     sender_verified=nullable(BOOL),   # inbound email: From authenticated by SPF/DKIM/DMARC; else null
     provider_message_id=N_STR,        # outbound: the provider's id once accepted
+    sent_text=N_STR,                  # outbound: the exact text the provider got, when the channel rendered
+                                      # the message differently (buttons as a numbered menu on SMS/email)
     attempts=nullable(INT), last_error=N_STR)   # outbound: sends tried so far, the last transient error
 MESSAGE_PAGE = obj(["messages", "has_more_before", "has_more_after"], messages=array(MESSAGE),
                    has_more_before=BOOL, has_more_after=BOOL)

@@ -30,6 +30,7 @@ MESSAGE_COLUMNS = """id, conversation_id, seq, episode_id, direction, kind, chan
     error_code, error_message, author_type, author_id, sender_address, recipient_address, purpose,
     created_at, status_updated_at, expired_at,
     (content #>> '{extra,sender_auth,verified}')::boolean AS sender_verified,
+    content ->> 'sent_text' AS sent_text,
     provider_message_id, (SELECT o.attempts FROM outbox o WHERE o.message_id = messages.id) AS attempts,
     (SELECT o.last_error FROM outbox o WHERE o.message_id = messages.id) AS last_error"""
 

@@ -320,7 +320,8 @@ class OutboxSender:
             from gateway.email_intake import outbound_fields
 
             async with self.pool.acquire() as conn:
-                fields = await outbound_fields(conn, self.settings, row["conversation_id"], outgoing.subject)
+                fields = await outbound_fields(conn, self.settings, row["conversation_id"], outgoing.subject,
+                                              author_type=row["author_type"], author_id=row["author_id"])
             outgoing = dataclasses.replace(outgoing, **fields)
         key = sender_key(self.settings, channel)
         if self.rate_limiter is not None:
@@ -381,7 +382,8 @@ class OutboxSender:
         if outcome is SendOutcome.SENT:
             self.gate.succeeded(key)
             return await self._finish(row, state="done", status=result.status or "sent",
-                                      provider_message_id=result.provider_message_id, segments=result.segments)
+                                      provider_message_id=result.provider_message_id, segments=result.segments,
+                                      sent_text=result.sent_text)
         if outcome in (SendOutcome.RETRY, SendOutcome.THROTTLED):
             await self._slow_down(key, result)
             if row["attempts"] >= min(row["max_attempts"], self.settings.outbox_max_attempts):

@@ -129,17 +129,23 @@ WITH done AS (
     RETURNING message_id)
 UPDATE messages SET status = CASE WHEN status IN ('delivered', 'read') THEN status ELSE $3 END,
     provider_message_id = coalesce($4, provider_message_id),
-    error_code = $5, error_message = $6, segments = coalesce($8, segments), status_updated_at = now()
+    error_code = $5, error_message = $6, segments = coalesce($8, segments), status_updated_at = now(),
+    content = CASE WHEN $10::text IS NULL THEN content
+                   ELSE coalesce(content, '{}'::jsonb) || jsonb_build_object('sent_text', $10::text) END
 WHERE id = (SELECT message_id FROM done) RETURNING id"""
 
 
 async def finish(conn, row, *, state: str, status: str, provider_message_id: str | None = None,
                  error_code: str | None = None, error_message: str | None = None,
-                 segments: int | None = None) -> bool:
-    """Close the row with its outcome; False when this sender no longer owned it."""
+                 segments: int | None = None, sent_text: str | None = None) -> bool:
+    """Close the row with its outcome; False when this sender no longer owned it.
+
+    `sent_text` (what the provider got, when the channel rendered it differently, e.g. buttons as
+    a numbered menu) is kept on the message as content.sent_text.
+    """
     done = await conn.fetchval(
         FINISH, row["id"], state, status, provider_message_id, error_code, error_message,
-        f"{error_code}: {error_message}" if error_code else None, segments, row["claim_token"])
+        f"{error_code}: {error_message}" if error_code else None, segments, row["claim_token"], sent_text)
     return done is not None
 
 

@@ -43,6 +43,16 @@ def mail(sender: str, to: str, subject: str, body: str, **headers) -> EmailMessa
     return msg
 
 
+async def api_conversation(url: str, email: str) -> int:
+    """The conversation of a customer known by `email`, started through POST /api/v1/inbound."""
+    async with aiohttp.ClientSession() as http:
+        body = {"client_message_id": "x", "contact": {"email": email}, "text": "hi"}
+        async with http.post(f"{url}/api/v1/inbound", json=body,
+                             headers={"Authorization": "Bearer admin-test-token"}) as resp:
+            assert resp.status in (200, 201), await resp.text()
+            return (await resp.json())["conversation_id"]
+
+
 async def relayed(relay, n, timeout=15):
     async def enough():
         return len(relay.messages) >= n
@@ -178,11 +188,7 @@ async def test_marketing_email_one_click_unsubscribe(settings, pool, clean, redi
         # RFC 8058 one-click needs an https link: the public URL is https, the test calls the local port
         s = email_settings(settings, relay.port, default_handler="agent", public_url="https://gw.example.test")
         async with running_gateway(s, roles=("http",)) as (rt, url):
-            async with aiohttp.ClientSession() as http:
-                body = {"client_message_id": "x", "contact": {"email": "eve@example.org"}, "text": "hi"}
-                async with http.post(f"{url}/api/v1/inbound", json=body,
-                                     headers={"Authorization": "Bearer admin-test-token"}) as resp:
-                    conv = (await resp.json())["conversation_id"]
+            conv = await api_conversation(url, "eve@example.org")
             async with pool.acquire() as c, c.transaction():
                 await thread.queue_outbound(c, conv, text="Spring sale!", author_type="journey",
                                             purpose=Purpose.MARKETING, channel=Channel.EMAIL, subject="Sale")
@@ -256,3 +262,36 @@ async def test_a_robot_mailing_us_in_a_loop_hits_the_reply_ceiling(settings, poo
                 await stop()
     assert len(relay.messages) == 3
     assert await pool.fetchval("SELECT count(*) FROM messages WHERE content->>'event' = 'reply_ceiling'") == 3
+
+
+async def test_outbound_mail_from_carries_the_agents_or_the_business_name(settings, pool, clean, redis_client):
+    from email import message_from_bytes
+    from email.policy import default
+
+    from gateway.types import Button
+
+    async with FakeSmtpRelay(hostname="127.0.0.1") as relay:
+        s = email_settings(settings, relay.port, default_handler="agent", email_from_name="Café Zoë")
+        async with running_gateway(s, roles=("http",)) as (rt, url):
+            conv = await api_conversation(url, "eve@example.org")
+            agent = await pool.fetchval("INSERT INTO agents (name) VALUES ('Zoë O''Brien, Jr.') RETURNING id")
+            async with pool.acquire() as c, c.transaction():
+                await thread.queue_outbound(c, conv, text="I'm on it.", author_type="agent", author_id=agent,
+                                            channel=Channel.EMAIL)
+                menu_id = await thread.queue_outbound(c, conv, text="Did that help?", author_type="bot",
+                                                      channel=Channel.EMAIL, buttons=(Button("y", "Yes"), Button("n", "No")))
+            await rt.outbox.send_due()
+            mails = await relayed(relay, 2)
+
+            async def recorded():
+                return await pool.fetchval("SELECT content->>'sent_text' FROM messages WHERE id = $1", menu_id)
+            sent_text = await wait_for(recorded)
+    raw_from = [message_from_bytes(m.raw)["From"] for m in mails]
+    assert all(h.isascii() and "=?utf-8?" in h for h in raw_from)   # RFC 2047-encoded on the wire
+    names = [(a.display_name, a.addr_spec) for m in mails
+             for a in message_from_bytes(m.raw, policy=default)["From"].addresses]
+    assert names == [("Zoë O'Brien, Jr. via Café Zoë", "support@example.com"), ("Café Zoë", "support@example.com")]
+    assert all(m.mail_from == "support@example.com" for m in mails)
+    # email, too, keeps what it sent: the words with the numbered menu
+    assert sent_text == "Did that help?\n\n1. Yes\n2. No"
+    assert sent_text in mails[1].message.get_body(("plain",)).get_content().replace("\r\n", "\n")

@@ -9,9 +9,10 @@ from __future__ import annotations
 import html as html_lib
 import re
 from datetime import UTC, datetime
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import EmailPolicy
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime, make_msgid, parseaddr
 
 from gateway.channels.email.loops import outbound_loop_headers
 from gateway.channels.render import render_numbered_menu
@@ -115,6 +116,15 @@ def _unsubscribe_headers(msg: OutgoingMessage, url: str | None, mailto: str | No
     return headers
 
 
+def _from_header(address: str, display_name: str | None) -> str | Address:
+    """The From header: `address` under `display_name` when one is given (headerregistry quotes and
+    RFC 2047-encodes it as needed: commas, quotes, non-ASCII), else `address` as configured."""
+    name = _one_line(display_name or "")
+    if not name:
+        return address
+    return Address(display_name=name, addr_spec=parseaddr(address)[1] or address)
+
+
 def build_email(msg: OutgoingMessage, *, from_address: str, message_id_domain: str,
                 one_click_unsubscribe_url: str | None = None,
                 unsubscribe_mailto: str | None = None) -> EmailMessage:
@@ -128,7 +138,7 @@ def build_email(msg: OutgoingMessage, *, from_address: str, message_id_domain: s
     email = EmailMessage(policy=SMTP_POLICY)
     email["Message-ID"] = make_msgid(domain=message_id_domain)
     email["Date"] = format_datetime(datetime.now(UTC))
-    email["From"] = msg.sender or from_address
+    email["From"] = _from_header(msg.sender or from_address, msg.sender_name)
     email["To"] = msg.to
     if msg.subject:
         email["Subject"] = _one_line(msg.subject)

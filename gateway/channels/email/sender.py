@@ -8,7 +8,7 @@ from email.utils import parseaddr
 import aiosmtplib
 import structlog
 
-from gateway.channels.email.render import build_email, email_bytes
+from gateway.channels.email.render import build_email, email_bytes, email_text
 from gateway.types import Channel, OutgoingMessage, SendOutcome, SendResult
 
 log = structlog.get_logger(__name__)
@@ -99,6 +99,8 @@ class SmtpSender:
             log.warning("email_send_failed", message_id=msg.message_id, outcome=result.outcome.value,
                         error_code=result.error_code)
             return result
+        text = email_text(msg)
         return SendResult(SendOutcome.SENT, provider_message_id=message_id, status="sent",
+                          sent_text=text if text != msg.text else None,
                           extra={"smtp_reply": reply, **({"refused": {k: list(v) for k, v in refused.items()}}
                                                          if refused else {})})

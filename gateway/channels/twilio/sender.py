@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -107,9 +108,13 @@ class TwilioSender:
             async with self._session.post(self._url, data=form, timeout=self._timeout,
                                           headers={**self._auth_header, "Accept": "application/json"}) as resp:
                 body = await json_object(resp)
-                return classify(resp.status, body, resp.headers.get("Retry-After"))
+                result = classify(resp.status, body, resp.headers.get("Retry-After"))
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
             return transport_failure(exc, "Twilio")
+        sent = dict(form).get("Body")
+        if result.outcome is SendOutcome.SENT and sent is not None and sent != msg.text:
+            result = dataclasses.replace(result, sent_text=sent)   # e.g. the buttons as a numbered menu
+        return result
 
     async def lookup(self, msg: OutgoingMessage, since: datetime,
                      exclude: Collection[str] = ()) -> SendResult | None:

@@ -6,6 +6,7 @@ as 400), so classification reads the code first and falls back to the status for
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 from typing import Any
@@ -152,10 +153,12 @@ class WhatsAppCloudSender:
             first = first or result
             ids.append(result.provider_message_id or "")
         assert first is not None
+        texts = [p["text"]["body"] for p in payloads if p["type"] == "text"]
+        sent_text = texts[0] if texts and texts[0] != msg.text else None   # > 10 options: a numbered menu
         if len(ids) == 1:
-            return first
+            return dataclasses.replace(first, sent_text=sent_text)
         return SendResult(SendOutcome.SENT, provider_message_id=first.provider_message_id,
-                          status=first.status, extra={"part_ids": ids})
+                          status=first.status, extra={"part_ids": ids}, sent_text=sent_text)
 
     async def _post(self, payload: dict[str, Any]) -> SendResult:
         try:

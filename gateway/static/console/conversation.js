@@ -75,7 +75,9 @@ export class Conversation {
         m.sender_verified === false ? h("span", { class: "unverified", "data-testid": "sender-unverified",
           title: "SPF/DKIM/DMARC did not authenticate this sender: anyone could have written this From address" },
           "unverified sender") : null),
-      m.body ? h("div", { class: "body" }, m.body) : null,
+      // what the customer got (e.g. the buttons as a numbered menu on SMS/email) when it differs from the words
+      m.sent_text ? h("div", { class: "body", "data-testid": "sent-text", title: "As sent" }, m.sent_text)
+        : m.body ? h("div", { class: "body" }, m.body) : null,
       atts.length ? h("div", { class: "atts" }, atts) : null);
   }
 
