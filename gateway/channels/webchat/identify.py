@@ -141,15 +141,17 @@ async def identify(rt, visitor_id: str, identity_token: str) -> LinkResult:
     Raises tokens.TokenError for a bad token or when identification is not configured.
     """
     ref = tokens.verify_identity(rt.settings.chat_identity_secret, identity_token)
-    for attempt in (1, 2):
+    for attempt in (1, 2, 3):
         effects = thread.Effects()
         try:
             async with rt.pool.acquire() as conn, conn.transaction():
                 result = await link_visitor(conn, visitor_id, ref, effects=effects,
                                             merge_conflicts=rt.settings.chat_identity_conflict == "merge")
             break
-        except asyncpg.UniqueViolationError:
-            if attempt == 2:
+        except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError):
+            # a merge rewrites both threads' messages and outbox rows: an outbox finishing a send to
+            # the visitor at that instant can deadlock with it; PostgreSQL aborts one, we run it again
+            if attempt == 3:
                 raise
     if result.conversation_id is not None:
         effects.emit("conversation.updated", conversation_id=result.conversation_id,
