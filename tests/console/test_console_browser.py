@@ -4,7 +4,8 @@ the API channel, SMS and WhatsApp, a reply the customer receives through the fak
 despite a double click), its delivery status, a private note, resolve; the second agent sees the
 assignment change live, and going online brings it waiting conversations (auto-assignment); XSS
 payloads render as text; a forged request is refused; a deactivated
-agent's open page goes to sign-in by itself (the server closes its feed). Screenshots of the queue, a conversation and the dashboard go to docs/.
+agent's open page goes to sign-in by itself (the server closes its feed). Screenshots of the queue, a conversation and the dashboard go to a temporary directory,
+or to GATEWAY_TEST_SHOTS (set it to docs/ to refresh README's).
 
 Needs Debian's `chromium`, node and playwright-core (the widget test's tests/chat/browser); skips
 with the reason when they are missing and `.ci/browser` cannot install them.
@@ -109,7 +110,7 @@ async def _last_week(pool, agent_id: int) -> None:
 
 async def test_two_agents_work_a_conversation_in_headless_chromium(browser_ready, settings, pool, clean,
                                                                    redis_client, tmp_path):
-    shots = Path(os.environ.get("GATEWAY_TEST_SHOTS") or REPO / "docs")
+    shots = Path(os.environ.get("GATEWAY_TEST_SHOTS") or tmp_path / "shots")   # GATEWAY_TEST_SHOTS=docs refreshes README's
     shots.mkdir(parents=True, exist_ok=True)
     async with FakeTwilio() as fake:
         s = settings.with_(default_handler="agent", twilio_account_sid=fake.account_sid,
