@@ -1,14 +1,19 @@
 """Durable timers in PostgreSQL: journey waits, flow reply timeouts, snoozes.
 
-Due timers are claimed with FOR UPDATE SKIP LOCKED by any number of workers, through the partial
-index on due_at (firing costs what is due, not what is scheduled). A timer's handler runs inside a
-savepoint of the claiming transaction and the timer is marked done in that same savepoint, so its
-effects and its "done" commit together: a worker killed while firing leaves the timer pending and
-another worker fires it, once.
+Due timers are claimed in batches with FOR UPDATE SKIP LOCKED by any number of workers, through
+the partial index on due_at (firing costs what is due, not what is scheduled). Handlers run inside
+savepoints of the claiming transaction and the batch's timers are marked done in that same
+transaction (one statement), so effects and "done" commit together: a worker killed while firing
+leaves its timers pending and another worker fires them, once.
+
+A handler takes one timer; a `Batch` handler takes all the claimed timers of its kind at once and
+works set-based. When a batch handler fails, its savepoint is rolled back and each of its timers is
+retried alone, so one bad timer fails alone.
 """
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Awaitable, Callable
 
@@ -21,6 +26,19 @@ log = get_logger(__name__)
 
 TimerHandler = Callable[[asyncpg.Connection, asyncpg.Record, Effects], Awaitable[None]]
 MAX_TIMER_ATTEMPTS = 5
+
+CLAIM = """SELECT * FROM timers WHERE state = 'pending' AND due_at <= $1
+           ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED"""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A timer handler that takes every claimed timer of its kind at once (set-based SQL)."""
+
+    handler: Callable[[asyncpg.Connection, list[asyncpg.Record], Effects], Awaitable[None]]
+
+    async def __call__(self, conn: asyncpg.Connection, timer: asyncpg.Record, effects: Effects) -> None:
+        await self.handler(conn, [timer], effects)
 
 
 class Clock:
@@ -70,8 +88,8 @@ async def cancel(conn: asyncpg.Connection, *, kind: str | None = None, conversat
 
 
 class TimerService:
-    def __init__(self, pool: asyncpg.Pool, handlers: dict[str, TimerHandler], *,
-                 clock: Clock | None = None, batch: int = 200,
+    def __init__(self, pool: asyncpg.Pool, handlers: dict[str, TimerHandler | Batch], *,
+                 clock: Clock | None = None, batch: int = 500,
                  after_commit: Callable[[Effects], Awaitable[None]] | None = None):
         self.pool = pool
         self.handlers = handlers  # shared: plugins may register kinds after start
@@ -84,26 +102,52 @@ class TimerService:
         """Fire one batch of due timers. Returns how many were claimed."""
         effects = Effects()
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                """SELECT * FROM timers WHERE state = 'pending' AND due_at <= $1
-                   ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED""", self.clock.now(), self.batch)
+            rows = await conn.fetch(CLAIM, self.clock.now(), self.batch)
+            by_kind: dict[str, list[asyncpg.Record]] = {}
             for row in rows:
-                await self._fire(conn, row, effects)
+                by_kind.setdefault(row["kind"], []).append(row)
+            done: list[int] = []
+            for kind, group in by_kind.items():
+                handler = self.handlers.get(kind)
+                if isinstance(handler, Batch) and len(group) > 1 and await self._fire_batch(conn, handler, group,
+                                                                                             effects):
+                    done.extend(row["id"] for row in group)
+                    continue
+                for row in group:
+                    if await self._fire(conn, row, effects):
+                        done.append(row["id"])
+            if done:
+                await conn.execute(
+                    "UPDATE timers SET state = 'done', fired_at = $2, attempts = attempts + 1 WHERE id = ANY($1)",
+                    done, self.clock.now())
+                self.fired += len(done)
         if self.after_commit is not None and (effects.events or effects.wake_outbox):
             await self.after_commit(effects)
         return len(rows)
 
-    async def _fire(self, conn: asyncpg.Connection, row: asyncpg.Record, effects: Effects) -> None:
+    async def _fire_batch(self, conn: asyncpg.Connection, handler: Batch, rows: list[asyncpg.Record],
+                          effects: Effects) -> bool:
+        """All of one kind's timers in one savepoint; False (rolled back) when the handler failed."""
+        mine = Effects()
+        try:
+            async with conn.transaction():
+                await handler.handler(conn, rows, mine)
+        except Exception as exc:
+            log.warning("timer batch failed; firing its timers one by one", kind=rows[0]["kind"],
+                        timers=len(rows), error=str(exc))
+            return False
+        _merge(effects, mine)
+        return True
+
+    async def _fire(self, conn: asyncpg.Connection, row: asyncpg.Record, effects: Effects) -> bool:
+        """One timer in its own savepoint; True when it fired (the caller marks it done)."""
         handler = self.handlers.get(row["kind"])
+        mine = Effects()
         try:
             async with conn.transaction():
                 if handler is None:
                     raise LookupError(f"no handler for timer kind {row['kind']!r}")
-                await handler(conn, row, effects)
-                await conn.execute(
-                    "UPDATE timers SET state = 'done', fired_at = $2, attempts = attempts + 1 WHERE id = $1",
-                    row["id"], self.clock.now())
-            self.fired += 1
+                await handler(conn, row, mine)
         except Exception as exc:
             log.exception("timer failed", timer_id=row["id"], kind=row["kind"], error=str(exc))
             give_up = row["attempts"] + 1 >= MAX_TIMER_ATTEMPTS or handler is None
@@ -115,6 +159,9 @@ class TimerService:
                    WHERE id = $1""",
                 row["id"], give_up, self.clock.now() + timedelta(seconds=5 * (row["attempts"] + 1)),
                 str(exc)[:300])
+            return False
+        _merge(effects, mine)
+        return True
 
     async def run(self, stop: asyncio.Event, poll_interval: float = 0.5) -> None:
         while not stop.is_set():
@@ -129,3 +176,9 @@ class TimerService:
                 await asyncio.wait_for(stop.wait(), poll_interval)
             except asyncio.TimeoutError:
                 pass
+
+
+def _merge(effects: Effects, fired: Effects) -> None:
+    """A handler's effects count once its savepoint is released (a rolled-back one publishes nothing)."""
+    effects.events.extend(fired.events)
+    effects.wake_outbox = effects.wake_outbox or fired.wake_outbox

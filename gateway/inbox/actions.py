@@ -187,18 +187,18 @@ async def snooze(conn, scope: Scope, actor: Actor, conversation_id: int, until: 
                  snoozed_until=until.isoformat())
 
 
-async def wake_snoozed(conn: asyncpg.Connection, timer: asyncpg.Record, effects: thread.Effects) -> None:
-    """Timer handler (kind 'snooze'): the snooze ended. A customer message may have woken it first."""
-    cid = timer["conversation_id"]
-    woke = await conn.fetchval(
+async def wake_snoozed(conn: asyncpg.Connection, due: list[asyncpg.Record], effects: thread.Effects) -> None:
+    """Batch timer handler (kind 'snooze'): these snoozes ended, one statement for all of them. A
+    customer message may have woken a conversation first (then it is left as it is)."""
+    woke = await conn.fetch(
         """UPDATE conversations SET status = 'open', snoozed_until = NULL,
                waiting_since = CASE WHEN mode = 'agent' THEN coalesce(waiting_since, now()) END,
                updated_at = now()
-           WHERE id = $1 AND status = 'snoozed' RETURNING id""", cid)
-    if woke is None:
-        return
-    await thread.add_event(conn, cid, "Snooze ended", event="snooze_ended")
-    effects.emit("conversation.updated", conversation_id=cid, status="open")
+           WHERE id = ANY($1::bigint[]) AND status = 'snoozed' RETURNING id""",
+        sorted({t["conversation_id"] for t in due}))
+    for row in woke:
+        await thread.add_event(conn, row["id"], "Snooze ended", event="snooze_ended")
+        effects.emit("conversation.updated", conversation_id=row["id"], status="open")
 
 
 async def resolve(conn, scope: Scope, actor: Actor, conversation_id: int, effects: thread.Effects, *,

@@ -17,16 +17,14 @@ from datetime import datetime, timedelta, timezone
 
 import asyncpg
 
-from gateway.timers import ManualClock, TimerService
+from gateway.timers import CLAIM, Batch, ManualClock, TimerService
 
 BENCH_KIND = "bench_noop"
 EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
 FUTURE = datetime(2100, 1, 1, tzinfo=timezone.utc)
-CLAIM = """SELECT * FROM timers WHERE state = 'pending' AND due_at <= $1
-           ORDER BY due_at LIMIT 200 FOR UPDATE SKIP LOCKED"""
 
 
-async def _noop(conn, timer, effects) -> None:
+async def _noop(conn, timers, effects) -> None:
     return None
 
 
@@ -43,10 +41,10 @@ async def timer_bench(pool: asyncpg.Pool, n_scheduled: int = 1_000_000, n_due: i
                      for i in range(n_scheduled)))
         seed_seconds = time.perf_counter() - started
         await conn.execute("ANALYZE timers")
-        plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + CLAIM, EPOCH))
+        plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + CLAIM, EPOCH, 200))
         with_index = await _time_claim(conn, indexed=True)
         without_index = await _time_claim(conn, indexed=False)
-    service = TimerService(pool, {BENCH_KIND: _noop}, clock=ManualClock(EPOCH), batch=batch)
+    service = TimerService(pool, {BENCH_KIND: Batch(_noop)}, clock=ManualClock(EPOCH), batch=batch)
     started = time.perf_counter()
     while await service.fire_due():
         pass
@@ -70,7 +68,7 @@ async def _time_claim(conn: asyncpg.Connection, *, indexed: bool) -> float:
         if not indexed:
             await conn.execute("SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off")
         started = time.perf_counter()
-        await conn.fetch(CLAIM, EPOCH)
+        await conn.fetch(CLAIM, EPOCH, 200)
         return time.perf_counter() - started
 
 
