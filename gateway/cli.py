@@ -154,7 +154,7 @@ async def _announce_revocation(settings: Settings, revoked: dict) -> None:
 
 
 def cmd_simulate(args, settings: Settings) -> int:
-    from gateway.simulate import simulate
+    from gateway.devtools.simulate import simulate
 
     return asyncio.run(simulate(args, settings))
 

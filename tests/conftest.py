@@ -149,7 +149,7 @@ async def http():
 
 @pytest.fixture
 async def fake_twilio():
-    from gateway.fakes.twilio import FakeTwilio
+    from gateway.devtools.fakes.twilio import FakeTwilio
 
     async with FakeTwilio() as fake:
         yield fake

@@ -23,7 +23,7 @@ from gateway import db
 from gateway.bench.loadgen import percentile
 from gateway.channels.twilio.adapter import compute_signature
 from gateway.settings import Settings
-from gateway.testing import free_port
+from gateway.devtools.testing import free_port
 
 BENCH_TOKEN = "bench-auth-token-0123456789abcdef"
 BENCH_SID = "AC" + "0" * 32
@@ -102,7 +102,7 @@ class Bench:
     def start_fake_twilio(self, *options: str) -> str:
         """The fake Twilio REST API in its own process (`options`: its misbehaviour); returns its base URL."""
         port = free_port()
-        self.start(["gateway.fakes.twilio", "--port", str(port), "--account-sid", BENCH_SID,
+        self.start(["gateway.devtools.fakes.twilio", "--port", str(port), "--account-sid", BENCH_SID,
                     "--auth-token", BENCH_TOKEN, *options], self.env(), f"http://127.0.0.1:{port}/_stats")
         return f"http://127.0.0.1:{port}"
 

@@ -99,7 +99,7 @@ def run(b: Bench) -> dict:
 
 
 def _start_naive(b: Bench) -> int:
-    from gateway.testing import free_port
+    from gateway.devtools.testing import free_port
 
     port = free_port()
     b.start(["gateway.bench.naive", "--port", str(port), "--dsn", b.dsn, "--token", BENCH_TOKEN],

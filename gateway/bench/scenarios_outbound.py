@@ -22,7 +22,7 @@ import time
 import asyncpg
 
 from gateway.bench.harness import BENCH_SID, BENCH_TOKEN, Bench, get_json, r, verdict
-from gateway.fakes.replies import order_report, seed
+from gateway.devtools.fakes.replies import order_report, seed
 
 TARGET_PER_S = 1000
 FAIL_RATE = 0.3

@@ -7,8 +7,8 @@ from aiohttp.test_utils import TestServer
 
 from gateway.channels.twilio.adapter import parse_inbound, public_url, validate_signature
 from gateway.channels.whatsapp.adapter import parse_webhook, verify_signature
-from gateway.fakes.graph import FakeGraph, inbound_text_payload, status_payload
-from gateway.simulate_providers import (meta_inbound_payload, post_meta_webhook, post_twilio_inbound,
+from gateway.devtools.fakes.graph import FakeGraph, inbound_text_payload, status_payload
+from gateway.devtools.simulate_providers import (meta_inbound_payload, post_meta_webhook, post_twilio_inbound,
                                         twilio_inbound_params)
 from gateway.types import Channel
 

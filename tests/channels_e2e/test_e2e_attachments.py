@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import aiohttp
 
-from gateway.fakes.graph import FakeGraph
-from gateway.fakes.twilio import FakeTwilio
-from gateway.simulate_providers import (meta_inbound_payload, post_meta_webhook, post_twilio_inbound,
+from gateway.devtools.fakes.graph import FakeGraph
+from gateway.devtools.fakes.twilio import FakeTwilio
+from gateway.devtools.simulate_providers import (meta_inbound_payload, post_meta_webhook, post_twilio_inbound,
                                         twilio_inbound_params)
-from gateway.testing import running_gateway
+from gateway.devtools.testing import running_gateway
 
 ADMIN = {"Authorization": "Bearer admin-test-token"}
 SECRET = "attach-app-secret"

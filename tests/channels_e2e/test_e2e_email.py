@@ -14,9 +14,9 @@ import aiohttp
 import pytest
 
 from gateway import thread
-from gateway.fakes.smtp import FakeSmtpRelay
-from gateway.testing import free_port, running_gateway, wait_for
-from gateway.testing import smtp_deliver as deliver
+from gateway.devtools.fakes.smtp import FakeSmtpRelay
+from gateway.devtools.testing import free_port, running_gateway, wait_for
+from gateway.devtools.testing import smtp_deliver as deliver
 from gateway.types import Channel, Purpose
 
 FIXTURES = Path(__file__).resolve().parent.parent / "channels" / "email" / "fixtures"

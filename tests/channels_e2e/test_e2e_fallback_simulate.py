@@ -6,10 +6,10 @@ import subprocess
 import sys
 
 from gateway import thread
-from gateway.fakes.graph import FakeGraph
-from gateway.fakes.twilio import FakeTwilio
-from gateway.simulate_providers import meta_inbound_payload, post_meta_webhook
-from gateway.testing import running_gateway, settings_env, wait_for
+from gateway.devtools.fakes.graph import FakeGraph
+from gateway.devtools.fakes.twilio import FakeTwilio
+from gateway.devtools.simulate_providers import meta_inbound_payload, post_meta_webhook
+from gateway.devtools.testing import running_gateway, settings_env, wait_for
 
 APP_SECRET = "app-secret-for-tests"
 PHONE_ID = "106540352242922"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.simulate_providers import post_meta_webhook, post_twilio_inbound
-from gateway.testing import running_gateway
+from gateway.devtools.simulate_providers import post_meta_webhook, post_twilio_inbound
+from gateway.devtools.testing import running_gateway
 
 HERE = Path(__file__).resolve().parent.parent / "channels"
 TWILIO = sorted((HERE / "twilio" / "fixtures").glob("*.json"))

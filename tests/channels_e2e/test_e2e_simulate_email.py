@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-from gateway.simulate_channels import send
-from gateway.testing import running_gateway
+from gateway.devtools.simulate_channels import send
+from gateway.devtools.testing import running_gateway
 
 
 async def test_every_simulated_mail_from_one_sender_is_stored(settings, pool, clean, redis_client):

@@ -7,11 +7,11 @@ import json
 import aiohttp
 
 from gateway import consent, thread
-from gateway.fakes.graph import FakeGraph
-from gateway.fakes.twilio import FakeTwilio
-from gateway.simulate_providers import (meta_inbound_payload, meta_status_payload, post_meta_webhook,
+from gateway.devtools.fakes.graph import FakeGraph
+from gateway.devtools.fakes.twilio import FakeTwilio
+from gateway.devtools.simulate_providers import (meta_inbound_payload, meta_status_payload, post_meta_webhook,
                                         post_twilio_inbound, twilio_inbound_params)
-from gateway.testing import running_gateway, wait_for
+from gateway.devtools.testing import running_gateway, wait_for
 from gateway.types import Channel, Purpose
 
 OUR_SMS = "+15550001111"

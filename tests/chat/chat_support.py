@@ -8,7 +8,7 @@ import json
 import aiohttp
 
 from gateway.channels.webchat.sender import WebchatSender
-from gateway.testing import running_gateway
+from gateway.devtools.testing import running_gateway
 from gateway.types import Channel
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway import thread
-from gateway.testing import drive_browser, ensure_browser
+from gateway.devtools.testing import drive_browser, ensure_browser
 from gateway.types import Button
 
 from chat_support import chat_gateway

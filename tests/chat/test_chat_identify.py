@@ -13,7 +13,7 @@ import pytest
 from gateway import intake, thread
 from gateway.channels.webchat.identify import merge_contacts
 from gateway.channels.webchat.tokens import sign_identity
-from gateway.testing import wait_for
+from gateway.devtools.testing import wait_for
 from gateway.types import Channel, Inbound
 
 from chat_support import chat_gateway, new_session, open_tab
@@ -53,8 +53,8 @@ async def test_chat_then_identify_by_email_then_email_is_one_thread(chat_setting
     from email.message import EmailMessage
 
     from gateway.email_intake import start_smtp_listener
-    from gateway.fakes.smtp import FakeSmtpRelay
-    from gateway.testing import free_port
+    from gateway.devtools.fakes.smtp import FakeSmtpRelay
+    from gateway.devtools.testing import free_port
 
     async with FakeSmtpRelay(hostname="127.0.0.1") as relay:
         settings = chat_settings.with_(smtp_host="127.0.0.1", smtp_port=relay.port, smtp_tls="none",

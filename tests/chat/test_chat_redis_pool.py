@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from gateway.metrics import REALTIME_DROPPED
-from gateway.testing import wait_for
+from gateway.devtools.testing import wait_for
 
 from chat_support import chat_gateway, new_session, open_tab
 

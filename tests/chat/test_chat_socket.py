@@ -15,7 +15,7 @@ from gateway.channels.webchat.tokens import issue_session
 from gateway.http import chat_socket
 from gateway.inbox import actions
 from gateway.queue import Keys
-from gateway.testing import free_port, wait_for
+from gateway.devtools.testing import free_port, wait_for
 from gateway.types import Button, Channel, OutgoingMessage, SendOutcome
 
 from chat_support import chat_gateway, new_session, open_tab

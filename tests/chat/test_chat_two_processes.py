@@ -4,7 +4,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from gateway.testing import free_port, settings_env, wait_for
+from gateway.devtools.testing import free_port, settings_env, wait_for
 
 from chat_support import chat_gateway, new_session, open_tab
 

@@ -23,9 +23,9 @@ import pytest
 from console_support import PASSWORD, admin
 
 from gateway import auth, thread
-from gateway.fakes.twilio import FakeTwilio
-from gateway.simulate_providers import post_twilio_inbound, twilio_inbound_params
-from gateway.testing import drive_browser, ensure_browser, running_gateway, wait_for
+from gateway.devtools.fakes.twilio import FakeTwilio
+from gateway.devtools.simulate_providers import post_twilio_inbound, twilio_inbound_params
+from gateway.devtools.testing import drive_browser, ensure_browser, running_gateway, wait_for
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent

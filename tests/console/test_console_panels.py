@@ -6,7 +6,7 @@ import aiohttp
 from console_support import admin
 
 from gateway import consent
-from gateway.testing import running_gateway
+from gateway.devtools.testing import running_gateway
 
 
 async def test_flows_list_the_states_a_hand_back_can_pick(settings, pool, clean, redis_client):

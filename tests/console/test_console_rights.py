@@ -6,7 +6,7 @@ import aiohttp
 import pytest
 from console_support import PASSWORD, Browser, admin
 
-from gateway.testing import running_gateway
+from gateway.devtools.testing import running_gateway
 
 pytestmark = pytest.mark.usefixtures("clean")
 

@@ -8,7 +8,7 @@ import aiohttp
 from console_support import ADMIN_TOKEN
 
 from gateway.http import uploads
-from gateway.testing import running_gateway
+from gateway.devtools.testing import running_gateway
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 

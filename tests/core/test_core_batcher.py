@@ -5,7 +5,7 @@ import asyncio
 
 from gateway import intake
 from gateway.inputs import InputError
-from gateway.testing import running_gateway
+from gateway.devtools.testing import running_gateway
 from gateway.types import Channel, Inbound
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from gateway.testing import running_gateway, wait_for
+from gateway.devtools.testing import running_gateway, wait_for
 
 ADMIN = {"Authorization": "Bearer admin-test-token"}
 

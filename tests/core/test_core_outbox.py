@@ -7,7 +7,7 @@ import aiohttp
 
 from gateway import consent, thread
 from gateway.outbox import backoff_delay
-from gateway.testing import ApiChannelReceiver, running_gateway, wait_for
+from gateway.devtools.testing import ApiChannelReceiver, running_gateway, wait_for
 from gateway.types import Channel, Purpose
 
 ADMIN = {"Authorization": "Bearer admin-test-token"}

@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 
 from gateway.flows.cli import main as flows_cli
-from gateway.testing import running_gateway, wait_for
+from gateway.devtools.testing import running_gateway, wait_for
 
 FLOWS = Path(__file__).resolve().parents[2] / "flows"
 

@@ -25,7 +25,7 @@ from gateway.email_intake import simulated_mailgun_form
 from gateway.http.app import create_app
 from gateway.http.openapi import describe
 from gateway.sandbox_secrets import email_webhook_key, twilio_webhook_token, whatsapp_app_secret
-from gateway.testing import running_gateway
+from gateway.devtools.testing import running_gateway
 
 FIXTURES = Path(__file__).resolve().parent.parent / "channels"
 SEED = int(os.environ.get("FUZZ_SEED", "20261126"))   # fixed in CI; another value explores further

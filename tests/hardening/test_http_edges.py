@@ -4,8 +4,8 @@ from __future__ import annotations
 import aiohttp
 
 from gateway.sandbox_secrets import twilio_webhook_token, whatsapp_verify_token
-from gateway.simulate_providers import post_twilio_form, twilio_inbound_params
-from gateway.testing import free_port, running_gateway
+from gateway.devtools.simulate_providers import post_twilio_form, twilio_inbound_params
+from gateway.devtools.testing import free_port, running_gateway
 
 
 async def test_verify_challenge_and_every_response_carry_nosniff(settings, pool, clean, redis_client):

@@ -7,7 +7,7 @@ import json
 import aiohttp
 import pytest
 
-from gateway.testing import running_gateway
+from gateway.devtools.testing import running_gateway
 
 DEEP = "[" * 5000 + "]" * 5000
 NESTED_40 = json.dumps(json.loads("[" * 40 + "]" * 40))

@@ -16,8 +16,8 @@ from gateway.channels.whatsapp.adapter import signature_header
 from gateway.email_intake import simulated_mailgun_form
 from gateway.inputs import InputError
 from gateway.sandbox_secrets import twilio_webhook_token, whatsapp_app_secret
-from gateway.simulate_providers import post_twilio_form, twilio_inbound_params
-from gateway.testing import free_port, running_gateway
+from gateway.devtools.simulate_providers import post_twilio_form, twilio_inbound_params
+from gateway.devtools.testing import free_port, running_gateway
 from gateway.types import Channel, Inbound
 
 KEY = "email-webhook-key"
@@ -219,7 +219,7 @@ async def test_smtp_mail_with_nul_is_cleaned_or_refused_for_good(settings, pool,
 async def test_status_callback_with_an_unusable_recipient_still_counts(settings, pool, clean, redis_client):
     """`To=whatsapp:` (nothing after it) on a status callback: the status is applied, the recipient
     dropped; a NUL in the MessageSid is a 400."""
-    from gateway.simulate_providers import twilio_status_params
+    from gateway.devtools.simulate_providers import twilio_status_params
 
     async with running_gateway(settings, roles=("http",)) as (rt, base):
         token, url = twilio_webhook_token(rt.settings), f"{base}/webhooks/twilio/status"

@@ -5,7 +5,7 @@ import aiohttp
 import pytest
 from inbox_support import INBOX_TABLES, Api
 
-from gateway.testing import running_gateway
+from gateway.devtools.testing import running_gateway
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import aiohttp
 import asyncpg
 
 from gateway import auth, thread
-from gateway.testing import ApiChannelReceiver
+from gateway.devtools.testing import ApiChannelReceiver
 
 ADMIN_TOKEN = "admin-test-token"
 INBOX_TABLES = "agents, canned_responses, send_idempotency"

@@ -94,7 +94,7 @@ async def test_auto_assigner_runs_in_the_background(gw):
 
     async def assigned():
         return await api.pool.fetchval("SELECT assignee_id FROM conversations WHERE id = $1", cid)
-    from gateway.testing import wait_for
+    from gateway.devtools.testing import wait_for
     assert await wait_for(assigned, timeout=5) == a_id
     event = await api.pool.fetchval(
         "SELECT content->>'event' FROM messages WHERE conversation_id = $1 AND kind = 'event'", cid)

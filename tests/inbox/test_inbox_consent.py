@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from gateway import consent, routing, thread
-from gateway.testing import running_gateway, wait_for
+from gateway.devtools.testing import running_gateway, wait_for
 from gateway.types import Channel, Purpose
 
 PHONE, EMAIL = "+14155550123", "lea@example.com"

@@ -8,7 +8,7 @@ from inbox_support import seed_conversation
 
 from gateway import consent
 from gateway.identity import address_hash
-from gateway.testing import wait_for
+from gateway.devtools.testing import wait_for
 
 
 async def test_merge_interleaves_threads_by_time_and_loses_nothing(gw):

@@ -10,10 +10,10 @@ import aiohttp
 import pytest
 from inbox_support import Api
 
-from gateway.fakes.twilio import FakeTwilio
+from gateway.devtools.fakes.twilio import FakeTwilio
 from gateway.inbox.csat import parse_rating
-from gateway.simulate_providers import post_twilio_inbound, twilio_inbound_params
-from gateway.testing import running_gateway, wait_for
+from gateway.devtools.simulate_providers import post_twilio_inbound, twilio_inbound_params
+from gateway.devtools.testing import running_gateway, wait_for
 from gateway.timers import ManualClock
 
 FLOWS = Path(__file__).resolve().parents[2] / "flows"

@@ -98,7 +98,7 @@ async def test_the_page_in_real_headless_chromium_without_javascript_on_a_phone(
 
     import pytest
 
-    from gateway.testing import drive_browser, ensure_browser
+    from gateway.devtools.testing import drive_browser, ensure_browser
 
     repo = Path(__file__).resolve().parents[2]
     browser_dir = repo / "tests" / "chat" / "browser"

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from inbox_support import ADMIN_TOKEN, Api, seed_conversation
 
-from gateway.testing import free_port, settings_env, wait_for
+from gateway.devtools.testing import free_port, settings_env, wait_for
 
 
 async def next_event(ws, *, types=None, timeout=10.0) -> dict:

@@ -116,7 +116,7 @@ async def _gateway(settings, pool, **changes):
 
     import aiohttp
 
-    from gateway.testing import running_gateway
+    from gateway.devtools.testing import running_gateway
     from inbox_support import Api
 
     stack = contextlib.AsyncExitStack()

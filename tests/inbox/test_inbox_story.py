@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from inbox_support import Api, BusinessWebhook
 
-from gateway.testing import running_gateway, wait_for
+from gateway.devtools.testing import running_gateway, wait_for
 
 SECRET = "story-secret"
 

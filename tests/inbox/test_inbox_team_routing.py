@@ -13,7 +13,7 @@ from inbox_support import Api
 
 from gateway.inbox.team_routing import Facts, RoutingError, parse_routing
 from gateway.journeys.model import EscalateStep
-from gateway.testing import running_gateway, wait_for
+from gateway.devtools.testing import running_gateway, wait_for
 from gateway.timers import ManualClock
 
 FLOWS = Path(__file__).resolve().parents[2] / "flows"

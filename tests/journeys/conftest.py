@@ -15,7 +15,7 @@ import pytest
 
 from gateway.journeys.engine import JourneyEngine
 from gateway.status import apply_status
-from gateway.testing import running_gateway
+from gateway.devtools.testing import running_gateway
 from gateway.thread import Effects
 from gateway.timers import ManualClock
 

@@ -10,7 +10,7 @@ import aiohttp
 ADMIN = {"Authorization": "Bearer admin-test-token"}
 
 from gateway.journeys.bench import format_result, timer_bench
-from gateway.testing import running_gateway, settings_env, wait_for
+from gateway.devtools.testing import running_gateway, settings_env, wait_for
 
 BULK = """
 name: bulk

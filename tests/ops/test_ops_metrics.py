@@ -7,7 +7,7 @@ import re
 
 import aiohttp
 
-from gateway.testing import running_gateway
+from gateway.devtools.testing import running_gateway
 
 
 def gauge(text: str, name: str) -> float:
@@ -57,7 +57,7 @@ async def test_a_realtime_publish_that_cannot_reach_redis_is_counted():
     from gateway import realtime
     from gateway.metrics import REALTIME_DROPPED
     from gateway.queue import Keys
-    from gateway.testing import free_port
+    from gateway.devtools.testing import free_port
 
     def total() -> float:
         return sum(s.value for m in REALTIME_DROPPED.collect() for s in m.samples if s.name.endswith("_total"))

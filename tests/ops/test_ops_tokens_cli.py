@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from gateway.testing import settings_env
+from gateway.devtools.testing import settings_env
 
 
 def _cli(settings, *args) -> str:

@@ -2,11 +2,11 @@
 wins over a failure clears the failure's error."""
 from __future__ import annotations
 
-from gateway.fakes.replies import seed
+from gateway.devtools.fakes.replies import seed
 from gateway.status import apply_status
-from gateway.testing import running_gateway, wait_for
+from gateway.devtools.testing import running_gateway, wait_for
 
-from gateway.fakes.replies import number
+from gateway.devtools.fakes.replies import number
 
 
 def twilio_settings(settings, fake, **changes):

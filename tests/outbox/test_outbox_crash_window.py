@@ -2,8 +2,8 @@
 provider before it is resent, so what the provider accepted is not sent twice."""
 from __future__ import annotations
 
-from gateway.fakes.replies import number, seed
-from gateway.fakes.twilio import Misbehaviour
+from gateway.devtools.fakes.replies import number, seed
+from gateway.devtools.fakes.twilio import Misbehaviour
 from gateway.outbox import store
 from gateway.outbox.compose import build_outgoing
 

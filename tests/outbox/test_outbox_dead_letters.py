@@ -7,9 +7,9 @@ import asyncio
 import aiohttp
 from structlog.testing import capture_logs
 
-from gateway.fakes.replies import number, seed
+from gateway.devtools.fakes.replies import number, seed
 from gateway.metrics import REGISTRY
-from gateway.testing import running_gateway
+from gateway.devtools.testing import running_gateway
 
 ADMIN = {"Authorization": "Bearer admin-test-token"}
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from gateway.fakes.replies import number, seed, unfinished
-from gateway.testing import wait_for
+from gateway.devtools.fakes.replies import number, seed, unfinished
+from gateway.devtools.testing import wait_for
 
 
 async def _run(sender, until, timeout=30.0):

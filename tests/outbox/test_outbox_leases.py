@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.fakes.replies import seed, unfinished
-from gateway.testing import wait_for
+from gateway.devtools.fakes.replies import seed, unfinished
+from gateway.devtools.testing import wait_for
 
 
 async def test_lease_is_renewed_while_a_slow_send_runs(pool, clean, make_sender, fake_twilio):

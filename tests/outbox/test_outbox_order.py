@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.fakes.replies import order_report, seed, unfinished
-from gateway.fakes.twilio import Misbehaviour
+from gateway.devtools.fakes.replies import order_report, seed, unfinished
+from gateway.devtools.fakes.twilio import Misbehaviour
 from gateway.outbox import store
-from gateway.testing import wait_for
+from gateway.devtools.testing import wait_for
 
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import signal
 
-from gateway.fakes.replies import order_report, seed, unfinished
-from gateway.fakes.twilio import Misbehaviour
-from gateway.testing import running_gateway, settings_env, wait_for
+from gateway.devtools.fakes.replies import order_report, seed, unfinished
+from gateway.devtools.fakes.twilio import Misbehaviour
+from gateway.devtools.testing import running_gateway, settings_env, wait_for
 
 CONVERSATIONS, REPLIES = 40, 3
 

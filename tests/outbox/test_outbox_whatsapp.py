@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from gateway import consent
 from gateway.channels.whatsapp.sender import WhatsAppCloudSender
-from gateway.fakes.graph import FakeGraph
-from gateway.fakes.replies import number, seed
+from gateway.devtools.fakes.graph import FakeGraph
+from gateway.devtools.fakes.replies import number, seed
 from gateway.outbox import OutboxSender
 from gateway.queue import Keys
 from gateway.types import Channel
@@ -32,10 +32,10 @@ async def test_meta_throttling_pauses_whatsapp_while_sms_keeps_going(settings, p
     import asyncio
 
     from gateway.channels.twilio.sender import TwilioSender
-    from gateway.fakes import Misbehaviour
-    from gateway.fakes.replies import unfinished
+    from gateway.devtools.fakes import Misbehaviour
+    from gateway.devtools.fakes.replies import unfinished
     from gateway.ratelimit import RateLimiter
-    from gateway.testing import wait_for
+    from gateway.devtools.testing import wait_for
 
     await seed(pool, 5, 1, channel="whatsapp", area=556)
     await seed(pool, 5, 1)

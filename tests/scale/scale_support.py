@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
-from gateway.testing import free_port, splice
+from gateway.devtools.testing import free_port, splice
 
 PGBOUNCER = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None)
 

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from gateway import db
-from gateway.testing import (assert_each_processed_once_in_order, inbound, post_all, running_gateway,
+from gateway.devtools.testing import (assert_each_processed_once_in_order, inbound, post_all, running_gateway,
                              settings_env, wait_for)
 
 from scale_support import PgBouncer, pgbouncer_missing

@@ -12,9 +12,9 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from gateway.fakes.replies import order_report
-from gateway.simulate_providers import post_twilio_form, twilio_inbound_params
-from gateway.testing import assert_each_processed_once_in_order, free_port, settings_env, wait_for
+from gateway.devtools.fakes.replies import order_report
+from gateway.devtools.simulate_providers import post_twilio_form, twilio_inbound_params
+from gateway.devtools.testing import assert_each_processed_once_in_order, free_port, settings_env, wait_for
 
 from scale_support import RoundRobinFront
 

@@ -13,7 +13,7 @@ from gateway import realtime
 from gateway.queue import Keys
 from gateway.ratelimit import RateLimiter
 from gateway.redis_client import connect_cluster
-from gateway.testing import (assert_each_processed_once_in_order, inbound, kill_a_worker_mid_batch, post_all,
+from gateway.devtools.testing import (assert_each_processed_once_in_order, inbound, kill_a_worker_mid_batch, post_all,
                              running_gateway, settings_env, wait_for)
 
 from scale_support import RedisClusterServers, redis_cluster_missing

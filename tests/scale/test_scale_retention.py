@@ -100,7 +100,7 @@ def test_channel_limits_are_checked():
 
 
 async def test_the_worker_enforces_retention_on_its_timer(settings, pool, clean, redis_client):
-    from gateway.testing import running_gateway, wait_for
+    from gateway.devtools.testing import running_gateway, wait_for
 
     cid = await thread(pool, "sms", [40, 0])
     s = settings.with_(retention_messages_days=30, retention_interval=0.2)
@@ -115,7 +115,7 @@ async def test_an_attachment_past_its_limit_answers_410_and_is_not_fetched_again
                                                                                   redis_client):
     import aiohttp
 
-    from gateway.testing import running_gateway
+    from gateway.devtools.testing import running_gateway
 
     cid = await thread(pool, "sms", [40])
     mid = await pool.fetchval("SELECT id FROM messages WHERE conversation_id = $1", cid)

@@ -11,9 +11,9 @@ import aiohttp
 
 from gateway.channels.email.sender_auth import check_sender
 from gateway.email_intake import start_smtp_listener
-from gateway.fakes.smtp import FakeSmtpRelay
-from gateway.testing import free_port, running_gateway, wait_for
-from gateway.testing import smtp_deliver as deliver
+from gateway.devtools.fakes.smtp import FakeSmtpRelay
+from gateway.devtools.testing import free_port, running_gateway, wait_for
+from gateway.devtools.testing import smtp_deliver as deliver
 from gateway.types import Channel, Inbound
 
 ADMIN = {"Authorization": "Bearer admin-test-token"}

@@ -16,10 +16,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.channels.errors import MediaDownloadError
-from gateway.fakes.twilio import FakeTwilio
+from gateway.devtools.fakes.twilio import FakeTwilio
 from gateway.guarded_fetch import FetchRefused, GuardedFetcher, HostList, address_blocked
-from gateway.simulate_providers import post_twilio_inbound, twilio_inbound_params
-from gateway.testing import running_gateway, wait_for
+from gateway.devtools.simulate_providers import post_twilio_inbound, twilio_inbound_params
+from gateway.devtools.testing import running_gateway, wait_for
 
 ADMIN = {"Authorization": "Bearer admin-test-token"}
 CREDENTIALS = {"Authorization": "Basic " + base64.b64encode(b"AC1:secret-token").decode()}

@@ -6,8 +6,8 @@ import pytest
 
 from gateway.channels.twilio.adapter import (HMAC_SHA256, SIGNATURE_HEADER, SIGNATURE_SETTINGS_HEADER,
                                              compute_signature, signing_secret, validate_signature)
-from gateway.simulate_providers import post_twilio_inbound, twilio_inbound_params
-from gateway.testing import running_gateway
+from gateway.devtools.simulate_providers import post_twilio_inbound, twilio_inbound_params
+from gateway.devtools.testing import running_gateway
 
 KAT_URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
 KAT_PARAMS = {"CallSid": "CA1234567890ABCDE", "Caller": "+12349013030", "Digits": "1234",

@@ -16,7 +16,7 @@ import pytest
 import redis as redis_sync
 
 from gateway.embedded import EmbeddedPostgres, EmbeddedRedis, Supervisor, _pid_alive
-from gateway.testing import free_port, wait_for
+from gateway.devtools.testing import free_port, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from gateway.testing import free_port
+from gateway.devtools.testing import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

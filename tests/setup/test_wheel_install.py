@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.testing import free_port
+from gateway.devtools.testing import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 _SKIP = shutil.ignore_patterns(".git", ".venv", ".gateway", "build", "*.egg-info", "__pycache__", ".pytest_cache",

@@ -16,7 +16,7 @@ from gateway.channels.email import (
     classify_smtp_error,
     parse_mime,
 )
-from gateway.fakes.smtp import FakeSmtpRelay
+from gateway.devtools.fakes.smtp import FakeSmtpRelay
 from gateway.types import Button, Channel, OutgoingMessage, Purpose, SendOutcome
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from gateway.fakes.graph import FakeGraph
+from gateway.devtools.fakes.graph import FakeGraph
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 // What every widget-driving script shares: Debian's headless chromium (playwright-core, no browser
-// download) and the "result <json>" line the pytest side reads (gateway.testing.drive_browser).
+// download) and the "result <json>" line the pytest side reads (gateway.devtools.testing.drive_browser).
 import { chromium } from "playwright-core";
 
 export async function launch() {

@@ -25,7 +25,7 @@ async def simulate(args, settings: Settings) -> int:
                                  headers={"Authorization": f"Bearer {settings.admin_token}"}) as resp:
                 print(resp.status, await resp.text())
                 return 0 if resp.status < 300 else 1
-    from gateway import simulate_channels
+    from gateway.devtools import simulate_channels
 
     status, text = await simulate_channels.send(args, settings, url)
     print(status, text)

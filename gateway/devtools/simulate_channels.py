@@ -10,7 +10,7 @@ import aiohttp
 
 from gateway import sandbox_secrets
 from gateway.settings import Settings
-from gateway.simulate_providers import (meta_inbound_payload, post_meta_webhook, post_twilio_inbound,
+from gateway.devtools.simulate_providers import (meta_inbound_payload, post_meta_webhook, post_twilio_inbound,
                                         twilio_inbound_params)
 
 

@@ -29,10 +29,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from gateway.fakes import FakeServer, Misbehaving, Misbehaviour, drop_connection
+from gateway.devtools.fakes import FakeServer, Misbehaving, Misbehaviour, drop_connection
 
 from gateway.channels.sms_segments import count_segments
-from gateway.simulate_providers import post_twilio_form, twilio_status_params
+from gateway.devtools.simulate_providers import post_twilio_form, twilio_status_params
 
 
 @dataclass

@@ -24,11 +24,11 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.fakes import FakeServer, Misbehaving, drop_connection
+from gateway.devtools.fakes import FakeServer, Misbehaving, drop_connection
 
-from gateway.simulate_providers import meta_inbound_payload as inbound_text_payload  # noqa: F401 (re-export)
-from gateway.simulate_providers import meta_status_payload as status_payload  # noqa: F401 (re-export)
-from gateway.simulate_providers import new_wamid, post_meta_webhook
+from gateway.devtools.simulate_providers import meta_inbound_payload as inbound_text_payload  # noqa: F401 (re-export)
+from gateway.devtools.simulate_providers import meta_status_payload as status_payload  # noqa: F401 (re-export)
+from gateway.devtools.simulate_providers import new_wamid, post_meta_webhook
 
 VERSION = "v21.0"
 
