@@ -84,9 +84,9 @@ async def _start_extras(runtime) -> list:
 
 
 def _channel_modes(runtime) -> dict:
-    from gateway.channels.sandbox import SandboxSender
+    from gateway.channels.modes import channel_modes
 
-    return {ch.value: ("sandbox" if isinstance(s, SandboxSender) else "live") for ch, s in runtime.senders.items()}
+    return {ch.value: mode for ch, mode in channel_modes(runtime.settings).items()}
 
 
 def cmd_serve(roles: tuple[str, ...]):

@@ -43,6 +43,9 @@ TIMERS_DUE = Gauge("gateway_timers_due", "Timers due and not yet fired", registr
 AGENT_QUEUE = Gauge("gateway_agent_queue", "Open conversations waiting for an agent", registry=REGISTRY)
 GAUGES_AGE = Gauge("gateway_metrics_gauges_age_seconds", "Age of the database-derived gauges at this scrape",
                    registry=REGISTRY)
+REPLIES_DROPPED = Counter("gateway_replies_dropped_total",
+                          "Bot and system replies no channel could carry (consent, closed window, no address)",
+                          ["reasons"], registry=REGISTRY)
 REALTIME_DROPPED = Counter("gateway_realtime_dropped_total",
                            "Realtime events (agents' feed, chat pokes) that could not be published", ["reason"],
                            registry=REGISTRY)

@@ -61,8 +61,7 @@ async def send_bot_reply(conn: asyncpg.Connection, conversation_id: int, text: s
     try:
         return await thread.queue_outbound(conn, conversation_id, text=text, effects=effects, **kwargs)
     except thread.NoRoute as exc:
-        await thread.add_event(conn, conversation_id, f"Reply not sent: {exc}",
-                               event="reply_not_sent", details={"reasons": exc.reasons})
+        await thread.reply_dropped(conn, conversation_id, exc)
         return None
 
 

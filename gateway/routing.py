@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from gateway.channels.modes import live_channels
 from gateway.identity import channels_for_kind
 from gateway.types import Channel, Purpose
 
@@ -17,27 +18,18 @@ DEFAULT_PREFERENCE = (Channel.WHATSAPP, Channel.SMS, Channel.EMAIL, Channel.WEBC
 
 @dataclass(frozen=True)
 class Policy:
-    """What the deployment can do: which channels have a live provider, whether a WhatsApp
-    re-engagement template is configured. `live=None` means development (all sandbox): every
-    channel counts."""
+    """What the deployment can do: which channels have a live provider (the others run in sandbox,
+    and still carry messages: they are recorded instead of sent), whether a WhatsApp re-engagement
+    template is configured."""
 
     whatsapp_template_available: bool = False
-    live: frozenset[Channel] | None = None
+    live: frozenset[Channel] = frozenset()
     consent_regimes: tuple = ()    # settings' consent regime overrides (gateway.consent)
 
 
 def policy_from_settings(settings) -> Policy:
-    live = {Channel.WEBCHAT}
-    if settings.twilio_enabled and (settings.twilio_from_number or settings.twilio_messaging_service_sid):
-        live.add(Channel.SMS)
-    if (settings.twilio_enabled and settings.twilio_whatsapp_from) or settings.whatsapp_cloud_enabled:
-        live.add(Channel.WHATSAPP)
-    if settings.smtp_enabled:
-        live.add(Channel.EMAIL)
-    if settings.api_channel_webhook_url:
-        live.add(Channel.API)
     template = bool(settings.whatsapp_reengage_template or settings.twilio_whatsapp_template_sid)
-    return Policy(template, frozenset(live) if live != {Channel.WEBCHAT} else None, settings.consent_regimes)
+    return Policy(template, live_channels(settings), settings.consent_regimes)
 
 
 @dataclass(frozen=True)
@@ -61,6 +53,7 @@ class RouteOptions:
     routes: dict[Channel, Route]
     unavailable: dict[Channel, str]           # channel -> reason
     last_inbound_channel: Channel | None = None
+    live: frozenset[Channel] = frozenset()    # channels with a live provider: preferred over sandbox ones
 
 
 def reachable_from_identities(identities: list[tuple[str, str]],
@@ -75,7 +68,7 @@ def reachable_from_identities(identities: list[tuple[str, str]],
 
 def route_options(reachable: list[Reachable], *, now: datetime, purpose: Purpose,
                   blocked: dict[tuple[str, str], str], whatsapp_template_available: bool,
-                  has_template: bool = False, live: frozenset[Channel] | None = None) -> RouteOptions:
+                  has_template: bool = False) -> RouteOptions:
     """Every channel we could use now, and why the others cannot be used.
 
     `blocked` maps (channel, address) to a consent reason ("opted_out", ...).
@@ -87,9 +80,6 @@ def route_options(reachable: list[Reachable], *, now: datetime, purpose: Purpose
                      reverse=True)
     for r in ordered:
         if r.channel in routes:
-            continue
-        if live is not None and r.channel not in live:
-            unavailable.setdefault(r.channel, "channel_not_configured")
             continue
         reason = blocked.get((r.channel.value, r.address))
         if reason:
@@ -118,6 +108,7 @@ def choose_route(options: RouteOptions, *, explicit: Channel | None, last_inboun
         return options.routes.get(explicit)
     if last_inbound_channel is not None and last_inbound_channel in options.routes:
         return options.routes[last_inbound_channel]  # the customer's channel, by template if need be
+    preference = prefer_live(preference, options.live)
     for channel in preference:
         route = options.routes.get(channel)
         if route is not None and not route.needs_template:
@@ -126,3 +117,8 @@ def choose_route(options: RouteOptions, *, explicit: Channel | None, last_inboun
         if channel in options.routes:
             return options.routes[channel]
     return None
+
+
+def prefer_live(channels, live: frozenset[Channel]) -> list[Channel]:
+    """The same channels, those with a live provider first (a sandbox send reaches nobody)."""
+    return sorted(channels, key=lambda c: c not in live)

@@ -15,8 +15,11 @@ import asyncpg
 
 from gateway import consent, routing
 from gateway.channels.sms_segments import count_segments, split_text
+from gateway.log import get_logger
+from gateway.metrics import REPLIES_DROPPED
 from gateway.types import Attachment, Button, Channel, Purpose, TemplateRef
 
+log = get_logger(__name__)
 
 # Longest text one provider message may carry (Twilio Body 1600 chars, WhatsApp text 4096).
 TEXT_LIMITS = {Channel.SMS: 1600, Channel.WHATSAPP: 4096}
@@ -76,6 +79,16 @@ async def add_event(conn: asyncpg.Connection, conversation_id: int, text: str, *
                         author_type=author_type, author_id=author_id)
 
 
+async def reply_dropped(conn: asyncpg.Connection, conversation_id: int, exc: NoRoute) -> None:
+    """A reply no channel can carry: the thread shows agents why, the log says so at warning level,
+    and /metrics counts it (gateway_replies_dropped_total)."""
+    await add_event(conn, conversation_id, f"Reply not sent: {exc}", event="reply_not_sent",
+                    details={"reasons": exc.reasons})
+    reasons = sorted(set(exc.reasons.values())) or ["no_address"]
+    REPLIES_DROPPED.labels(",".join(reasons)).inc()
+    log.warning("reply dropped: no channel can carry it", conversation_id=conversation_id, reasons=exc.reasons)
+
+
 async def route_options(conn: asyncpg.Connection, conversation_id: int, *, purpose: Purpose,
                         whatsapp_template_available: bool = False, has_template: bool = False,
                         now: datetime | None = None,
@@ -98,9 +111,10 @@ async def route_options(conn: asyncpg.Connection, conversation_id: int, *, purpo
         whatsapp_template_available = policy.whatsapp_template_available
     options = routing.route_options(reachable, now=now, purpose=purpose, blocked=blocked,
                                     whatsapp_template_available=whatsapp_template_available,
-                                    has_template=has_template, live=policy.live if policy else None)
+                                    has_template=has_template)
     last_channel = rows[0]["last_inbound_channel"] if rows else None
-    return dataclasses.replace(options, last_inbound_channel=Channel(last_channel) if last_channel else None)
+    return dataclasses.replace(options, last_inbound_channel=Channel(last_channel) if last_channel else None,
+                               live=policy.live if policy else frozenset())
 
 
 def _jsonable(items) -> list[dict]:

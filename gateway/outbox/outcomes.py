@@ -90,7 +90,8 @@ async def fall_back(pool: asyncpg.Pool, settings: Settings, row, result: SendRes
         policy = replace(routing.policy_from_settings(settings), whatsapp_template_available=False)
         options = await thread.route_options(conn, row["conversation_id"], purpose=Purpose(row["purpose"]),
                                              policy=policy)
-        candidates = [c for c in options.routes if c.value not in tried and c is not Channel.WEBCHAT]
+        candidates = routing.prefer_live([c for c in options.routes if c.value not in tried
+                                          and c is not Channel.WEBCHAT], options.live)
         if not candidates:
             await thread.add_event(conn, row["conversation_id"],
                                    f"Message {msg['seq']} could not be delivered on any channel",

@@ -1,11 +1,13 @@
 """Pure core rules: status monotonicity, channel choice, consent keywords, identities, settings."""
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from gateway import routing
+from gateway.channels.modes import channel_modes
 from gateway.consent import classify_keyword
 from gateway.identity import AddressError, address_for, normalize_email, normalize_phone
 from gateway.log import _mask_secrets
@@ -132,17 +134,23 @@ def test_log_processor_masks_secret_fields():
     assert out == {"event": "x", "auth_token": "***", "password": "***", "to": "+1"}
 
 
-def test_channels_without_a_live_provider_are_not_routes_in_production():
+def test_sandbox_channels_are_routes_and_live_ones_are_preferred_when_the_customer_channel_is_unknown():
     r = reachable((Channel.SMS, "+1", "phone", NOW), (Channel.EMAIL, "a@x.io", "email", None))
-    options = routing.route_options(r, now=NOW, purpose=Purpose.REPLY, blocked={}, whatsapp_template_available=False,
-                                    live=frozenset({Channel.EMAIL, Channel.WEBCHAT}))
-    assert options.unavailable[Channel.SMS] == "channel_not_configured"
-    assert routing.choose_route(options, explicit=None, last_inbound_channel=Channel.SMS).channel is Channel.EMAIL
+    options = routing.route_options(r, now=NOW, purpose=Purpose.REPLY, blocked={}, whatsapp_template_available=False)
+    assert set(options.routes) == {Channel.SMS, Channel.EMAIL} and not options.unavailable
+    with_live = dataclasses.replace(options, live=frozenset({Channel.EMAIL, Channel.WEBCHAT}))
+    # the customer wrote by SMS: the answer goes there, sandbox or not
+    assert routing.choose_route(with_live, explicit=None, last_inbound_channel=Channel.SMS).channel is Channel.SMS
+    assert routing.choose_route(options, explicit=None, last_inbound_channel=None).channel is Channel.SMS
+    assert routing.choose_route(with_live, explicit=None, last_inbound_channel=None).channel is Channel.EMAIL
 
 
-def test_policy_from_settings_lists_live_channels():
-    dev = routing.policy_from_settings(Settings())
-    assert dev.live is None  # all sandbox: development, every channel counts
+def test_each_channel_is_live_or_sandbox_on_its_own():
+    assert set(channel_modes(Settings()).values()) == {"sandbox", "live"}   # web chat is its socket
+    assert routing.policy_from_settings(Settings()).live == frozenset({Channel.WEBCHAT})
+    api_only = channel_modes(Settings(api_channel_webhook_url="https://example.com/hook"))
+    assert api_only == {Channel.SMS: "sandbox", Channel.WHATSAPP: "sandbox", Channel.EMAIL: "sandbox",
+                        Channel.WEBCHAT: "live", Channel.API: "live"}
     prod = routing.policy_from_settings(Settings(twilio_account_sid="AC1", twilio_auth_token="t",
                                                  twilio_from_number="+15550001111",
                                                  whatsapp_reengage_template="hello"))
