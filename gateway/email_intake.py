@@ -18,7 +18,7 @@ from typing import Iterable
 
 import asyncpg
 
-from gateway import queue, thread
+from gateway import queue, status, thread
 from gateway.channels.email import (find_thread_token, iter_attachment_payloads, make_thread_token,
                                     parse_mime, parse_thread_token, reply_address)
 from gateway.channels.errors import PayloadError
@@ -32,8 +32,7 @@ from gateway.metrics import INBOUND
 from gateway.retention import store_blob
 from gateway.sandbox_secrets import email_webhook_key
 from gateway.settings import Settings
-from gateway.status import apply_status
-from gateway.types import Inbound
+from gateway.types import Channel, Inbound, StatusUpdate
 
 log = get_logger(__name__)
 
@@ -98,6 +97,7 @@ async def accept_email(rt, inbound: Inbound, payloads: Iterable[tuple[str, bytes
     auth = check_sender(inbound, rt.settings.email_trusted_authserv_ids)
     inbound = dataclasses.replace(inbound, extra={**dict(inbound.extra or {}), "message_id": message_id,
                                                   "sender_auth": auth.as_dict()})
+    effects = thread.Effects()
     async with rt.pool.acquire(timeout=5) as conn, conn.transaction():
         contact_id = await _thread_contact(conn, inbound, rt.settings)
         if contact_id is not None and auth.verified:
@@ -110,7 +110,8 @@ async def accept_email(rt, inbound: Inbound, payloads: Iterable[tuple[str, bytes
             content_types = {a.content_ref: a.content_type for a in inbound.attachments if a.content_ref}
             for ref, data in payloads:
                 await store_blob(conn, ref, content_types.get(ref), data)
-            await _apply_bounce(conn, rt, inbound)
+            await _apply_bounce(conn, rt, inbound, effects)
+    await rt.publish_effects(effects)
     INBOUND.labels("email", "duplicate" if result.duplicate else "stored").inc()
     if not result.duplicate:
         try:
@@ -120,18 +121,19 @@ async def accept_email(rt, inbound: Inbound, payloads: Iterable[tuple[str, bytes
     return result
 
 
-async def _apply_bounce(conn: asyncpg.Connection, rt, inbound: Inbound) -> None:
+async def _apply_bounce(conn: asyncpg.Connection, rt, inbound: Inbound, effects: thread.Effects) -> None:
+    """A delivery report (bounce) marks the message it names undelivered, like any status report:
+    the realtime feed hears of it (after commit, from `effects`) and status hooks (journeys) run."""
     report = (inbound.extra or {}).get("report") or {}
     original = report.get("original_message_id")
     if not original:
         return
     details = "; ".join(f"{r.get('recipient')}: {r.get('status')} {r.get('diagnostic') or ''}".strip()
                         for r in report.get("recipients", []) if isinstance(r, dict))
-    applied = await apply_status(conn, channel="email", provider_message_id=original, status="undelivered",
-                                 error_code="bounce", error_message=details[:500] or "bounced")
-    if applied is not None:
-        effects = thread.Effects()
-        await rt.hooks.on_status(conn, applied[0], applied[1], effects)
+    await status.record(conn, StatusUpdate(channel=Channel.EMAIL, provider="email", provider_message_id=original,
+                                           status="undelivered", error_code="bounce",
+                                           error_message=details[:500] or "bounced"),
+                        rt.hooks, effects, keep_unmatched=False)
 
 
 # -- outbound helpers ---------------------------------------------------------------------------

@@ -157,16 +157,20 @@ async def test_sendgrid_needs_the_key_mailgun_needs_a_fresh_unreused_signature(s
     assert bodies == ["Hello from Mailgun", "Hello from SendGrid"]
 
 
-async def test_bounce_marks_our_message_undelivered(settings, pool, clean, redis_client):
+async def test_bounce_marks_our_message_undelivered_and_the_realtime_feed_hears_of_it(settings, pool, clean,
+                                                                                      redis_client, http):
     from gateway.email_intake import start_smtp_listener
 
     async with FakeSmtpRelay(hostname="127.0.0.1") as relay:
         s = email_settings(settings, relay.port)
         async with running_gateway(s) as (rt, url):
             stop = await start_smtp_listener(rt)
+            feed = await http.ws_connect(f"{url}/api/v1/stream",
+                                         headers={"Authorization": f"Bearer {s.admin_token}"})
             try:
                 await deliver(s.smtp_listen_port, mail("dee@example.net", "support@example.com", "Q", "question"))
                 ours = (await relayed(relay, 1))[0].message
+                ours_id = await pool.fetchval("SELECT id FROM messages WHERE direction = 'out'")
                 dsn = (FIXTURES / "bounce__dsn_user_unknown.eml").read_bytes().decode("utf-8", "replace")
                 import re
                 original = re.search(r"Message-ID:\s*(<[^>]+>)", dsn.split("message/rfc822", 1)[-1], re.I)
@@ -178,7 +182,13 @@ async def test_bounce_marks_our_message_undelivered(settings, pool, clean, redis
                 async def bounced():
                     return await pool.fetchval("SELECT status FROM messages WHERE direction = 'out'") == "undelivered"
                 await wait_for(bounced)
+                while True:   # the agents' feed shows the bounce (events before it are the question and reply)
+                    event = await feed.receive_json(timeout=10)
+                    if event.get("type") == "message.status" and event.get("status") == "undelivered":
+                        break
+                assert event["message_id"] == ours_id and event["error_code"] == "bounce"
             finally:
+                await feed.close()
                 await stop()
     assert len(relay.messages) == 1  # the bounce itself is never answered
 
