@@ -15,7 +15,7 @@ import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
 
-from gateway import db, realtime, redis_client, retention
+from gateway import db, plugins, realtime, redis_client, retention
 from gateway.batcher import IngestBatcher
 from gateway.channels.modes import LIVE, channel_modes, whatsapp_provider
 from gateway.channels.sandbox import SandboxSender
@@ -33,6 +33,8 @@ from gateway.types import Channel
 from gateway.worker import QueueConsumer, Sweeper
 
 log = get_logger(__name__)
+
+PLUGINS = ("gateway.journeys.plugin", "gateway.inbox.plugin", "gateway.channels.webchat.plugin")
 
 
 @dataclass
@@ -58,11 +60,19 @@ class Runtime:
     timers: TimerService | None = None
     timer_handlers: dict = field(default_factory=dict)
     hooks: Hooks = field(default_factory=Hooks)
+    plugin_modules: tuple[str, ...] = PLUGINS   # modules whose setup(runtime) runs at start
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _exit: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     async def __aenter__(self) -> "Runtime":
+        try:
+            return await self._start()
+        except BaseException:   # a start that fails half-way closes what it opened
+            await self.__aexit__(None, None, None)
+            raise
+
+    async def _start(self) -> "Runtime":
         s = self.settings
         self.keys = Keys(s.redis_prefix, s.queue_partitions)
         self.pool = await _connect_pg(s.database_url, pooler=s.database_pooler)
@@ -92,7 +102,7 @@ class Runtime:
                                    hooks=self.hooks)
         self.timers = TimerService(self.pool, self.timer_handlers, clock=self.clock,
                                    after_commit=self.publish_effects)
-        for setup in plugin_setups():
+        for setup in plugin_setups(self.plugin_modules):
             await setup(self)
         from gateway.flows.deploy import DeployListener
 
@@ -133,27 +143,15 @@ class Runtime:
         await self._exit.aclose()
 
 
-PLUGINS = ("gateway.journeys.plugin", "gateway.inbox.plugin", "gateway.channels.webchat.plugin")
 
-
-def plugin_setups():
+def plugin_setups(names=PLUGINS):
     """`async setup(runtime)` of each subsystem that registers timer handlers and hooks.
 
     Called in every process (api and worker roles alike) before the workers start, so a timer
-    kind or hook is known wherever timers fire or statuses arrive.
+    kind or hook is known wherever timers fire or statuses arrive. A plugin that does not import
+    stops the start (gateway.plugins.PluginError).
     """
-    import importlib
-
-    setups = []
-    for name in PLUGINS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name and not name.startswith(exc.name + "."):
-                raise
-            continue
-        setups.append(module.setup)
-    return setups
+    return plugins.load(names, "setup")
 
 
 def default_handler(runtime: "Runtime") -> Handler:

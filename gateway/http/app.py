@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from gateway import plugins
 from gateway.http import api_inbound, health, rights
 from gateway.http.errors import error_middleware
 from gateway.http.keys import RUNTIME
@@ -56,23 +57,15 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
 
 
-def _route_modules():
-    """Areas that register their own routes (channels, agent API, chat), when present."""
-    import importlib
-
-    found = []
-    for name in ("gateway.http.providers", "gateway.http.email_routes", "gateway.http.chat",
+ROUTE_MODULES = ("gateway.http.providers", "gateway.http.email_routes", "gateway.http.chat",
                  "gateway.http.inbox", "gateway.http.attachments", "gateway.http.events_api",
                  "gateway.http.openapi", "gateway.http.console", "gateway.http.uploads", "gateway.http.outbox_api",
-                 "gateway.http.preferences"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        found.append(module.register)
-    return found
+                 "gateway.http.preferences")
+
+
+def _route_modules():
+    """`register(app)` of each area that adds its own routes (channels, agent API, chat)."""
+    return plugins.load(ROUTE_MODULES, "register")
 
 
 async def _close_websockets(app: web.Application) -> None:
