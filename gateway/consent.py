@@ -19,7 +19,7 @@ from datetime import datetime
 
 import asyncpg
 
-from gateway.identity import address_hash, channels_for_kind
+from gateway.identity import channels_for_kind
 from gateway.types import Channel, Purpose
 
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
@@ -260,31 +260,43 @@ async def blocked_reason(conn, *, kind: str, address: str, channel: str, purpose
     return reasons.get((kind, address, channel))
 
 
+def facts_join(kind: str, address: str, channel: str) -> str:
+    """SQL: a LEFT JOIN LATERAL adding the consent facts of the address that the SQL expressions
+    `kind`, `address`, `channel` name: `consent_suppressed`, `consent_revoked`, `consent_granted`
+    (what `decide` takes). Per purpose the latest answer counts, on this channel or on every channel
+    ('*'); at the same instant the channel's own answer wins; the suppression hash is
+    `identity.address_hash` computed in SQL. A query that already reads the rows to
+    send (the outbox's claim) reads their consent in the same round trip."""
+    return f"""LEFT JOIN LATERAL (
+        SELECT EXISTS (SELECT 1 FROM suppressions
+                       WHERE address_hash = encode(sha256(convert_to({kind} || ':' || {address}, 'UTF8')), 'hex'))
+                   AS consent_suppressed,
+               coalesce(array_agg(x.purpose) FILTER (WHERE NOT x.granted), '{{}}') AS consent_revoked,
+               coalesce(array_agg(x.purpose) FILTER (WHERE x.granted), '{{}}') AS consent_granted
+        FROM (SELECT DISTINCT ON (cf.purpose) cf.purpose, cf.granted FROM consents cf
+              WHERE cf.address_kind = {kind} AND cf.address = {address} AND cf.channel IN ({channel}, '*')
+              ORDER BY cf.purpose, cf.updated_at DESC, cf.channel = '*') x) consent_facts ON true"""
+
+
+def decide_from_facts(row, *, purpose: str, channel: str, regimes: Regimes = ()) -> str | None:
+    """`decide` on a row that carries the columns of `facts_join`."""
+    return decide(suppressed=row["consent_suppressed"], revoked=set(row["consent_revoked"]),
+                  granted=set(row["consent_granted"]), purpose=purpose, regime=regime_for(regimes, channel, purpose))
+
+
 async def blocked_reasons(conn, targets: list[tuple[str, str, str]], purpose: str,
                           regimes: Regimes = ()) -> dict:
-    """For many (kind, address, channel) at once: {target: reason} for the blocked ones (one query).
-
-    Per purpose the latest answer counts, on this channel or on every channel ('*'); at the same
-    instant the channel's own answer wins."""
+    """For many (kind, address, channel) at once: {target: reason} for the blocked ones (one query)."""
     if not targets:
         return {}
     rows = await conn.fetch(
-        """SELECT t.kind, t.address, t.channel,
-                  EXISTS (SELECT 1 FROM suppressions WHERE address_hash = t.hash) AS suppressed,
-                  coalesce(a.revoked, '{}') AS revoked, coalesce(a.granted, '{}') AS granted
-           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(kind, address, channel, hash)
-           LEFT JOIN LATERAL (
-               SELECT array_agg(x.purpose) FILTER (WHERE NOT x.granted) AS revoked,
-                      array_agg(x.purpose) FILTER (WHERE x.granted) AS granted
-               FROM (SELECT DISTINCT ON (c.purpose) c.purpose, c.granted FROM consents c
-                     WHERE c.address_kind = t.kind AND c.address = t.address AND c.channel IN (t.channel, '*')
-                     ORDER BY c.purpose, c.updated_at DESC, c.channel = '*') x) a ON true""",
-        [t[0] for t in targets], [t[1] for t in targets], [t[2] for t in targets],
-        [address_hash(t[0], t[1]) for t in targets])
+        f"""SELECT t.kind, t.address, t.channel, consent_facts.*
+            FROM unnest($1::text[], $2::text[], $3::text[]) AS t(kind, address, channel)
+            {facts_join("t.kind", "t.address", "t.channel")}""",
+        [t[0] for t in targets], [t[1] for t in targets], [t[2] for t in targets])
     out = {}
     for r in rows:
-        reason = decide(suppressed=r["suppressed"], revoked=set(r["revoked"]), granted=set(r["granted"]),
-                        purpose=purpose, regime=regime_for(regimes, r["channel"], purpose))
+        reason = decide_from_facts(r, purpose=purpose, channel=r["channel"], regimes=regimes)
         if reason:
             out[(r["kind"], r["address"], r["channel"])] = reason
     return out

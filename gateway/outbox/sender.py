@@ -34,6 +34,7 @@ from gateway.channels.base import ChannelSender
 from gateway.log import get_logger
 from gateway.metrics import OUTBOX_ATTEMPTS, OUTBOX_LEASES_LOST, OUTBOX_LOOKUPS, OUTBOX_PAUSES
 from gateway.outbox import outcomes, store
+from gateway.outbox.coalesce import Coalescer
 from gateway.outbox.compose import build_outgoing, sender_key
 from gateway.outbox.gate import SenderGate
 from gateway.queue import Keys
@@ -85,8 +86,9 @@ class OutboxSender:
         self.lease = max(timeouts, default=10.0) + LEASE_MARGIN
         self._held: dict[int, uuid.UUID] = {}          # rows being sent by this process
         self._tasks: set[asyncio.Task] = set()
-        self._marks: list[tuple[int, uuid.UUID, asyncio.Future]] = []
-        self._mark_task: asyncio.Task | None = None
+        # the attempt marks and the finishes of concurrent sends share round trips
+        self._marks = Coalescer(self._write_marks, key=lambda item: item[0])
+        self._finishes = Coalescer(self._write_finishes, key=lambda item: item[0]["id"])
         self._registered = False
         self._remote_checked: dict[str, float] = {}
         self._wake = asyncio.Event()
@@ -303,11 +305,9 @@ class OutboxSender:
             return await self._finish(row, state="failed", status="failed", error_code="address_undeliverable",
                                       error_message=f"{row['to_address']} cannot receive {channel.value} messages "
                                                     f"(provider error {row['undeliverable_code']})")
-        kind = (row["payload"] or {}).get("kind", "phone")
-        reason = await consent.blocked_reason(
-            self.pool, kind=kind, address=row["to_address"], channel=channel.value,
-            purpose=row["purpose"], compliance=bool(content.get("compliance")),
-            regimes=self.settings.consent_regimes)
+        # consent as the claim read it, a moment ago (a STOP stored since then stops the next claim)
+        reason = None if content.get("compliance") else consent.decide_from_facts(
+            row, purpose=row["purpose"], channel=channel.value, regimes=self.settings.consent_regimes)
         if reason:
             return await self._finish(row, state="skipped", status="failed", error_code=reason,
                                       error_message=f"not sent: {reason}")
@@ -351,26 +351,13 @@ class OutboxSender:
 
     async def _mark(self, row) -> bool:
         """The durable attempt mark, batched: concurrent sends share one round trip."""
-        future = asyncio.get_running_loop().create_future()
-        self._marks.append((row["id"], row["claim_token"], future))
-        if self._mark_task is None or self._mark_task.done():
-            self._mark_task = asyncio.create_task(self._flush_marks())
-        return await future
+        return await self._marks.submit((row["id"], row["claim_token"]))
 
-    async def _flush_marks(self) -> None:
-        await asyncio.sleep(0)   # let the sends started in this loop turn join
-        while self._marks:
-            batch, self._marks = self._marks, []
-            try:
-                owned = await store.mark_attempts(self.pool, [(i, t) for i, t, _ in batch])
-            except Exception as exc:
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for row_id, _, future in batch:
-                if not future.done():
-                    future.set_result(row_id in owned)
+    async def _write_marks(self, held: list[tuple[int, uuid.UUID]]) -> set[int]:
+        return await store.mark_attempts(self.pool, held)
+
+    async def _write_finishes(self, finished: list[tuple[asyncpg.Record, dict]]) -> set[int]:
+        return await store.finish_many(self.pool, finished)
 
     async def record(self, row, result: SendResult) -> bool:
         """Record a provider's answer. True when the row is finished, False when a retry is due."""
@@ -428,8 +415,9 @@ class OutboxSender:
             await self.rate_limiter.penalize(key, pause)
 
     async def _finish(self, row, **outcome) -> bool:
-        """Close the row with its outcome (one statement); True (finished) even when the lease was lost."""
-        if await store.finish(self.pool, row, **outcome):
+        """Close the row with its outcome (one statement shared with the sends finishing alongside);
+        True (finished) even when the lease was lost."""
+        if await self._finishes.submit((row, outcome)):
             self._status_event(row, outcome["status"], outcome.get("error_code"))
         else:
             self._lease_lost(row, provider_name(self.senders.get(Channel(row["channel"])), Channel(row["channel"])))

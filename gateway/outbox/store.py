@@ -10,9 +10,13 @@ import uuid
 
 import asyncpg
 
+from gateway import consent
+
 # A row may go only when every earlier row of its conversation is finished (done, failed, dead,
 # skipped): the conversation's head. Anything else (batch sizes, retries, pauses) cannot reorder.
-CLAIM = """
+# The claim returns all a send needs: the message, the undeliverable mark and the consent facts
+# of the recipient (read at claim time, a moment before the send).
+CLAIM = f"""
 WITH due AS (
     SELECT id FROM outbox o1
     WHERE state = 'pending' AND next_attempt_at <= coalesce($6, now()) AND channel = ANY($3::text[])
@@ -24,9 +28,10 @@ claimed AS (
         locked_until = now() + make_interval(secs => $2), updated_at = now()
     FROM due WHERE o.id = due.id RETURNING o.*)
 SELECT c.*, m.body, m.content, m.seq, m.author_type, m.author_id,
-       u.error_code AS undeliverable_code
+       u.error_code AS undeliverable_code, consent_facts.*
 FROM claimed c JOIN messages m ON m.id = c.message_id
 LEFT JOIN undeliverable_addresses u ON u.channel = c.channel AND u.address = c.to_address
+{consent.facts_join("coalesce(c.payload->>'kind', 'phone')", "c.to_address", "c.channel")}
 ORDER BY c.id"""
 
 
@@ -118,21 +123,49 @@ async def schedule_retry(pool, row, delay: float, error: str, *, outcome_unknown
     return result.endswith(" 1")
 
 
-# Closes the row and records the outcome on its message in one statement. A row is finished only by
-# the holder of its claim token, except that an accepted send is recorded by whoever got it while
+# Closes rows and records their outcomes on their messages in one statement. A row is finished only
+# by the holder of its claim token, except that an accepted send is recorded by whoever got it while
 # the row is still open (so a slow owner's success is never resent by the next owner).
 FINISH = """
-WITH done AS (
-    UPDATE outbox SET state = $2, locked_until = NULL, claim_token = NULL, claimed_by = NULL,
-        attempt_started_at = NULL, updated_at = now(), last_error = coalesce($7, last_error)
-    WHERE id = $1 AND state IN ('pending', 'sending') AND (claim_token = $9 OR ($2 = 'done' AND $4::text IS NOT NULL))
-    RETURNING message_id)
-UPDATE messages SET status = CASE WHEN status IN ('delivered', 'read') THEN status ELSE $3 END,
-    provider_message_id = coalesce($4, provider_message_id),
-    error_code = $5, error_message = $6, segments = coalesce($8, segments), status_updated_at = now(),
-    content = CASE WHEN $10::text IS NULL THEN content
-                   ELSE coalesce(content, '{}'::jsonb) || jsonb_build_object('sent_text', $10::text) END
-WHERE id = (SELECT message_id FROM done) RETURNING id"""
+WITH f AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                         $8::int[], $9::uuid[], $10::text[])
+        AS f(id, state, status, provider_message_id, error_code, error_message, last_error, segments, token,
+             sent_text)),
+done AS (
+    UPDATE outbox o SET state = f.state, locked_until = NULL, claim_token = NULL, claimed_by = NULL,
+        attempt_started_at = NULL, updated_at = now(), last_error = coalesce(f.last_error, o.last_error)
+    FROM f WHERE o.id = f.id AND o.state IN ('pending', 'sending')
+        AND (o.claim_token = f.token OR (f.state = 'done' AND f.provider_message_id IS NOT NULL))
+    RETURNING o.id, o.message_id)
+UPDATE messages m SET status = CASE WHEN m.status IN ('delivered', 'read') THEN m.status ELSE f.status END,
+    provider_message_id = coalesce(f.provider_message_id, m.provider_message_id),
+    error_code = f.error_code, error_message = f.error_message, segments = coalesce(f.segments, m.segments),
+    status_updated_at = now(),
+    content = CASE WHEN f.sent_text IS NULL THEN m.content
+                   ELSE coalesce(m.content, '{}'::jsonb) || jsonb_build_object('sent_text', f.sent_text) END
+FROM done JOIN f ON f.id = done.id
+WHERE m.id = done.message_id RETURNING done.id"""
+
+OUTCOME_FIELDS = ("state", "status", "provider_message_id", "error_code", "error_message", "segments", "sent_text")
+
+
+async def finish_many(conn, finished: list[tuple[asyncpg.Record, dict]]) -> set[int]:
+    """Close many rows with their outcomes ((row, outcome) pairs, the outcome as `finish` takes it)
+    in one statement; returns the ids this sender still owned (or recorded as accepted)."""
+    if not finished:
+        return set()
+    columns: dict[str, list] = {name: [] for name in OUTCOME_FIELDS}
+    for _, outcome in finished:
+        for name in OUTCOME_FIELDS:
+            columns[name].append(outcome.get(name))
+    last_errors = [f"{code}: {message}" if code else None
+                   for code, message in zip(columns["error_code"], columns["error_message"])]
+    rows = await conn.fetch(
+        FINISH, [row["id"] for row, _ in finished], columns["state"], columns["status"],
+        columns["provider_message_id"], columns["error_code"], columns["error_message"], last_errors,
+        columns["segments"], [row["claim_token"] for row, _ in finished], columns["sent_text"])
+    return {r["id"] for r in rows}
 
 
 async def finish(conn, row, *, state: str, status: str, provider_message_id: str | None = None,
@@ -143,10 +176,10 @@ async def finish(conn, row, *, state: str, status: str, provider_message_id: str
     `sent_text` (what the provider got, when the channel rendered it differently, e.g. buttons as
     a numbered menu) is kept on the message as content.sent_text.
     """
-    done = await conn.fetchval(
-        FINISH, row["id"], state, status, provider_message_id, error_code, error_message,
-        f"{error_code}: {error_message}" if error_code else None, segments, row["claim_token"], sent_text)
-    return done is not None
+    outcome = {"state": state, "status": status, "provider_message_id": provider_message_id,
+               "error_code": error_code, "error_message": error_message, "segments": segments,
+               "sent_text": sent_text}
+    return row["id"] in await finish_many(conn, [(row, outcome)])
 
 
 async def mark_undeliverable(conn, channel: str, address: str, error_code: str, error_message: str | None) -> None:
