@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.fakes.replies import seed
+from gateway.devtools.fakes.replies import seed
 from gateway.outbox import store
 from gateway.outbox.coalesce import Coalescer
 
