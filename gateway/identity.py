@@ -12,6 +12,7 @@ from email.utils import parseaddr
 
 import phonenumbers
 
+from gateway.inputs import InputError, check_id
 from gateway.types import Channel
 
 
@@ -55,20 +56,62 @@ def normalize_email(raw: str) -> str:
     return addr
 
 
+# The identity kind each channel's addresses have (WhatsApp: see `address_kind`)
+_CHANNEL_KIND = {Channel.SMS: "phone", Channel.WHATSAPP: "phone", Channel.EMAIL: "email",
+                 Channel.WEBCHAT: "chat", Channel.API: "api"}
+
+
+def address_kind(channel: Channel | str, address: str) -> str:
+    """The identity kind of a normalized address on a channel: the one place this is decided.
+
+    On WhatsApp a phone number is E.164 ("+..."); anything else is a WhatsApp user id (a
+    business-scoped id, BSUID), kind "whatsapp_id". Consent and identities are keyed by this kind."""
+    channel = Channel(channel)
+    if channel is Channel.WHATSAPP and not address.startswith("+"):
+        return "whatsapp_id"
+    return _CHANNEL_KIND[channel]
+
+
 def address_for(channel: Channel | str, raw: str, kind_hint: str | None = None) -> Address:
-    """The identity an inbound sender maps to."""
+    """The identity an inbound sender maps to (`kind_hint` "whatsapp_id": the adapter saw a user id,
+    not a phone number)."""
     channel = Channel(channel)
     if not raw or not raw.strip():
         raise AddressError(f"empty {channel.value} sender address")
     if kind_hint == "whatsapp_id":
         return Address("whatsapp_id", raw.strip())
-    if channel in (Channel.SMS, Channel.WHATSAPP):
-        return Address("phone", normalize_phone(raw))
-    if channel is Channel.EMAIL:
-        return Address("email", normalize_email(raw))
-    if channel is Channel.WEBCHAT:
-        return Address("chat", raw.strip())
-    return Address("api", raw.strip())
+    kind = _CHANNEL_KIND[channel]
+    if kind == "phone":
+        return Address(kind, normalize_phone(raw))
+    if kind == "email":
+        return Address(kind, normalize_email(raw))
+    return Address(kind, raw.strip())
+
+
+# Identity kinds as the API names them -> stored kind (an external id is the API channel's identity)
+API_KINDS = {"phone": "phone", "email": "email", "whatsapp_id": "whatsapp_id", "external_id": "api"}
+
+
+def parse_identity(kind, address) -> tuple[str, str]:
+    """An identity given through the API: (stored kind, normalized address), or ValueError naming
+    what is wrong."""
+    if not isinstance(kind, str) or kind not in API_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(API_KINDS)}")
+    if not isinstance(address, str) or not address.strip():
+        raise ValueError("address must be a non-empty string")
+    try:
+        if kind == "phone":
+            return "phone", normalize_phone(address)
+        if kind == "email":
+            return "email", normalize_email(address)
+        if kind == "whatsapp_id":
+            digits = address.strip()
+            if not digits.isascii() or not digits.isdigit() or len(digits) > 20:
+                raise ValueError("a WhatsApp id is the digits WhatsApp gives (at most 20)")
+            return "whatsapp_id", digits
+        return "api", check_id(address.strip(), "address")
+    except (AddressError, InputError) as exc:
+        raise ValueError(str(exc)) from None
 
 
 # Groups mail whose From is not authenticated but names another contact's address: such a contact

@@ -19,6 +19,7 @@ import structlog
 from gateway import consent, realtime, routing, thread
 from gateway.inbox import csat
 from gateway.hooks import Hooks
+from gateway.identity import address_kind
 from gateway.log import get_logger
 from gateway.queue import Keys
 from gateway.settings import Settings
@@ -250,9 +251,9 @@ class Processor:
     async def _handle_keyword(self, turn: Turn, keyword: str) -> None:
         msg, conn = turn.message, turn.conn
         channel, address = msg["channel"], msg["sender_address"]
-        kind = "whatsapp_id" if address and not address.startswith("+") else "phone"
         outcome = await consent.apply_keyword(
-            conn, contact_id=turn.conversation["contact_id"], kind=kind, address=address, channel=channel,
+            conn, contact_id=turn.conversation["contact_id"], kind=address_kind(channel, address),
+            address=address, channel=channel,
             keyword=keyword, word=msg["body"] or "", help_text=self.settings.help_text)
         if outcome.event:
             await thread.add_event(conn, turn.conversation_id, outcome.summary, event=outcome.event,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncpg
 
 from gateway import consent, thread
+from gateway.identity import address_kind
 from gateway.types import Channel, StatusUpdate
 
 EARLY_STATUS_TTL = "1 day"
@@ -84,8 +85,8 @@ async def record(conn: asyncpg.Connection, update: StatusUpdate, hooks, effects:
     effects.emit("message.status", conversation_id=row["conversation_id"], message_id=row["id"],
                  status=new, error_code=update.error_code)
     if update.error_code in OPT_OUT_ERROR_CODES and update.recipient:
-        kind = "phone" if update.recipient.startswith("+") else "whatsapp_id"
-        await consent.set_consent(conn, kind=kind, address=update.recipient,
+        await consent.set_consent(conn, kind=address_kind(update.channel, update.recipient),
+                                  address=update.recipient,
                                   channel=update.channel.value, purpose=consent.ALL, granted=False,
                                   source=f"provider:{update.error_code}")
         await thread.add_event(conn, row["conversation_id"], f"Provider reports {update.recipient} opted out",

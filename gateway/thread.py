@@ -15,6 +15,7 @@ import asyncpg
 
 from gateway import consent, routing
 from gateway.channels.sms_segments import count_segments, split_text
+from gateway.identity import address_kind
 from gateway.log import get_logger
 from gateway.metrics import REPLIES_DROPPED
 from gateway.types import Attachment, Button, Channel, Purpose, TemplateRef
@@ -138,9 +139,7 @@ async def queue_outbound(conn: asyncpg.Connection, conversation_id: int, *, text
     by the outbox at send time.
     """
     if channel is not None and to_address is not None:
-        kind = "email" if channel is Channel.EMAIL else "phone" if channel in (Channel.SMS, Channel.WHATSAPP) \
-            else "chat" if channel is Channel.WEBCHAT else "api"
-        route = routing.Route(channel, to_address, kind)
+        route = routing.Route(channel, to_address, address_kind(channel, to_address))
     else:
         options = await route_options(conn, conversation_id, purpose=purpose,
                                       whatsapp_template_available=whatsapp_template_available,

@@ -10,6 +10,7 @@ from gateway.http.inbox_common import (ACT, READ, bad, body, path_id, q_int, q_t
                                        transaction)
 from gateway.http.inbox_contacts import MAX_ATTRIBUTES_BYTES, enqueue_after_merge, profile_fields
 from gateway.http.openapi import Param, operation
+from gateway.identity import parse_identity
 from gateway.inbox import actions, contact_ops, queries
 from gateway.inbox.scope import visible_contact
 
@@ -20,7 +21,7 @@ def _identity(data, where: str = "") -> tuple[str, str]:
     if not isinstance(data, dict):
         raise bad(where or "identity", "must be an object with kind and address")
     try:
-        return contact_ops.parse_identity(data.get("kind"), data.get("address"))
+        return parse_identity(data.get("kind"), data.get("address"))
     except ValueError as exc:
         raise bad(f"{where}kind" if "kind must" in str(exc) else f"{where}address", str(exc)) from None
 

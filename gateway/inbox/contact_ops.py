@@ -9,37 +9,10 @@ from __future__ import annotations
 import asyncpg
 
 from gateway import thread
-from gateway.identity import AddressError, normalize_email, normalize_phone
 from gateway.inbox import Conflict, Invalid, NotFound
 from gateway.inbox.merge import merge_contacts
 from gateway.inbox.scope import Scope
 from gateway.inbox.search import contact_matches
-from gateway.inputs import InputError, check_id
-
-# API kind -> stored identity kind (an external id is stored as the API channel's identity)
-KINDS = {"phone": "phone", "email": "email", "whatsapp_id": "whatsapp_id", "external_id": "api"}
-
-
-def parse_identity(kind, address) -> tuple[str, str]:
-    """(stored kind, normalized address), or ValueError naming what is wrong."""
-    if not isinstance(kind, str) or kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}")
-    if not isinstance(address, str) or not address.strip():
-        raise ValueError("address must be a non-empty string")
-    try:
-        if kind == "phone":
-            return "phone", normalize_phone(address)
-        if kind == "email":
-            return "email", normalize_email(address)
-        if kind == "whatsapp_id":
-            digits = address.strip()
-            if not digits.isascii() or not digits.isdigit() or len(digits) > 20:
-                raise ValueError("a WhatsApp id is the digits WhatsApp gives (at most 20)")
-            return "whatsapp_id", digits
-        return "api", check_id(address.strip(), "address")
-    except (AddressError, InputError) as exc:
-        raise ValueError(str(exc)) from None
-
 
 async def _owner(conn, kind: str, address: str) -> int | None:
     return await conn.fetchval("SELECT contact_id FROM identities WHERE kind = $1 AND address = $2", kind, address)

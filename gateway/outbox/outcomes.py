@@ -7,6 +7,7 @@ from dataclasses import replace
 import asyncpg
 
 from gateway import consent, routing, thread
+from gateway.identity import address_kind
 from gateway.log import get_logger
 from gateway.metrics import OUTBOX_DEAD_LETTERS
 from gateway.outbox import store
@@ -24,7 +25,7 @@ async def opted_out(pool: asyncpg.Pool, row, result: SendResult) -> bool:
         if not await store.finish(conn, row, state="failed", status="failed", error_code=result.error_code,
                                   error_message=result.error_message):
             return False
-        await consent.set_consent(conn, kind=(row["payload"] or {}).get("kind", "phone"),
+        await consent.set_consent(conn, kind=(row["payload"] or {}).get("kind") or address_kind(row["channel"], row["to_address"]),
                                   address=row["to_address"], channel=row["channel"], purpose=purpose,
                                   granted=False, source=f"provider:{result.error_code}")
         what = "marketing" if purpose == consent.MARKETING else "all messages"

@@ -155,3 +155,12 @@ def test_each_channel_is_live_or_sandbox_on_its_own():
                                                  twilio_from_number="+15550001111",
                                                  whatsapp_reengage_template="hello"))
     assert prod.live == frozenset({Channel.SMS, Channel.WEBCHAT}) and prod.whatsapp_template_available
+
+
+def test_address_kinds_come_from_one_rule():
+    from gateway.identity import address_kind
+
+    assert address_kind(Channel.WHATSAPP, "+14155550100") == "phone"
+    assert address_kind(Channel.WHATSAPP, "US.13491208655302741918") == "whatsapp_id"
+    assert address_kind("sms", "+14155550100") == "phone"
+    assert [address_kind(c, "x") for c in (Channel.EMAIL, Channel.WEBCHAT, Channel.API)] == ["email", "chat", "api"]
