@@ -32,8 +32,10 @@ async def test_one_live_channel_leaves_sms_in_sandbox_and_the_bot_still_replies(
                 return [m for m in sms.sent if m.to == CUSTOMER]
             sent = await wait_for(replied, timeout=15, message="the bot reply never reached the SMS sandbox")
             assert sent[0].text == "You said: hello there"
-            row = await pool.fetchrow("SELECT state, channel FROM outbox")
-            assert row["state"] == "done" and row["channel"] == "sms"
+            async def finished():
+                return await pool.fetchrow("SELECT state, channel FROM outbox WHERE state = 'done'")
+            row = await wait_for(finished, timeout=10)
+            assert row["channel"] == "sms"
             assert receiver.received == []
 
 
