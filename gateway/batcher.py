@@ -69,12 +69,7 @@ class IngestBatcher:
                 results = [await self._store_alone(item) for item in items]
             self.batches += 1
             self.items += len(items)
-            fresh = [r.conversation_id for r in results if isinstance(r, IngestResult) and not r.duplicate]
-            if fresh:
-                try:
-                    await queue.enqueue_many(self.redis, self.keys, fresh)
-                except Exception as exc:
-                    log.warning("enqueue failed; the sweeper will pick the messages up", error=str(exc))
+            # committed: answer now; the enqueue only wakes a worker (the sweeper finds what it misses)
             for position, result in zip(order, results):
                 fut = batch[position][1]
                 if not fut.done():
@@ -82,6 +77,12 @@ class IngestBatcher:
                         fut.set_exception(result)
                     else:
                         fut.set_result(result)
+            fresh = [r.conversation_id for r in results if isinstance(r, IngestResult) and not r.duplicate]
+            if fresh:
+                try:
+                    await queue.enqueue_many(self.redis, self.keys, fresh)
+                except Exception as exc:
+                    log.warning("enqueue failed; the sweeper will pick the messages up", error=str(exc))
         except BaseException as exc:
             for _, fut in batch:
                 if not fut.done():

@@ -235,7 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure throughput and latency against a naive baseline")
     bench.add_argument("--scenarios", default="all")
     bench.add_argument("--quick", action="store_true", help="smaller sizes for a fast look")
+    bench.add_argument("--full", action="store_true",
+                       help="every scenario at its target's size (inbox 1M conversations / 10M messages)")
     bench.add_argument("--out", default="bench-results.json")
+    bench.add_argument("--report", default=None, metavar="FILE.html",
+                       help="also write a self-contained HTML page of the results (SVG charts)")
+    bench.add_argument("--profile", default=None, metavar="DIR",
+                       help="sample the gateway's processes with py-spy into DIR (top functions in the JSON)")
     bench.add_argument("--scale", choices=("full", "quick", "tiny"), default=None,
                        help=argparse.SUPPRESS)  # tiny: the smoke test's sizes
     bench.set_defaults(func=cmd_bench)

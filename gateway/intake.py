@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from gateway import contacts, queue
 from gateway.ingest import IngestResult, ingest_inbound, ingest_item
-from gateway.inputs import clean_inbound
 from gateway.log import get_logger
 from gateway.metrics import INBOUND, INGEST_SECONDS
 from gateway.types import Inbound
@@ -20,8 +19,8 @@ async def accept(rt, inbound: Inbound, *, contact_id: int | None = None,
     """Store the message (and, with `contact_ref`, its contact) in one transaction, then enqueue.
 
     Raises InputError (gateway.inputs) or AddressError for a message that cannot be stored; that
-    message alone fails, never the others it would have been batched with."""
-    inbound = clean_inbound(inbound)
+    message alone fails, never the others it would have been batched with. (`ingest_item` checks
+    and cleans the message.)"""
     channel = inbound.channel.value
     with INGEST_SECONDS.labels(channel).time():
         if contact_ref is None and rt.batcher is not None:

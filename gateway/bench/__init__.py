@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import sys
 import time
 from pathlib import Path
@@ -35,7 +36,7 @@ from gateway.bench import (
     scenarios_timers,
     scenarios_turns,
 )
-from gateway.bench.harness import SCALES, Bench
+from gateway.bench.harness import SCALES, Bench, figure, show_figures
 from gateway.settings import Settings
 
 SCENARIOS = {
@@ -51,15 +52,44 @@ SCENARIOS = {
 
 
 def print_summary(results: dict, scale: str) -> None:
-    rows = [(name, res["summary"]) for name, res in results.items() if isinstance(res, dict) and "summary" in res]
+    rows = [(name, res) for name, res in results.items() if isinstance(res, dict) and "summary" in res]
     if not rows:
         return
-    print(f"\n== Summary ({scale} run)" + ("" if scale == "full" else
-                                             ": smaller sizes than the targets name; verdicts are indicative"))
-    print(f"{'scenario':<10}{'verdict':<8}{'vs baseline':>12}  measured  |  target")
-    for name, s in rows:
-        ratio = f"{s['ratio']}x" if s.get("ratio") is not None else "-"
-        print(f"{name:<10}{s['verdict']:<8}{ratio:>12}  {s['measured']}  |  {s['target']}")
+    print(f"\n== Summary ({scale} run" + (")" if scale == "full" else
+                                         f"; {SCALE_NOTES.get(scale, 'smaller sizes than the targets name')})"))
+    for name, res in rows:
+        s = res["summary"]
+        ratio = f", {s['ratio']}x vs baseline" if s.get("ratio") is not None else ""
+        print(f"{name} [{s['verdict']}]{ratio}")
+        show_figures(res.get("figures") or [figure(name, s["measured"], s["target"], None) | {"verdict": s["verdict"]}])
+
+
+SCALE_NOTES = {
+    "standard": "every target's size except the inbox (100,000 conversations / 1,009,980 messages, not "
+                "1M / 10M: add --full) and memory (10,000 conversations, not 100,000)",
+    "quick": "smaller sizes than the targets name; verdicts are indicative",
+    "tiny": "smoke-test sizes; verdicts mean nothing",
+}
+
+
+def cross_figures(results: dict) -> None:
+    """Figures that need two scenarios of the same run: turns/s per ingest peak."""
+    turns, ingest = results.get("turns"), results.get("ingest")
+    if not (isinstance(turns, dict) and isinstance(ingest, dict)):
+        return
+    peak, tps = ingest["peak_per_s"]["gateway"], turns.get("turns_per_s")
+    ratio = round(tps / peak, 3) if tps and peak else None
+    turns["turns_per_ingest_peak"] = ratio
+    turns.setdefault("figures", []).append(figure(
+        "turns/s divided by the ingest peak (same run)", f"{ratio} ({tps} turns/s / {peak} acked/s)",
+        f">= {TARGET_TURNS_PER_INGEST}", ratio is not None and ratio >= TARGET_TURNS_PER_INGEST))
+
+
+TARGET_TURNS_PER_INGEST = 0.3
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(args, settings: Settings) -> int:
@@ -70,30 +100,48 @@ def main(args, settings: Settings) -> int:
     if unknown:
         print(f"unknown scenarios: {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
         return 2
-    scale = getattr(args, "scale", None) or ("quick" if args.quick else "full")
-    results: dict = {"scale": scale}
+    scale = getattr(args, "scale", None) or ("quick" if args.quick else "full" if args.full else "standard")
+    results: dict = {"scale": scale, "scale_note": SCALE_NOTES.get(scale, "the targets' sizes")}
+    if scale != "full":
+        print(f"{scale} run: {results['scale_note']}", flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)    # SIGTERM cleans up like Ctrl-C
+    out = Path(args.out)
+    interrupted = False
     with infrastructure(settings) as s:
-        b = Bench(s, SCALES[scale], scale=scale, results=results)
+        b = Bench(s, SCALES[scale], scale=scale, results=results, profile_dir=getattr(args, "profile", None))
         try:
             for name in chosen:
                 print(f"running {name} ({scale}) ...", flush=True)
                 b.dsn = b.fresh_database()
                 b.prefix = f"gwbench{secrets.token_hex(3)}"
+                b.scenario = name
                 started = time.monotonic()
                 try:
                     res = SCENARIOS[name].run(b)
                 finally:
-                    b.stop_all()
-                    b.drop_databases()
+                    b.cleanup()
                 res["seconds"] = round(time.monotonic() - started, 1)
                 results[name] = res
                 SCENARIOS[name].show(res)
-                Path(args.out).write_text(json.dumps(results, indent=2, default=str))
+                if res.get("figures"):
+                    show_figures(res["figures"])
+                out.write_text(json.dumps(results, indent=2, default=str))
+        except KeyboardInterrupt:
+            interrupted = True
+            print("\ninterrupted: stopping everything the bench started ...", flush=True)
         finally:
-            b.stop_all()
-            b.drop_databases()
-    results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+            b.cleanup()
+    if interrupted:
+        return 130
+    results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+                          "load_average_at_end": os.getloadavg()}
+    cross_figures(results)
     print_summary(results, scale)
-    Path(args.out).write_text(json.dumps(results, indent=2, default=str))
-    print(f"\nresults written to {args.out}")
+    out.write_text(json.dumps(results, indent=2, default=str))
+    print(f"\nresults written to {out}")
+    if getattr(args, "report", None):
+        from gateway.bench.report import write_report
+
+        write_report(results, Path(args.report))
+        print(f"report written to {args.report}")
     return 0

@@ -8,50 +8,8 @@ component needs follow directly. The run has a Redis of its own, so its figures 
 """
 from __future__ import annotations
 
-import os
-
-import asyncpg
-import redis as redis_sync
-
-from gateway.bench.harness import Bench, r
+from gateway.bench.harness import Bench, CpuMeter, figure, r
 from gateway.bench.scenarios_turns import _drive
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far (0 when it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def _postgres(dsn: str) -> tuple[float, int]:
-    """(CPU seconds of this database's backends, committed transactions) now."""
-    import asyncio
-
-    async def read():
-        conn = await asyncpg.connect(dsn)
-        try:
-            pids = [row["pid"] for row in await conn.fetch(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
-            xacts = await conn.fetchval("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
-        finally:
-            await conn.close()
-        return sum(cpu_seconds(p) for p in pids), xacts
-    return asyncio.run(read())
-
-
-def _redis(url: str) -> tuple[float, int]:
-    client = redis_sync.Redis.from_url(url)
-    try:
-        cpu, stats = client.info("cpu"), client.info("stats")
-    finally:
-        client.close()
-    return cpu["used_cpu_user"] + cpu["used_cpu_sys"], stats["total_commands_processed"]
 
 
 def run(b: Bench) -> dict:
@@ -80,23 +38,22 @@ def _measure(b: Bench) -> dict:
     url = f"http://127.0.0.1:{api_port}/webhooks/twilio/inbound"
     rate = min(b.sizes.turns_rate, 60.0)
     _drive(fake, url, block=660, n=max(20, int(rate)), rate=rate)   # flows loaded, pools warm
-    before = cpu_seconds(api.pid), cpu_seconds(worker.pid), _postgres(b.dsn), _redis(b.settings.redis_url)
+    meter = CpuMeter(b, {"api": api.pid, "worker": worker.pid})
+    meter.start()
     res = _drive(fake, url, block=670, n=int(rate * b.sizes.turns_seconds), rate=rate)
     # backends opened during the run count in full; those closed during it are missed (the pools keep theirs)
-    after = cpu_seconds(api.pid), cpu_seconds(worker.pid), _postgres(b.dsn), _redis(b.settings.redis_url)
+    cpu = meter.stop(res["replied"])
     b.stop_all()
-    turns = max(res["replied"], 1)
-    ms = {"api": (after[0] - before[0]) / turns * 1000, "worker": (after[1] - before[1]) / turns * 1000,
-          "postgres": (after[2][0] - before[2][0]) / turns * 1000, "redis": (after[3][0] - before[3][0]) / turns * 1000}
+    ms = {k: v for k, v in cpu["cpu_ms"].items() if k != "total"}
     cores = {k: r(v, 2) for k, v in ms.items()}     # ms of CPU per turn = cores per 1,000 turns/s
     first = max(ms, key=ms.get)
-    return {"turns": res["replied"], "rate": rate, "cpu_ms_per_turn": {k: r(v, 3) for k, v in ms.items()},
-            "cores_per_1000_turns_s": cores, "saturates_first": first,
-            "per_turn": {"redis_commands": r((after[3][1] - before[3][1]) / turns, 1),
-                         "postgres_transactions": r((after[2][1] - before[2][1]) / turns, 1)},
-            "summary": {"measured": f"CPU ms per turn: api {cores['api']}, worker {cores['worker']}, PostgreSQL "
-                                    f"{cores['postgres']}, Redis {cores['redis']} ({res['replied']} turns at {rate:g}/s)",
-                        "target": "figures for sizing (no target)", "ratio": None, "verdict": "pass"}}
+    measured = (f"CPU ms per turn: api {cores['api']}, worker {cores['worker']}, PostgreSQL {cores['postgres']}, "
+                f"Redis {cores['redis']} ({res['replied']} turns at {rate:g}/s)")
+    return {"turns": res["replied"], "rate": rate, "cpu_ms_per_turn": ms,
+            "cores_per_1000_turns_s": cores, "saturates_first": first, "per_turn": cpu["per_unit"],
+            "figures": [figure("CPU per turn well below saturation (sizing)", measured, "figures for sizing", None)],
+            "summary": {"measured": measured, "target": "figures for sizing (no target)", "ratio": None,
+                        "verdict": "INFO"}}
 
 
 def show(res: dict) -> None:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 
-def bench_tiny(infra, tmp_path, scenarios: str, timeout: float = 150) -> tuple[dict, str]:
+def bench_tiny(infra, tmp_path, scenarios: str, timeout: float = 150, extra: tuple = ()) -> tuple[dict, str]:
     """Run `gateway bench --scale tiny --scenarios ...` as a process; (its JSON results, its stdout)."""
     admin_dsn, redis_url = infra
     out = tmp_path / "bench.json"
@@ -20,19 +20,21 @@ def bench_tiny(infra, tmp_path, scenarios: str, timeout: float = 150) -> tuple[d
                GATEWAY_DATA_DIR=str(tmp_path / "data"))
     proc = subprocess.run(
         [sys.executable, "-m", "gateway", "bench", "--scale", "tiny", "--scenarios", scenarios,
-         "--out", str(out)], env=env, capture_output=True, text=True, timeout=timeout, check=False)
+         "--out", str(out), *extra], env=env, capture_output=True, text=True, timeout=timeout, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(out.read_text()), proc.stdout
 
 
 def test_bench_tiny_run_writes_results(infra, tmp_path):
-    results, stdout = bench_tiny(infra, tmp_path, "ingest,outbound,timers,memory,retention")
+    report = tmp_path / "bench.html"
+    results, stdout = bench_tiny(infra, tmp_path, "ingest,outbound,timers,memory,retention",
+                                 extra=("--report", str(report)))
 
     assert results["scale"] == "tiny"
     for name in ("ingest", "outbound", "timers", "memory", "retention"):
         summary = results[name]["summary"]
         assert {"measured", "target", "ratio", "verdict"} <= summary.keys()
-        assert summary["verdict"] in ("pass", "miss")
+        assert summary["verdict"] in ("PASS", "MISS", "INFO")
 
     ingest = results["ingest"]
     assert ingest["every_acked_message_stored"] is True
@@ -47,7 +49,18 @@ def test_bench_tiny_run_writes_results(infra, tmp_path):
     retention = results["retention"]
     assert retention["expired"] > 0 and retention["left_unexpired"] == 0
     assert "every acknowledged message stored in PostgreSQL: True" in stdout
-    assert "== Summary (tiny run)" in stdout
+    assert "== Summary (tiny run" in stdout
+    # every figure printed with its target and verdict
+    for name in ("ingest", "outbound"):
+        for f in results[name]["figures"]:
+            assert f["verdict"] in ("PASS", "MISS", "INFO") and f["target"]
+            assert f"[{f['verdict']}] {f['name']}: {f['measured']}  (target: {f['target']})" in stdout
+    assert set(ingest["cpu_ms_per_ack_at_peak"]) == {"naive", "gateway"}
+    # the report: one self-contained page with SVG charts and every figure
+    page = report.read_text()
+    assert page.count("<svg") >= 3 and "<script" not in page
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "CPU per acknowledged webhook, gateway" in page
 
 
 def test_capacity_scenario_reports_every_component(infra, tmp_path):
