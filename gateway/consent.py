@@ -19,7 +19,7 @@ from datetime import datetime
 
 import asyncpg
 
-from gateway.identity import channels_for_kind
+from gateway.identity import address_hash, channels_for_kind
 from gateway.types import Channel, Purpose
 
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
@@ -89,12 +89,12 @@ def classify_keyword(text: str, global_words=DEFAULT_GLOBAL_STOP_WORDS) -> str |
 
 
 @dataclass
-class KeywordOutcome:
-    """What a keyword changed: the thread event to add and the confirmation to send."""
+class ConsentOutcome:
+    """What an answer changed: the thread event to add and, for a keyword, the confirmation to send."""
 
     event: str | None
     summary: str
-    reply: str
+    reply: str = ""
     details: dict = field(default_factory=dict)
 
 
@@ -103,7 +103,7 @@ def _on_what(kind: str) -> str:
 
 
 async def apply_keyword(conn: asyncpg.Connection, *, contact_id: int, kind: str, address: str, channel: str,
-                        keyword: str, word: str, help_text: str) -> KeywordOutcome:
+                        keyword: str, word: str, help_text: str) -> ConsentOutcome:
     """Apply STOP / STOPALL / START / HELP from `address` on `channel`; the confirmation says exactly
     what changed."""
     source = f"{KEYWORD_SOURCE}{word.strip()[:40]}"
@@ -112,7 +112,7 @@ async def apply_keyword(conn: asyncpg.Connection, *, contact_id: int, kind: str,
     if keyword == "stop":
         await set_consent(conn, kind=kind, address=address, channel=channel, purpose=ALL, granted=False,
                           source=source)
-        return KeywordOutcome("opted_out", f"Opted out on {channel} ({address})",
+        return ConsentOutcome("opted_out", f"Opted out on {channel} ({address})",
                               f"You won't get more {what} from us {_on_what(kind)}. Reply START to resubscribe.",
                               details)
     if keyword == "stop_all":
@@ -120,7 +120,7 @@ async def apply_keyword(conn: asyncpg.Connection, *, contact_id: int, kind: str,
         for k, a in idents or [(kind, address)]:
             await set_consent(conn, kind=k, address=a, channel=ANY_CHANNEL, purpose=ALL, granted=False,
                               source=source)
-        return KeywordOutcome("opted_out", f"Opted out of every channel (from {channel}, {address})",
+        return ConsentOutcome("opted_out", f"Opted out of every channel (from {channel}, {address})",
                               "You won't get any more messages from us on any channel: SMS, WhatsApp, email "
                               "or chat. Reply START to resubscribe.", {**details, "global": True})
     if keyword == "start":
@@ -129,9 +129,35 @@ async def apply_keyword(conn: asyncpg.Connection, *, contact_id: int, kind: str,
             reply = "You'll get messages from us again on every channel. Reply STOP to unsubscribe."
         else:
             reply = f"You'll get {what} from us {_on_what(kind)} again. Reply STOP to unsubscribe."
-        return KeywordOutcome("opted_in", f"Opted in again on {channel} ({address})", reply,
+        return ConsentOutcome("opted_in", f"Opted in again on {channel} ({address})", reply,
                               {**details, "restored": restored})
-    return KeywordOutcome(None, "", help_text, details)
+    return ConsentOutcome(None, "", help_text, details)
+
+
+async def provider_opt_out(conn: asyncpg.Connection, *, kind: str, address: str, channel: str, code: str,
+                           purpose: str = ALL) -> ConsentOutcome:
+    """A provider reports that `address` unsubscribed there (e.g. Twilio 21610, on a status callback
+    or a send's answer): consent off on that channel for every purpose, or for marketing only."""
+    await set_consent(conn, kind=kind, address=address, channel=channel, purpose=purpose, granted=False,
+                      source=f"provider:{code}")
+    what = "marketing" if purpose == MARKETING else "all messages"
+    return ConsentOutcome("opted_out", f"Provider reports {address} opted out of {what} on {channel}",
+                          details={"channel": channel, "source": code, "purpose": purpose})
+
+
+async def forget_address(conn: asyncpg.Connection, kind: str, address: str) -> bool:
+    """Erasure: remove every consent answer of an address. One that had opted out leaves a
+    tombstone (its hash only), so it is never messaged again; True when one was left."""
+    opted_out = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM consents WHERE address_kind = $1 AND address = $2 AND NOT granted)",
+        kind, address)
+    if opted_out:
+        await conn.execute(
+            """INSERT INTO suppressions (address_hash, reason) VALUES ($1, 'erased_opted_out')
+               ON CONFLICT (address_hash) DO NOTHING""", address_hash(kind, address))
+    await conn.execute("DELETE FROM consents WHERE address_kind = $1 AND address = $2", kind, address)
+    await conn.execute("DELETE FROM consent_history WHERE address_kind = $1 AND address = $2", kind, address)
+    return opted_out
 
 
 async def _identities(conn, contact_id: int) -> list[tuple[str, str]]:

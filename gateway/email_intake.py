@@ -31,6 +31,7 @@ from gateway.log import get_logger
 from gateway.metrics import INBOUND
 from gateway.retention import store_blob
 from gateway.sandbox_secrets import email_webhook_key
+from gateway.secret_keys import derive_key
 from gateway.settings import Settings
 from gateway.types import Channel, Inbound, StatusUpdate
 
@@ -38,7 +39,7 @@ log = get_logger(__name__)
 
 
 def thread_secret(settings: Settings) -> str:
-    return hmac.new(settings.secret_key.encode(), b"email-thread", hashlib.sha256).hexdigest()
+    return derive_key(settings.secret_key, "email-thread").hex()
 
 
 async def _thread_contact(conn: asyncpg.Connection, inbound: Inbound, settings: Settings) -> int | None:

@@ -11,9 +11,11 @@ import hashlib
 import hmac
 import time
 
+from gateway.secret_keys import derive_key
+
 
 def _key(secret_key: str) -> bytes:
-    return hmac.new(secret_key.encode(), b"gateway preferences link v1", hashlib.sha256).digest()
+    return derive_key(secret_key, "gateway preferences link v1")
 
 
 def _sig(secret_key: str, payload: str) -> str:

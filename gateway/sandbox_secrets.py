@@ -6,14 +6,12 @@ signed test webhooks, and nobody else can.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
-
+from gateway.secret_keys import derive_key
 from gateway.settings import Settings
 
 
 def _derived(settings: Settings, purpose: str) -> str:
-    return "sandbox-" + hmac.new(settings.secret_key.encode(), purpose.encode(), hashlib.sha256).hexdigest()[:32]
+    return "sandbox-" + derive_key(settings.secret_key, purpose).hex()[:32]
 
 
 def twilio_webhook_token(settings: Settings) -> str:

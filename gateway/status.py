@@ -85,12 +85,11 @@ async def record(conn: asyncpg.Connection, update: StatusUpdate, hooks, effects:
     effects.emit("message.status", conversation_id=row["conversation_id"], message_id=row["id"],
                  status=new, error_code=update.error_code)
     if update.error_code in OPT_OUT_ERROR_CODES and update.recipient:
-        await consent.set_consent(conn, kind=address_kind(update.channel, update.recipient),
-                                  address=update.recipient,
-                                  channel=update.channel.value, purpose=consent.ALL, granted=False,
-                                  source=f"provider:{update.error_code}")
-        await thread.add_event(conn, row["conversation_id"], f"Provider reports {update.recipient} opted out",
-                               event="opted_out", details={"channel": update.channel.value})
+        outcome = await consent.provider_opt_out(conn, kind=address_kind(update.channel, update.recipient),
+                                                 address=update.recipient, channel=update.channel.value,
+                                                 code=update.error_code)
+        await thread.add_event(conn, row["conversation_id"], outcome.summary, event=outcome.event,
+                               details=outcome.details)
     if hooks is not None:
         await hooks.on_status(conn, row, new, effects)
     return applied

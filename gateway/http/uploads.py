@@ -25,6 +25,7 @@ from gateway.http.errors import ApiError
 from gateway.http.inbox_common import ACT, respond, transaction
 from gateway.http.keys import RUNTIME
 from gateway.http.openapi import Param, obj, operation
+from gateway.secret_keys import derive_key
 
 LINK_TTL = 7 * 24 * 3600      # providers fetch at send time and on retries; a week covers both
 _TYPE = re.compile(r"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+$")
@@ -34,7 +35,7 @@ UPLOADED = obj(["url", "content_type", "filename", "size"], url=STR, content_typ
 
 
 def _key(secret_key: str) -> bytes:
-    return hmac.new(secret_key.encode(), b"gateway media link v1", hashlib.sha256).digest()
+    return derive_key(secret_key, "gateway media link v1")
 
 
 def _b64(raw: bytes) -> str:

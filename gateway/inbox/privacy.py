@@ -16,7 +16,6 @@ import json
 import asyncpg
 
 from gateway import consent, thread
-from gateway.identity import address_hash
 from gateway.inbox import NotFound, lock_contact_conversations
 from gateway.outbox import store as outbox_store
 
@@ -79,18 +78,7 @@ async def erase_contact(conn: asyncpg.Connection, contact_id: int, effects: thre
                             + [v for p in people for v in (p["name"], p["external_id"]) if v])
     tombstones = 0
     for ident in identities:
-        opted_out = await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM consents WHERE address_kind = $1 AND address = $2 AND NOT granted)",
-            ident["kind"], ident["address"])
-        if opted_out:
-            await conn.execute(
-                """INSERT INTO suppressions (address_hash, reason) VALUES ($1, 'erased_opted_out')
-                   ON CONFLICT (address_hash) DO NOTHING""", address_hash(ident["kind"], ident["address"]))
-            tombstones += 1
-        await conn.execute("DELETE FROM consents WHERE address_kind = $1 AND address = $2",
-                           ident["kind"], ident["address"])
-        await conn.execute("DELETE FROM consent_history WHERE address_kind = $1 AND address = $2",
-                           ident["kind"], ident["address"])
+        tombstones += await consent.forget_address(conn, ident["kind"], ident["address"])
     await conn.execute("DELETE FROM identities WHERE contact_id = ANY($1::bigint[])", contact_ids)
     await outbox_store.forget_addresses(conn, [i["address"] for i in identities])
     await conn.execute(

@@ -7,7 +7,6 @@ from dataclasses import replace
 import asyncpg
 
 from gateway import consent, routing, thread
-from gateway.identity import address_kind
 from gateway.log import get_logger
 from gateway.metrics import OUTBOX_DEAD_LETTERS
 from gateway.outbox import store
@@ -25,14 +24,11 @@ async def opted_out(pool: asyncpg.Pool, row, result: SendResult) -> bool:
         if not await store.finish(conn, row, state="failed", status="failed", error_code=result.error_code,
                                   error_message=result.error_message):
             return False
-        await consent.set_consent(conn, kind=(row["payload"] or {}).get("kind") or address_kind(row["channel"], row["to_address"]),
-                                  address=row["to_address"], channel=row["channel"], purpose=purpose,
-                                  granted=False, source=f"provider:{result.error_code}")
-        what = "marketing" if purpose == consent.MARKETING else "all messages"
-        await thread.add_event(conn, row["conversation_id"],
-                               f"Provider reports {row['to_address']} opted out of {what} on {row['channel']}",
-                               event="opted_out", details={"channel": row["channel"], "source": result.error_code,
-                                                           "purpose": purpose})
+        outcome = await consent.provider_opt_out(
+            conn, kind=row["payload"]["kind"],
+            address=row["to_address"], channel=row["channel"], code=result.error_code, purpose=purpose)
+        await thread.add_event(conn, row["conversation_id"], outcome.summary, event=outcome.event,
+                               details=outcome.details)
     return True
 
 

@@ -31,7 +31,7 @@ SELECT c.*, m.body, m.content, m.seq, m.author_type, m.author_id,
        u.error_code AS undeliverable_code, consent_facts.*
 FROM claimed c JOIN messages m ON m.id = c.message_id
 LEFT JOIN undeliverable_addresses u ON u.channel = c.channel AND u.address = c.to_address
-{consent.facts_join("coalesce(c.payload->>'kind', 'phone')", "c.to_address", "c.channel")}
+{consent.facts_join("c.payload->>'kind'", "c.to_address", "c.channel")}
 ORDER BY c.id"""
 
 

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 
 from gateway.contacts import ContactRef, ContactRefError
+from gateway.secret_keys import derive_key
 
 SESSION_TTL = 30 * 24 * 3600
 _SESSION_PREFIX = "v1"
@@ -58,7 +59,7 @@ def _b64decode(text: str) -> bytes:
 
 def _session_key(secret_key: str) -> bytes:
     # Derived, so a chat token can never be replayed as any other signature made with secret_key.
-    return hmac.new(secret_key.encode(), b"gateway webchat session v1", hashlib.sha256).digest()
+    return derive_key(secret_key, "gateway webchat session v1")
 
 
 def new_visitor_id() -> str:
