@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# The team routing file of a flows directory (gateway.inbox.team_routing reads it); not a flow.
+ROUTING_FILE = "routing.yaml"
+
 _PACKAGE = Path(__file__).resolve().parent
 SHIPPED = _PACKAGE / "_shipped"
 

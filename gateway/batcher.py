@@ -12,26 +12,26 @@ another process's batch is retried.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
-import redis.asyncio as aioredis
 
-from gateway import queue
 from gateway.db import STORAGE_REFUSED
 from gateway.ingest import IngestResult, ingest_items
 from gateway.inputs import InputError
 from gateway.log import get_logger
-from gateway.queue import Keys
 
 log = get_logger(__name__)
 
 
 class IngestBatcher:
-    def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys, *,
+    """Group commit of `ingest_item`s; `committed` gets the conversations with new messages once each
+    commit has been answered (intake passes its enqueue, which never raises)."""
+
+    def __init__(self, pool: asyncpg.Pool, committed: Callable[[Sequence[int]], Awaitable[None]], *,
                  max_batch: int = 200, max_inflight: int = 4, retries: int = 2):
         self.pool = pool
-        self.redis = redis
-        self.keys = keys
+        self.committed = committed
         self.max_batch = max_batch
         self.max_inflight = max_inflight
         self.retries = retries
@@ -79,10 +79,7 @@ class IngestBatcher:
                         fut.set_result(result)
             fresh = [r.conversation_id for r in results if isinstance(r, IngestResult) and not r.duplicate]
             if fresh:
-                try:
-                    await queue.enqueue_many(self.redis, self.keys, fresh)
-                except Exception as exc:
-                    log.warning("enqueue failed; the sweeper will pick the messages up", error=str(exc))
+                await self.committed(fresh)
         except BaseException as exc:
             for _, fut in batch:
                 if not fut.done():

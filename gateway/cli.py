@@ -3,44 +3,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import signal
 import sys
+from typing import TYPE_CHECKING
 
+from gateway.embedded import infrastructure
 from gateway.log import configure_logging, get_logger
 from gateway.settings import Settings, SettingsError, load_settings
 
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+
 log = get_logger("gateway")
-
-
-@contextlib.contextmanager
-def infrastructure(settings: Settings, *, supervise: bool = False):
-    """Settings with database/redis URLs, starting (or adopting) embedded servers for the ones not
-    configured; with `supervise`, a server that dies is restarted while the command runs."""
-    from gateway.embedded import EmbeddedPostgres, EmbeddedRedis, Supervisor
-
-    started = []
-    supervisor = None
-    try:
-        if not settings.database_url:
-            pg = EmbeddedPostgres(settings.data_dir)
-            started.append(pg)
-            settings = settings.with_(database_url=pg.start())
-        if not settings.redis_url:
-            rd = EmbeddedRedis(settings.data_dir)
-            started.append(rd)
-            settings = settings.with_(redis_url=rd.start())
-        if supervise and started:
-            supervisor = Supervisor(started).start()
-        yield settings
-    finally:
-        if supervisor is not None:
-            supervisor.stop()
-        for server in reversed(started):
-            try:
-                server.stop()
-            except Exception as exc:  # shutting down anyway: report and go on
-                log.warning("embedded server stop failed", server=type(server).__name__, error=str(exc))
 
 
 async def serve(settings: Settings, roles: tuple[str, ...]) -> None:
@@ -73,7 +47,7 @@ async def serve(settings: Settings, roles: tuple[str, ...]) -> None:
             await closer()
 
 
-async def _start_extras(runtime) -> list:
+async def _start_extras(runtime: Runtime) -> list:
     """Optional listeners (inbound SMTP) that some deployments enable."""
     closers = []
     if runtime.settings.smtp_listen_port and "http" in runtime.roles:
@@ -83,7 +57,7 @@ async def _start_extras(runtime) -> list:
     return closers
 
 
-def _channel_modes(runtime) -> dict:
+def _channel_modes(runtime: Runtime) -> dict:
     from gateway.channels.modes import channel_modes
 
     return {ch.value: mode for ch, mode in channel_modes(runtime.settings).items()}

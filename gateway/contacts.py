@@ -1,4 +1,5 @@
-"""Contact references from business systems: contact id, external id, phone or email."""
+"""Contacts: references from business systems (contact id, external id, phone or email), resolved to
+the contact they name, and the contact that owns an identity (created with it when new)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,7 +7,6 @@ from dataclasses import dataclass
 import asyncpg
 
 from gateway.identity import Address, AddressError, normalize_email, normalize_phone
-from gateway.ingest import resolve_contact
 from gateway.inputs import ID_MAX, InputError, check_id, int_id
 
 
@@ -95,3 +95,8 @@ async def resolve(conn: asyncpg.Connection, ref: ContactRef, *, create: bool = T
     if ref.name:
         await conn.execute("UPDATE contacts SET name = coalesce(name, $2) WHERE id = $1", contact_id, ref.name)
     return contact_id
+
+
+async def resolve_contact(conn: asyncpg.Connection, addr: Address, *, name: str | None = None) -> int:
+    """The contact owning this identity, created with it when new (race-safe)."""
+    return await conn.fetchval("SELECT gateway_resolve_contact($1, $2, $3)", addr.kind, addr.value, name)

@@ -14,11 +14,12 @@ import hashlib
 import hmac
 import json
 import time
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import asyncpg
 
-from gateway import queue, status, thread
+from gateway import status, thread
+from gateway.blobs import store_blob
 from gateway.channels.email import (find_thread_token, iter_attachment_payloads, make_thread_token,
                                     parse_mime, parse_thread_token, reply_address)
 from gateway.channels.errors import PayloadError
@@ -27,13 +28,16 @@ from gateway.channels.email.sender_auth import check_sender
 from gateway.identity import UNVERIFIED_EMAIL, AddressError, normalize_email
 from gateway.ingest import IngestResult, ingest_inbound
 from gateway.inputs import clean_inbound
+from gateway.intake import enqueue_committed
 from gateway.log import get_logger
 from gateway.metrics import INBOUND
-from gateway.retention import store_blob
 from gateway.sandbox_secrets import email_webhook_key
 from gateway.secret_keys import derive_key
 from gateway.settings import Settings
-from gateway.types import Channel, Inbound, StatusUpdate
+from gateway.types import Channel, Inbound, OutgoingMessage, StatusUpdate
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
 log = get_logger(__name__)
 
@@ -87,7 +91,7 @@ async def _unverified_sender_contact(conn: asyncpg.Connection, inbound: Inbound)
     return won
 
 
-async def accept_email(rt, inbound: Inbound, payloads: Iterable[tuple[str, bytes]] = ()) -> IngestResult:
+async def accept_email(rt: Runtime, inbound: Inbound, payloads: Iterable[tuple[str, bytes]] = ()) -> IngestResult:
     """Store one inbound email (deduped per sender and Message-ID) in the right thread.
 
     Raises InputError (gateway.inputs: e.g. a NUL in the sender or Message-ID) or AddressError."""
@@ -115,14 +119,11 @@ async def accept_email(rt, inbound: Inbound, payloads: Iterable[tuple[str, bytes
     await rt.publish_effects(effects)
     INBOUND.labels("email", "duplicate" if result.duplicate else "stored").inc()
     if not result.duplicate:
-        try:
-            await queue.enqueue(rt.redis, rt.keys, result.conversation_id)
-        except Exception as exc:
-            log.warning("enqueue failed; the sweeper will pick the message up", error=str(exc))
+        await enqueue_committed(rt, [result.conversation_id])
     return result
 
 
-async def _apply_bounce(conn: asyncpg.Connection, rt, inbound: Inbound, effects: thread.Effects) -> None:
+async def _apply_bounce(conn: asyncpg.Connection, rt: Runtime, inbound: Inbound, effects: thread.Effects) -> None:
     """A delivery report (bounce) marks the message it names undelivered, like any status report:
     the realtime feed hears of it (after commit, from `effects`) and status hooks (journeys) run."""
     report = (inbound.extra or {}).get("report") or {}
@@ -174,6 +175,13 @@ async def outbound_fields(conn: asyncpg.Connection, settings: Settings, conversa
     return fields
 
 
+async def prepare_outgoing(conn: asyncpg.Connection, settings: Settings, row, outgoing: OutgoingMessage) -> OutgoingMessage:
+    """The outbox's last step for an email (gateway.outbox.sender.PrepareOutgoing): `outbound_fields`."""
+    fields = await outbound_fields(conn, settings, row["conversation_id"], outgoing.subject,
+                                   author_type=row["author_type"], author_id=row["author_id"])
+    return dataclasses.replace(outgoing, **fields)
+
+
 UNSUBSCRIBE_MAC_BYTES = 12
 
 
@@ -211,7 +219,7 @@ def unsubscribe_url(settings: Settings, address: str) -> str:
 
 # -- SMTP listener and simulation -------------------------------------------------------------
 
-async def start_smtp_listener(rt):
+async def start_smtp_listener(rt: Runtime):
     """Receive customer mail by SMTP on GATEWAY_SMTP_LISTEN_PORT; returns an async closer."""
     from gateway.channels.email import InboundSmtpServer
 

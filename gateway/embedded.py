@@ -13,6 +13,7 @@ Redis's owner holds an exclusive lock on `redis/owner.lock`. Redis files are pri
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.log import get_logger
+from gateway.settings import Settings
 
 log = get_logger(__name__)
 
@@ -300,3 +302,31 @@ def _redis_alive(url: str) -> bool:
             client.close()
     except Exception:
         return False
+
+
+@contextlib.contextmanager
+def infrastructure(settings: Settings, *, supervise: bool = False):
+    """Settings with database/redis URLs, starting (or adopting) embedded servers for the ones not
+    configured; with `supervise`, a server that dies is restarted while the command runs."""
+    started = []
+    supervisor = None
+    try:
+        if not settings.database_url:
+            pg = EmbeddedPostgres(settings.data_dir)
+            started.append(pg)
+            settings = settings.with_(database_url=pg.start())
+        if not settings.redis_url:
+            rd = EmbeddedRedis(settings.data_dir)
+            started.append(rd)
+            settings = settings.with_(redis_url=rd.start())
+        if supervise and started:
+            supervisor = Supervisor(started).start()
+        yield settings
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
+        for server in reversed(started):
+            try:
+                server.stop()
+            except Exception as exc:  # shutting down anyway: report and go on
+                log.warning("embedded server stop failed", server=type(server).__name__, error=str(exc))

@@ -11,6 +11,8 @@ written in the worker's transaction, together with the "processed" mark.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import asyncpg
 
 from gateway import thread, timers
@@ -21,6 +23,9 @@ from gateway.flows.loader import FlowRegistry
 from gateway.log import get_logger
 from gateway.processor import Turn, escalate, send_bot_reply
 from gateway.types import Channel
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
 log = get_logger(__name__)
 
@@ -37,7 +42,7 @@ def parse_channel_flows(spec: str) -> dict[str, str]:
 
 
 class FlowHandler:
-    def __init__(self, runtime, registry: FlowRegistry, engine: Engine):
+    def __init__(self, runtime: Runtime, registry: FlowRegistry, engine: Engine):
         self.rt = runtime
         self.registry = registry
         self.engine = engine
@@ -202,7 +207,7 @@ async def store_versions(pool: asyncpg.Pool, registry: FlowRegistry) -> None:
                    ON CONFLICT (name, version) DO NOTHING""", flow.name, flow.version, flow.text)
 
 
-def build_flow_handler(runtime) -> FlowHandler:
+def build_flow_handler(runtime: Runtime) -> FlowHandler:
     s = runtime.settings
     registry = FlowRegistry.from_directory(flows_dir(s.flows_dir), default_flow=s.default_flow,
                                            channel_flows=parse_channel_flows(s.channel_flows))

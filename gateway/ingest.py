@@ -91,8 +91,3 @@ async def ingest_inbound(conn: asyncpg.Connection, inbound: Inbound, *,
     (e.g. an identified chat visitor, an API contact reference).
     """
     return (await ingest_items(conn, [ingest_item(inbound, contact_id)]))[0]
-
-
-async def resolve_contact(conn: asyncpg.Connection, addr: Address, *, name: str | None = None) -> int:
-    """The contact owning this identity, created with it when new (race-safe)."""
-    return await conn.fetchval("SELECT gateway_resolve_contact($1, $2, $3)", addr.kind, addr.value, name)

@@ -5,16 +5,21 @@ PostgreSQL by then. A failed enqueue is logged, not fatal: the sweeper finds the
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gateway import contacts, queue
 from gateway.ingest import IngestResult, ingest_inbound, ingest_item
 from gateway.log import get_logger
 from gateway.metrics import INBOUND, INGEST_SECONDS
 from gateway.types import Inbound
 
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+
 log = get_logger(__name__)
 
 
-async def accept(rt, inbound: Inbound, *, contact_id: int | None = None,
+async def accept(rt: Runtime, inbound: Inbound, *, contact_id: int | None = None,
                  contact_ref: contacts.ContactRef | None = None) -> IngestResult:
     """Store the message (and, with `contact_ref`, its contact) in one transaction, then enqueue.
 
@@ -24,7 +29,7 @@ async def accept(rt, inbound: Inbound, *, contact_id: int | None = None,
     channel = inbound.channel.value
     with INGEST_SECONDS.labels(channel).time():
         if contact_ref is None and rt.batcher is not None:
-            result = await rt.batcher.submit(ingest_item(inbound, contact_id))  # enqueues after commit
+            result = await rt.batcher.submit(ingest_item(inbound, contact_id))  # enqueued after its commit
         else:
             async with rt.pool.acquire(timeout=5) as conn:
                 async with conn.transaction():
@@ -32,12 +37,25 @@ async def accept(rt, inbound: Inbound, *, contact_id: int | None = None,
                         contact_id = await contacts.resolve(conn, contact_ref)
                     result = await ingest_inbound(conn, inbound, contact_id=contact_id)
             if not result.duplicate:
-                try:
-                    await queue.enqueue(rt.redis, rt.keys, result.conversation_id)
-                except Exception as exc:
-                    log.warning("enqueue failed; the sweeper will pick the message up",
-                                conversation_id=result.conversation_id, error=str(exc))
+                await enqueue_committed(rt, [result.conversation_id])
     INBOUND.labels(channel, "duplicate" if result.duplicate else "stored").inc()
     log.debug("inbound accepted", channel=channel, conversation_id=result.conversation_id,
              message_id=result.message_id, duplicate=result.duplicate)
     return result
+
+
+async def enqueue_committed(rt: Runtime, conversation_ids: list[int]) -> None:
+    """Tell the workers that these conversations have committed messages to process.
+
+    A failure is logged, not raised: the messages are durable already and the sweeper enqueues
+    them later."""
+    if not conversation_ids:
+        return
+    try:
+        if len(conversation_ids) == 1:
+            await queue.enqueue(rt.redis, rt.keys, conversation_ids[0])
+        else:
+            await queue.enqueue_many(rt.redis, rt.keys, conversation_ids)
+    except Exception as exc:
+        log.warning("enqueue failed; the sweeper will pick the messages up",
+                    conversation_ids=conversation_ids[:20], error=str(exc))

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gateway.log import get_logger
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
 log = get_logger(__name__)
 
@@ -61,7 +65,7 @@ class GaugeCache:
         self.recounts = 0
         self._lock = asyncio.Lock()
 
-    async def refresh(self, runtime) -> None:
+    async def refresh(self, runtime: Runtime) -> None:
         if self._fresh():
             GAUGES_AGE.set(self.clock() - self.counted_at)
             return
@@ -82,7 +86,7 @@ class GaugeCache:
         return self.counted_at is not None and self.clock() - self.counted_at < self.max_age
 
 
-async def refresh(runtime) -> None:
+async def refresh(runtime: Runtime) -> None:
     row = await runtime.pool.fetchrow(
         """SELECT
              (SELECT count(*) FROM outbox WHERE state = 'pending') AS pending,

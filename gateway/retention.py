@@ -43,13 +43,6 @@ class MessagePolicy:
     others: tuple[str, ...] = ()        # the channels with their own policy (for the default one)
 
 
-async def store_blob(conn: asyncpg.Connection, ref: str, content_type: str | None, data: bytes) -> None:
-    """Store a file by its content ref (identical files are stored once). Storing one that is
-    already there makes it young again: blobs are aged by their last use."""
-    await conn.execute("""INSERT INTO blobs (ref, content_type, size, data) VALUES ($1, $2, $3, $4)
-                          ON CONFLICT (ref) DO UPDATE SET created_at = now()""", ref, content_type, len(data), data)
-
-
 def parse_channel_days(spec: str) -> dict[str, float]:
     """"email=365,sms=90" -> {channel: days}; 0 keeps that channel's messages forever."""
     out: dict[str, float] = {}

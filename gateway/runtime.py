@@ -10,17 +10,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING
 
 import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
 
-from gateway import db, plugins, realtime, redis_client, retention
+from gateway import db, email_intake, plugins, realtime, redis_client, retention
 from gateway.batcher import IngestBatcher
+from gateway.channels.base import ChannelSender
 from gateway.channels.modes import LIVE, channel_modes, whatsapp_provider
 from gateway.channels.sandbox import SandboxSender
 from gateway.guarded_fetch import GuardedFetcher, HostList
 from gateway.hooks import Hooks
+from gateway.intake import enqueue_committed
 from gateway.log import get_logger
 from gateway.outbox import OutboxSender
 from gateway.processor import AgentQueueHandler, EchoHandler, Handler, Processor
@@ -28,51 +32,66 @@ from gateway.queue import Keys
 from gateway.ratelimit import RateLimiter, parse_limits
 from gateway.settings import Settings
 from gateway.thread import Effects
-from gateway.timers import Clock, TimerService
+from gateway.timers import Batch, Clock, TimerHandler, TimerService
 from gateway.types import Channel
 from gateway.worker import QueueConsumer, Sweeper
+
+if TYPE_CHECKING:
+    from gateway.flow_handler import FlowHandler
+    from gateway.flows.deploy import DeployListener
+    from gateway.inbox.team_routing import TeamRouter
+    from gateway.journeys.engine import JourneyEngine
 
 log = get_logger(__name__)
 
 PLUGINS = ("gateway.journeys.plugin", "gateway.inbox.plugin", "gateway.channels.webchat.plugin")
 
 
-@dataclass
+@dataclass(eq=False)
 class Runtime:
+    """One process's shared resources and background roles, handed as `rt` to whatever needs them.
+
+    Constructed with settings, roles and optional overrides (clock, handler); every resource below
+    the marker exists once the runtime is entered (`async with Runtime(settings) as rt`). Optional
+    ones are None when this process does not run their role or subsystem.
+    """
+
     settings: Settings
     roles: tuple[str, ...] = ("http", "worker")
     clock: Clock = field(default_factory=Clock)
-    handler: Handler | None = None
-    pool: asyncpg.Pool | None = None
-    redis: aioredis.Redis | None = None
-    http: aiohttp.ClientSession | None = None
-    fetcher: GuardedFetcher | None = None
-    keys: Keys | None = None
-    senders: dict = field(default_factory=dict)
-    batcher: IngestBatcher | None = None
-    flow_handler: object | None = None
-    team_router: object | None = None
-    deploys: object | None = None
-    journeys: object | None = None         # the journey engine (its registry follows deployments)
-    processor: Processor | None = None
-    consumer: QueueConsumer | None = None
-    outbox: OutboxSender | None = None
-    timers: TimerService | None = None
-    timer_handlers: dict = field(default_factory=dict)
+    handler: Handler | None = None                   # the turn handler; default from settings
     hooks: Hooks = field(default_factory=Hooks)
+    timer_handlers: dict[str, TimerHandler | Batch] = field(default_factory=dict)   # filled by plugins
     plugin_modules: tuple[str, ...] = PLUGINS   # modules whose setup(runtime) runs at start
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
-    _tasks: list[asyncio.Task] = field(default_factory=list)
-    _exit: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+    # -- set by __aenter__ ---------------------------------------------------------------------
+    pool: asyncpg.Pool = field(init=False)
+    redis: aioredis.Redis = field(init=False)
+    http: aiohttp.ClientSession = field(init=False)
+    fetcher: GuardedFetcher = field(init=False)
+    keys: Keys = field(init=False)
+    senders: dict[Channel, ChannelSender] = field(init=False, default_factory=dict)
+    processor: Processor = field(init=False)
+    outbox: OutboxSender = field(init=False)
+    timers: TimerService = field(init=False)
+    deploys: DeployListener = field(init=False)
+    batcher: IngestBatcher | None = field(init=False, default=None)          # "http" role
+    consumer: QueueConsumer | None = field(init=False, default=None)         # "worker" role
+    # set by plugins and the flow handler when they are installed and chosen
+    flow_handler: FlowHandler | None = field(init=False, default=None)
+    team_router: TeamRouter | None = field(init=False, default=None)
+    journeys: JourneyEngine | None = field(init=False, default=None)
+    _tasks: list[asyncio.Task] = field(init=False, default_factory=list)
+    _exit: contextlib.AsyncExitStack = field(init=False, default_factory=contextlib.AsyncExitStack)
 
-    async def __aenter__(self) -> "Runtime":
+    async def __aenter__(self) -> Runtime:
         try:
             return await self._start()
         except BaseException:   # a start that fails half-way closes what it opened
             await self.__aexit__(None, None, None)
             raise
 
-    async def _start(self) -> "Runtime":
+    async def _start(self) -> Runtime:
         s = self.settings
         self.keys = Keys(s.redis_prefix, s.queue_partitions)
         self.pool = await _connect_pg(s.database_url, pooler=s.database_pooler)
@@ -87,7 +106,7 @@ class Runtime:
         self._exit.push_async_callback(self.fetcher.close)
         self.senders = build_senders(s, self.http, self.fetcher)
         if "http" in self.roles:
-            self.batcher = IngestBatcher(self.pool, self.redis, self.keys)
+            self.batcher = IngestBatcher(self.pool, partial(enqueue_committed, self))
             self._exit.push_async_callback(self.batcher.close)
         self.processor = Processor(self.pool, self.redis, self.keys, s, self.handler or default_handler(self),
                                    hooks=self.hooks)
@@ -99,7 +118,7 @@ class Runtime:
         limiter = RateLimiter(self.redis, self.keys, default_rate=s.rate_limit_per_second,
                               burst=s.rate_limit_burst, per_sender=parse_limits(s.rate_limits))
         self.outbox = OutboxSender(self.pool, self.redis, self.keys, s, self.senders, rate_limiter=limiter,
-                                   hooks=self.hooks)
+                                   hooks=self.hooks, prepare={Channel.EMAIL: email_intake.prepare_outgoing})
         self.timers = TimerService(self.pool, self.timer_handlers, clock=self.clock,
                                    after_commit=self.publish_effects)
         for setup in plugin_setups(self.plugin_modules):
@@ -143,7 +162,6 @@ class Runtime:
         await self._exit.aclose()
 
 
-
 def plugin_setups(names=PLUGINS):
     """`async setup(runtime)` of each subsystem that registers timer handlers and hooks.
 
@@ -154,7 +172,7 @@ def plugin_setups(names=PLUGINS):
     return plugins.load(names, "setup")
 
 
-def default_handler(runtime: "Runtime") -> Handler:
+def default_handler(runtime: Runtime) -> Handler:
     choice = runtime.settings.default_handler
     if choice == "echo":
         return EchoHandler()
@@ -165,13 +183,14 @@ def default_handler(runtime: "Runtime") -> Handler:
     return AgentQueueHandler()
 
 
-def build_senders(s: Settings, http: aiohttp.ClientSession, fetcher: GuardedFetcher | None = None) -> dict:
+def build_senders(s: Settings, http: aiohttp.ClientSession,
+                  fetcher: GuardedFetcher | None = None) -> dict[Channel, ChannelSender]:
     """One sender per channel: the real provider where `channel_modes` says live, the sandbox otherwise.
 
     Media downloads go through `fetcher`, to each provider's media hosts (settings) and API origin.
     """
     modes = channel_modes(s)
-    senders: dict = {channel: SandboxSender(channel) for channel in Channel}
+    senders: dict[Channel, ChannelSender] = {channel: SandboxSender(channel) for channel in Channel}
     live = {channel for channel, mode in modes.items() if mode == LIVE}
     if Channel.SMS in live or whatsapp_provider(s) == "twilio":
         from gateway.channels.twilio.sender import TwilioSender

@@ -14,10 +14,10 @@ from typing import Any
 import asyncpg
 
 from gateway import consent, routing
-from gateway.channels.sms_segments import count_segments, split_text
 from gateway.identity import address_kind
 from gateway.log import get_logger
 from gateway.metrics import REPLIES_DROPPED
+from gateway.text_parts import split_text
 from gateway.types import Attachment, Button, Channel, Purpose, TemplateRef
 
 log = get_logger(__name__)
@@ -184,8 +184,7 @@ async def queue_outbound(conn: asyncpg.Connection, conversation_id: int, *, text
     message_id, seq = await append(
         conn, conversation_id, direction="out", channel=route.channel.value, body=text, content=content,
         author_type=author_type, author_id=author_id, status="queued", purpose=purpose.value,
-        recipient_address=route.address,
-        segments=count_segments(text).segments if route.channel is Channel.SMS else None)
+        recipient_address=route.address)
     await conn.execute(
         """INSERT INTO outbox (message_id, conversation_id, channel, to_address, purpose, payload, max_attempts)
            VALUES ($1, $2, $3, $4, $5, $6, $7)""",

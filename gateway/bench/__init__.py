@@ -93,7 +93,7 @@ def _interrupt(signum, frame):
 
 
 def main(args, settings: Settings) -> int:
-    from gateway.cli import infrastructure
+    from gateway.embedded import infrastructure
 
     chosen = list(SCENARIOS) if args.scenarios == "all" else [c.strip() for c in args.scenarios.split(",")]
     unknown = [c for c in chosen if c not in SCENARIOS]

@@ -5,6 +5,7 @@ leaving the machine, so `gateway run` on a fresh machine is fully usable.
 """
 from __future__ import annotations
 
+from gateway.channels.sms_segments import count_segments
 from gateway.log import get_logger
 from gateway.types import Channel, OutgoingMessage, SendOutcome, SendResult
 
@@ -22,4 +23,5 @@ class SandboxSender:
             del self.sent[:500]
         log.info("sandbox send (not delivered to a provider)", channel=self.channel.value,
                  message_id=msg.message_id, to=msg.to, chars=len(msg.text))
-        return SendResult(SendOutcome.SENT, provider_message_id=f"sandbox-{msg.message_id}", status="sent")
+        return SendResult(SendOutcome.SENT, provider_message_id=f"sandbox-{msg.message_id}", status="sent",
+                          segments=count_segments(msg.text).segments if self.channel is Channel.SMS else None)

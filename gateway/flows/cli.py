@@ -107,7 +107,7 @@ def cmd_deploy(args, settings=None) -> int:
         from gateway.settings import load_settings
 
         settings = load_settings()
-    from gateway.cli import infrastructure
+    from gateway.embedded import infrastructure
 
     with infrastructure(settings) as settings:
         result = asyncio.run(_deploy(settings, directory))

@@ -17,10 +17,14 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 
 from gateway.log import get_logger
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
 log = get_logger(__name__)
 
@@ -119,7 +123,7 @@ async def deploy(pool: asyncpg.Pool, redis, keys, directory: str | Path) -> dict
 class DeployListener:
     """In every process: applies the newest deployment through the runtime's reloaders."""
 
-    def __init__(self, runtime):
+    def __init__(self, runtime: Runtime):
         self.rt = runtime
         self.applied: int | None = None
         self._lock = asyncio.Lock()

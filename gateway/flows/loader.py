@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from gateway.assets import ROUTING_FILE
 from gateway.flows.hours import BusinessHours, HoursError
 from gateway.flows.machine import OPERATORS, build_machine
 from gateway.flows.model import (ActionRef, Condition, FaqEntry, Flow, FlowError, GlobalConfig, Handoff,
@@ -95,8 +96,6 @@ def load_flow_file(path: str | Path, **kwargs) -> Flow:
 def flow_files(directory: str | Path) -> list[Path]:
     """Flow definitions in a directory: *.yaml / *.yml except *.transcripts.yaml and the team
     routing file."""
-    from gateway.inbox.team_routing import ROUTING_FILE
-
     directory = Path(directory)
     files = sorted(p for p in directory.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
     return [p for p in files if ".transcripts." not in p.name and p.name != ROUTING_FILE]

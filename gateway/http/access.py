@@ -14,6 +14,7 @@ re-check at once instead of at their next periodic check.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import asyncpg
 from aiohttp import web
@@ -23,6 +24,9 @@ from gateway.http.errors import ApiError
 from gateway.http.keys import RUNTIME
 from gateway.inbox import sign_in
 from gateway.log import get_logger
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
 log = get_logger(__name__)
 PRINCIPAL = web.RequestKey("principal", auth.Principal)
@@ -112,7 +116,7 @@ async def principal(request: web.Request, *roles: str, scope: str | None = None)
     return cached
 
 
-async def announce(rt, *, agent_id: int | None = None, token_ids=()) -> None:
+async def announce(rt: Runtime, *, agent_id: int | None = None, token_ids=()) -> None:
     """Tell every process that rights changed for an agent and/or tokens (after commit).
 
     Best effort: a lost announcement is caught by the sockets' periodic re-check.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import weakref
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -10,7 +11,9 @@ from gateway import plugins
 from gateway.http import api_inbound, health, rights
 from gateway.http.errors import error_middleware
 from gateway.http.keys import RUNTIME
-from gateway.runtime import Runtime
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
 WEBSOCKETS = web.AppKey("websockets", weakref.WeakSet)
 

@@ -16,6 +16,7 @@ import hashlib
 from aiohttp import web
 
 from gateway import inputs
+from gateway.blobs import store_blob
 from gateway.channels.errors import MediaDownloadError
 from gateway.guarded_fetch import FetchRefused
 from gateway.http.errors import ApiError
@@ -23,7 +24,6 @@ from gateway.http.inbox_common import READ, path_id, transaction
 from gateway.http.keys import RUNTIME
 from gateway.http.openapi import operation
 from gateway.inbox.scope import visible_conversation
-from gateway.retention import store_blob
 from gateway.types import Channel
 
 MAX_INDEX = 100

@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
@@ -27,6 +28,9 @@ from gateway.inputs import InputError
 from gateway.log import get_logger
 from gateway.redis_client import shard_publish
 from gateway.types import Channel, Inbound
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
 log = get_logger(__name__)
 
@@ -78,7 +82,7 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
 
 
 class ChatConnection:
-    def __init__(self, runtime, hub: ChatHub, ws: web.WebSocketResponse, rights: RightsWatch | None = None):
+    def __init__(self, runtime: Runtime, hub: ChatHub, ws: web.WebSocketResponse, rights: RightsWatch | None = None):
         self.rt = runtime
         self.rights = rights
         self.watcher = Watcher(self._recheck, name="chat")

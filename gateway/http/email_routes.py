@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import hmac
 import html
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -27,6 +28,9 @@ from gateway.identity import AddressError
 from gateway.log import get_logger
 from gateway.metrics import REJECTED
 from gateway.sandbox_secrets import email_webhook_key
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
 log = get_logger(__name__)
 TOKEN_TTL = 24 * 3600
@@ -102,7 +106,7 @@ def form_fingerprint(fields: dict, files: list) -> str:
     return digest.hexdigest()
 
 
-async def _claim_mailgun_signature(rt, text: dict, fingerprint: str) -> None:
+async def _claim_mailgun_signature(rt: Runtime, text: dict, fingerprint: str) -> None:
     """Bind one signature (timestamp, token, signature) to one post, atomically (SET NX).
 
     The same post again (Mailgun retrying) passes and is deduplicated by the store; the signature

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import asyncpg
 from aiohttp import web
@@ -35,6 +36,9 @@ from gateway.journeys.events import record_event
 from gateway.journeys.model import EVENT_NAME, NAME
 from gateway.journeys.registry import JourneyRegistry, load_registry
 from gateway.journeys.stats import journey_stats
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
 MAX_BATCH = 1000
 MAX_PROPERTIES_BYTES = 16 * 1024
@@ -144,7 +148,7 @@ def parse_event(item, index: int | None) -> EventIn:
     return EventIn(event_id.strip(), name, ref, properties, occurred_at, attributes, locale, tz)
 
 
-async def _store(conn: asyncpg.Connection, runtime, ev: EventIn, index: int | None,
+async def _store(conn: asyncpg.Connection, runtime: Runtime, ev: EventIn, index: int | None,
                  effects: thread.Effects) -> dict:
     try:
         contact_id = await contacts.resolve(conn, ev.ref)

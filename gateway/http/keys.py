@@ -1,8 +1,12 @@
 """Typed application keys (aiohttp AppKey) for shared resources."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
-from gateway.runtime import Runtime
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
-RUNTIME = web.AppKey("runtime", Runtime)
+# The process's Runtime (pool, Redis, senders, ...), set by create_app; handlers read what they need.
+RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime")

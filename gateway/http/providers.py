@@ -6,6 +6,8 @@ are acknowledged with 200 and ignored so the provider stops retrying. PostgreSQL
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from gateway import inputs, intake, status, thread
@@ -19,6 +21,9 @@ from gateway.log import get_logger
 from gateway.metrics import REJECTED, STATUS_UPDATES
 from gateway.sandbox_secrets import twilio_webhook_token, whatsapp_app_secret, whatsapp_verify_token
 from gateway.types import StatusUpdate
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
 log = get_logger(__name__)
 
@@ -71,7 +76,7 @@ async def twilio_status(request: web.Request) -> web.Response:
     return web.Response(text=twilio.EMPTY_TWIML, content_type="text/xml")
 
 
-async def record_status(rt, update: StatusUpdate) -> bool:
+async def record_status(rt: Runtime, update: StatusUpdate) -> bool:
     """Apply a delivery status monotonically (kept for later when it arrived before the send's answer);
     a provider opt-out code revokes consent.
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from aiohttp import web
 
 from gateway.http.keys import RUNTIME
 from gateway.log import get_logger
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
 log = get_logger(__name__)
 
@@ -38,7 +41,7 @@ class Watcher:
 
 
 class RightsWatch:
-    def __init__(self, runtime):
+    def __init__(self, runtime: Runtime):
         self.rt = runtime
         self.interval = runtime.settings.rights_recheck_seconds
         self.watchers: set[Watcher] = set()

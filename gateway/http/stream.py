@@ -18,6 +18,7 @@ import contextlib
 import json
 import weakref
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import asyncpg
 from aiohttp import WSMsgType, web
@@ -32,6 +33,9 @@ from gateway.http.rights import RIGHTS, Watcher
 from gateway.inbox import actions, assignment
 from gateway.inbox.scope import Scope, scope_for
 from gateway.log import get_logger
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
 log = get_logger(__name__)
 REPLAY_LIMIT = 5_000
@@ -116,7 +120,7 @@ def parse_entries(items) -> list[tuple[str, dict]]:
 class FeedHub:
     """This process's single reader of the events stream."""
 
-    def __init__(self, rt):
+    def __init__(self, rt: Runtime):
         self.rt = rt
         self.subscribers: weakref.WeakSet[Subscriber] = weakref.WeakSet()
         self.last_id = "$"
@@ -152,7 +156,7 @@ class FeedHub:
 FEED_HUB = web.AppKey("feed_hub", FeedHub)
 
 
-async def replay(rt, sub: Subscriber, last_event_id: str) -> bool:
+async def replay(rt: Runtime, sub: Subscriber, last_event_id: str) -> bool:
     """Queue what came after `last_event_id`. False: the stream cannot say (client must refetch)."""
     key = rt.keys.stream_events()
     try:
@@ -240,7 +244,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
 CLOSE_REVOKED = 4401
 
 
-async def _recheck(rt, ws: web.WebSocketResponse, who, sub: Subscriber) -> None:
+async def _recheck(rt: Runtime, ws: web.WebSocketResponse, who, sub: Subscriber) -> None:
     """The socket's rights now: closed when they ended, re-scoped when the agent's teams changed."""
     if ws.closed:
         return
@@ -277,7 +281,7 @@ async def _send_loop(ws: web.WebSocketResponse, sub: Subscriber) -> None:
         await ws.send_str(dumps({**event, "id": entry_id}))
 
 
-async def _client_message(rt, ws, who, scope: Scope, raw: str) -> None:
+async def _client_message(rt: Runtime, ws, who, scope: Scope, raw: str) -> None:
     try:
         data = inputs.loads(raw, field="frame")
     except inputs.InputError as exc:   # an error frame; the socket stays open

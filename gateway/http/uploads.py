@@ -20,6 +20,7 @@ from urllib.parse import quote, unquote
 
 from aiohttp import web
 
+from gateway.blobs import store_blob
 from gateway.http.attachments import SAFE_HEADERS, disposition
 from gateway.http.errors import ApiError
 from gateway.http.inbox_common import ACT, respond, transaction
@@ -72,9 +73,7 @@ async def upload(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_field", "the body is the file and must not be empty", field="body")
     digest = hashlib.sha256(data).hexdigest()
     async with transaction(request, *ACT) as tx:
-        await tx.conn.execute(
-            """INSERT INTO blobs (ref, content_type, size, data) VALUES ($1, $2, $3, $4)
-               ON CONFLICT (ref) DO NOTHING""", f"sha256:{digest}", content_type, len(data), data)
+        await store_blob(tx.conn, f"sha256:{digest}", content_type, data)
     rt = request.app[RUNTIME]
     token = media_token(rt.settings.secret_key, digest, content_type, filename, int(time.time()) + LINK_TTL)
     url = f"{rt.settings.base_url}/media/{token}/{quote(filename)}"

@@ -1,13 +1,18 @@
 """Runtime plugin: the snooze timer handler and the escalation router, in every process."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gateway import timers
 from gateway.assets import flows_dir
 from gateway.inbox.actions import SNOOZE_TIMER, wake_snoozed
 from gateway.inbox.team_routing import TeamRouter, load_routing
 
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
-async def setup(runtime) -> None:
+
+async def setup(runtime: Runtime) -> None:
     runtime.timer_handlers.setdefault(SNOOZE_TIMER, timers.Batch(wake_snoozed))
     router = TeamRouter(load_routing(flows_dir(runtime.settings.flows_dir)), settings=runtime.settings,
                         clock=runtime.clock)

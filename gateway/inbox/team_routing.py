@@ -38,12 +38,12 @@ import asyncpg
 import yaml
 
 from gateway import thread
+from gateway.assets import ROUTING_FILE
 from gateway.flows.hours import BusinessHours, HoursError
 from gateway.log import get_logger
 
 log = get_logger(__name__)
 
-ROUTING_FILE = "routing.yaml"
 CONDITIONS = ("channel", "language", "label", "attribute")
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 from contextvars import ContextVar
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import asyncpg
 
@@ -55,6 +56,9 @@ from gateway.journeys.sending import (
 from gateway.log import get_logger
 from gateway.types import Channel
 
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+
 log = get_logger(__name__)
 
 STEP_TIMER = "journey_step"
@@ -74,7 +78,7 @@ def _trace(event, journey: str, reason: str | None) -> None:
 
 
 class JourneyEngine:
-    def __init__(self, runtime, registry: JourneyRegistry):
+    def __init__(self, runtime: Runtime, registry: JourneyRegistry):
         self.runtime = runtime
         self.registry = registry
         self.route_policy = routing.policy_from_settings(runtime.settings)

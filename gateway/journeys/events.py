@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import asyncpg
 
 from gateway import thread
 from gateway.journeys.model import EVENT_NAME
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
 
 async def ensure_conversation(conn: asyncpg.Connection, contact_id: int) -> int:
@@ -22,7 +26,7 @@ async def ensure_conversation(conn: asyncpg.Connection, contact_id: int) -> int:
     return await conn.fetchval("SELECT id FROM conversations WHERE contact_id = $1", contact_id)
 
 
-async def record_event(conn: asyncpg.Connection, runtime, *, contact_id: int, name: str, properties: dict,
+async def record_event(conn: asyncpg.Connection, runtime: Runtime, *, contact_id: int, name: str, properties: dict,
                        occurred_at: datetime, event_key: str, source: str,
                        effects: thread.Effects) -> tuple[asyncpg.Record, bool]:
     """Store an event (idempotent by event_key). Returns (row, created); a duplicate does nothing."""
@@ -43,7 +47,7 @@ async def record_event(conn: asyncpg.Connection, runtime, *, contact_id: int, na
     return row, True
 
 
-async def emit_event(conn: asyncpg.Connection, runtime, contact_id: int, name: str, properties: dict | None,
+async def emit_event(conn: asyncpg.Connection, runtime: Runtime, contact_id: int, name: str, properties: dict | None,
                      effects: thread.Effects, source: str = "flow", event_key: str | None = None) -> asyncpg.Record:
     """An event raised inside the gateway (a flow action, a journey): stored and hooked like an API one."""
     if not EVENT_NAME.match(name or ""):

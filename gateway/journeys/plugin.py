@@ -5,12 +5,17 @@ stops the process with a message naming the file and the problem.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gateway.journeys.engine import STEP_TIMER, JourneyEngine
 from gateway.journeys.registry import deployed_registry, load_registry
 from gateway.journeys.sending import FALLBACK_TIMER
 
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
-async def setup(runtime) -> JourneyEngine:
+
+async def setup(runtime: Runtime) -> JourneyEngine:
     registry = load_registry(runtime.settings)
     async with runtime.pool.acquire() as conn:
         await registry.store_versions(conn)

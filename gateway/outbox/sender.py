@@ -18,12 +18,12 @@ backoff and jitter up to `max_attempts`, then dead-lettered (thread event, log, 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import random
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Mapping
 
 import asyncpg
@@ -39,7 +39,7 @@ from gateway.outbox.compose import build_outgoing, sender_key
 from gateway.outbox.gate import SenderGate
 from gateway.queue import Keys
 from gateway.settings import Settings
-from gateway.types import Channel, SendOutcome, SendResult
+from gateway.types import Channel, OutgoingMessage, SendOutcome, SendResult
 
 log = get_logger(__name__)
 
@@ -47,6 +47,11 @@ HEARTBEAT_EVERY = 1.0       # seconds between heartbeats (each renews the leases
 RECOVER_EVERY = 2.0         # seconds between orphan sweeps
 LEASE_MARGIN = 5.0          # a lease outlives the provider timeout by this much
 DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+# A channel's last step before a send, when the message depends on its conversation (email: subject,
+# threading headers, Reply-To, display name): (connection, settings, outbox row, message) -> message.
+# The runtime passes one per channel that needs it, so the outbox knows no channel in particular.
+PrepareOutgoing = Callable[[asyncpg.Connection, Settings, Mapping, OutgoingMessage], Awaitable[OutgoingMessage]]
 
 
 def backoff_delay(attempt: int, *, base: float, cap: float, retry_after: float | None = None,
@@ -72,8 +77,10 @@ def sender_name() -> str:
 class OutboxSender:
     def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis | None, keys: Keys, settings: Settings,
                  senders: Mapping[Channel, ChannelSender], *, concurrency: int | None = None,
-                 rate_limiter=None, hooks=None, name: str | None = None):
+                 rate_limiter=None, hooks=None, name: str | None = None,
+                 prepare: Mapping[Channel, PrepareOutgoing] | None = None):
         self.pool = pool
+        self.prepare = dict(prepare or {})
         self.redis = redis
         self.keys = keys
         self.settings = settings
@@ -316,13 +323,10 @@ class OutboxSender:
             return await self._finish(row, state="failed", status="failed", error_code="no_sender",
                                       error_message=f"no sender configured for {channel.value}")
         outgoing = build_outgoing(self.settings, row)
-        if channel is Channel.EMAIL:
-            from gateway.email_intake import outbound_fields
-
+        prepare = self.prepare.get(channel)
+        if prepare is not None:
             async with self.pool.acquire() as conn:
-                fields = await outbound_fields(conn, self.settings, row["conversation_id"], outgoing.subject,
-                                              author_type=row["author_type"], author_id=row["author_id"])
-            outgoing = dataclasses.replace(outgoing, **fields)
+                outgoing = await prepare(conn, self.settings, row, outgoing)
         key = sender_key(self.settings, channel)
         if self.rate_limiter is not None:
             await self.rate_limiter.acquire(key)

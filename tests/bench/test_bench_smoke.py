@@ -10,6 +10,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow   # runs `gateway bench` end to end
+
 
 def bench_tiny(infra, tmp_path, scenarios: str, timeout: float = 150, extra: tuple = ()) -> tuple[dict, str]:
     """Run `gateway bench --scale tiny --scenarios ...` as a process; (its JSON results, its stdout)."""

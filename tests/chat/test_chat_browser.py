@@ -17,7 +17,7 @@ from gateway.types import Button
 
 from chat_support import chat_gateway
 
-pytestmark = pytest.mark.usefixtures("clean")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean")]   # slow: drives a real headless Chromium
 
 HERE = Path(__file__).resolve().parent
 BROWSER_DIR = HERE / "browser"

@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import aiohttp
+import pytest
 
 from gateway.channels.twilio.adapter import SIGNATURE_HEADER, compute_signature
 from gateway.channels.whatsapp.adapter import signature_header
@@ -228,6 +229,7 @@ async def _fuzz_route(f: Fuzzer, rng: random.Random, method: str, path: str, han
         await f.send(method, concrete, data=data, headers=headers, what=(data or b"")[:300].decode("utf-8", "replace"))
 
 
+@pytest.mark.slow   # about 2,000 fuzzed requests
 async def test_fuzzed_requests_to_every_route_are_never_a_server_error(settings, pool, clean, redis_client):
     started = time.monotonic()
     async with running_gateway(settings, roles=("http",)) as (rt, base):

@@ -86,6 +86,7 @@ async def _seed(api):
     await api.ok("POST", "/api/v1/canned-responses", expect=201, json={"short_code": "hi", "body": "Hi {{contact.name}}"})
 
 
+@pytest.mark.slow   # schemathesis
 async def test_schemathesis_finds_no_server_errors_and_no_schema_violations(gw):
     """The inbox, realtime, OpenAPI and health operations."""
     pytest.importorskip("schemathesis", reason="schemathesis is a test extra: pip install schemathesis")
@@ -96,6 +97,7 @@ async def test_schemathesis_finds_no_server_errors_and_no_schema_violations(gw):
     assert problems == [], "\n\n".join(problems)
 
 
+@pytest.mark.slow   # schemathesis
 async def test_schemathesis_on_the_other_areas_operations(gw):
     """Every other documented operation (inbound API, events API, ...), same checks."""
     pytest.importorskip("schemathesis", reason="schemathesis is a test extra: pip install schemathesis")

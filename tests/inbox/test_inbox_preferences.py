@@ -6,6 +6,7 @@ import re
 import time
 
 import aiohttp
+import pytest
 
 from gateway import consent
 from gateway.preferences import make_token
@@ -91,12 +92,11 @@ async def test_expired_tampered_or_foreign_links_show_nothing(gw):
     assert await api.pool.fetchval("SELECT count(*) FROM consent_history") == 0
 
 
+@pytest.mark.slow   # drives a real headless Chromium
 async def test_the_page_in_real_headless_chromium_without_javascript_on_a_phone(gw, tmp_path):
     """Chromium with JavaScript off, 390 px wide: the labels are tappable, saving works, one button
     unsubscribes from all marketing; a screenshot is kept beside the test run."""
     from pathlib import Path
-
-    import pytest
 
     from gateway.devtools.testing import drive_browser, ensure_browser
 

@@ -7,7 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from gateway.retention import Retention, parse_channel_days, store_blob
+from gateway.blobs import store_blob
+from gateway.retention import Retention, parse_channel_days
 
 NOW = datetime.now(timezone.utc)
 

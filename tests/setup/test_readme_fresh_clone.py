@@ -19,6 +19,8 @@ import pytest
 
 from gateway.devtools.testing import free_port
 
+pytestmark = pytest.mark.slow   # clones the repository and runs the README commands
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -23,6 +23,8 @@ import pytest
 
 from gateway.devtools.testing import free_port
 
+pytestmark = pytest.mark.slow   # builds the wheel and installs it in a new venv
+
 REPO = Path(__file__).resolve().parents[2]
 _SKIP = shutil.ignore_patterns(".git", ".venv", ".gateway", "build", "*.egg-info", "__pycache__", ".pytest_cache",
                                "node_modules", "docs")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import asyncpg
 
@@ -25,6 +26,9 @@ from gateway.channels.webchat import tokens
 from gateway.channels.webchat.hub import visitor_channel
 from gateway.log import get_logger
 from gateway.redis_client import shard_publish
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
 log = get_logger(__name__)
 
@@ -135,7 +139,7 @@ async def merge_contacts(conn: asyncpg.Connection, source_id: int, target_id: in
     return target_conv
 
 
-async def identify(rt, visitor_id: str, identity_token: str) -> LinkResult:
+async def identify(rt: Runtime, visitor_id: str, identity_token: str) -> LinkResult:
     """Verify the business's identity token and link the visitor; then tell their tabs and agents.
 
     Raises tokens.TokenError for a bad token or when identification is not configured.

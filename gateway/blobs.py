@@ -1,0 +1,14 @@
+"""Stored files (attachments of inbound mail, agents' uploads), kept once per content hash in `blobs`.
+
+Retention (gateway.retention) and erasure (gateway.inbox.privacy) remove blobs no message refers to.
+"""
+from __future__ import annotations
+
+import asyncpg
+
+
+async def store_blob(conn: asyncpg.Connection, ref: str, content_type: str | None, data: bytes) -> None:
+    """Store a file by its content ref (identical files are stored once). Storing one that is
+    already there makes it young again: blobs are aged by their last use."""
+    await conn.execute("""INSERT INTO blobs (ref, content_type, size, data) VALUES ($1, $2, $3, $4)
+                          ON CONFLICT (ref) DO UPDATE SET created_at = now()""", ref, content_type, len(data), data)
