@@ -37,6 +37,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                 "gateway.auth", "gateway.preferences", "gateway.blobs")),
     ("foundation", ("gateway.log", "gateway.metrics", "gateway.db", "gateway.assets", "gateway.queue",
                     "gateway.redis_client", "gateway.realtime", "gateway.ratelimit", "gateway.text_parts",
+                    "gateway.secret_keys",
                     "gateway.plugins",   # imports the plugin modules it is given by name, at start
                     # exception types raised at every layer; the module imports nothing
                     "gateway.channels.errors")),
