@@ -230,8 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.log_format)
-    return args.func(args, settings) or 0
+    configure_logging(settings.log_level, settings.log_format, settings.log_addresses)
+    try:
+        return args.func(args, settings) or 0
+    except Exception as exc:   # e.g. a plugin that does not import: one log line (JSON) says why
+        log.exception("gateway stopped by an error", error=f"{type(exc).__name__}: {exc}")
+        return 1
 
 
 if __name__ == "__main__":

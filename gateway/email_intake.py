@@ -28,9 +28,8 @@ from gateway.channels.email.sender_auth import check_sender
 from gateway.identity import UNVERIFIED_EMAIL, AddressError, normalize_email
 from gateway.ingest import IngestResult, ingest_inbound
 from gateway.inputs import clean_inbound
-from gateway.intake import enqueue_committed
+from gateway.intake import accepted, enqueue_committed
 from gateway.log import get_logger
-from gateway.metrics import INBOUND
 from gateway.sandbox_secrets import email_webhook_key
 from gateway.secret_keys import derive_key
 from gateway.settings import Settings
@@ -117,9 +116,9 @@ async def accept_email(rt: Runtime, inbound: Inbound, payloads: Iterable[tuple[s
                 await store_blob(conn, ref, content_types.get(ref), data)
             await _apply_bounce(conn, rt, inbound, effects)
     await rt.publish_effects(effects)
-    INBOUND.labels("email", "duplicate" if result.duplicate else "stored").inc()
     if not result.duplicate:
         await enqueue_committed(rt, [result.conversation_id])
+    accepted("email", result)
     return result
 
 

@@ -38,9 +38,7 @@ async def accept(rt: Runtime, inbound: Inbound, *, contact_id: int | None = None
                     result = await ingest_inbound(conn, inbound, contact_id=contact_id)
             if not result.duplicate:
                 await enqueue_committed(rt, [result.conversation_id])
-    INBOUND.labels(channel, "duplicate" if result.duplicate else "stored").inc()
-    log.debug("inbound accepted", channel=channel, conversation_id=result.conversation_id,
-             message_id=result.message_id, duplicate=result.duplicate)
+    accepted(channel, result)
     return result
 
 
@@ -59,3 +57,10 @@ async def enqueue_committed(rt: Runtime, conversation_ids: list[int]) -> None:
     except Exception as exc:
         log.warning("enqueue failed; the sweeper will pick the messages up",
                     conversation_ids=conversation_ids[:20], error=str(exc))
+
+
+def accepted(channel: str, result: IngestResult) -> None:
+    """Count and log an inbound message that is now durable (a duplicate of a stored one too)."""
+    INBOUND.labels(channel, "duplicate" if result.duplicate else "stored").inc()
+    log.info("inbound accepted", channel=channel, conversation_id=result.conversation_id,
+             message_id=result.message_id, duplicate=result.duplicate)

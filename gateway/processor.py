@@ -87,6 +87,7 @@ async def escalate(conn: asyncpg.Connection, conversation_id: int, *, reason: st
     await thread.add_event(conn, conversation_id, text, event="escalated",
                            details={"reason": reason, "summary": summary}, author_type=author_type)
     effects.emit("conversation.updated", conversation_id=conversation_id, mode="agent", reason=reason)
+    log.info("conversation escalated", conversation_id=conversation_id, reason=reason, team=team)
     if hooks is not None:
         await hooks.on_escalated(conn, conversation_id, team=team, out_of_hours_said=out_of_hours_said,
                                  effects=effects)

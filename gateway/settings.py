@@ -36,6 +36,7 @@ class Settings:
     public_url: str | None = None
     log_level: str = "info"
     log_format: str = "auto"              # auto | json | console
+    log_addresses: str = "mask"           # mask | show: customers' emails and phone numbers in logs
     redis_prefix: str = "gw"
     queue_partitions: int = 8
     worker_concurrency: int = 16
@@ -323,6 +324,7 @@ ENV: dict[str, tuple[str, object]] = {
     "GATEWAY_PUBLIC_URL": ("public_url", _HTTP),
     "GATEWAY_LOG_LEVEL": ("log_level", _choice("debug", "info", "warning", "error")),
     "GATEWAY_LOG_FORMAT": ("log_format", _choice("auto", "json", "console")),
+    "GATEWAY_LOG_ADDRESSES": ("log_addresses", _choice("mask", "show")),
     "GATEWAY_REDIS_PREFIX": ("redis_prefix", _str),
     "GATEWAY_QUEUE_PARTITIONS": ("queue_partitions", _int),
     "GATEWAY_WORKER_CONCURRENCY": ("worker_concurrency", _int),

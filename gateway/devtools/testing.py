@@ -48,6 +48,19 @@ async def wait_for(predicate, timeout=20.0, interval=0.05, message="condition no
         await asyncio.sleep(interval)
 
 
+async def wait_ready(http, base_url: str, timeout: float = 60.0, message: str = "gateway did not become ready"):
+    """Wait until a gateway (e.g. a `gateway run` subprocess) answers GET /readyz with 200."""
+    import aiohttp
+
+    async def ready():
+        try:
+            async with http.get(f"{base_url}/readyz") as resp:
+                return resp.status == 200
+        except aiohttp.ClientError:
+            return False
+    await wait_for(ready, timeout=timeout, interval=0.2, message=message)
+
+
 async def smtp_deliver(port: int, msg) -> None:
     """Send an email.message.EmailMessage to an SMTP server on 127.0.0.1 (smtplib, in a thread)."""
     import smtplib

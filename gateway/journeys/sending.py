@@ -19,10 +19,13 @@ from gateway import preferences, routing, thread, timers
 from gateway.journeys import guards
 from gateway.journeys.model import Journey, Policy, SendStep
 from gateway.journeys.templates import Rendered, Template
+from gateway.log import get_logger
 from gateway.types import Channel, Purpose
 
 CONSENT_REASONS = {"opted_out", "no_marketing_consent"}
 FALLBACK_TIMER = "journey_fallback"
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -61,6 +64,8 @@ async def record_skip(conn: asyncpg.Connection, enrollment, step: str, reason: s
         """INSERT INTO journey_skips (enrollment_id, journey, step, reason, details, at)
            VALUES ($1, $2, $3, $4, $5, $6)""",
         enrollment["id"], enrollment["journey"], step, reason, details or {}, now)
+    log.info("journey send skipped", journey=enrollment["journey"], step=step, reason=reason,
+             enrollment_id=enrollment["id"], conversation_id=enrollment.get("conversation_id"), details=details)
 
 
 async def marketing_sent(conn: asyncpg.Connection, contact_id: int, start: datetime, end: datetime) -> int:
@@ -180,6 +185,9 @@ async def deliver(conn: asyncpg.Connection, *, journey: Journey, enrollment, ste
             await schedule_fallback(conn, enrollment, send_id, now + fallback_after)
         effects.emit("journey.sent", journey=journey.name, step=step.id, enrollment_id=enrollment["id"],
                      message_id=message_id, channel=channel.value, conversation_id=enrollment["conversation_id"])
+        log.info("journey send queued", journey=journey.name, step=step.id, enrollment_id=enrollment["id"],
+                 conversation_id=enrollment["conversation_id"], message_id=message_id, channel=channel.value,
+                 attempt=attempt, unavailable=unavailable or None)
         return Delivery(send_id=send_id, channel=channel)
     return Delivery(unavailable=unavailable)
 

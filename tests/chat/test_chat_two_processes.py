@@ -1,10 +1,9 @@
 """Two gateway processes: a tab on process A gets what process B wrote (Redis pub/sub fan-out)."""
 from __future__ import annotations
 
-import aiohttp
 import pytest
 
-from gateway.devtools.testing import free_port, settings_env, wait_for
+from gateway.devtools.testing import free_port, settings_env, wait_ready
 
 from chat_support import chat_gateway, new_session, open_tab
 
@@ -18,13 +17,7 @@ async def test_tab_on_one_process_gets_replies_written_by_another(chat_settings,
     spawn(["run"], settings_env(chat_settings, GATEWAY_HTTP_PORT=port_b, GATEWAY_HTTP_HOST="127.0.0.1"),
           log_path=tmp_path / "gateway-b.log")
 
-    async def b_up():
-        try:
-            async with http.get(f"{base_b}/readyz") as r:
-                return r.status == 200
-        except aiohttp.ClientError:
-            return False
-    await wait_for(b_up, timeout=60, message=f"process B did not start; see {tmp_path / 'gateway-b.log'}")
+    await wait_ready(http, base_b, message=f"process B did not start; see {tmp_path / 'gateway-b.log'}")
 
     # A: HTTP only, in this process: it has no worker, so every reply is written by B
     async with chat_gateway(chat_settings, roles=("http",)) as (rt_a, base_a):
