@@ -16,7 +16,8 @@ import asyncpg
 import redis.asyncio as aioredis
 import structlog
 
-from gateway import consent, realtime, routing, thread
+from gateway import consent, realtime, thread
+from gateway.channels.modes import routing_policy
 from gateway.inbox import csat
 from gateway.hooks import Hooks
 from gateway.identity import address_kind
@@ -57,7 +58,7 @@ async def send_bot_reply(conn: asyncpg.Connection, conversation_id: int, text: s
     """Queue a bot/system reply; when no channel may carry it (opted out, window closed, no live
     provider) the thread records why instead, and the turn goes on."""
     kwargs.setdefault("author_type", "bot")
-    kwargs.setdefault("policy", routing.policy_from_settings(settings))
+    kwargs.setdefault("policy", routing_policy(settings))
     kwargs.setdefault("max_attempts", settings.outbox_max_attempts)
     try:
         return await thread.queue_outbound(conn, conversation_id, text=text, effects=effects, **kwargs)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from gateway.channels.modes import live_channels
 from gateway.identity import channels_for_kind
 from gateway.types import Channel, Purpose
 
@@ -18,18 +17,13 @@ DEFAULT_PREFERENCE = (Channel.WHATSAPP, Channel.SMS, Channel.EMAIL, Channel.WEBC
 
 @dataclass(frozen=True)
 class Policy:
-    """What the deployment can do: which channels have a live provider (the others run in sandbox,
-    and still carry messages: they are recorded instead of sent), whether a WhatsApp re-engagement
-    template is configured."""
+    """What the deployment can do (gateway.channels.modes.routing_policy builds it from the settings):
+    which channels have a live provider (the others run in sandbox, and still carry messages: they
+    are recorded instead of sent), whether a WhatsApp re-engagement template is configured."""
 
     whatsapp_template_available: bool = False
     live: frozenset[Channel] = frozenset()
     consent_regimes: tuple = ()    # settings' consent regime overrides (gateway.consent)
-
-
-def policy_from_settings(settings) -> Policy:
-    template = bool(settings.whatsapp_reengage_template or settings.twilio_whatsapp_template_sid)
-    return Policy(template, live_channels(settings), settings.consent_regimes)
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,12 @@
 
 A channel is live when its provider's credentials are set, sandbox otherwise, each on its own:
 configuring one channel never changes another. The senders (`gateway.runtime.build_senders`), the
-routing policy (`gateway.routing.policy_from_settings`) and the start-up log all read
+routing policy (`routing_policy`) and the start-up log all read
 `channel_modes`, so what the log says is what the gateway does.
 """
 from __future__ import annotations
 
+from gateway.routing import Policy
 from gateway.settings import Settings
 from gateway.types import Channel
 
@@ -37,3 +38,9 @@ def channel_modes(s: Settings) -> dict[Channel, str]:
 
 def live_channels(s: Settings) -> frozenset[Channel]:
     return frozenset(c for c, mode in channel_modes(s).items() if mode == LIVE)
+
+
+def routing_policy(s: Settings) -> Policy:
+    """The routing policy these settings make: live channels, the WhatsApp template, consent regimes."""
+    template = bool(s.whatsapp_reengage_template or s.twilio_whatsapp_template_sid)
+    return Policy(template, live_channels(s), s.consent_regimes)

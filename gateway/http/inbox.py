@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway import routing, thread
+from gateway.channels.modes import routing_policy
 from gateway.http import inbox_admin, inbox_consent, inbox_contacts, inbox_people, stream, uploads
 from gateway.http import inbox_schemas as S
 from gateway.http.access import principal
@@ -90,7 +91,7 @@ async def channel_options(request: web.Request) -> web.Response:
     async with transaction(request, *READ) as tx:
         conv = await visible_conversation(tx.conn, tx.scope, cid)
         options = await thread.route_options(tx.conn, cid, purpose=Purpose.REPLY,
-                                             policy=routing.policy_from_settings(rt.settings))
+                                             policy=routing_policy(rt.settings))
     last = Channel(conv["last_inbound_channel"]) if conv["last_inbound_channel"] else None
     default = routing.choose_route(options, explicit=None, last_inbound_channel=last)
     return respond({
@@ -156,7 +157,7 @@ async def reply(request: web.Request) -> web.Response:
             message_id, duplicate = await actions.reply(
                 tx.conn, tx.scope, tx.actor, cid, text=text, channel=channel, attachments=attachments,
                 subject=subject, idempotency_key=key, fingerprint=fingerprint, effects=tx.effects,
-                policy=routing.policy_from_settings(rt.settings))
+                policy=routing_policy(rt.settings))
         except thread.NoRoute as exc:
             raise ApiError(409, "no_route", str(exc), reasons=exc.reasons) from None
         message = await queries.get_message(tx.conn, message_id)
@@ -242,7 +243,7 @@ async def resolve(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     async with transaction(request, *ACT) as tx:
         result = await actions.resolve(tx.conn, tx.scope, tx.actor, cid, tx.effects, csat_text=csat_text,
-                                       policy=routing.policy_from_settings(rt.settings))
+                                       policy=routing_policy(rt.settings))
         return respond({"conversation": await _detail(tx, cid), **result})
 
 

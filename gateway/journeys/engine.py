@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from gateway import consent, processor, routing, thread, timers
+from gateway import consent, processor, thread, timers
+from gateway.channels.modes import routing_policy
 from gateway.journeys import guards
 from gateway.journeys.events import ensure_conversation
 from gateway.journeys.model import (
@@ -81,7 +82,7 @@ class JourneyEngine:
     def __init__(self, runtime: Runtime, registry: JourneyRegistry):
         self.runtime = runtime
         self.registry = registry
-        self.route_policy = routing.policy_from_settings(runtime.settings)
+        self.route_policy = routing_policy(runtime.settings)
 
     @property
     def policy(self):

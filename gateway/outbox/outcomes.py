@@ -7,6 +7,7 @@ from dataclasses import replace
 import asyncpg
 
 from gateway import consent, routing, thread
+from gateway.channels.modes import routing_policy
 from gateway.log import get_logger
 from gateway.metrics import OUTBOX_DEAD_LETTERS
 from gateway.outbox import store
@@ -84,7 +85,7 @@ async def fall_back(pool: asyncpg.Pool, settings: Settings, row, result: SendRes
         content = dict(msg["content"] or {})
         tried = set(content.get("fallback_tried", [])) | {failed_channel.value}
         # the deployment's policy (live channels, consent regimes), but no template on the way down
-        policy = replace(routing.policy_from_settings(settings), whatsapp_template_available=False)
+        policy = replace(routing_policy(settings), whatsapp_template_available=False)
         options = await thread.route_options(conn, row["conversation_id"], purpose=Purpose(row["purpose"]),
                                              policy=policy)
         candidates = routing.prefer_live([c for c in options.routes if c.value not in tried

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from gateway import routing
-from gateway.channels.modes import channel_modes
+from gateway.channels.modes import channel_modes, routing_policy
 from gateway.consent import classify_keyword
 from gateway.identity import AddressError, address_for, normalize_email, normalize_phone
 from gateway.log import _mask_secrets
@@ -147,13 +147,12 @@ def test_sandbox_channels_are_routes_and_live_ones_are_preferred_when_the_custom
 
 def test_each_channel_is_live_or_sandbox_on_its_own():
     assert set(channel_modes(Settings()).values()) == {"sandbox", "live"}   # web chat is its socket
-    assert routing.policy_from_settings(Settings()).live == frozenset({Channel.WEBCHAT})
+    assert routing_policy(Settings()).live == frozenset({Channel.WEBCHAT})
     api_only = channel_modes(Settings(api_channel_webhook_url="https://example.com/hook"))
     assert api_only == {Channel.SMS: "sandbox", Channel.WHATSAPP: "sandbox", Channel.EMAIL: "sandbox",
                         Channel.WEBCHAT: "live", Channel.API: "live"}
-    prod = routing.policy_from_settings(Settings(twilio_account_sid="AC1", twilio_auth_token="t",
-                                                 twilio_from_number="+15550001111",
-                                                 whatsapp_reengage_template="hello"))
+    prod = routing_policy(Settings(twilio_account_sid="AC1", twilio_auth_token="t",
+                                   twilio_from_number="+15550001111", whatsapp_reengage_template="hello"))
     assert prod.live == frozenset({Channel.SMS, Channel.WEBCHAT}) and prod.whatsapp_template_available
 
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway import consent, routing, thread
+from gateway import consent, thread
+from gateway.channels.modes import routing_policy
 from gateway.devtools.testing import running_gateway, wait_for
 from gateway.types import Channel, Purpose
 
@@ -71,7 +72,7 @@ async def test_marketing_on_sms_and_whatsapp_waits_for_a_recorded_opt_in_email_i
     # the journeys' probe (route options) says the same, through the same function
     async with api.pool.acquire() as conn:
         options = await thread.route_options(conn, conv, purpose=Purpose.MARKETING,
-                                             policy=routing.policy_from_settings(rt.settings))
+                                             policy=routing_policy(rt.settings))
     assert options.unavailable[Channel.SMS] == "no_marketing_consent" and Channel.EMAIL in options.routes
 
     state = await api.ok("GET", f"/api/v1/contacts/{cid}/consent")

@@ -24,7 +24,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
              # runtime plugins: each wires its package into the Runtime
              "gateway.journeys.plugin", "gateway.inbox.plugin", "gateway.channels.webchat.plugin")),
     ("http", ("gateway.http",)),
-    ("features", ("gateway.inbox", "gateway.journeys", "gateway.flows.deploy", "gateway.retention")),
+    ("features", ("gateway.inbox", "gateway.journeys", "gateway.flows.deploy", "gateway.retention",
+                  # a visitor who identifies is linked to a contact, merging two contacts when needed
+                  # (gateway.inbox.merge): an inbox operation that the chat socket triggers
+                  "gateway.channels.webchat.identify")),
     ("pipeline", ("gateway.intake", "gateway.batcher", "gateway.ingest", "gateway.worker", "gateway.processor",
                   "gateway.outbox", "gateway.email_intake")),
     ("bot", ("gateway.flows", "gateway.flow_handler")),
@@ -53,11 +56,6 @@ ALLOWED: set[tuple[str, str]] = {
     # issue 12, helper `layout` once `state` has landed flow_handler: a flow's emitted event reaches
     # journeys through the runtime's hooks instead of an import
     ("gateway.flow_handler", "gateway.journeys.events"),
-    # issue 12, helper `layout` after `edges` lands: routing's Policy is built from the settings beside
-    # channel_modes, so the domain's routing takes a Policy and never reads settings
-    ("gateway.routing", "gateway.channels.modes"),
-    # open (no helper yet): merging two contacts belongs with contacts in the domain, not in inbox/
-    ("gateway.channels.webchat.identify", "gateway.inbox.merge"),
 }
 
 
