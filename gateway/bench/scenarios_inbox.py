@@ -110,7 +110,7 @@ async def seed(dsn: str, n_conversations: int, big: int) -> dict:
             "seeding messages", total).count(_messages(n_conversations, big), step=50_000))
         timings["copy_messages_s"] = r(time.perf_counter() - t, 1)
         t = time.perf_counter()
-        rebuild = Progress("rebuilding indexes", len(indexes), every=0)
+        rebuild = Progress("rebuilding indexes", len(indexes))
         for k, row in enumerate(indexes, 1):
             await conn.execute(row["indexdef"])
             rebuild.update(k)

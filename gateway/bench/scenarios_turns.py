@@ -45,7 +45,7 @@ def run(b: Bench) -> dict:
     n = int(rate * b.sizes.turns_seconds)
     meter = CpuMeter(b, {"api": api.pid, "worker": worker.pid})
     meter.start()
-    res = _drive(fake, url, block=650, n=n, rate=rate)
+    res = _drive(fake, url, block=650, n=n, rate=rate, wait=max(30.0, b.sizes.turns_seconds * 1.5))
     cpu = meter.stop(res["replied"])
     b.stop_all()
     p99 = res["latency"]["p99_ms"]

@@ -6,14 +6,33 @@ import asyncpg
 from gateway.inbox.scope import Scope
 
 
+# Where to look first: the newest messages, walked newest first, stop at the page; a word in many
+# messages fills the page within a few thousand. Only a rarer query then looks its matches up in
+# the GIN index and sorts them (few, by then). The planner cannot tell the two apart from its
+# statistics: one plan for both walked every message for a rare word, or sorted every match of a
+# common one.
+RECENT_WINDOW = 2000
+
+
 async def search_messages(conn: asyncpg.Connection, scope: Scope, q: str, *, limit: int = 20) -> list[dict]:
     """Customer and agent messages and private notes matching `q` (web-search syntax: words,
     "quoted phrases", -exclusions, or), newest first, in conversations the caller may see."""
+    recent = f"""(SELECT * FROM messages WHERE id IN (
+        SELECT id FROM messages ORDER BY created_at DESC, id DESC LIMIT {RECENT_WINDOW}))"""
+    rows = await _search(conn, scope, q, limit, source=recent)
+    if len(rows) < limit:
+        rows = await _search(conn, scope, q, limit, source="""(
+            WITH hits AS MATERIALIZED (SELECT id FROM messages WHERE search @@ websearch_to_tsquery('simple', $1))
+            SELECT * FROM messages WHERE id IN (SELECT id FROM hits))""")
+    return rows
+
+
+async def _search(conn: asyncpg.Connection, scope: Scope, q: str, limit: int, *, source: str) -> list[dict]:
     args: list = [q, limit]
     rows = await conn.fetch(
         f"""SELECT m.id, m.conversation_id, m.seq, m.direction, m.kind, m.channel, m.created_at,
                    ts_headline('simple', m.body, query, 'MaxFragments=1, MaxWords=20, MinWords=5') AS snippet
-            FROM messages m JOIN conversations c ON c.id = m.conversation_id,
+            FROM {source} m JOIN conversations c ON c.id = m.conversation_id,
                  websearch_to_tsquery('simple', $1) AS query
             WHERE m.search @@ query AND m.kind IN ('message', 'note') AND {scope.sql('c', args)}
             ORDER BY m.created_at DESC, m.id DESC LIMIT $2""", *args)
