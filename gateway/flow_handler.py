@@ -17,6 +17,7 @@ import asyncpg
 
 from gateway import thread, timers
 from gateway.assets import flows_dir
+from gateway.events import emit_event
 from gateway.flows.actions import ActionContext, ActionRegistry
 from gateway.flows.engine import ConversationState, Engine, Reply, TurnInput, TurnResult
 from gateway.flows.loader import FlowRegistry
@@ -137,11 +138,6 @@ class FlowHandler:
                            out_of_hours_said=esc.out_of_hours, hooks=self.rt.hooks)
 
     async def _emit(self, conn, contact_id: int, name: str, properties: dict, effects) -> None:
-        try:
-            from gateway.journeys.events import emit_event
-        except ImportError:
-            log.info("flow emitted an event but journeys are not installed", event_name=name)
-            return
         await emit_event(conn, self.rt, contact_id, name, properties, effects, source="flow")
 
     async def reload(self, conn: asyncpg.Connection, manifest: dict) -> None:

@@ -23,6 +23,7 @@ import asyncpg
 from aiohttp import web
 
 from gateway import contacts, inputs, thread
+from gateway.events import EVENT_NAME, record_event
 from gateway.http.access import principal
 from gateway.http.api_inbound import read_json
 from gateway.http.errors import ApiError
@@ -32,8 +33,7 @@ from gateway.inbox import NotFound
 from gateway.inbox.scope import scope_for, visible_contact
 from gateway.journeys import guards
 from gateway.journeys.engine import ENTRY_TRACE
-from gateway.journeys.events import record_event
-from gateway.journeys.model import EVENT_NAME, NAME
+from gateway.journeys.model import NAME
 from gateway.journeys.registry import JourneyRegistry, load_registry
 from gateway.journeys.stats import journey_stats
 

@@ -28,7 +28,7 @@ import asyncpg
 from gateway import consent, processor, thread, timers
 from gateway.channels.modes import routing_policy
 from gateway.journeys import guards
-from gateway.journeys.events import ensure_conversation
+from gateway.events import ensure_conversation
 from gateway.journeys.model import (
     END,
     BranchStep,

@@ -36,13 +36,13 @@ from typing import Any
 
 import yaml
 
+from gateway.events import EVENT_NAME
 from gateway.journeys.guards import QuietHours
 from gateway.journeys.templates import Template, TemplateError, lookup, parse_template
 from gateway.types import Channel
 
 END = "end"
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-EVENT_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "exists", "not_exists", "contains")
 HAPPENED = ("sent", "delivered", "read", "replied", "clicked", "failed")
 CHANNELS = {"whatsapp": Channel.WHATSAPP, "sms": Channel.SMS, "email": Channel.EMAIL,

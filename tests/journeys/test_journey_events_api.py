@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 ADMIN = {"Authorization": "Bearer admin-test-token"}
 
 from gateway import auth
-from gateway.journeys.events import emit_event
+from gateway.events import emit_event
 from gateway.thread import Effects
 
 T0 = datetime(2030, 1, 15, 12, 0, tzinfo=timezone.utc)

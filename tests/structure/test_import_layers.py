@@ -37,7 +37,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("settings", ("gateway.settings", "gateway.sandbox_secrets", "gateway.channels.modes")),
     ("domain", ("gateway.types", "gateway.identity", "gateway.contacts", "gateway.consent", "gateway.routing",
                 "gateway.thread", "gateway.status", "gateway.timers", "gateway.inputs", "gateway.hooks",
-                "gateway.auth", "gateway.preferences", "gateway.blobs")),
+                "gateway.auth", "gateway.preferences", "gateway.blobs", "gateway.events")),
     ("foundation", ("gateway.log", "gateway.metrics", "gateway.db", "gateway.assets", "gateway.queue",
                     "gateway.redis_client", "gateway.realtime", "gateway.ratelimit", "gateway.text_parts",
                     "gateway.secret_keys",
@@ -53,9 +53,6 @@ ALLOWED: set[tuple[str, str]] = {
     # processor, and the processor keeps ordering and locking only (CSAT answers move out of it)
     ("gateway.flow_handler", "gateway.processor"),
     ("gateway.processor", "gateway.inbox.csat"),
-    # issue 12, helper `layout` once `state` has landed flow_handler: a flow's emitted event reaches
-    # journeys through the runtime's hooks instead of an import
-    ("gateway.flow_handler", "gateway.journeys.events"),
 }
 
 

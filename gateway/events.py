@@ -6,6 +6,7 @@ hooks do (journey enrollment, goal exits) commit together.
 """
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -13,10 +14,12 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from gateway import thread
-from gateway.journeys.model import EVENT_NAME
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
+
+# What an event name may be (the API, flows and journey definitions check it here).
+EVENT_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 
 async def ensure_conversation(conn: asyncpg.Connection, contact_id: int) -> int:
