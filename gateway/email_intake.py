@@ -8,7 +8,6 @@ Everything (message, attachment contents, a bounce's status update) commits in o
 """
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hashlib
 import hmac
@@ -181,41 +180,6 @@ async def prepare_outgoing(conn: asyncpg.Connection, settings: Settings, row, ou
     return dataclasses.replace(outgoing, **fields)
 
 
-UNSUBSCRIBE_MAC_BYTES = 12
-
-
-def _unsubscribe_mac(settings: Settings, address: str) -> bytes:
-    return hmac.new(settings.secret_key.encode(), f"unsubscribe:{address}".encode(),
-                    hashlib.sha256).digest()[:UNSUBSCRIBE_MAC_BYTES]
-
-
-def unsubscribe_token(settings: Settings, address: str) -> str:
-    """base64url(address, NUL, 12-byte MAC): the MAC sits at a fixed place at the end."""
-    raw = address.encode() + b"\x00" + _unsubscribe_mac(settings, address)
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def parse_unsubscribe_token(settings: Settings, token: str) -> str | None:
-    """The address a token was issued for, or None.
-
-    The MAC is read by position (its last 12 bytes), never by searching for the separator: MAC
-    bytes can be NUL themselves. Links already sent keep working, the format is unchanged.
-    """
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        address_text = raw[:-UNSUBSCRIBE_MAC_BYTES - 1].decode()
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if len(raw) < UNSUBSCRIBE_MAC_BYTES + 2 or raw[-UNSUBSCRIBE_MAC_BYTES - 1] != 0:
-        return None
-    mac = raw[-UNSUBSCRIBE_MAC_BYTES:]
-    return address_text if hmac.compare_digest(mac, _unsubscribe_mac(settings, address_text)) else None
-
-
-def unsubscribe_url(settings: Settings, address: str) -> str:
-    return f"{settings.base_url}/unsubscribe/{unsubscribe_token(settings, address)}"
-
-
 # -- SMTP listener and simulation -------------------------------------------------------------
 
 async def start_smtp_listener(rt: Runtime):
@@ -260,4 +224,4 @@ def simulated_mailgun_form(settings: Settings, *, sender: str, recipient: str, s
                                            ["Subject", subject]])}
 
 
-__all__ = ["accept_email", "find_thread_token", "outbound_fields", "start_smtp_listener", "unsubscribe_url"]
+__all__ = ["accept_email", "find_thread_token", "outbound_fields", "start_smtp_listener"]

@@ -20,9 +20,8 @@ import redis.asyncio as aioredis
 from gateway import db, email_intake, plugins, realtime, redis_client, retention
 from gateway.batcher import IngestBatcher
 from gateway.channels.base import ChannelSender
-from gateway.channels.modes import LIVE, channel_modes, whatsapp_provider
-from gateway.channels.sandbox import SandboxSender
-from gateway.guarded_fetch import GuardedFetcher, HostList
+from gateway.channels.senders import build_senders
+from gateway.guarded_fetch import GuardedFetcher
 from gateway.hooks import Hooks
 from gateway.intake import enqueue_committed
 from gateway.log import get_logger
@@ -181,55 +180,6 @@ def default_handler(runtime: Runtime) -> Handler:
 
         return build_flow_handler(runtime)
     return AgentQueueHandler()
-
-
-def build_senders(s: Settings, http: aiohttp.ClientSession,
-                  fetcher: GuardedFetcher | None = None) -> dict[Channel, ChannelSender]:
-    """One sender per channel: the real provider where `channel_modes` says live, the sandbox otherwise.
-
-    Media downloads go through `fetcher`, to each provider's media hosts (settings) and API origin.
-    """
-    modes = channel_modes(s)
-    senders: dict[Channel, ChannelSender] = {channel: SandboxSender(channel) for channel in Channel}
-    live = {channel for channel, mode in modes.items() if mode == LIVE}
-    if Channel.SMS in live or whatsapp_provider(s) == "twilio":
-        from gateway.channels.twilio.sender import TwilioSender
-        from gateway.settings import parse_content_sids
-
-        common = dict(account_sid=s.twilio_account_sid, auth_token=s.twilio_auth_token,
-                      content_sids=parse_content_sids(s.twilio_content_sids),
-                      api_base=s.twilio_api_base, messaging_service_sid=s.twilio_messaging_service_sid,
-                      fetcher=fetcher, media_hosts=HostList.of(s.twilio_media_hosts, s.twilio_api_base),
-                      timeout=s.twilio_timeout)
-        if Channel.SMS in live:
-            senders[Channel.SMS] = TwilioSender(http, channel=Channel.SMS, from_address=s.twilio_from_number,
-                                                **common)
-        if whatsapp_provider(s) == "twilio":
-            senders[Channel.WHATSAPP] = TwilioSender(http, channel=Channel.WHATSAPP,
-                                                     from_address=s.twilio_whatsapp_from, **common)
-    if whatsapp_provider(s) == "cloud":
-        from gateway.channels.whatsapp.sender import WhatsAppCloudSender
-
-        senders[Channel.WHATSAPP] = WhatsAppCloudSender(
-            http, access_token=s.whatsapp_access_token, phone_number_id=s.whatsapp_phone_number_id,
-            api_base=s.whatsapp_api_base, fetcher=fetcher, timeout=s.whatsapp_timeout,
-            media_hosts=HostList.of(s.whatsapp_media_hosts, s.whatsapp_api_base))
-    if Channel.EMAIL in live:
-        from gateway.channels.email.sender import SmtpSender
-
-        from gateway.email_intake import unsubscribe_url
-
-        senders[Channel.EMAIL] = SmtpSender(
-            hostname=s.smtp_host, port=s.smtp_port, username=s.smtp_username, password=s.smtp_password,
-            use_tls=s.smtp_tls == "tls", start_tls={"starttls": True, "none": False}.get(s.smtp_tls),
-            timeout=s.smtp_timeout, from_address=s.email_from, message_id_domain=(s.email_from or "@localhost").split("@")[-1],
-            unsubscribe_url_for=lambda msg: unsubscribe_url(s, msg.to))
-    if Channel.API in live:
-        from gateway.channels.api.webhook import ApiWebhookSender
-
-        senders[Channel.API] = ApiWebhookSender(http, url=s.api_channel_webhook_url,
-                                                secret=s.api_channel_webhook_secret or s.secret_key)
-    return senders
 
 
 def connect_redis(s: Settings) -> aioredis.Redis:

@@ -138,7 +138,6 @@ class OutgoingMessage:
     references: tuple[str, ...] = ()
     reply_to: str | None = None        # email Reply-To carrying the thread token
     list_unsubscribe_url: str | None = None
-    status_callback_url: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
 

@@ -1,7 +1,7 @@
 """Which channels send through a live provider and which run in sandbox: decided here, once.
 
 A channel is live when its provider's credentials are set, sandbox otherwise, each on its own:
-configuring one channel never changes another. The senders (`gateway.runtime.build_senders`), the
+configuring one channel never changes another. The senders (`gateway.channels.senders.build_senders`), the
 routing policy (`routing_policy`) and the start-up log all read
 `channel_modes`, so what the log says is what the gateway does.
 """

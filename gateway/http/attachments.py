@@ -90,7 +90,7 @@ def disposition(content_type: str, filename: str | None) -> str:
 async def _fetch_from_provider(request: web.Request, channel: str, att: dict) -> tuple[bytes, str | None]:
     sender = request.app[RUNTIME].senders.get(Channel(channel)) if channel in Channel._value2member_map_ else None
     download = getattr(sender, "download_media", None)
-    source = att.get("provider_media_id") if type(sender).__name__ == "WhatsAppCloudSender" else att.get("url")
+    source = att.get(getattr(sender, "media_source", "url"))   # the field this provider's media is named by
     if download is None or not source:
         raise ApiError(404, "not_found", "this attachment is not stored and its provider cannot be asked")
     try:

@@ -21,7 +21,8 @@ from gateway import consent
 from gateway.channels.email import (iter_webhook_payloads, parse_mailgun, parse_sendgrid, read_form,
                                     verify_mailgun_signature)
 from gateway.channels.errors import PayloadError
-from gateway.email_intake import accept_email, parse_unsubscribe_token
+from gateway.channels.email.unsubscribe import parse_unsubscribe_token
+from gateway.email_intake import accept_email
 from gateway.http.errors import ApiError
 from gateway.http.keys import RUNTIME
 from gateway.identity import AddressError

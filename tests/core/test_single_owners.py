@@ -42,3 +42,13 @@ def test_keys_are_derived_from_the_secret_key_only_in_secret_keys():
                  # MACs over a message (not keys): the CSRF token and the unsubscribe link
                  if "csrf:" not in o and "unsubscribe:" not in o]
     assert offenders == []
+
+
+def test_the_outbox_and_the_runtime_read_no_provider_settings():
+    """Channels own their settings (gateway/channels/): the outbox, the runtime and the attachment
+    route only see senders, and never pick a provider by its class name."""
+    provider_setting = r"\.(twilio|whatsapp|smtp|api_channel)_[a-z_]+\b|\.email_from\b|__name__\s*=="
+    places = [p for p in _offenders(provider_setting, "gateway/channels")
+              if p.startswith(("gateway/outbox/", "gateway/runtime.py", "gateway/http/attachments.py"))
+              and "whatsapp_template_available" not in p]
+    assert places == []

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import base64
 
-from gateway.email_intake import parse_unsubscribe_token, unsubscribe_token
+from gateway.channels.email.unsubscribe import parse_unsubscribe_token, unsubscribe_token
 from gateway.settings import Settings
 
 

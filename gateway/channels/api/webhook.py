@@ -14,6 +14,7 @@ import time
 import aiohttp
 
 from gateway.channels.http import retry_after_seconds
+from gateway.settings import Settings
 from gateway.types import Channel, OutgoingMessage, SendOutcome, SendResult
 
 SIGNATURE_HEADER = "X-Gateway-Signature"
@@ -79,3 +80,8 @@ class ApiWebhookSender:
                 return SendResult(SendOutcome.FAILED, error_code=str(resp.status), error_message=text)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             return SendResult(SendOutcome.RETRY, error_code="network", error_message=str(exc) or type(exc).__name__)
+
+
+def api_sender(s: Settings, http: aiohttp.ClientSession) -> ApiWebhookSender:
+    """The API channel's sender: posts to GATEWAY_API_CHANNEL_WEBHOOK_URL, signed."""
+    return ApiWebhookSender(http, url=s.api_channel_webhook_url, secret=s.api_channel_webhook_secret or s.secret_key)

@@ -9,6 +9,8 @@ import aiosmtplib
 import structlog
 
 from gateway.channels.email.render import build_email, email_bytes, email_text
+from gateway.channels.email.unsubscribe import unsubscribe_url
+from gateway.settings import Settings
 from gateway.types import Channel, OutgoingMessage, SendOutcome, SendResult
 
 log = structlog.get_logger(__name__)
@@ -104,3 +106,13 @@ class SmtpSender:
                           sent_text=text if text != msg.text else None,
                           extra={"smtp_reply": reply, **({"refused": {k: list(v) for k, v in refused.items()}}
                                                          if refused else {})})
+
+
+def smtp_sender(s: Settings, **overrides) -> SmtpSender:
+    """The SMTP sender from settings (`overrides` replace single arguments, e.g. an inbox's mailbox)."""
+    args = dict(hostname=s.smtp_host, port=s.smtp_port, username=s.smtp_username, password=s.smtp_password,
+                use_tls=s.smtp_tls == "tls", start_tls={"starttls": True, "none": False}.get(s.smtp_tls),
+                timeout=s.smtp_timeout, from_address=s.email_from,
+                message_id_domain=(s.email_from or "@localhost").split("@")[-1],
+                unsubscribe_url_for=lambda msg: unsubscribe_url(s, msg.to))
+    return SmtpSender(**{**args, **overrides})

@@ -27,6 +27,7 @@ from gateway.channels.render import render_numbered_menu
 from gateway.channels.twilio.adapter import WHATSAPP_PREFIX
 from gateway.guarded_fetch import GuardedFetcher, HostList
 from gateway.log import get_logger
+from gateway.settings import Settings, parse_content_sids
 from gateway.types import Channel, OutgoingMessage, SendOutcome, SendResult
 
 log = get_logger(__name__)
@@ -37,23 +38,27 @@ FALLBACK_CODES = {"63016"}
 UNDELIVERABLE_CODES = {"21211"}   # "The 'To' number is not a valid phone number"
 LOOKUP_PAGE_SIZE = 20
 LOOKUP_CLOCK_SKEW = timedelta(minutes=2)
+STATUS_PATH = "/webhooks/twilio/status"   # where Twilio posts status callbacks (gateway.http.providers)
 
 
 class TwilioSender:
     """ChannelSender for Channel.SMS or Channel.WHATSAPP over Twilio."""
 
     provider = "twilio"
+    media_source = "url"        # the attachment field `download_media` takes: Twilio's MediaUrl
 
     def __init__(self, session: aiohttp.ClientSession, *, channel: Channel, account_sid: str,
                  auth_token: str, api_base: str = "https://api.twilio.com", from_address: str | None,
                  messaging_service_sid: str | None = None, api_key_sid: str | None = None,
                  timeout: float = 10.0, fetcher: GuardedFetcher | None = None,
-                 media_hosts: HostList | None = None, content_sids: dict[str, str] | None = None):
+                 media_hosts: HostList | None = None, content_sids: dict[str, str] | None = None,
+                 status_callback_url: str | None = None):
         if channel not in (Channel.SMS, Channel.WHATSAPP):
             raise ValueError(f"Twilio cannot send on {channel.value}")
         if not from_address and not messaging_service_sid:
             raise ValueError("Twilio needs a from address or a messaging service sid")
         self.channel = channel
+        self.status_callback_url = status_callback_url
         self._session = session
         self._url = f"{api_base.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
         # With an API key the key sid is the username and `auth_token` holds the key secret.
@@ -98,8 +103,8 @@ class TwilioSender:
             if body:
                 form.append(("Body", body))
             form.extend(("MediaUrl", a.url) for a in msg.attachments if a.url)
-        if msg.status_callback_url:
-            form.append(("StatusCallback", msg.status_callback_url))
+        if self.status_callback_url:
+            form.append(("StatusCallback", self.status_callback_url))
         return form
 
     async def send(self, msg: OutgoingMessage) -> SendResult:
@@ -188,3 +193,16 @@ def classify(http_status: int, body: dict[str, Any], retry_after: str | None = N
         return SendResult(SendOutcome.FAILED, error_code=code, error_message=message,
                           extra={"address_undeliverable": True})
     return SendResult(SendOutcome.FAILED, error_code=code or f"http_{http_status}", error_message=message)
+
+
+def twilio_sender(s: Settings, http: aiohttp.ClientSession, fetcher: GuardedFetcher | None, channel: Channel,
+                  **overrides) -> TwilioSender:
+    """The Twilio sender of `channel` from settings (`overrides` replace single arguments, e.g. an
+    inbox's own number)."""
+    from_address = s.twilio_from_number if channel is Channel.SMS else s.twilio_whatsapp_from
+    args = dict(account_sid=s.twilio_account_sid, auth_token=s.twilio_auth_token, from_address=from_address,
+                content_sids=parse_content_sids(s.twilio_content_sids), timeout=s.twilio_timeout,
+                api_base=s.twilio_api_base, messaging_service_sid=s.twilio_messaging_service_sid,
+                fetcher=fetcher, media_hosts=HostList.of(s.twilio_media_hosts, s.twilio_api_base),
+                status_callback_url=f"{s.base_url}{STATUS_PATH}")
+    return TwilioSender(http, channel=channel, **{**args, **overrides})

@@ -18,6 +18,7 @@ from gateway.channels.errors import MediaDownloadError
 from gateway.channels.render import render_numbered_menu
 from gateway.guarded_fetch import GuardedFetcher, HostList
 from gateway.log import get_logger
+from gateway.settings import Settings
 from gateway.types import Attachment, Channel, OutgoingMessage, SendOutcome, SendResult
 
 log = get_logger(__name__)
@@ -114,6 +115,7 @@ class WhatsAppCloudSender:
 
     channel = Channel.WHATSAPP
     provider = "whatsapp_cloud"
+    media_source = "provider_media_id"   # the attachment field `download_media` takes: Meta's media id
 
     def __init__(self, session: aiohttp.ClientSession, *, access_token: str, phone_number_id: str,
                  api_base: str = "https://graph.facebook.com/v21.0", timeout: float = 10.0,
@@ -231,3 +233,12 @@ def classify(http_status: int, body: dict[str, Any], retry_after: str | None = N
         outcome = SendOutcome.FAILED
         log.info("whatsapp send failed", http_status=http_status, error_code=error_code)
     return SendResult(outcome, error_code=error_code, error_message=message)
+
+
+def meta_sender(s: Settings, http: aiohttp.ClientSession, fetcher: GuardedFetcher | None,
+                **overrides) -> WhatsAppCloudSender:
+    """The WhatsApp Cloud API sender from settings (`overrides` replace single arguments)."""
+    args = dict(access_token=s.whatsapp_access_token, phone_number_id=s.whatsapp_phone_number_id,
+                api_base=s.whatsapp_api_base, fetcher=fetcher, timeout=s.whatsapp_timeout,
+                media_hosts=HostList.of(s.whatsapp_media_hosts, s.whatsapp_api_base))
+    return WhatsAppCloudSender(http, **{**args, **overrides})

@@ -26,8 +26,9 @@ def msg(**kw) -> OutgoingMessage:
 
 
 async def test_sms_send_form_auth_and_result(fake_twilio, http):
-    result = await sender(fake_twilio, http).send(msg(
-        text="Your photos", status_callback_url="https://gw.example.com/webhooks/twilio/status",
+    twilio = sender(fake_twilio, http, status_callback_url="https://gw.example.com/webhooks/twilio/status")
+    result = await twilio.send(msg(
+        text="Your photos",
         attachments=(Attachment(url="https://cdn.example.com/a.jpg"), Attachment(url="https://cdn.example.com/b.png"),
                      Attachment(provider_media_id="not-sendable-on-twilio"))))
     req, = fake_twilio.requests
