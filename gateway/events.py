@@ -13,20 +13,13 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from gateway import thread
+from gateway import conversation, thread
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
 
 # What an event name may be (the API, flows and journey definitions check it here).
 EVENT_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
-
-
-async def ensure_conversation(conn: asyncpg.Connection, contact_id: int) -> int:
-    """The contact's one thread, created when the contact is known only from events."""
-    await conn.execute("INSERT INTO conversations (contact_id) VALUES ($1) ON CONFLICT (contact_id) DO NOTHING",
-                       contact_id)
-    return await conn.fetchval("SELECT id FROM conversations WHERE contact_id = $1", contact_id)
 
 
 async def record_event(conn: asyncpg.Connection, runtime: Runtime, *, contact_id: int, name: str, properties: dict,
@@ -39,7 +32,7 @@ async def record_event(conn: asyncpg.Connection, runtime: Runtime, *, contact_id
         event_key, contact_id, name, properties, occurred_at, source)
     if row is None:
         return await conn.fetchrow("SELECT * FROM events WHERE event_key = $1", event_key), False
-    conversation_id = await ensure_conversation(conn, contact_id)
+    conversation_id = await conversation.for_contact(conn, contact_id)
     await thread.add_event(conn, conversation_id, f"Event: {name}", event="business_event",
                            details={"name": name, "event_id": row["id"], "event_key": event_key,
                                     "properties": properties, "source": source,

@@ -7,7 +7,8 @@ conversation may be on is stored in `flow_versions`, so after a deploy that chan
 conversations in progress continue on the version they started with.
 
 Everything a turn decides (state, replies, timers, attributes, labels, events, escalation) is
-written in the worker's transaction, together with the "processed" mark.
+written in the worker's transaction, together with the "processed" mark; the conversation row
+through the turn's draft, once (`gateway.conversation`).
 """
 from __future__ import annotations
 
@@ -15,15 +16,16 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from gateway import thread, timers
+from gateway import conversation, thread, timers
 from gateway.assets import flows_dir
+from gateway.conversation import Mode
 from gateway.events import emit_event
 from gateway.flows.actions import ActionContext, ActionRegistry
 from gateway.flows.engine import ConversationState, Engine, Reply, TurnInput, TurnResult
 from gateway.flows.loader import FlowRegistry
 from gateway.log import get_logger
-from gateway.processor import Turn, escalate, send_bot_reply
-from gateway.types import Channel
+from gateway.turn import Turn, escalate, send_bot_reply
+from gateway.types import Channel, Effects
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
@@ -62,7 +64,7 @@ class FlowHandler:
             result = await self.engine.begin(inp, ctx)
         else:
             result = await self.engine.turn(state, inp, ctx)
-        await self.apply(turn.conn, conv, result, turn.effects)
+        await self.apply(turn.conn, turn.draft, result, turn.effects)
 
     def _context(self, conv, inp: TurnInput) -> ActionContext:
         settings = {"business_api_base": self.rt.settings.business_api_base, "http_timeout": 5}
@@ -99,27 +101,23 @@ class FlowHandler:
         return state
 
     # -- writing a turn's decisions ------------------------------------------------------------
-    async def apply(self, conn: asyncpg.Connection, conv, result: TurnResult, effects: thread.Effects) -> None:
-        cid = conv["id"]
+    async def apply(self, conn: asyncpg.Connection, draft: conversation.Draft, result: TurnResult,
+                    effects: Effects) -> None:
+        """Write a turn's result: the row's changes go into `draft` (written by whoever owns it, or
+        before anything else here needs the row written: a business event, an escalation)."""
+        conv, cid = draft.view, draft.id
         state = result.state
         if result.ended:
-            await conn.execute(
-                """UPDATE conversations SET flow_name = NULL, flow_version = NULL, flow_state = NULL,
-                       flow_data = '{}'::jsonb, updated_at = now() WHERE id = $1""", cid)
+            conversation.save_flow_state(draft)
         else:
-            await conn.execute(
-                """UPDATE conversations SET flow_name = $2, flow_version = $3, flow_state = $4, flow_data = $5,
-                       updated_at = now() WHERE id = $1""", cid, state.flow, state.version, state.state,
-                state.to_dict())
+            conversation.save_flow_state(draft, state.flow, state.version, state.state, state.to_dict())
         for reply in _one_mail_per_turn(result.replies, conv["last_inbound_channel"]):
             await send_bot_reply(conn, cid, reply.text, settings=self.rt.settings, effects=effects,
-                                 buttons=reply.buttons, button_label=reply.button_label)
+                                 buttons=reply.buttons, button_label=reply.button_label, draft=draft)
         now = self.rt.clock.now()
         replaced = sorted(set(result.cancel_timers) | {t.name for t in result.timers})
         if replaced:
-            await conn.execute(
-                """UPDATE timers SET state = 'cancelled' WHERE kind = $1 AND conversation_id = $2
-                   AND state = 'pending' AND payload->>'name' = ANY($3::text[])""", FLOW_TIMER, cid, replaced)
+            await timers.cancel(conn, kind=FLOW_TIMER, conversation_id=cid, payload={"name": replaced})
         for timer in result.timers:
             await timers.schedule(conn, kind=FLOW_TIMER, due_at=now + timer.delay, conversation_id=cid,
                                   payload={"name": timer.name, "flow": state.flow, "version": state.version})
@@ -127,14 +125,14 @@ class FlowHandler:
             await conn.execute("UPDATE contacts SET attributes = attributes || $2::jsonb, updated_at = now() "
                                "WHERE id = $1", conv["contact_id"], dict(result.attribute_updates))
         if result.tags:
-            await conn.execute(
-                """UPDATE conversations SET labels = ARRAY(SELECT DISTINCT unnest(labels || $2::text[]))
-                   WHERE id = $1""", cid, list(result.tags))
+            conversation.add_labels(draft, result.tags)
+        if result.events:
+            await draft.flush(conn)     # the event's hooks write the thread themselves
         for name, properties in result.events:
             await self._emit(conn, conv["contact_id"], name, dict(properties), effects)
         if result.escalation is not None:
             esc = result.escalation
-            await escalate(conn, cid, reason=esc.reason, summary=esc.summary, effects=effects, team=esc.team,
+            await escalate(conn, draft, reason=esc.reason, summary=esc.summary, effects=effects, team=esc.team,
                            out_of_hours_said=esc.out_of_hours, hooks=self.rt.hooks)
 
     async def _emit(self, conn, contact_id: int, name: str, properties: dict, effects) -> None:
@@ -151,13 +149,14 @@ class FlowHandler:
             self.registry.add_version(name, text, current=True)
 
     # -- timers and hand-back ------------------------------------------------------------------
-    async def on_timer(self, conn: asyncpg.Connection, timer, effects: thread.Effects) -> None:
+    async def on_timer(self, conn: asyncpg.Connection, timer, effects: Effects) -> None:
         """A flow timeout fired ("no reply in 10 minutes"): run the turn, unless an agent owns it now."""
         cid = timer["conversation_id"]
         await conn.execute("SELECT pg_advisory_xact_lock($1)", cid)  # serialize with message processing
-        conv = await conn.fetchrow("SELECT * FROM conversations WHERE id = $1", cid)
-        if conv is None or conv["mode"] != "bot":
+        draft = await conversation.load(conn, cid)
+        if draft is None or draft.view["mode"] != Mode.BOT:
             return
+        conv = draft.view
         state = await self._state(conn, conv)
         if state is None or state.flow != timer["payload"].get("flow"):
             return
@@ -165,24 +164,27 @@ class FlowHandler:
                         channel=Channel(conv["last_inbound_channel"]) if conv["last_inbound_channel"] else None,
                         attributes=await self._attributes(conn, conv["contact_id"]))
         result = await self.engine.turn(state, inp, self._context(conv, inp))
-        await self.apply(conn, conv, result, effects)
+        await self.apply(conn, draft, result, effects)
+        await draft.flush(conn)
 
     async def hand_back(self, conn: asyncpg.Connection, conversation_id: int, state_name: str,
-                        effects: thread.Effects, flow_name: str | None = None) -> None:
+                        effects: Effects, flow_name: str | None = None) -> None:
         """An agent returns the conversation to the bot at `state_name` (FlowError if unknown)."""
-        conv = await conn.fetchrow("SELECT * FROM conversations WHERE id = $1", conversation_id)
+        draft = await conversation.load(conn, conversation_id, lock=True)
+        conv = draft.view
         current = await self._state(conn, conv)
         if current is None or (flow_name and flow_name != current.flow):
             flow = self.registry.get(flow_name or self.registry.default_flow)
             current = ConversationState(flow.name, flow.version, flow.start)
         channel = Channel(conv["last_inbound_channel"]) if conv["last_inbound_channel"] else None
         result = self.engine.resume_at(current, state_name, now=self.rt.clock.now(), channel=channel)
-        await conn.execute("UPDATE conversations SET mode = 'bot', assignee_id = NULL, waiting_since = NULL, "
-                           "updated_at = now() WHERE id = $1", conversation_id)
+        await conversation.to_bot(conn, draft)
         await thread.add_event(conn, conversation_id, f"Handed back to the bot at {state_name}",
-                               event="handed_back", details={"flow": current.flow, "state": state_name})
-        await self.apply(conn, conv, result, effects)
-        effects.emit("conversation.updated", conversation_id=conversation_id, mode="bot")
+                               event="handed_back", details={"flow": current.flow, "state": state_name},
+                               draft=draft)
+        await self.apply(conn, draft, result, effects)
+        await draft.flush(conn)
+        effects.emit("conversation.updated", conversation_id=conversation_id, mode=Mode.BOT.value)
 
 
 def _one_mail_per_turn(replies: tuple[Reply, ...], channel: str | None) -> tuple[Reply, ...]:

@@ -9,9 +9,9 @@ from typing import Any, Awaitable, Callable
 
 import asyncpg
 
-from gateway.thread import Effects
+from gateway.types import Effects
 
-InboundHook = Callable[[Any], Awaitable[None]]                      # (processor.Turn)
+InboundHook = Callable[[Any], Awaitable[None]]                      # (turn.Turn)
 StatusHook = Callable[[asyncpg.Connection, asyncpg.Record, str, Effects], Awaitable[None]]
 EventHook = Callable[[asyncpg.Connection, asyncpg.Record, Effects], Awaitable[None]]
 EscalatedHook = Callable[..., Awaitable[None]]   # (conn, conversation_id, *, team, out_of_hours_said, effects)
@@ -27,7 +27,8 @@ class Hooks:
         self.deployed: list[Callable[[asyncpg.Connection, dict], Awaitable[None]]] = []
 
     async def on_inbound(self, turn) -> None:
-        """A customer message is being processed (before the bot or agent routing)."""
+        """A customer message is being processed (before the bot or agent routing). The turn holds
+        the conversation's changes until it ends: change the row or the thread through `turn.draft`."""
         for hook in self.inbound:
             await hook(turn)
 

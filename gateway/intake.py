@@ -43,20 +43,8 @@ async def accept(rt: Runtime, inbound: Inbound, *, contact_id: int | None = None
 
 
 async def enqueue_committed(rt: Runtime, conversation_ids: list[int]) -> None:
-    """Tell the workers that these conversations have committed messages to process.
-
-    A failure is logged, not raised: the messages are durable already and the sweeper enqueues
-    them later."""
-    if not conversation_ids:
-        return
-    try:
-        if len(conversation_ids) == 1:
-            await queue.enqueue(rt.redis, rt.keys, conversation_ids[0])
-        else:
-            await queue.enqueue_many(rt.redis, rt.keys, conversation_ids)
-    except Exception as exc:
-        log.warning("enqueue failed; the sweeper will pick the messages up",
-                    conversation_ids=conversation_ids[:20], error=str(exc))
+    """Tell the workers that these conversations have committed messages to process (never raises)."""
+    await queue.enqueue_or_log(rt.redis, rt.keys, conversation_ids)
 
 
 def accepted(channel: str, result: IngestResult) -> None:

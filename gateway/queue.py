@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Sequence
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from gateway.log import get_logger
 from gateway.redis_client import is_cluster
+
+log = get_logger(__name__)
 
 GROUP = "workers"
 STREAM_MAXLEN = 200_000
@@ -94,6 +98,24 @@ async def enqueue_many(redis: aioredis.Redis, keys: Keys, conversation_ids) -> N
         for cid in set(conversation_ids):
             pipe.xadd(keys.stream_for(cid), {"c": str(cid)}, maxlen=STREAM_MAXLEN, approximate=True)
         await pipe.execute()
+
+
+async def enqueue_or_log(redis: aioredis.Redis, keys: Keys, conversation_ids: Sequence[int], *,
+                         why: str | None = None) -> None:
+    """Tell the workers that these conversations have committed messages to process.
+
+    A failure is logged, not raised: the messages are durable already and the sweeper enqueues
+    them later."""
+    if not conversation_ids:
+        return
+    try:
+        if len(conversation_ids) == 1:
+            await enqueue(redis, keys, conversation_ids[0])
+        else:
+            await enqueue_many(redis, keys, conversation_ids)
+    except Exception as exc:
+        log.warning("enqueue failed; the sweeper will pick the messages up", why=why,
+                    conversation_ids=list(conversation_ids)[:20], error=str(exc))
 
 
 async def ensure_groups(redis: aioredis.Redis, keys: Keys) -> None:

@@ -8,6 +8,7 @@ delays a screen, never loses data (clients refetch from PostgreSQL by seq).
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 
@@ -15,6 +16,9 @@ from gateway.log import get_logger
 from gateway.metrics import REALTIME_DROPPED
 from gateway.queue import Keys
 from gateway.redis_client import shard_publish
+
+if TYPE_CHECKING:
+    from gateway.types import Effects
 
 log = get_logger(__name__)
 FEED_MAXLEN = 50_000
@@ -47,3 +51,11 @@ async def wake_outbox(redis: aioredis.Redis, keys: Keys) -> None:
         await redis.publish(keys.outbox_wake(), "1")
     except Exception as exc:
         log.warning("outbox wake failed", error=str(exc))
+
+
+async def publish_effects(redis: aioredis.Redis, keys: Keys, effects: Effects) -> None:
+    """After commit: a unit of work's realtime events, and a wake-up for every outbox sender when it
+    queued a message. Never raises (a lost publish only delays a screen or a send)."""
+    await publish(redis, keys, effects.events)
+    if effects.wake_outbox:
+        await wake_outbox(redis, keys)

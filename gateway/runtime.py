@@ -26,13 +26,13 @@ from gateway.hooks import Hooks
 from gateway.intake import enqueue_committed
 from gateway.log import get_logger
 from gateway.outbox import OutboxSender
-from gateway.processor import AgentQueueHandler, EchoHandler, Handler, Processor
+from gateway.processor import Processor
 from gateway.queue import Keys
 from gateway.ratelimit import RateLimiter, parse_limits
 from gateway.settings import Settings
-from gateway.thread import Effects
 from gateway.timers import Batch, Clock, TimerHandler, TimerService
-from gateway.types import Channel
+from gateway.turn import AgentQueueHandler, EchoHandler, Handler
+from gateway.types import Channel, Effects
 from gateway.worker import QueueConsumer, Sweeper
 
 if TYPE_CHECKING:
@@ -146,10 +146,9 @@ class Runtime:
             self._tasks.append(asyncio.create_task(coro, name=name))
 
     async def publish_effects(self, effects: Effects) -> None:
-        await realtime.publish(self.redis, self.keys, effects.events)
         if effects.wake_outbox:
-            self.outbox.wake()
-            await realtime.wake_outbox(self.redis, self.keys)
+            self.outbox.wake()      # this process's sender at once; the others through Redis
+        await realtime.publish_effects(self.redis, self.keys, effects)
 
     async def __aexit__(self, *exc) -> None:
         self.stop_event.set()

@@ -7,18 +7,17 @@ calls `queue_outbound` inside its transaction gets "state change and message com
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import asyncpg
 
-from gateway import consent, routing
+from gateway import consent, conversation, routing
 from gateway.identity import address_kind
 from gateway.log import get_logger
 from gateway.metrics import REPLIES_DROPPED
 from gateway.text_parts import split_text
-from gateway.types import Attachment, Button, Channel, Purpose, TemplateRef
+from gateway.types import Attachment, Button, Channel, Effects, Purpose, TemplateRef
 
 log = get_logger(__name__)
 
@@ -35,29 +34,18 @@ class NoRoute(Exception):
         self.reasons = reasons
 
 
-@dataclass
-class Effects:
-    """What a unit of work wants published after its transaction commits."""
-
-    events: list[tuple[str, dict]] = field(default_factory=list)
-    wake_outbox: bool = False
-
-    def emit(self, event_type: str, **payload) -> None:
-        self.events.append((event_type, payload))
-
-
 async def append(conn: asyncpg.Connection, conversation_id: int, *, direction: str, channel: str,
                  body: str = "", kind: str = "message", content: dict | None = None,
                  author_type: str, author_id: int | None = None, status: str | None = None,
                  purpose: str | None = None, recipient_address: str | None = None,
                  sender_address: str | None = None, processed: bool = False,
-                 segments: int | None = None) -> tuple[int, int]:
-    """Append one entry to the thread; returns (message id, seq)."""
-    conv = await conn.fetchrow(
-        """UPDATE conversations SET last_seq = last_seq + 1, last_message_at = now(), updated_at = now()
-           WHERE id = $1 RETURNING last_seq, current_episode_id""", conversation_id)
-    if conv is None:
-        raise LookupError(f"conversation {conversation_id} does not exist")
+                 segments: int | None = None, draft: conversation.Draft | None = None) -> tuple[int, int]:
+    """Append one entry to the thread; returns (message id, seq). With a turn's `draft` the
+    conversation row is written once, when the draft is flushed."""
+    if draft is not None:
+        seq, episode_id = await draft.take_seq(conn)
+    else:
+        seq, episode_id = await conversation.take_seq(conn, conversation_id)
     message_id = await conn.fetchval(
         """INSERT INTO messages (conversation_id, seq, episode_id, direction, kind, channel, body,
                content, author_type, author_id, status, purpose, recipient_address, sender_address,
@@ -65,26 +53,27 @@ async def append(conn: asyncpg.Connection, conversation_id: int, *, direction: s
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
                    CASE WHEN $15 THEN now() END, $16)
            RETURNING id""",
-        conversation_id, conv["last_seq"], conv["current_episode_id"], direction, kind, channel, body,
+        conversation_id, seq, episode_id, direction, kind, channel, body,
         content or {}, author_type, author_id, status, purpose, recipient_address, sender_address,
         processed, segments)
-    return message_id, conv["last_seq"]
+    return message_id, seq
 
 
 async def add_event(conn: asyncpg.Connection, conversation_id: int, text: str, *,
                     event: str, details: dict | None = None, author_type: str = "system",
-                    author_id: int | None = None) -> tuple[int, int]:
+                    author_id: int | None = None, draft: conversation.Draft | None = None) -> tuple[int, int]:
     """A system event in the thread ("escalated by bot", "assigned to", "opted out")."""
     return await append(conn, conversation_id, direction="internal", kind="event", channel="system",
                         body=text, content={"event": event, **(details or {})},
-                        author_type=author_type, author_id=author_id)
+                        author_type=author_type, author_id=author_id, draft=draft)
 
 
-async def reply_dropped(conn: asyncpg.Connection, conversation_id: int, exc: NoRoute) -> None:
+async def reply_dropped(conn: asyncpg.Connection, conversation_id: int, exc: NoRoute,
+                        draft: conversation.Draft | None = None) -> None:
     """A reply no channel can carry: the thread shows agents why, the log says so at warning level,
     and /metrics counts it (gateway_replies_dropped_total)."""
     await add_event(conn, conversation_id, f"Reply not sent: {exc}", event="reply_not_sent",
-                    details={"reasons": exc.reasons})
+                    details={"reasons": exc.reasons}, draft=draft)
     reasons = sorted(set(exc.reasons.values())) or ["no_address"]
     REPLIES_DROPPED.labels(",".join(reasons)).inc()
     log.warning("reply dropped: no channel can carry it", conversation_id=conversation_id, reasons=exc.reasons)
@@ -131,7 +120,8 @@ async def queue_outbound(conn: asyncpg.Connection, conversation_id: int, *, text
                          subject: str | None = None, html: str | None = None,
                          compliance: bool = False, whatsapp_template_available: bool = False,
                          extra: dict[str, Any] | None = None, effects: Effects | None = None,
-                         max_attempts: int = 8, policy: routing.Policy | None = None) -> int:
+                         max_attempts: int = 8, policy: routing.Policy | None = None,
+                         draft: conversation.Draft | None = None) -> int:
     """Write an outbound message into the thread plus its outbox row. Returns the message id.
 
     With `channel` and `to_address` both given (e.g. a compliance reply to the exact address that
@@ -158,7 +148,7 @@ async def queue_outbound(conn: asyncpg.Connection, conversation_id: int, *, text
                                     to_address=route.address, buttons=buttons if i == len(parts) - 1 else (),
                                     button_label=button_label, attachments=attachments if i == 0 else (),
                                     compliance=compliance, extra={**(extra or {}), "part": [i + 1, len(parts)]},
-                                    effects=effects, max_attempts=max_attempts)
+                                    effects=effects, max_attempts=max_attempts, draft=draft)
                for i, part in enumerate(parts)]
         return ids[0]
     content: dict[str, Any] = {}
@@ -184,7 +174,7 @@ async def queue_outbound(conn: asyncpg.Connection, conversation_id: int, *, text
     message_id, seq = await append(
         conn, conversation_id, direction="out", channel=route.channel.value, body=text, content=content,
         author_type=author_type, author_id=author_id, status="queued", purpose=purpose.value,
-        recipient_address=route.address)
+        recipient_address=route.address, draft=draft)
     await conn.execute(
         """INSERT INTO outbox (message_id, conversation_id, channel, to_address, purpose, payload, max_attempts)
            VALUES ($1, $2, $3, $4, $5, $6, $7)""",
@@ -195,3 +185,4 @@ async def queue_outbound(conn: asyncpg.Connection, conversation_id: int, *, text
         effects.emit("message.created", conversation_id=conversation_id, message_id=message_id, seq=seq,
                      direction="out", channel=route.channel.value)
     return message_id
+

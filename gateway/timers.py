@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 import asyncpg
 
 from gateway.log import get_logger
-from gateway.thread import Effects
+from gateway.types import Effects
 
 log = get_logger(__name__)
 
@@ -73,18 +73,63 @@ async def schedule(conn: asyncpg.Connection, *, kind: str, due_at: datetime, pay
         kind, due_at, payload or {}, conversation_id, ref_id, dedupe_key)
 
 
-async def cancel(conn: asyncpg.Connection, *, kind: str | None = None, conversation_id: int | None = None,
-                 ref_id: int | None = None, dedupe_key: str | None = None) -> int:
-    clauses, args = ["state = 'pending'"], []
+def _pending(args: list, *, kind: str | None, conversation_id: int | None, ref_id: int | None,
+             dedupe_key: str | None, payload: Mapping[str, Any] | None) -> str:
+    """WHERE for pending timers matching every filter given; `args` receives the parameters."""
+    clauses = ["state = 'pending'"]
     for column, value in (("kind", kind), ("conversation_id", conversation_id), ("ref_id", ref_id),
                           ("dedupe_key", dedupe_key)):
         if value is not None:
             args.append(value)
             clauses.append(f"{column} = ${len(args)}")
+    for key, value in (payload or {}).items():
+        values = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
+        args += [key, [str(v) for v in values]]
+        clauses.append(f"payload->>${len(args) - 1} = ANY(${len(args)}::text[])")
     if len(clauses) == 1:
-        raise ValueError("cancel needs at least one filter")
-    result = await conn.execute(f"UPDATE timers SET state = 'cancelled' WHERE {' AND '.join(clauses)}", *args)
+        raise ValueError("a timer filter needs at least one condition")
+    return " AND ".join(clauses)
+
+
+async def cancel(conn: asyncpg.Connection, *, kind: str | None = None, conversation_id: int | None = None,
+                 ref_id: int | None = None, dedupe_key: str | None = None,
+                 payload: Mapping[str, Any] | None = None) -> int:
+    """Cancel the pending timers matching every filter given (`payload`: {key: value or values}).
+    Returns how many."""
+    args: list = []
+    where = _pending(args, kind=kind, conversation_id=conversation_id, ref_id=ref_id, dedupe_key=dedupe_key,
+                     payload=payload)
+    result = await conn.execute(f"UPDATE timers SET state = 'cancelled' WHERE {where}", *args)
     return int(result.split()[-1])
+
+
+async def bring_forward(conn: asyncpg.Connection, due_at: datetime, *, kind: str | None = None,
+                        conversation_id: int | None = None, ref_id: int | None = None,
+                        payload: Mapping[str, Any] | None = None) -> None:
+    """Pending timers matching the filters fire by `due_at` at the latest."""
+    args: list = [due_at]
+    where = _pending(args, kind=kind, conversation_id=conversation_id, ref_id=ref_id, dedupe_key=None,
+                     payload=payload)
+    await conn.execute(f"UPDATE timers SET due_at = least(due_at, $1) WHERE {where}", *args)
+
+
+async def erase(conn: asyncpg.Connection, conversation_ids: list[int]) -> None:
+    """An erased contact's timers: their payloads emptied, the pending ones cancelled."""
+    await conn.execute(
+        """UPDATE timers SET payload = '{}'::jsonb,
+               state = CASE WHEN state = 'pending' THEN 'cancelled' ELSE state END
+           WHERE conversation_id = ANY($1::bigint[])""", conversation_ids)
+
+
+async def move(conn: asyncpg.Connection, from_conversation: int, to_conversation: int) -> None:
+    """Two threads became one (contacts merged): the timers go with them."""
+    await conn.execute("UPDATE timers SET conversation_id = $2 WHERE conversation_id = $1",
+                       from_conversation, to_conversation)
+
+
+async def purge(conn: asyncpg.Connection, kind: str) -> None:
+    """Delete every timer of a kind (a benchmark cleaning up after itself)."""
+    await conn.execute("DELETE FROM timers WHERE kind = $1", kind)
 
 
 class TimerService:

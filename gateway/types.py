@@ -141,6 +141,18 @@ class OutgoingMessage:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Effects:
+    """What a unit of work wants published after its transaction commits (realtime events, a
+    wake-up for the outbox): collected as data inside the transaction, published by its owner."""
+
+    events: list[tuple[str, dict]] = field(default_factory=list)
+    wake_outbox: bool = False
+
+    def emit(self, event_type: str, **payload) -> None:
+        self.events.append((event_type, payload))
+
+
 class SendOutcome(str, enum.Enum):
     SENT = "sent"               # provider accepted; provider_message_id set
     RETRY = "retry"             # transient (5xx, network, timeout): retry with backoff

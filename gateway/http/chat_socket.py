@@ -20,6 +20,7 @@ from gateway import inputs, intake, realtime, thread
 from gateway.channels.webchat import identify, protocol, store
 from gateway.channels.webchat.hub import ChatHub, visitor_channel
 from gateway.channels.webchat.tokens import Session, TokenError, verify_session
+from gateway.conversation import Mode
 from gateway.http.errors import DB_UNAVAILABLE, ApiError
 from gateway.http.keys import RUNTIME
 from gateway.http.rights import RIGHTS, RightsWatch, Watcher
@@ -391,7 +392,7 @@ class ChatConnection:
         """Let the visitor's other tabs (on any process) show the message; show the bot typing."""
         events = [("chat.inbound", {"conversation_id": conversation_id, "seq": seq})]
         mode = await self.rt.pool.fetchval("SELECT mode FROM conversations WHERE id = $1", conversation_id)
-        if mode == "bot" and self.rt.settings.default_handler != "agent":
+        if mode == Mode.BOT and self.rt.settings.default_handler != "agent":
             events.append(("typing", {"conversation_id": conversation_id, "who": "bot", "state": "on",
                                       "ttl": BOT_TYPING_TTL}))
         await self._publish(events)

@@ -13,9 +13,7 @@ from gateway.inbox import actions, merge, privacy, queries, search
 from gateway.inbox.scope import visible_contact
 from gateway.journeys import guards
 from gateway.journeys.stats import contact_journeys
-from gateway.log import get_logger
 
-log = get_logger(__name__)
 
 MAX_ATTRIBUTES_BYTES = 32_000
 
@@ -107,10 +105,7 @@ async def enqueue_after_merge(request: web.Request, result: dict) -> None:
     if result["conversation_id"] is None:
         return
     rt = request.app[RUNTIME]
-    try:
-        await queue.enqueue(rt.redis, rt.keys, result["conversation_id"])
-    except Exception as exc:  # the sweeper finds it
-        log.warning("enqueue after merge failed", conversation_id=result["conversation_id"], error=str(exc))
+    await queue.enqueue_or_log(rt.redis, rt.keys, [result["conversation_id"]], why="contacts merged")
 
 
 @operation("Export everything held about a contact (JSON)", roles=ADMIN, responses={200: S.EXPORT})

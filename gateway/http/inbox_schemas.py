@@ -1,6 +1,7 @@
 """JSON schemas of the inbox API (request bodies and responses), used by the OpenAPI document."""
 from __future__ import annotations
 
+from gateway.conversation import Mode, Status
 from gateway.http.openapi import ID, TIME, array, nullable, obj
 from gateway.types import Channel
 
@@ -13,8 +14,8 @@ CHANNELS = [c.value for c in Channel]
 LABEL = {"type": "string", "minLength": 1, "maxLength": 50}
 
 CONVERSATION_FIELDS = dict(
-    id=ID, contact_id=ID, status={"type": "string", "enum": ["open", "pending", "snoozed", "resolved"]},
-    mode={"type": "string", "enum": ["bot", "agent"]}, team_id=N_ID, assignee_id=N_ID, labels=array(STR),
+    id=ID, contact_id=ID, status={"type": "string", "enum": [s.value for s in Status]},
+    mode={"type": "string", "enum": [m.value for m in Mode]}, team_id=N_ID, assignee_id=N_ID, labels=array(STR),
     flow_name=N_STR, flow_state=N_STR, last_seq=INT, last_inbound_at=N_TIME, last_inbound_channel=N_STR,
     last_message_at=N_TIME, waiting_since=N_TIME, snoozed_until=N_TIME, current_episode_id=N_ID,
     created_at=TIME, updated_at=TIME,

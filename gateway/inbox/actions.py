@@ -9,13 +9,13 @@ from datetime import datetime
 
 import asyncpg
 
-from gateway import routing, thread, timers
+from gateway import conversation, routing, thread
 from gateway.auth import Principal
+from gateway.conversation import Status
 from gateway.inbox import Conflict, Invalid
 from gateway.inbox.scope import Scope, visible_conversation
 from gateway.types import Attachment, Channel
 
-SNOOZE_TIMER = "snooze"
 TYPING_TTL = 10     # seconds an agent's "typing" shows without a refresh
 
 
@@ -59,24 +59,12 @@ async def agent_name(conn: asyncpg.Connection, agent_id: int) -> str:
     return name
 
 
-async def _take_over(conn, conv: asyncpg.Record, reason: str) -> None:
-    """An agent acting on a bot conversation takes it over: agent mode, counted as an escalation."""
-    if conv["mode"] == "agent":
-        return
-    await conn.execute("UPDATE conversations SET mode = 'agent', updated_at = now() WHERE id = $1", conv["id"])
-    await conn.execute(
-        """UPDATE episodes SET escalated_at = coalesce(escalated_at, now()),
-               escalation_reason = coalesce(escalation_reason, $2) WHERE id = $1""",
-        conv["current_episode_id"], reason)
-
-
 async def assign(conn, scope: Scope, actor: Actor, conversation_id: int, agent_id: int,
                  effects: thread.Effects, *, event: str = "assigned") -> None:
     conv = await visible_conversation(conn, scope, conversation_id, lock=True)
     name = await agent_name(conn, agent_id)
-    await conn.execute("UPDATE conversations SET assignee_id = $2, updated_at = now() WHERE id = $1",
-                       conversation_id, agent_id)
-    await _take_over(conn, conv, "assigned")
+    await conversation.assign(conn, conversation_id, agent_id)
+    await conversation.take_over(conn, conv, "assigned")
     await _event(conn, actor, conversation_id, f"Assigned to {name} by {actor.name}", event,
                  assignee_id=agent_id, previous_assignee_id=conv["assignee_id"])
     await audit(conn, actor, event, conversation_id=conversation_id,
@@ -86,20 +74,17 @@ async def assign(conn, scope: Scope, actor: Actor, conversation_id: int, agent_i
 
 
 async def claim(conn, scope: Scope, actor: Actor, conversation_id: int, effects: thread.Effects) -> None:
-    """Take an unassigned conversation. Of two agents claiming at once exactly one wins: the
-    conditional UPDATE re-checks `assignee_id IS NULL` after waiting for the other's row lock."""
+    """Take an unassigned conversation (of two agents claiming at once exactly one wins)."""
     if actor.agent_id is None:
         raise Invalid("not_an_agent", "only a token linked to an agent can claim")
     conv = await visible_conversation(conn, scope, conversation_id)
-    won = await conn.fetchrow(
-        """UPDATE conversations SET assignee_id = $2, updated_at = now()
-           WHERE id = $1 AND assignee_id IS NULL RETURNING *""", conversation_id, actor.agent_id)
+    won = await conversation.claim(conn, conversation_id, actor.agent_id)
     if won is None:
         holder = await conn.fetchval("SELECT assignee_id FROM conversations WHERE id = $1", conversation_id)
         if holder == actor.agent_id:
             return
         raise Conflict("already_assigned", "another agent has this conversation", assignee_id=holder)
-    await _take_over(conn, won, "claimed")
+    await conversation.take_over(conn, won, "claimed")
     await _event(conn, actor, conversation_id, f"Claimed by {actor.name}", "claimed", assignee_id=actor.agent_id)
     await audit(conn, actor, "claim", conversation_id=conversation_id)
     effects.emit("assignment", conversation_id=conversation_id, assignee_id=actor.agent_id,
@@ -110,8 +95,7 @@ async def unassign(conn, scope: Scope, actor: Actor, conversation_id: int, effec
     conv = await visible_conversation(conn, scope, conversation_id, lock=True)
     if conv["assignee_id"] is None:
         return
-    await conn.execute("UPDATE conversations SET assignee_id = NULL, updated_at = now() WHERE id = $1",
-                       conversation_id)
+    await conversation.assign(conn, conversation_id, None)
     await _event(conn, actor, conversation_id, f"Unassigned by {actor.name}", "unassigned",
                  previous_assignee_id=conv["assignee_id"])
     await audit(conn, actor, "unassign", conversation_id=conversation_id,
@@ -129,7 +113,7 @@ async def set_team(conn, scope: Scope, actor: Actor, conversation_id: int, team_
         if team is None:
             raise Invalid("unknown_team", f"no team with id {team_id}")
         name = f"team {team}"
-    await _write_team(conn, conversation_id, team_id)
+    await conversation.set_team(conn, conversation_id, team_id)
     await _event(conn, actor, conversation_id, f"Moved to {name} by {actor.name}", "team_changed",
                  team_id=team_id, previous_team_id=conv["team_id"])
     await audit(conn, actor, "set_team", conversation_id=conversation_id,
@@ -137,11 +121,6 @@ async def set_team(conn, scope: Scope, actor: Actor, conversation_id: int, team_
     # both the old and the new team's agents need to hear about it
     effects.emit("conversation.updated", conversation_id=conversation_id, team_id=team_id,
                  previous_team_id=conv["team_id"])
-
-
-async def _write_team(conn, conversation_id: int, team_id: int | None) -> None:
-    await conn.execute("UPDATE conversations SET team_id = $2, updated_at = now() WHERE id = $1",
-                       conversation_id, team_id)
 
 
 async def route_to_team(conn, conversation_id: int, team_id: int | None, *, team_name: str, why: str,
@@ -155,7 +134,7 @@ async def route_to_team(conn, conversation_id: int, team_id: int | None, *, team
         return
     if team_id == previous:
         return
-    await _write_team(conn, conversation_id, team_id)
+    await conversation.set_team(conn, conversation_id, team_id)
     await thread.add_event(conn, conversation_id, f"Routed to team {team_name} ({why})", event="team_routed",
                            details={"team_id": team_id, "previous_team_id": previous, "why": why,
                                     "rules_version": rules_version})
@@ -172,33 +151,22 @@ async def snooze(conn, scope: Scope, actor: Actor, conversation_id: int, until: 
     if until <= now:
         raise Invalid("invalid_time", "snooze until must be in the future")
     conv = await visible_conversation(conn, scope, conversation_id, lock=True)
-    if conv["status"] == "resolved":
+    if conv["status"] == Status.RESOLVED:
         raise Conflict("resolved", "a resolved conversation cannot be snoozed; reopen it first")
-    await conn.execute(
-        "UPDATE conversations SET status = 'snoozed', snoozed_until = $2, updated_at = now() WHERE id = $1",
-        conversation_id, until)
-    await timers.cancel(conn, kind=SNOOZE_TIMER, conversation_id=conversation_id)
-    await timers.schedule(conn, kind=SNOOZE_TIMER, due_at=until, conversation_id=conversation_id,
-                          payload={"until": until.isoformat()})
+    await conversation.snooze(conn, conversation_id, until)
     await _event(conn, actor, conversation_id, f"Snoozed until {until.isoformat()} by {actor.name}", "snoozed",
                  until=until.isoformat())
     await audit(conn, actor, "snooze", conversation_id=conversation_id, details={"until": until.isoformat()})
-    effects.emit("conversation.updated", conversation_id=conversation_id, status="snoozed",
+    effects.emit("conversation.updated", conversation_id=conversation_id, status=Status.SNOOZED.value,
                  snoozed_until=until.isoformat())
 
 
 async def wake_snoozed(conn: asyncpg.Connection, due: list[asyncpg.Record], effects: thread.Effects) -> None:
     """Batch timer handler (kind 'snooze'): these snoozes ended, one statement for all of them. A
     customer message may have woken a conversation first (then it is left as it is)."""
-    woke = await conn.fetch(
-        """UPDATE conversations SET status = 'open', snoozed_until = NULL,
-               waiting_since = CASE WHEN mode = 'agent' THEN coalesce(waiting_since, now()) END,
-               updated_at = now()
-           WHERE id = ANY($1::bigint[]) AND status = 'snoozed' RETURNING id""",
-        sorted({t["conversation_id"] for t in due}))
-    for row in woke:
-        await thread.add_event(conn, row["id"], "Snooze ended", event="snooze_ended")
-        effects.emit("conversation.updated", conversation_id=row["id"], status="open")
+    for cid in await conversation.wake(conn, [t["conversation_id"] for t in due]):
+        await thread.add_event(conn, cid, "Snooze ended", event="snooze_ended")
+        effects.emit("conversation.updated", conversation_id=cid, status=Status.OPEN.value)
 
 
 async def resolve(conn, scope: Scope, actor: Actor, conversation_id: int, effects: thread.Effects, *,
@@ -206,21 +174,14 @@ async def resolve(conn, scope: Scope, actor: Actor, conversation_id: int, effect
     """End the episode. With `csat_text`, ask it on the customer's channel (skipped, with the
     reasons, when no channel can carry it)."""
     conv = await visible_conversation(conn, scope, conversation_id, lock=True)
-    if conv["status"] == "resolved":
+    if conv["status"] == Status.RESOLVED:
         raise Conflict("already_resolved", "the conversation is already resolved")
-    await conn.execute(
-        """UPDATE conversations SET status = 'resolved', waiting_since = NULL, snoozed_until = NULL,
-               updated_at = now() WHERE id = $1""", conversation_id)
-    await conn.execute(
-        """UPDATE episodes SET resolved_at = now(), resolved_by = $2,
-               handled_by_bot_only = (escalated_at IS NULL) WHERE id = $1""",
-        conv["current_episode_id"], actor.agent_id)
-    await timers.cancel(conn, kind=SNOOZE_TIMER, conversation_id=conversation_id)
+    await conversation.resolve(conn, conv, actor.agent_id)
     await _event(conn, actor, conversation_id, f"Resolved by {actor.name}", "resolved",
                  episode_id=conv["current_episode_id"])
     await audit(conn, actor, "resolve", conversation_id=conversation_id,
                 details={"episode_id": conv["current_episode_id"], "csat": csat_text is not None})
-    effects.emit("conversation.updated", conversation_id=conversation_id, status="resolved")
+    effects.emit("conversation.updated", conversation_id=conversation_id, status=Status.RESOLVED.value)
     csat = None
     if csat_text:
         try:
@@ -256,17 +217,13 @@ async def record_csat(conn, conversation_id: int, episode_id: int, score: int, m
 
 async def reopen(conn, scope: Scope, actor: Actor, conversation_id: int, effects: thread.Effects) -> None:
     conv = await visible_conversation(conn, scope, conversation_id, lock=True)
-    if conv["status"] != "resolved":
+    if conv["status"] != Status.RESOLVED:
         raise Conflict("not_resolved", "only a resolved conversation can be reopened")
-    await conn.execute(
-        "UPDATE conversations SET status = 'open', mode = 'agent', updated_at = now() WHERE id = $1",
-        conversation_id)
-    await conn.execute(
-        "UPDATE episodes SET resolved_at = NULL, resolved_by = NULL, handled_by_bot_only = NULL WHERE id = $1",
-        conv["current_episode_id"])
+    await conversation.reopen(conn, conv)
     await _event(conn, actor, conversation_id, f"Reopened by {actor.name}", "reopened")
     await audit(conn, actor, "reopen", conversation_id=conversation_id)
-    effects.emit("conversation.updated", conversation_id=conversation_id, status="open", mode="agent")
+    effects.emit("conversation.updated", conversation_id=conversation_id, status=Status.OPEN.value,
+                 mode=conversation.Mode.AGENT.value)
 
 
 async def hand_back(conn, scope: Scope, actor: Actor, conversation_id: int, flow_state: str,
@@ -286,10 +243,6 @@ async def hand_back(conn, scope: Scope, actor: Actor, conversation_id: int, flow
             await flow_handler.hand_back(conn, conversation_id, flow_state, effects, flow_name=flow_name)
     except FlowError as exc:
         raise Invalid("unknown_flow_state", str(exc)) from None
-    await conn.execute(
-        """UPDATE conversations SET status = 'open', snoozed_until = NULL, updated_at = now()
-           WHERE id = $1""", conversation_id)
-    await timers.cancel(conn, kind=SNOOZE_TIMER, conversation_id=conversation_id)
     await audit(conn, actor, "hand_back", conversation_id=conversation_id,
                 details={"flow_state": flow_state, "flow_name": flow_name})
 
@@ -297,13 +250,10 @@ async def hand_back(conn, scope: Scope, actor: Actor, conversation_id: int, flow
 async def change_labels(conn, scope: Scope, actor: Actor, conversation_id: int, add: list[str],
                         remove: list[str], effects: thread.Effects) -> list[str]:
     await visible_conversation(conn, scope, conversation_id, lock=True)
-    labels = await conn.fetchval(
-        """UPDATE conversations SET updated_at = now(), labels = ARRAY(
-               SELECT DISTINCT l FROM unnest(labels || $2::text[]) l WHERE l <> ALL($3::text[]) ORDER BY l)
-           WHERE id = $1 RETURNING labels""", conversation_id, add, remove)
+    labels = await conversation.change_labels(conn, conversation_id, add, remove)
     await audit(conn, actor, "labels", conversation_id=conversation_id, details={"add": add, "remove": remove})
-    effects.emit("conversation.updated", conversation_id=conversation_id, labels=list(labels))
-    return list(labels)
+    effects.emit("conversation.updated", conversation_id=conversation_id, labels=labels)
+    return labels
 
 
 async def add_note(conn, scope: Scope, actor: Actor, conversation_id: int, text: str,
@@ -347,10 +297,8 @@ async def reply(conn, scope: Scope, actor: Actor, conversation_id: int, *, text:
     if idempotency_key is not None:
         await conn.execute("UPDATE send_idempotency SET message_id = $3 WHERE scope = $1 AND key = $2",
                            actor.key, idempotency_key, message_id)
-    await _take_over(conn, conv, "agent_reply")
-    await conn.execute(
-        """UPDATE conversations SET waiting_since = NULL, assignee_id = coalesce(assignee_id, $2),
-               updated_at = now() WHERE id = $1""", conversation_id, actor.agent_id)
+    await conversation.take_over(conn, conv, "agent_reply")
+    await conversation.agent_answered(conn, conversation_id, actor.agent_id)
     await conn.execute(
         """UPDATE episodes SET first_response_at = coalesce(first_response_at, now())
            WHERE id = $1 AND escalated_at IS NOT NULL""", conv["current_episode_id"])

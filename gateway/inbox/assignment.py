@@ -12,14 +12,14 @@ import asyncio
 
 import asyncpg
 
-from gateway import thread
+from gateway import conversation, thread
+from gateway.conversation import ACTIVE_STATUSES, IN_AGENT_QUEUE
 from gateway.log import get_logger
 
 log = get_logger(__name__)
 
 PRESENCE_TTL_SECONDS = 60
 PRESENCES = ("online", "away", "offline")
-ACTIVE_STATUSES = ("open", "pending", "snoozed")
 
 
 async def heartbeat(conn: asyncpg.Connection, agent_id: int, presence: str, effects: thread.Effects) -> dict:
@@ -58,15 +58,14 @@ async def _pick_agent(conn: asyncpg.Connection, team_id: int | None) -> asyncpg.
 async def auto_assign(conn: asyncpg.Connection, conversation_id: int, effects: thread.Effects) -> int | None:
     """Assign one waiting conversation if an agent has room. Returns the agent id or None."""
     conv = await conn.fetchrow(
-        """SELECT id, team_id FROM conversations WHERE id = $1 AND mode = 'agent' AND status = 'open'
+        f"""SELECT id, team_id FROM conversations WHERE id = $1 AND {IN_AGENT_QUEUE}
                AND assignee_id IS NULL FOR UPDATE SKIP LOCKED""", conversation_id)
     if conv is None:
         return None
     agent = await _pick_agent(conn, conv["team_id"])
     if agent is None:
         return None
-    await conn.execute("UPDATE conversations SET assignee_id = $2, updated_at = now() WHERE id = $1",
-                       conversation_id, agent["id"])
+    await conversation.assign(conn, conversation_id, agent["id"])
     await conn.execute("UPDATE agents SET last_assigned_at = clock_timestamp() WHERE id = $1", agent["id"])
     await thread.add_event(conn, conversation_id, f"Auto-assigned to {agent['name']}", event="auto_assigned",
                            details={"assignee_id": agent["id"]})
@@ -83,7 +82,7 @@ async def assign_waiting(conn: asyncpg.Connection, effects: thread.Effects, *, b
     if not await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM agents a WHERE {ONLINE_SQL})"):
         return 0
     ids = await conn.fetch(
-        """SELECT id FROM conversations WHERE mode = 'agent' AND status = 'open' AND assignee_id IS NULL
+        f"""SELECT id FROM conversations WHERE {IN_AGENT_QUEUE} AND assignee_id IS NULL
            ORDER BY coalesce(waiting_since, 'infinity'::timestamptz), id LIMIT $1""", batch)
     assigned = 0
     full_teams: set = set()

@@ -15,6 +15,7 @@ from datetime import timedelta
 import asyncpg
 
 from gateway import thread
+from gateway.turn import send_bot_reply
 
 WORDS = {
     5: ("great", "excellent", "amazing", "awesome", "perfect", "fantastic", "superb", "brilliant",
@@ -86,10 +87,9 @@ async def take_answer(conn: asyncpg.Connection, msg: asyncpg.Record, effects: th
     if survey is None:
         return False
     from gateway.inbox.actions import record_csat
-    from gateway.processor import send_bot_reply
 
     if not await record_csat(conn, msg["conversation_id"], survey["episode_id"], score, msg["id"], effects):
         return False
-    await send_bot_reply(conn, msg["conversation_id"], settings.csat_thanks, settings=settings, effects=effects,
-                         author_type="system", extra={"csat_ack": {"episode_id": survey["episode_id"]}})
+    await send_bot_reply(conn, msg["conversation_id"], settings.csat_thanks, settings=settings,
+                         effects=effects, author_type="system", extra={"csat_ack": {"episode_id": survey["episode_id"]}})
     return True

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from gateway import thread
+from gateway import conversation, thread, timers
 from gateway.inbox import Invalid, NotFound, lock_contact_conversations
 
 
@@ -47,7 +47,7 @@ async def merge_contacts(conn: asyncpg.Connection, target_id: int, source_id: in
     moved_messages = 0
     src_conv, dst_conv = convs.get(source_id), convs.get(target_id)
     if src_conv is not None and dst_conv is None:
-        await conn.execute("UPDATE conversations SET contact_id = $1 WHERE id = $2", target_id, src_conv["id"])
+        await conversation.move_to_contact(conn, src_conv["id"], target_id)
         dst_conv = src_conv
     elif src_conv is not None:
         moved_messages = await _merge_threads(conn, dst_conv, src_conv)
@@ -72,29 +72,9 @@ async def _merge_threads(conn, dst: asyncpg.Record, src: asyncpg.Record) -> int:
         """WITH ordered AS (
                SELECT id, row_number() OVER (ORDER BY created_at, id) AS n FROM messages WHERE conversation_id = $1)
            UPDATE messages m SET seq = o.n FROM ordered o WHERE m.id = o.id""", d)
-    for table in ("episodes", "outbox", "timers", "audit_log"):
+    for table in ("episodes", "outbox", "audit_log"):
         await conn.execute(f"UPDATE {table} SET conversation_id = $1 WHERE conversation_id = $2", d, s)
+    await timers.move(conn, s, d)
     await conn.execute("UPDATE send_idempotency SET conversation_id = $1 WHERE conversation_id = $2", d, s)
-    # the merged thread is as active as the more active of the two
-    active = src if (src["status"] != "resolved" and dst["status"] == "resolved") else dst
-    await conn.execute(
-        """UPDATE conversations SET
-               last_seq = (SELECT coalesce(max(seq), 0) FROM messages WHERE conversation_id = $1),
-               status = $2, mode = $3, current_episode_id = $4,
-               assignee_id = coalesce(assignee_id, $5), team_id = coalesce(team_id, $6),
-               labels = ARRAY(SELECT DISTINCT l FROM unnest(labels || $7::text[]) l ORDER BY l),
-               waiting_since = LEAST(waiting_since, $8),
-               last_inbound_channel = CASE WHEN $9 > coalesce(last_inbound_at, '-infinity') THEN $10
-                                           ELSE last_inbound_channel END,
-               last_inbound_at = GREATEST(last_inbound_at, $9),
-               last_message_at = GREATEST(last_message_at, $11), updated_at = now()
-           WHERE id = $1""",
-        d, active["status"], active["mode"], active["current_episode_id"], src["assignee_id"],
-        src["team_id"], list(src["labels"] or []), src["waiting_since"], src["last_inbound_at"],
-        src["last_inbound_channel"], src["last_message_at"])
-    await conn.execute(
-        """UPDATE conversations SET status = 'resolved', mode = 'bot', assignee_id = NULL, waiting_since = NULL,
-               snoozed_until = NULL, current_episode_id = NULL, last_seq = 0, labels = '{}',
-               flow_data = flow_data || jsonb_build_object('merged_into', $2::bigint), updated_at = now()
-           WHERE id = $1""", s, d)
+    await conversation.absorb(conn, dst, src)
     return int(moved)

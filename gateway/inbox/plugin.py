@@ -5,7 +5,8 @@ from typing import TYPE_CHECKING
 
 from gateway import timers
 from gateway.assets import flows_dir
-from gateway.inbox.actions import SNOOZE_TIMER, wake_snoozed
+from gateway.conversation import SNOOZE_TIMER
+from gateway.inbox.actions import wake_snoozed
 from gateway.inbox.team_routing import TeamRouter, load_routing
 
 if TYPE_CHECKING:

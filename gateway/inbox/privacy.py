@@ -15,7 +15,7 @@ import json
 
 import asyncpg
 
-from gateway import consent, thread
+from gateway import consent, conversation, thread, timers
 from gateway.inbox import NotFound, lock_contact_conversations
 from gateway.outbox import store as outbox_store
 
@@ -117,17 +117,11 @@ async def erase_contact(conn: asyncpg.Connection, contact_id: int, effects: thre
             """UPDATE outbox SET to_address = '', payload = '{}'::jsonb, last_error = 'contact erased',
                    state = CASE WHEN state = 'pending' THEN 'skipped' ELSE state END
                WHERE conversation_id = ANY($1::bigint[])""", conversation_ids)
-        await conn.execute(
-            """UPDATE timers SET payload = '{}'::jsonb,
-                   state = CASE WHEN state = 'pending' THEN 'cancelled' ELSE state END
-               WHERE conversation_id = ANY($1::bigint[])""", conversation_ids)
+        await timers.erase(conn, conversation_ids)
         await conn.execute(
             """UPDATE episodes SET escalation_reason = CASE WHEN escalation_reason IS NULL THEN NULL ELSE $2 END
                WHERE conversation_id = ANY($1::bigint[])""", conversation_ids, REDACTED)
-        await conn.execute(
-            """UPDATE conversations SET status = 'resolved', flow_data = '{}'::jsonb, labels = '{}',
-                   assignee_id = NULL, waiting_since = NULL, snoozed_until = NULL, updated_at = now()
-               WHERE id = ANY($1::bigint[])""", conversation_ids)
+        await conversation.erase(conn, conversation_ids)
     # The audit trail keeps who did what; any erased value inside its details is replaced.
     for value in values:
         await conn.execute(

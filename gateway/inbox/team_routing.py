@@ -41,6 +41,7 @@ from gateway import thread
 from gateway.assets import ROUTING_FILE
 from gateway.flows.hours import BusinessHours, HoursError
 from gateway.log import get_logger
+from gateway.turn import send_bot_reply
 
 log = get_logger(__name__)
 
@@ -229,8 +230,6 @@ class TeamRouter:
         now = self.clock.now()
         if team_id is None or hours is None or out_of_hours_said or hours.hours.is_open(now):
             return
-        from gateway.processor import send_bot_reply
-
         values = hours.hours.describe_next_open(now)
         text = hours.message_for(facts.language).format_map(_Default(values))
         await send_bot_reply(conn, conversation_id, text, settings=self.settings, effects=effects,

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 
 import asyncpg
 
+from gateway import timers
 from gateway.timers import CLAIM, Batch, ManualClock, TimerService
 
 BENCH_KIND = "bench_noop"
@@ -33,7 +34,7 @@ async def timer_bench(pool: asyncpg.Pool, n_scheduled: int = 1_000_000, n_due: i
     if not 0 < n_due <= n_scheduled:
         raise ValueError("need 0 < n_due <= n_scheduled")
     async with pool.acquire() as conn:
-        await conn.execute("DELETE FROM timers WHERE kind = $1", BENCH_KIND)
+        await timers.purge(conn, BENCH_KIND)
         started = time.perf_counter()
         await conn.copy_records_to_table(
             "timers", columns=["kind", "due_at"],
@@ -51,7 +52,7 @@ async def timer_bench(pool: asyncpg.Pool, n_scheduled: int = 1_000_000, n_due: i
     fire_seconds = time.perf_counter() - started
     async with pool.acquire() as conn:
         fired = await conn.fetchval("SELECT count(*) FROM timers WHERE kind = $1 AND state = 'done'", BENCH_KIND)
-        await conn.execute("DELETE FROM timers WHERE kind = $1", BENCH_KIND)
+        await timers.purge(conn, BENCH_KIND)
     return {
         "scheduled": n_scheduled, "due": n_due, "fired": fired,
         "seed_seconds": round(seed_seconds, 3), "fire_seconds": round(fire_seconds, 3),

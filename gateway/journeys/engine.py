@@ -25,10 +25,9 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from gateway import consent, processor, thread, timers
+from gateway import consent, conversation, processor, thread, timers
 from gateway.channels.modes import routing_policy
 from gateway.journeys import guards
-from gateway.events import ensure_conversation
 from gateway.journeys.model import (
     END,
     BranchStep,
@@ -44,6 +43,7 @@ from gateway.journeys.model import (
 )
 from gateway.journeys.registry import JourneyRegistry
 from gateway.journeys.sending import (
+    FALLBACK_TIMER,
     Contact,
     cancel_fallbacks,
     cancel_unsent,
@@ -55,6 +55,7 @@ from gateway.journeys.sending import (
     schedule_fallback,
 )
 from gateway.log import get_logger
+from gateway.turn import escalate
 from gateway.types import Channel
 
 if TYPE_CHECKING:
@@ -127,8 +128,7 @@ class JourneyEngine:
                WHERE s.id = latest.id AND s.replied_at IS NULL RETURNING s.id""",
             contact_id, now, bool(content.get("reply_id")), REPLY_WINDOW)
         if marked:  # they answered: the nudge reached them, no need to try other channels
-            await conn.execute("UPDATE timers SET state = 'cancelled' WHERE kind = 'journey_fallback' "
-                               "AND state = 'pending' AND conversation_id = $1", turn.conversation_id)
+            await timers.cancel(conn, kind=FALLBACK_TIMER, conversation_id=turn.conversation_id)
         await self._resume_waits(conn, contact_id, REPLIED)
 
     async def on_status(self, conn: asyncpg.Connection, message: asyncpg.Record, status: str,
@@ -147,11 +147,8 @@ class JourneyEngine:
         if status in ("delivered", "read"):
             await cancel_fallbacks(conn, send["enrollment_id"], message["conversation_id"], send["id"])
         elif status in ("failed", "undelivered"):
-            await conn.execute(
-                """UPDATE timers SET due_at = least(due_at, $4)
-                   WHERE kind = 'journey_fallback' AND state = 'pending' AND conversation_id = $1
-                     AND ref_id = $2 AND (payload->>'send_id')::bigint = $3""",
-                message["conversation_id"], send["enrollment_id"], send["id"], now)
+            await timers.bring_forward(conn, now, kind=FALLBACK_TIMER, conversation_id=message["conversation_id"],
+                                       ref_id=send["enrollment_id"], payload={"send_id": send["id"]})
 
     # -- timers ----------------------------------------------------------------------------
 
@@ -235,7 +232,7 @@ class JourneyEngine:
                    FOR UPDATE""", journey.name, contact.id)
             if running is not None:
                 await self._leave(conn, running, "exited", "reentered", effects)
-        conversation_id = await ensure_conversation(conn, contact.id)
+        conversation_id = await conversation.for_contact(conn, contact.id)
         enr = await conn.fetchrow(
             """INSERT INTO journey_enrollments (journey, version, contact_id, conversation_id, priority,
                    trigger_event_id, data, entered_at)
@@ -364,9 +361,9 @@ class JourneyEngine:
                                "WHERE id = $1", state["contact_id"], dict(step.attributes))
             return step.next
         if isinstance(step, EscalateStep):
-            await processor.escalate(conn, state["conversation_id"], reason=step.reason, summary=step.summary,
-                                     effects=effects, author_type="journey", team=step.team,
-                                     hooks=self.runtime.hooks)
+            await escalate(conn, await conversation.load(conn, state["conversation_id"]), reason=step.reason,
+                           summary=step.summary, effects=effects, author_type="journey", team=step.team,
+                           hooks=self.runtime.hooks)
             return step.next
         if isinstance(step, FlowStep):
             return await self._hand_to_flow(conn, journey, state, step, effects)
@@ -462,13 +459,9 @@ class JourneyEngine:
         return arm.goto
 
     async def _hand_to_flow(self, conn, journey: Journey, state: dict, step: FlowStep, effects) -> str:
-        conv = await conn.fetchrow("SELECT mode, status FROM conversations WHERE id = $1", state["conversation_id"])
-        if conv["mode"] == "agent" and conv["status"] != "resolved":
+        if not await conversation.hand_to_flow(conn, state["conversation_id"], step.flow, step.state):
             await record_skip(conn, state, step.id, "agent_conversation", self.now(), {"flow": step.flow})
             return step.next
-        await conn.execute(
-            """UPDATE conversations SET flow_name = $2, flow_state = $3, flow_version = NULL, mode = 'bot',
-                   updated_at = now() WHERE id = $1""", state["conversation_id"], step.flow, step.state)
         await thread.add_event(conn, state["conversation_id"],
                                f"Journey {journey.name} handed the conversation to flow {step.flow} ({step.state})",
                                event="flow_handoff", author_type="journey",

@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
 
+from gateway.conversation import Mode, Status
+
 UNKNOWN_ZONES = {"Etc/Unknown", ""}
 
 
@@ -167,11 +169,11 @@ def busy_reason(conversation, now: datetime, *, idle_states: frozenset[str],
     """
     if conversation is None:
         return None
-    if conversation["mode"] == "agent" and conversation["status"] != "resolved":
+    if conversation["mode"] == Mode.AGENT and conversation["status"] != Status.RESOLVED:
         return "agent_conversation"
     state = conversation["flow_state"]
     last = conversation["last_inbound_at"]
-    if (conversation["mode"] == "bot" and state and state not in idle_states
+    if (conversation["mode"] == Mode.BOT and state and state not in idle_states
             and last is not None and now - last < flow_window):
         return "in_flow"
     return None

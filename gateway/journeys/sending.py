@@ -200,11 +200,8 @@ async def schedule_fallback(conn: asyncpg.Connection, enrollment, send_id: int, 
 
 async def cancel_fallbacks(conn: asyncpg.Connection, enrollment_id: int, conversation_id: int,
                            send_id: int | None = None) -> None:
-    await conn.execute(
-        """UPDATE timers SET state = 'cancelled'
-           WHERE kind = $1 AND state = 'pending' AND conversation_id = $2 AND ref_id = $3
-             AND ($4::bigint IS NULL OR (payload->>'send_id')::bigint = $4)""",
-        FALLBACK_TIMER, conversation_id, enrollment_id, send_id)
+    await timers.cancel(conn, kind=FALLBACK_TIMER, conversation_id=conversation_id, ref_id=enrollment_id,
+                        payload={"send_id": send_id} if send_id is not None else None)
 
 
 async def cancel_unsent(conn: asyncpg.Connection, message_ids: list[int], reason: str) -> int:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.fakes.twilio import FakeTwilio
-from gateway.simulate_providers import post_twilio_inbound, twilio_inbound_params
-from gateway.testing import running_gateway, wait_for
+from gateway.devtools.fakes.twilio import FakeTwilio
+from gateway.devtools.simulate_providers import post_twilio_inbound, twilio_inbound_params
+from gateway.devtools.testing import running_gateway, wait_for
 
 OUR = "+15550001111"
 CUSTOMER = "+14155550100"

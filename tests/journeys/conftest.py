@@ -16,7 +16,7 @@ import pytest
 from gateway.journeys.engine import JourneyEngine
 from gateway.status import apply_status
 from gateway.devtools.testing import running_gateway
-from gateway.thread import Effects
+from gateway.types import Effects
 from gateway.timers import ManualClock
 
 ADMIN = {"Authorization": "Bearer admin-test-token"}

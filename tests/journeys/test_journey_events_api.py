@@ -8,7 +8,7 @@ ADMIN = {"Authorization": "Bearer admin-test-token"}
 
 from gateway import auth
 from gateway.events import emit_event
-from gateway.thread import Effects
+from gateway.types import Effects
 
 T0 = datetime(2030, 1, 15, 12, 0, tzinfo=timezone.utc)
 WELCOME = """

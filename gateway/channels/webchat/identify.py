@@ -160,14 +160,14 @@ async def identify(rt: Runtime, visitor_id: str, identity_token: str) -> LinkRes
     if result.conversation_id is not None:
         effects.emit("conversation.updated", conversation_id=result.conversation_id,
                      contact_id=result.contact_id, reason="chat_identified")
-    await realtime.publish(rt.redis, rt.keys, effects.events)
+    await rt.publish_effects(effects)
     try:
         await shard_publish(rt.redis, visitor_channel(rt.keys, visitor_id), json.dumps({"type": "chat.rebind"}))
-        if result.merged_from is not None and result.conversation_id is not None:
-            # the merged thread may hold messages not processed yet
-            await queue.enqueue(rt.redis, rt.keys, result.conversation_id)
-    except Exception as exc:  # tabs resync on their next event; the sweeper finds unprocessed work
+    except Exception as exc:  # tabs resync on their next event
         realtime.dropped(1, exc, "identify")
+    if result.merged_from is not None and result.conversation_id is not None:
+        # the merged thread may hold messages not processed yet
+        await queue.enqueue_or_log(rt.redis, rt.keys, [result.conversation_id], why="chat visitor merged")
     log.info("chat visitor identified", contact_id=result.contact_id, conversation_id=result.conversation_id,
              merged=result.merged_from is not None)
     return result

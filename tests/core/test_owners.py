@@ -1,0 +1,50 @@
+"""One owner per concept: the statements that write a concept's rows appear in its owner only.
+
+These read the package's source, so a new `UPDATE conversations` in an HTTP handler or a raw timer
+cancellation in a journey fails here, with the file and line, before it can drift from the owner's rules.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import gateway
+
+PACKAGE = Path(gateway.__file__).resolve().parent
+# seed data for benchmarks and fake servers is not a writer of live state
+SEEDING = ("devtools", "bench", "fakes")
+
+OWNERS = {
+    "gateway/conversation.py": re.compile(r"\b(UPDATE|INSERT\s+INTO|DELETE\s+FROM)\s+conversations\b", re.I),
+    "gateway/timers.py": re.compile(r"\b(UPDATE|INSERT\s+INTO|DELETE\s+FROM)\s+timers\b", re.I),
+}
+
+
+def writers(pattern: re.Pattern) -> dict[str, list[int]]:
+    found: dict[str, list[int]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE.parent).as_posix()
+        if any(part in SEEDING for part in path.relative_to(PACKAGE).parts[:-1]):
+            continue
+        lines = [n for n, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
+        if lines:
+            found[relative] = lines
+    return found
+
+
+def test_the_conversation_row_is_written_by_its_owner_only():
+    found = writers(OWNERS["gateway/conversation.py"])
+    assert set(found) == {"gateway/conversation.py"}, found
+
+
+def test_timers_are_written_by_their_owner_only():
+    found = writers(OWNERS["gateway/timers.py"])
+    assert set(found) == {"gateway/timers.py"}, found
+
+
+def test_the_check_sees_a_writer_elsewhere():
+    """The pattern finds the statements as code writes them, and not a read that locks the row."""
+    pattern = OWNERS["gateway/conversation.py"]
+    assert pattern.search('await conn.execute("UPDATE conversations SET mode = $2 WHERE id = $1")')
+    assert pattern.search('"""INSERT INTO conversations (contact_id)')
+    assert not pattern.search("SELECT * FROM conversations WHERE id = $1 FOR UPDATE")
