@@ -72,6 +72,11 @@ class Draft:
         """A change computed from the row (`{}` marks where each value goes)."""
         self._set[column] = (sql, values)
 
+    async def lock(self, conn: asyncpg.Connection) -> None:
+        """Take the row lock now, as an UPDATE would, and see the row as it is under it."""
+        row = await conn.fetchrow("SELECT * FROM conversations WHERE id = $1 FOR UPDATE", self.id)
+        self.view.update({k: v for k, v in row.items() if k not in self._set})
+
     @property
     def pending(self) -> bool:
         return bool(self._set) or self._last_seq is not None
@@ -135,6 +140,9 @@ async def open_for_message(conn: asyncpg.Connection, draft: Draft, message: asyn
     """The conversation, reopened for a customer message. True when a new episode starts with it
     (none yet, or the last one resolved): bot mode, unassigned, not waiting."""
     conv = draft.view
+    if conv["current_episode_id"] is None or conv["status"] != Status.OPEN:
+        # held from here, as before: an agent acting meanwhile (assign, snooze) waits for this turn
+        await draft.lock(conn)
     if conv["current_episode_id"] is None or conv["status"] == Status.RESOLVED:
         episode_id = await conn.fetchval(
             "INSERT INTO episodes (conversation_id, channel) VALUES ($1, $2) RETURNING id",
