@@ -15,16 +15,27 @@ InboundHook = Callable[[Any], Awaitable[None]]                      # (turn.Turn
 StatusHook = Callable[[asyncpg.Connection, asyncpg.Record, str, Effects], Awaitable[None]]
 EventHook = Callable[[asyncpg.Connection, asyncpg.Record, Effects], Awaitable[None]]
 EscalatedHook = Callable[..., Awaitable[None]]   # (conn, conversation_id, *, team, out_of_hours_said, effects)
+AnswerHook = Callable[[asyncpg.Connection, asyncpg.Record, Effects], Awaitable[bool]]
 
 
 class Hooks:
     def __init__(self) -> None:
+        self.answers: list[AnswerHook] = []
         self.inbound: list[InboundHook] = []
         self.status: list[StatusHook] = []
         self.event: list[EventHook] = []
         self.escalated: list[EscalatedHook] = []
         # (conn, manifest): a deployment made new flow/journey versions current (gateway.flows.deploy)
         self.deployed: list[Callable[[asyncpg.Connection, dict], Awaitable[None]]] = []
+
+    async def take_answer(self, conn: asyncpg.Connection, message: asyncpg.Record, effects: Effects) -> bool:
+        """A customer message may answer something asked outside the conversation (a satisfaction
+        survey): the first hook that takes it records it (True), and it then reopens nothing and never
+        reaches the bot."""
+        for hook in self.answers:
+            if await hook(conn, message, effects):
+                return True
+        return False
 
     async def on_inbound(self, turn) -> None:
         """A customer message is being processed (before the bot or agent routing). The turn holds

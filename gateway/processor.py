@@ -16,7 +16,6 @@ import structlog
 
 from gateway import consent, conversation, realtime, thread
 from gateway.conversation import Mode
-from gateway.inbox import csat
 from gateway.hooks import Hooks
 from gateway.identity import address_kind
 from gateway.log import get_logger
@@ -71,8 +70,7 @@ class Processor:
             with structlog.contextvars.bound_contextvars(
                     conversation_id=conversation_id, channel=msg["channel"], message_id=msg["id"]):
                 draft, new_episode = None, False
-                if not await csat.take_answer(conn, msg, effects, settings=self.settings):
-                    # (a survey's answer is recorded there, never the bot's)
+                if not await self.hooks.take_answer(conn, msg, effects):
                     draft = await conversation.load(conn, conversation_id)
                     new_episode = await conversation.open_for_message(conn, draft, msg)
                     if draft.pending:

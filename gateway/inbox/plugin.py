@@ -1,11 +1,14 @@
-"""Runtime plugin: the snooze timer handler and the escalation router, in every process."""
+"""Runtime plugin: the snooze timer handler, the survey's answers and the escalation router, in every process."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import functools
+
 from gateway import timers
 from gateway.assets import flows_dir
 from gateway.conversation import SNOOZE_TIMER
+from gateway.inbox import csat
 from gateway.inbox.actions import wake_snoozed
 from gateway.inbox.team_routing import TeamRouter, load_routing
 
@@ -15,6 +18,7 @@ if TYPE_CHECKING:
 
 async def setup(runtime: Runtime) -> None:
     runtime.timer_handlers.setdefault(SNOOZE_TIMER, timers.Batch(wake_snoozed))
+    runtime.hooks.answers.append(functools.partial(csat.take_answer, settings=runtime.settings))
     router = TeamRouter(load_routing(flows_dir(runtime.settings.flows_dir)), settings=runtime.settings,
                         clock=runtime.clock)
     runtime.team_router = router

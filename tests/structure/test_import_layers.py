@@ -48,11 +48,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 RANK = {name: len(LAYERS) - i for i, (name, _) in enumerate(LAYERS)}
 
 # Known upward imports, each removed by the change that names it. Keep this list short and shrinking.
-ALLOWED: set[tuple[str, str]] = {
-    # issue 12, helper `state` (conversation state owner): the processor keeps ordering and locking
-    # only (CSAT answers move out of it)
-    ("gateway.processor", "gateway.inbox.csat"),
-}
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def module_name(path: Path) -> str:
