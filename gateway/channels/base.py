@@ -11,6 +11,12 @@ class ChannelSender(Protocol):
 
     Implementations never raise for provider or network errors: they return a SendResult whose
     outcome tells the outbox what to do (retry, throttle, fall back, fail, mark opted out).
+
+    Optional, asked with getattr: `provider` (the metrics label), `lookup(...)` (did an attempt of
+    unknown outcome reach the provider), `download_media(source)` with `media_source`, the name of
+    the stored attachment's field that `source` is taken from ("url", "provider_media_id").
+    A provider package builds its sender from settings (e.g. `twilio_sender`); gateway.channels.senders
+    picks one per channel.
     """
 
     channel: Channel
