@@ -54,9 +54,13 @@ def _axes(title: str, x_label: str, y_label: str, x_max: float, y_max: float, x_
 
 
 def _legend(names: list[str]) -> list[str]:
-    return [f'<rect x="{PAD_L + 8 + 130 * i}" y="{PAD_T + 4}" width="10" height="10" fill="{COLORS[i % len(COLORS)]}"/>'
-            f'<text x="{PAD_L + 22 + 130 * i}" y="{PAD_T + 13}" font-size="11">{html.escape(n)}</text>'
-            for i, n in enumerate(names)]
+    """Three entries a row, top left of the plot."""
+    out = []
+    for i, n in enumerate(names):
+        x, y = PAD_L + 8 + 160 * (i % 3), PAD_T + 4 + 14 * (i // 3)
+        out.append(f'<rect x="{x}" y="{y}" width="10" height="10" fill="{COLORS[i % len(COLORS)]}"/>'
+                   f'<text x="{x + 14}" y="{y + 9}" font-size="11">{html.escape(n)}</text>')
+    return out
 
 
 def svg_chart(chart: dict) -> str:
@@ -99,7 +103,9 @@ def render(results: dict) -> str:
     rows = []
     for name, res in results.items():
         if isinstance(res, dict) and "summary" in res:
-            for f in res.get("figures") or []:
+            s = res["summary"]
+            for f in res.get("figures") or [{"name": name, "measured": s["measured"], "target": s["target"],
+                                             "verdict": s["verdict"]}]:
                 rows.append(f"<tr><td>{e(name)}</td><td>{e(f['name'])}</td><td>{e(f['measured'])}</td>"
                             f"<td>{e(f['target'])}</td><td class={f['verdict']}>{f['verdict']}</td></tr>")
     body.append("<h2>Every figure</h2><table><tr><th>scenario</th><th>figure</th><th>measured</th><th>target</th>"

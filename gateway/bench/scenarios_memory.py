@@ -19,6 +19,7 @@ from gateway.bench.harness import (
     message_sid,
     new_run_id,
     phone,
+    figure,
     r,
     rss_bytes,
     verdict,
@@ -87,12 +88,18 @@ def run(b: Bench) -> dict:
     peak = max([idle, final, *(s for _, s in samples)])
     b.stop_all()
     done = res["processed"] >= n and res["conversations_with_flow_state"] >= n
-    return {"conversations": n, **res, "rss_idle_mb": _mb(idle), "rss_final_mb": _mb(final), "rss_peak_mb": _mb(peak),
+    ok = done and peak < TARGET_MB * 2**20
+    figures = [figure(f"worker RSS after {res['processed']:,} conversations each had a flow turn",
+                      f"{_mb(final)} MB (idle {_mb(idle)} MB, peak {_mb(peak)} MB)",
+                      f"< {TARGET_MB} MB (target named at 100,000 conversations)", ok),
+               figure("turns drained by one worker (backlog, no other load)", f"{res['turns_per_s']}/s",
+                      "reported", None)]
+    return {"conversations": n, **res, "figures": figures, "rss_idle_mb": _mb(idle), "rss_final_mb": _mb(final), "rss_peak_mb": _mb(peak),
             "rss_samples_mb": [[r(t, 1), _mb(v)] for t, v in samples[:: max(1, len(samples) // 40)]],
             "summary": {"measured": f"worker RSS {_mb(idle)} MB idle -> {_mb(final)} MB after {res['processed']:,} "
                                     f"conversations had a turn (peak {_mb(peak)} MB)",
                         "target": f"< {TARGET_MB} MB RSS after 100,000 conversations",
-                        "ratio": None, "verdict": verdict(done and peak < TARGET_MB * 2**20)}}
+                        "ratio": None, "verdict": verdict(ok)}}
 
 
 def show(res: dict) -> None:

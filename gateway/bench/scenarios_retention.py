@@ -10,7 +10,7 @@ import asyncio
 import time
 from datetime import timedelta
 
-from gateway.bench.harness import Bench, connect_pool, pcts, r, verdict
+from gateway.bench.harness import Bench, connect_pool, figure, pcts, r, verdict
 from gateway.bench.scenarios_inbox import TARGET_P99_MS, message_count, seed
 from gateway.retention import Retention
 from gateway.timers import ManualClock
@@ -87,7 +87,11 @@ def run(b: Bench) -> dict:
     seeded["seed_total_s"] = r(time.perf_counter() - started, 1)
     res = asyncio.run(measure(b, b.dsn, n, b.sizes.inbox_samples))
     p99_alone, p99_beside = res["inbox_alone"]["p99_ms"], res["inbox_beside_retention"]["p99_ms"]
-    return {"seed": seeded, **res,
+    figures = [figure(f"inbox p99 while a retention pass expires {res['expired']:,} of {res['messages']:,} messages",
+                      f"{p99_beside} ms (alone {p99_alone} ms); pass {res['pass_seconds']} s, "
+                      f"{res['left_unexpired']} left", f"< {TARGET_P99_MS:g} ms, none left",
+                      p99_beside < TARGET_P99_MS and res["left_unexpired"] == 0)]
+    return {"seed": seeded, **res, "figures": figures,
             "summary": {"measured": f"{res['expired']:,} of {res['messages']:,} messages expired in "
                                     f"{res['pass_seconds']} s ({res['expired_per_s']}/s); inbox p99 "
                                     f"{p99_alone} ms alone, {p99_beside} ms beside the pass",

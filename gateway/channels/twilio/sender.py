@@ -18,6 +18,7 @@ import json
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Collection
+from urllib.parse import urlencode
 
 import aiohttp
 
@@ -37,6 +38,7 @@ OPT_OUT_CODES = {"21610"}
 FALLBACK_CODES = {"63016"}
 UNDELIVERABLE_CODES = {"21211"}   # "The 'To' number is not a valid phone number"
 LOOKUP_PAGE_SIZE = 20
+FORM = "application/x-www-form-urlencoded"
 LOOKUP_CLOCK_SKEW = timedelta(minutes=2)
 STATUS_PATH = "/webhooks/twilio/status"   # where Twilio posts status callbacks (gateway.http.providers)
 
@@ -110,8 +112,10 @@ class TwilioSender:
     async def send(self, msg: OutgoingMessage) -> SendResult:
         form = self.build_form(msg)
         try:
-            async with self._session.post(self._url, data=form, timeout=self._timeout,
-                                          headers={**self._auth_header, "Accept": "application/json"}) as resp:
+            # the form encoded here: aiohttp's FormData costs several times more per send
+            async with self._session.post(self._url, data=urlencode(form).encode(), timeout=self._timeout,
+                                          headers={**self._auth_header, "Accept": "application/json",
+                                                   "Content-Type": FORM}) as resp:
                 body = await json_object(resp)
                 result = classify(resp.status, body, resp.headers.get("Retry-After"))
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
