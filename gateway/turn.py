@@ -16,8 +16,11 @@ import asyncpg
 from gateway import conversation, thread
 from gateway.channels.modes import routing_policy
 from gateway.hooks import Hooks
+from gateway.log import get_logger
 from gateway.settings import Settings
 from gateway.types import Effects
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -77,6 +80,7 @@ async def escalate(conn: asyncpg.Connection, draft: conversation.Draft, *, reaso
     await draft.flush(conn)
     effects.emit("conversation.updated", conversation_id=draft.id, mode=conversation.Mode.AGENT.value,
                  reason=reason)
+    log.info("conversation escalated", conversation_id=draft.id, reason=reason, team=team)
     if hooks is not None:
         await hooks.on_escalated(conn, draft.id, team=team, out_of_hours_said=out_of_hours_said, effects=effects)
 
