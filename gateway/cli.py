@@ -27,13 +27,16 @@ async def serve(settings: Settings, roles: tuple[str, ...]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # Take the listening address before anything else starts: a port already in use stops the start
+    # at once, before workers, the outbox sender or the SMTP listener have begun any work.
+    sock = _listen(settings.http_host, settings.http_port) if "http" in roles else None
     async with Runtime(settings, roles=roles) as runtime:
         extra = await _start_extras(runtime)
         runner = None
-        if "http" in roles:
+        if sock is not None:
             runner = web.AppRunner(create_app(runtime), access_log=None, shutdown_timeout=5)
             await runner.setup()
-            site = web.TCPSite(runner, settings.http_host, settings.http_port)
+            site = web.SockSite(runner, sock)
             await site.start()
             log.info("gateway listening", url=f"http://{settings.http_host}:{settings.http_port}",
                      roles=list(roles), channels=_channel_modes(runtime))
@@ -45,6 +48,27 @@ async def serve(settings: Settings, roles: tuple[str, ...]) -> None:
             await runner.cleanup()
         for closer in extra:
             await closer()
+
+
+class CannotStart(Exception):
+    """A start-up condition an operator fixes (address in use): logged as one line, no traceback."""
+
+
+def _listen(host: str, port: int):
+    """A bound, listening TCP socket for the HTTP role (IPv6 when the host is an IPv6 literal)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError as e:
+        sock.close()
+        raise CannotStart(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    sock.setblocking(False)
+    return sock
 
 
 async def _start_extras(runtime: Runtime) -> list:
@@ -233,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format, settings.log_addresses)
     try:
         return args.func(args, settings) or 0
+    except CannotStart as exc:
+        log.error("gateway cannot start", error=str(exc))
+        return 1
     except Exception as exc:   # e.g. a plugin that does not import: one log line (JSON) says why
         log.exception("gateway stopped by an error", error=f"{type(exc).__name__}: {exc}")
         return 1
