@@ -35,9 +35,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # settings are read once and checked with each concept's own parser (consent regimes, ...)
     # (and which channels are live, a pure function of the settings that routing reads)
     ("settings", ("gateway.settings", "gateway.sandbox_secrets", "gateway.channels.modes")),
-    ("domain", ("gateway.types", "gateway.conversation", "gateway.identity", "gateway.contacts", "gateway.consent", "gateway.routing",
-                "gateway.thread", "gateway.status", "gateway.timers", "gateway.inputs", "gateway.hooks",
-                "gateway.auth", "gateway.preferences", "gateway.blobs", "gateway.events")),
+    ("domain", ("gateway.types", "gateway.conversation", "gateway.identity", "gateway.contacts", "gateway.consent",
+                "gateway.routing", "gateway.thread", "gateway.status", "gateway.timers", "gateway.inputs",
+                "gateway.hooks", "gateway.auth", "gateway.preferences", "gateway.blobs", "gateway.events")),
     ("foundation", ("gateway.log", "gateway.metrics", "gateway.db", "gateway.assets", "gateway.queue",
                     "gateway.redis_client", "gateway.realtime", "gateway.ratelimit", "gateway.text_parts",
                     "gateway.secret_keys",
