@@ -15,6 +15,7 @@ from gateway.bench.harness import (
     BENCH_SID,
     OUR_NUMBER,
     Bench,
+    Progress,
     connect_pool,
     message_sid,
     new_run_id,
@@ -41,6 +42,7 @@ async def _feed_and_wait(b: Bench, pid: int, n: int, samples: list[tuple[float, 
     keys = queue.Keys(b.prefix)
     run_id = new_run_id()
     started = time.monotonic()
+    feeding, draining = Progress("messages stored and enqueued", n), Progress("turns processed", n)
     try:
         for start in range(0, n, BATCH):
             items = [ingest_item(parse_inbound([
@@ -51,6 +53,7 @@ async def _feed_and_wait(b: Bench, pid: int, n: int, samples: list[tuple[float, 
                 results = await ingest_items(conn, items)
             await queue.enqueue_many(redis, keys, [res.conversation_id for res in results])
             samples.append((time.monotonic() - started, rss_bytes(pid)))
+            feeding.update(min(n, start + BATCH))
         fed = time.monotonic() - started
         deadline = time.monotonic() + max(600, n / 50)
         while time.monotonic() < deadline:
@@ -58,6 +61,7 @@ async def _feed_and_wait(b: Bench, pid: int, n: int, samples: list[tuple[float, 
                 """SELECT (SELECT count(*) FROM messages WHERE direction = 'in' AND processed_at IS NOT NULL),
                           (SELECT count(*) FROM outbox WHERE state IN ('pending', 'sending'))""")
             samples.append((time.monotonic() - started, rss_bytes(pid)))
+            draining.update(processed)
             if processed >= n and not pending:
                 break
             await asyncio.sleep(1.0)
