@@ -11,6 +11,13 @@ non-compliance message to that address on that channel; a global word (STOPALL, 
 allows it) revokes every channel of the contact; START restores what a STOP keyword removed; HELP
 answers with the configured help text. Email one-click unsubscribe revokes marketing on email only.
 Every change is kept in `consent_history` with its source and proof.
+
+Scope across our own addresses (inboxes: several numbers, WhatsApp numbers, mailboxes): an answer is
+about the customer's address on a channel, whichever of our addresses it was given to, on every
+channel. SMS: a STOP to one of our numbers stops SMS from all of them; carrier rules (CTIA, per-number
+opt-out) ask for at least the number written to, and all of them is never less (START to any one
+undoes it). WhatsApp: Meta keeps opt-outs per business (error 131050), not per phone number id.
+Email: an unsubscribe is the recipient's, for our mail. So no inbox has a consent setting of its own.
 """
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ from gateway.events import emit_event
 from gateway.flows.actions import ActionContext, ActionRegistry
 from gateway.flows.engine import ConversationState, Engine, Reply, TurnInput, TurnResult
 from gateway.flows.loader import FlowRegistry
+from gateway.inboxes import store as inboxes
 from gateway.log import get_logger
 from gateway.turn import Turn, escalate, send_bot_reply
 from gateway.types import Channel, Effects
@@ -60,8 +61,10 @@ class FlowHandler:
         state = await self._state(turn.conn, conv)
         if state is not None and turn.new_episode:
             state = state.new_episode()
-        if state is None:
-            result = await self.engine.begin(inp, ctx)
+        if state is None:   # a new conversation starts on its inbox's flow, when it has one
+            flow_name = await inboxes.inbox_flow(turn.conn, msg["inbox_id"])
+            result = await self.engine.begin(inp, ctx, flow_name=flow_name if flow_name and self.registry.has(flow_name)
+                                             else None)
         else:
             result = await self.engine.turn(state, inp, ctx)
         await self.apply(turn.conn, turn.draft, result, turn.effects)

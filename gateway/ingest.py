@@ -15,8 +15,12 @@ import asyncpg
 
 from gateway.db import STORAGE_REFUSED
 from gateway.identity import Address, address_for
+from gateway.inboxes.model import addresses_of
 from gateway.inputs import InputError, clean_inbound
+from gateway.log import get_logger
 from gateway.types import Inbound
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class IngestResult:
     contact_id: int
     seq: int
     duplicate: bool
+    inbox_id: int | None = None   # the inbox it was addressed to (gateway.inboxes)
 
 
 def inbound_content(inbound: Inbound) -> dict:
@@ -64,7 +69,7 @@ def ingest_item(inbound: Inbound, contact_id: int | None = None) -> dict:
         "channel": inbound.channel.value, "provider": inbound.provider,
         "provider_message_id": inbound.provider_message_id, "kind": addr.kind, "address": addr.value,
         "name": inbound.profile_name, "contact_id": contact_id, "recipient": inbound.recipient,
-        "body": inbound.text, "content": inbound_content(inbound),
+        "body": inbound.text, "content": inbound_content(inbound), "inbox_addresses": addresses_of(inbound),
         "raw": dict(inbound.raw) if inbound.raw else None,
     }
 
@@ -79,8 +84,13 @@ async def ingest_items(conn: asyncpg.Connection, items: Sequence[dict]) -> list[
             raise
         raise InputError(f"the message cannot be stored ({type(exc).__name__})", field="message",
                          code="unstorable") from exc
-    return [IngestResult(r["message_id"], r["conversation_id"], r["contact_id"], r["seq"], r["duplicate"])
-            for r in sorted(rows, key=lambda r: r["idx"])]
+    rows = sorted(rows, key=lambda r: r["idx"])
+    for item, r in zip(items, rows):
+        if not r["inbox_matched"] and item.get("recipient"):
+            log.warning("inbound to an address no inbox has; taken into the channel's default inbox",
+                        channel=item["channel"], recipient=item["recipient"], message_id=r["message_id"])
+    return [IngestResult(r["message_id"], r["conversation_id"], r["contact_id"], r["seq"], r["duplicate"],
+                         r["inbox_id"]) for r in rows]
 
 
 async def ingest_inbound(conn: asyncpg.Connection, inbound: Inbound, *,

@@ -23,6 +23,8 @@ from gateway.channels.base import ChannelSender
 from gateway.channels.senders import build_senders
 from gateway.guarded_fetch import GuardedFetcher
 from gateway.hooks import Hooks
+from gateway.inboxes.defaults import sync_defaults
+from gateway.inboxes.senders import InboxSenders
 from gateway.intake import enqueue_committed
 from gateway.log import get_logger
 from gateway.outbox import OutboxSender
@@ -96,6 +98,7 @@ class Runtime:
         self.pool = await _connect_pg(s.database_url, pooler=s.database_pooler)
         self._exit.push_async_callback(self.pool.close)
         await db.migrate_dsn(s.session_database_url, pooler=s.database_pooler)
+        await sync_defaults(self.pool, s)
         self.redis = connect_redis(s)
         self._exit.push_async_callback(self.redis.aclose)
         await redis_client.ready(self.redis)
@@ -117,7 +120,8 @@ class Runtime:
         limiter = RateLimiter(self.redis, self.keys, default_rate=s.rate_limit_per_second,
                               burst=s.rate_limit_burst, per_sender=parse_limits(s.rate_limits))
         self.outbox = OutboxSender(self.pool, self.redis, self.keys, s, self.senders, rate_limiter=limiter,
-                                   hooks=self.hooks, prepare={Channel.EMAIL: email_intake.prepare_outgoing})
+                                   hooks=self.hooks, prepare={Channel.EMAIL: email_intake.prepare_outgoing},
+                                   inbox_senders=InboxSenders(self.pool, s, self.http, self.fetcher))
         self.timers = TimerService(self.pool, self.timer_handlers, clock=self.clock,
                                    after_commit=self.publish_effects)
         for setup in plugin_setups(self.plugin_modules):

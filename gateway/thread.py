@@ -14,6 +14,7 @@ import asyncpg
 
 from gateway import consent, conversation, routing
 from gateway.identity import address_kind
+from gateway.inboxes import store as inboxes
 from gateway.log import get_logger
 from gateway.metrics import REPLIES_DROPPED
 from gateway.text_parts import split_text
@@ -39,7 +40,8 @@ async def append(conn: asyncpg.Connection, conversation_id: int, *, direction: s
                  author_type: str, author_id: int | None = None, status: str | None = None,
                  purpose: str | None = None, recipient_address: str | None = None,
                  sender_address: str | None = None, processed: bool = False,
-                 segments: int | None = None, draft: conversation.Draft | None = None) -> tuple[int, int]:
+                 segments: int | None = None, draft: conversation.Draft | None = None,
+                 inbox_id: int | None = None) -> tuple[int, int]:
     """Append one entry to the thread; returns (message id, seq). With a turn's `draft` the
     conversation row is written once, when the draft is flushed."""
     if draft is not None:
@@ -49,13 +51,13 @@ async def append(conn: asyncpg.Connection, conversation_id: int, *, direction: s
     message_id = await conn.fetchval(
         """INSERT INTO messages (conversation_id, seq, episode_id, direction, kind, channel, body,
                content, author_type, author_id, status, purpose, recipient_address, sender_address,
-               processed_at, segments)
+               processed_at, segments, inbox_id)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
-                   CASE WHEN $15 THEN now() END, $16)
+                   CASE WHEN $15 THEN now() END, $16, $17)
            RETURNING id""",
         conversation_id, seq, episode_id, direction, kind, channel, body,
         content or {}, author_type, author_id, status, purpose, recipient_address, sender_address,
-        processed, segments)
+        processed, segments, inbox_id)
     return message_id, seq
 
 
@@ -121,12 +123,13 @@ async def queue_outbound(conn: asyncpg.Connection, conversation_id: int, *, text
                          compliance: bool = False, whatsapp_template_available: bool = False,
                          extra: dict[str, Any] | None = None, effects: Effects | None = None,
                          max_attempts: int = 8, policy: routing.Policy | None = None,
-                         draft: conversation.Draft | None = None) -> int:
+                         draft: conversation.Draft | None = None, inbox_id: int | None = None) -> int:
     """Write an outbound message into the thread plus its outbox row. Returns the message id.
 
     With `channel` and `to_address` both given (e.g. a compliance reply to the exact address that
     wrote STOP) routing is skipped. Otherwise the route is chosen now; consent is checked again
-    by the outbox at send time.
+    by the outbox at send time. The message leaves from inbox `inbox_id` when it is on the chosen
+    channel, else from the inbox the customer last wrote to there (gateway.inboxes.store.sending_inbox).
     """
     if channel is not None and to_address is not None:
         route = routing.Route(channel, to_address, address_kind(channel, to_address))
@@ -148,9 +151,12 @@ async def queue_outbound(conn: asyncpg.Connection, conversation_id: int, *, text
                                     to_address=route.address, buttons=buttons if i == len(parts) - 1 else (),
                                     button_label=button_label, attachments=attachments if i == 0 else (),
                                     compliance=compliance, extra={**(extra or {}), "part": [i + 1, len(parts)]},
-                                    effects=effects, max_attempts=max_attempts, draft=draft)
+                                    effects=effects, max_attempts=max_attempts, draft=draft, inbox_id=inbox_id)
                for i, part in enumerate(parts)]
         return ids[0]
+    inbox = await inboxes.sending_inbox(conn, conversation_id, route.channel.value, inbox_id)
+    if not compliance:
+        text, html = inbox.signed(route.channel.value, text, html)
     content: dict[str, Any] = {}
     if buttons:
         content["buttons"] = _jsonable(buttons)
@@ -174,7 +180,8 @@ async def queue_outbound(conn: asyncpg.Connection, conversation_id: int, *, text
     message_id, seq = await append(
         conn, conversation_id, direction="out", channel=route.channel.value, body=text, content=content,
         author_type=author_type, author_id=author_id, status="queued", purpose=purpose.value,
-        recipient_address=route.address, draft=draft)
+        recipient_address=route.address, sender_address=inbox.from_address, inbox_id=inbox.inbox_id,
+        draft=draft)
     await conn.execute(
         """INSERT INTO outbox (message_id, conversation_id, channel, to_address, purpose, payload, max_attempts)
            VALUES ($1, $2, $3, $4, $5, $6, $7)""",

@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from gateway import db
 from gateway.settings import Settings, validate
 
-TABLES = ("deployments", "retention_cursors", "early_statuses", "undeliverable_addresses", "outbox_senders", "agents", "canned_responses", "send_idempotency", "audit_log", "events", "blobs", "flow_versions", "api_tokens", "suppressions", "consents", "consent_history",
+TABLES = ("inboxes", "deployments", "retention_cursors", "early_statuses", "undeliverable_addresses", "outbox_senders", "agents", "canned_responses", "send_idempotency", "audit_log", "events", "blobs", "flow_versions", "api_tokens", "suppressions", "consents", "consent_history",
           "timers", "outbox", "messages", "episodes", "conversations", "teams", "identities", "contacts")
 
 

@@ -61,7 +61,7 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 
 ROUTE_MODULES = ("gateway.http.providers", "gateway.http.email_routes", "gateway.http.chat",
-                 "gateway.http.inbox", "gateway.http.attachments", "gateway.http.events_api",
+                 "gateway.http.inbox", "gateway.http.inboxes_api", "gateway.http.attachments", "gateway.http.events_api",
                  "gateway.http.openapi", "gateway.http.console", "gateway.http.uploads", "gateway.http.outbox_api",
                  "gateway.http.preferences")
 

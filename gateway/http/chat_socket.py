@@ -13,6 +13,7 @@ import json
 import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
@@ -70,7 +71,8 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=protocol.SOCKET_MAX_MSG)
     await ws.prepare(request)
     request.app[WEBSOCKETS].add(ws)
-    connection = ChatConnection(request.app[RUNTIME], request.app[CHAT_HUB], ws, request.app[RIGHTS])
+    connection = ChatConnection(request.app[RUNTIME], request.app[CHAT_HUB], ws, request.app[RIGHTS],
+                                site=urlsplit(request.headers.get("Origin") or "").hostname)
     try:
         await connection.run(request.query)
     except DB_UNAVAILABLE as exc:
@@ -83,8 +85,10 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
 
 
 class ChatConnection:
-    def __init__(self, runtime: Runtime, hub: ChatHub, ws: web.WebSocketResponse, rights: RightsWatch | None = None):
+    def __init__(self, runtime: Runtime, hub: ChatHub, ws: web.WebSocketResponse, rights: RightsWatch | None = None,
+                 site: str | None = None):
         self.rt = runtime
+        self.site = site   # the host of the page the widget runs on (its Origin): picks the chat inbox
         self.rights = rights
         self.watcher = Watcher(self._recheck, name="chat")
         self._closing: asyncio.Task | None = None
@@ -366,7 +370,8 @@ class ChatConnection:
         inbound = Inbound(
             channel=Channel.WEBCHAT, provider="webchat", provider_message_id=f"{visitor_id}:{frame.client_msg_id}",
             sender=visitor_id, text=frame.text, reply_id=frame.reply_id, reply_title=frame.reply_title,
-            received_at=datetime.now(timezone.utc), raw={"client_msg_id": frame.client_msg_id})
+            received_at=datetime.now(timezone.utc), raw={"client_msg_id": frame.client_msg_id},
+            extra={"site": self.site} if self.site else {})
         try:
             # Shielded: once started, the commit finishes even if the tab goes away meanwhile.
             result = await asyncio.shield(intake.accept(self.rt, inbound))

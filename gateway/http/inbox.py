@@ -29,6 +29,7 @@ LIST_QUERY = (
     Param("mode", {"type": "string", "enum": list(queries.MODES)}),
     Param("assignee_id", ID), Param("unassigned", {"type": "boolean"}), Param("team_id", ID),
     Param("channel", {"type": "string", "enum": S.CHANNELS}, "the channel the customer last wrote from"),
+    Param("inbox_id", ID, "the inbox the customer last wrote to"),
     Param("label", {"type": "string", "maxLength": 50}),
     Param("waiting_since_before", TIME, "only conversations waiting since at least this time"),
     Param("sort", {"type": "string", "enum": list(queries.SORTS)}, "waiting: longest waiting first (default); newest"),
@@ -45,6 +46,7 @@ async def list_conversations(request: web.Request) -> web.Response:
         status=q_choice(request, "status", queries.STATUSES), mode=q_choice(request, "mode", queries.MODES),
         assignee_id=q_int(request, "assignee_id", lo=1), unassigned=q_bool(request, "unassigned"),
         team_id=q_int(request, "team_id", lo=1), channel=q_choice(request, "channel", tuple(S.CHANNELS)),
+        inbox_id=q_int(request, "inbox_id", lo=1),
         label=q_text(request, "label", max_len=50),
         waiting_before=parse_time("waiting_since_before", waiting) if waiting else None,
         sort=q_choice(request, "sort", queries.SORTS, "waiting"))
@@ -118,7 +120,9 @@ def _attachments(data: dict, settings) -> tuple[Attachment, ...]:
 
 
 @operation("Reply to the customer (channel chosen automatically or explicitly)", roles=ACT,
-           description="Idempotent with an `Idempotency-Key` header: a retry returns the first message "
+           description="It leaves from the inbox the customer last wrote to on that channel, or from "
+                       "`inbox_id` (an inbox without a team or of one of the agent's teams; it picks the channel). "
+                       "Idempotent with an `Idempotency-Key` header: a retry returns the first message "
                        "(200, duplicate true). 409 `no_route` lists, per channel, why it cannot be used "
                        "(opted_out, whatsapp_window_closed, no_address, ...).",
            request=S.REPLY_BODY, headers=(Param("Idempotency-Key", {"type": "string", "maxLength": 200},
@@ -135,6 +139,7 @@ async def reply(request: web.Request) -> web.Response:
     attachments = _attachments(data, request.app[RUNTIME].settings)
     subject = text_field(data, "subject", required=False, max_len=500)
     canned_id = id_field(data, "canned_response_id", required=False)
+    inbox_id = id_field(data, "inbox_id", required=False)
     variables = data.get("variables") or {}
     if not isinstance(variables, dict) or not all(isinstance(v, str) for v in variables.values()):
         raise bad("variables", "must be an object of strings")
@@ -152,12 +157,13 @@ async def reply(request: web.Request) -> web.Response:
             values = {**await canned.variables_for(tx.conn, cid, tx.actor.agent_id), **variables}
             text = canned.render(row["body"], values)
         fingerprint = actions.request_hash({"text": text, "channel": channel_raw, "subject": subject,
-                                            "attachments": data.get("attachments") or []})
+                                            "attachments": data.get("attachments") or [],
+                                            **({"inbox_id": inbox_id} if inbox_id is not None else {})})
         try:
             message_id, duplicate = await actions.reply(
                 tx.conn, tx.scope, tx.actor, cid, text=text, channel=channel, attachments=attachments,
                 subject=subject, idempotency_key=key, fingerprint=fingerprint, effects=tx.effects,
-                policy=routing_policy(rt.settings))
+                policy=routing_policy(rt.settings), inbox_id=inbox_id)
         except thread.NoRoute as exc:
             raise ApiError(409, "no_route", str(exc), reasons=exc.reasons) from None
         message = await queries.get_message(tx.conn, message_id)

@@ -21,6 +21,7 @@ CONVERSATION_FIELDS = dict(
     created_at=TIME, updated_at=TIME,
 )
 CONVERSATION_REQUIRED = list(CONVERSATION_FIELDS)
+CONVERSATION_FIELDS["inbox_id"] = N_ID   # the inbox the customer last wrote to (gateway.inboxes)
 CONVERSATION_ITEM = obj(CONVERSATION_REQUIRED + ["contact_name"], **CONVERSATION_FIELDS, contact_name=N_STR)
 CONVERSATION_PAGE = obj(["conversations", "next_cursor"], conversations=array(CONVERSATION_ITEM),
                         next_cursor=N_STR)
@@ -46,6 +47,7 @@ MESSAGE = obj(
     kind={"type": "string", "enum": ["message", "note", "event"]}, channel=STR, body=STR, content=ANY_OBJECT,
     status=N_STR, error_code=N_STR, error_message=N_STR, author_type=N_STR, author_id=nullable(INT),
     sender_address=N_STR, recipient_address=N_STR, purpose=N_STR, created_at=TIME, status_updated_at=N_TIME,
+    inbox_id=N_ID,                    # in: the inbox it was addressed to; out: the inbox it leaves from
     expired_at=N_TIME,                # past its retention limit: a tombstone (place kept, content gone)
     sender_verified=nullable(BOOL),   # inbound email: From authenticated by SPF/DKIM/DMARC; else null
     provider_message_id=N_STR,        # outbound: the provider's id once accepted
@@ -68,7 +70,8 @@ ATTACHMENT = obj(["url"], url={"type": "string", "maxLength": 2000}, content_typ
 REPLY_BODY = obj(
     None, text={"type": "string", "maxLength": 10000}, channel={"type": "string", "enum": CHANNELS},
     attachments=array(ATTACHMENT, maxItems=10), subject={"type": "string", "maxLength": 500},
-    canned_response_id=ID, variables={"type": "object", "additionalProperties": {"type": "string"}})
+    canned_response_id=ID, variables={"type": "object", "additionalProperties": {"type": "string"}},
+    inbox_id=ID)
 NOTE_BODY = obj(["text"], text={"type": "string", "minLength": 1, "maxLength": 10000})
 ASSIGN_BODY = obj(["agent_id"], agent_id=ID)
 TEAM_BODY = obj(["team_id"], team_id=N_ID)
@@ -206,6 +209,8 @@ METRICS = obj(
     bot_containment=obj(["episodes", "bot_only", "rate"], episodes=INT, bot_only=INT,
                         rate=nullable({"type": "number"})),
     per_channel=array(obj(["channel", "inbound", "outbound"], channel=STR, inbound=INT, outbound=INT)),
+    per_inbox=array(obj(["inbox_id", "inbound", "outbound", "conversations"], inbox_id=N_ID, name=N_STR,
+                        channel=N_STR, address=N_STR, inbound=INT, outbound=INT, conversations=INT)),
     per_agent=array(obj(["agent_id", "name", "replies", "resolved"], agent_id=ID, name=STR, replies=INT,
                         resolved=INT)),
     per_team=array(obj(["team_id", "episodes", "escalated", "resolved"], team_id=N_ID, name=N_STR,

@@ -17,6 +17,7 @@ from gateway.channels.whatsapp import adapter as whatsapp
 from gateway.http.errors import ApiError
 from gateway.http.keys import RUNTIME
 from gateway.identity import AddressError
+from gateway.inboxes import store as inboxes
 from gateway.log import get_logger
 from gateway.metrics import REJECTED, STATUS_UPDATES
 from gateway.sandbox_secrets import twilio_webhook_token, whatsapp_app_secret, whatsapp_verify_token
@@ -47,8 +48,12 @@ async def _twilio_params(request: web.Request, endpoint: str) -> list[tuple[str,
     params = [(k, v) for k, v in form.items() if isinstance(v, str)]
     rt = request.app[RUNTIME]
     url = twilio.public_url(rt.settings.public_url, request.scheme, request.host, request.path_qs)
+    token = twilio_webhook_token(rt.settings)
+    account = dict(params).get("AccountSid")
+    if account and account != rt.settings.twilio_account_sid:   # an inbox's own account signs its webhooks
+        token = await inboxes.twilio_auth_token(rt.pool, rt.settings.secret_key, account) or token
     secret, algorithm = twilio.signing_secret(request.headers.get(twilio.SIGNATURE_SETTINGS_HEADER),
-                                              auth_token=twilio_webhook_token(rt.settings),
+                                              auth_token=token,
                                               shared_key=rt.settings.twilio_webhook_shared_key)
     if not twilio.validate_signature(url, params, request.headers.get(twilio.SIGNATURE_HEADER), secret, algorithm):
         raise _reject(endpoint, "bad_signature", 403, "X-Twilio-Signature does not match")

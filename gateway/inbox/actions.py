@@ -14,6 +14,8 @@ from gateway.auth import Principal
 from gateway.conversation import Status
 from gateway.inbox import Conflict, Invalid
 from gateway.inbox.scope import Scope, visible_conversation
+from gateway.inboxes import InboxRefused
+from gateway.inboxes import store as inboxes
 from gateway.types import Attachment, Channel
 
 TYPING_TTL = 10     # seconds an agent's "typing" shows without a refresh
@@ -275,10 +277,21 @@ def request_hash(payload: dict) -> str:
 async def reply(conn, scope: Scope, actor: Actor, conversation_id: int, *, text: str,
                 channel: Channel | None, attachments: tuple[Attachment, ...], subject: str | None,
                 idempotency_key: str | None, fingerprint: str, effects: thread.Effects,
-                policy: routing.Policy | None = None) -> tuple[int, bool]:
+                policy: routing.Policy | None = None, inbox_id: int | None = None) -> tuple[int, bool]:
     """Queue an agent's reply. Returns (message id, duplicate). Raises thread.NoRoute (nothing
-    written) when no channel can carry it; the caller's transaction then rolls back the key too."""
+    written) when no channel can carry it; the caller's transaction then rolls back the key too.
+    It leaves from the inbox the customer last wrote to on its channel, or from `inbox_id` (one the
+    agent may use: without a team or of one of theirs), which also picks the channel."""
     conv = await visible_conversation(conn, scope, conversation_id, lock=True)
+    if inbox_id is not None:
+        try:
+            inbox_channel = Channel(await inboxes.usable_inbox(conn, inbox_id,
+                                                               None if scope.everything else scope.team_ids))
+        except InboxRefused as exc:
+            raise Invalid(exc.code, exc.message) from None
+        if channel is not None and channel is not inbox_channel:
+            raise Invalid("inbox_channel_mismatch", f"inbox {inbox_id} sends on {inbox_channel.value}, not {channel.value}")
+        channel = inbox_channel
     if idempotency_key is not None:
         taken = await conn.fetchval(
             """INSERT INTO send_idempotency (scope, key, request_hash, conversation_id)
@@ -293,7 +306,7 @@ async def reply(conn, scope: Scope, actor: Actor, conversation_id: int, *, text:
             return prior["message_id"], True
     message_id = await thread.queue_outbound(
         conn, conversation_id, text=text, author_type="agent", author_id=actor.agent_id, channel=channel,
-        attachments=attachments, subject=subject, effects=effects, policy=policy)
+        attachments=attachments, subject=subject, effects=effects, policy=policy, inbox_id=inbox_id)
     if idempotency_key is not None:
         await conn.execute("UPDATE send_idempotency SET message_id = $3 WHERE scope = $1 AND key = $2",
                            actor.key, idempotency_key, message_id)

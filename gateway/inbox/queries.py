@@ -24,10 +24,12 @@ _KEYS = {
 
 CONVERSATION_COLUMNS = """c.id, c.contact_id, c.status, c.mode, c.team_id, c.assignee_id, c.labels,
     c.flow_name, c.flow_state, c.last_seq, c.last_inbound_at, c.last_inbound_channel, c.last_message_at,
-    c.waiting_since, c.snoozed_until, c.current_episode_id, c.created_at, c.updated_at"""
+    c.waiting_since, c.snoozed_until, c.current_episode_id, c.created_at, c.updated_at,
+    (SELECT m.inbox_id FROM messages m WHERE m.conversation_id = c.id AND m.direction = 'in'
+     ORDER BY m.seq DESC LIMIT 1) AS inbox_id"""
 
 MESSAGE_COLUMNS = """id, conversation_id, seq, episode_id, direction, kind, channel, body, content, status,
-    error_code, error_message, author_type, author_id, sender_address, recipient_address, purpose,
+    error_code, error_message, author_type, author_id, sender_address, recipient_address, purpose, inbox_id,
     created_at, status_updated_at, expired_at,
     (content #>> '{extra,sender_auth,verified}')::boolean AS sender_verified,
     content ->> 'sent_text' AS sent_text,
@@ -43,6 +45,7 @@ class ConversationFilter:
     unassigned: bool = False
     team_id: int | None = None
     channel: str | None = None          # the channel the customer last wrote from
+    inbox_id: int | None = None         # the inbox the customer last wrote to
     label: str | None = None
     waiting_before: datetime | None = None
     sort: str = "waiting"
@@ -90,6 +93,9 @@ def list_query(scope: Scope, f: ConversationFilter, *, limit: int, cursor: str |
         add("c.team_id = {}", f.team_id)
     if f.channel:
         add("c.last_inbound_channel = {}", f.channel)
+    if f.inbox_id is not None:
+        add("""(SELECT m.inbox_id FROM messages m WHERE m.conversation_id = c.id AND m.direction = 'in'
+               ORDER BY m.seq DESC LIMIT 1) = {}""", f.inbox_id)
     if f.label:
         add("c.labels @> ARRAY[{}]::text[]", f.label)
     if f.waiting_before is not None:

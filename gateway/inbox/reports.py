@@ -65,6 +65,13 @@ async def summary(conn: asyncpg.Connection, since: datetime, until: datetime) ->
                   count(*) FILTER (WHERE direction = 'out') AS outbound
            FROM messages WHERE created_at >= $1 AND created_at < $2 AND kind = 'message'
            GROUP BY channel ORDER BY channel""", since, until)
+    per_inbox = await conn.fetch(
+        """SELECT m.inbox_id, x.name, x.channel, x.address, count(*) FILTER (WHERE m.direction = 'in') AS inbound,
+                  count(*) FILTER (WHERE m.direction = 'out') AS outbound,
+                  count(DISTINCT m.conversation_id) FILTER (WHERE m.direction = 'in') AS conversations
+           FROM messages m LEFT JOIN inboxes x ON x.id = m.inbox_id
+           WHERE m.created_at >= $1 AND m.created_at < $2 AND m.kind = 'message' AND m.direction IN ('in', 'out')
+           GROUP BY m.inbox_id, x.name, x.channel, x.address ORDER BY m.inbox_id NULLS FIRST""", since, until)
     per_agent = await conn.fetch(
         """SELECT a.id AS agent_id, a.name,
                   (SELECT count(*) FROM messages m WHERE m.author_type = 'agent' AND m.author_id = a.id
@@ -88,6 +95,7 @@ async def summary(conn: asyncpg.Connection, since: datetime, until: datetime) ->
         "bot_containment": {"episodes": cont["episodes"], "bot_only": cont["bot_only"],
                             "rate": round(cont["bot_only"] / cont["episodes"], 4) if cont["episodes"] else None},
         "per_channel": [dict(r) for r in per_channel],
+        "per_inbox": [dict(r) for r in per_inbox],
         "per_agent": [dict(r) for r in per_agent],
         "per_team": [dict(r) for r in per_team],
     }

@@ -40,6 +40,7 @@ import yaml
 from gateway import thread
 from gateway.assets import ROUTING_FILE
 from gateway.flows.hours import BusinessHours, HoursError
+from gateway.inboxes import store as inboxes
 from gateway.log import get_logger
 from gateway.turn import send_bot_reply
 
@@ -218,24 +219,41 @@ class TeamRouter:
         from gateway.inbox.actions import route_to_team
 
         facts = await _facts(conn, conversation_id)
+        inbox = await inboxes.conversation_inbox(conn, conversation_id)
         why = "named by the escalation"
+        if team is None and inbox is not None and inbox["team_name"]:
+            team, why = inbox["team_name"], f"the team of inbox {inbox['name']}"
         if team is None:
             team, why = self.config.choose(facts)
-        if team is None:
+        own_hours = _inbox_hours(inbox)
+        if team is None and own_hours is None:
             return
-        team_id = await conn.fetchval("SELECT id FROM teams WHERE name = $1", team)
-        await route_to_team(conn, conversation_id, team_id, team_name=team, why=why,
-                            rules_version=self.config.version, effects=effects)
-        hours = self.config.teams.get(team)
+        team_id = None
+        if team is not None:
+            team_id = await conn.fetchval("SELECT id FROM teams WHERE name = $1", team)
+            await route_to_team(conn, conversation_id, team_id, team_name=team, why=why,
+                                rules_version=self.config.version, effects=effects)
+        hours = own_hours or self.config.teams.get(team)
         now = self.clock.now()
-        if team_id is None or hours is None or out_of_hours_said or hours.hours.is_open(now):
+        if (team_id is None and own_hours is None) or hours is None or out_of_hours_said or hours.hours.is_open(now):
             return
         values = hours.hours.describe_next_open(now)
         text = hours.message_for(facts.language).format_map(_Default(values))
         await send_bot_reply(conn, conversation_id, text, settings=self.settings, effects=effects,
                              author_type="system")
-        await thread.add_event(conn, conversation_id, f"Team {team} is out of hours; back {values['when']}",
-                               event="team_out_of_hours", details={"team_id": team_id, **values})
+        who = f"Inbox {inbox['name']}" if own_hours is not None else f"Team {team}"
+        await thread.add_event(conn, conversation_id, f"{who} is out of hours; back {values['when']}",
+                               event="team_out_of_hours", details={
+                                   "team_id": team_id, **values,
+                                   **({"inbox_id": inbox["id"]} if own_hours is not None else {})})
+
+
+def _inbox_hours(inbox) -> TeamHours | None:
+    """An inbox's own business hours and out-of-hours text, which win over its team's."""
+    if inbox is None or not inbox["hours"]:
+        return None
+    text = inbox["out_of_hours_text"] or "We are out of office; we are back {when} ({timezone}) and will answer you here."
+    return TeamHours(BusinessHours.parse(inbox["hours"]), {"default": text})
 
 
 async def _facts(conn: asyncpg.Connection, conversation_id: int) -> Facts:

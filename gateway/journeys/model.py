@@ -13,6 +13,7 @@ and left on its goal event. See flows/journeys/README.md for the YAML format; in
     steps:
       - {id: wait_1h, wait: {duration: 1h}}
       - {id: nudge, send: {template: cart_reminder, channels: [whatsapp, sms, email], fallback_after: 15m}}
+      - {id: promo, send: {template: promo, channels: [sms], inbox: Marketing}}   # from that inbox
       - {id: check, branch: {cases: [{if: {happened: replied, step: nudge}, goto: end}], else: next}}
       - {id: ab, split: [{variant: a, weight: 45, goto: nudge}, {variant: holdout, weight: 10, holdout: true}]}
       - {id: tag, update: {attributes: {cart_nudged: true}}}
@@ -171,6 +172,7 @@ class SendStep(Step):
     template: str = ""
     channels: tuple[Channel, ...] = ()
     fallback_after: timedelta | None = None
+    inboxes: tuple[str, ...] = ()      # the inboxes it sends from, by name (the one on the channel used)
 
 
 @dataclass(frozen=True)
@@ -435,7 +437,11 @@ def _step(kind: str, body: Any, sid: str, nxt: str, following: str, w: str) -> S
         channels = body.get("channels") or ["whatsapp", "sms", "email"]
         if not isinstance(channels, list) or any(c not in CHANNELS for c in channels):
             raise JourneyError(f"{w}: channels must be a list of {', '.join(sorted(CHANNELS))}")
-        return SendStep(sid, nxt, template=str(body["template"]),
+        inbox = body.get("inbox") or []
+        inbox = [inbox] if isinstance(inbox, str) else inbox
+        if not isinstance(inbox, list) or not all(isinstance(n, str) and n.strip() for n in inbox):
+            raise JourneyError(f"{w}: inbox is an inbox name, or a list of them (one per channel)")
+        return SendStep(sid, nxt, template=str(body["template"]), inboxes=tuple(inbox),
                         channels=tuple(dict.fromkeys(CHANNELS[c] for c in channels)),
                         fallback_after=parse_duration(body["fallback_after"], w) if body.get("fallback_after") else None)
     if kind == "branch":

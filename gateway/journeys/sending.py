@@ -16,6 +16,7 @@ from datetime import datetime
 import asyncpg
 
 from gateway import preferences, routing, thread, timers
+from gateway.inboxes import store as inboxes
 from gateway.journeys import guards
 from gateway.journeys.model import Journey, Policy, SendStep
 from gateway.journeys.templates import Rendered, Template
@@ -163,11 +164,12 @@ async def deliver(conn: asyncpg.Connection, *, journey: Journey, enrollment, ste
         if channel is Channel.EMAIL and purpose is Purpose.MARKETING and context.get("preferences_url"):
             rendered = with_preferences_footer(rendered, context["preferences_url"])
         wa_template = rendered.template if channel is Channel.WHATSAPP and (use_wa_template or not (wa and wa.text)) else None
+        inbox_id = await inboxes.named(conn, step.inboxes, channel.value) if step.inboxes else None
         try:
             message_id = await thread.queue_outbound(
                 conn, enrollment["conversation_id"], text=rendered.text, author_type="journey", purpose=purpose,
                 channel=channel, buttons=rendered.buttons, template=wa_template, subject=rendered.subject,
-                html=rendered.html, effects=effects, policy=route_policy,
+                html=rendered.html, effects=effects, policy=route_policy, inbox_id=inbox_id,
                 extra={"journey": {"name": journey.name, "step": step.id, "enrollment_id": enrollment["id"],
                                    "attempt": attempt}})
         except thread.NoRoute as exc:

@@ -8,9 +8,10 @@ from gateway.settings import Settings
 from gateway.types import Attachment, Button, Channel, OutgoingMessage, Purpose, TemplateRef
 
 
-def sender_key(settings: Settings, channel: Channel) -> str:
-    """Which of our senders a channel sends from: rate limits and pauses are kept per sender."""
-    return f"{channel.value}:{sending_address(settings, channel) or 'default'}"
+def sender_key(settings: Settings, channel: Channel, from_address: str | None = None) -> str:
+    """Which of our senders a message leaves from (an inbox's address, else the channel's sender in
+    settings): rate limits and pauses are kept per sender."""
+    return f"{channel.value}:{from_address or sending_address(settings, channel) or 'default'}"
 
 
 def build_outgoing(settings: Settings, row) -> OutgoingMessage:
@@ -26,6 +27,7 @@ def build_outgoing(settings: Settings, row) -> OutgoingMessage:
     channel = Channel(row["channel"])
     return OutgoingMessage(
         message_id=row["message_id"], channel=channel, to=row["to_address"], text=row["body"],
+        sender=row.get("from_address"),
         attachments=tuple(Attachment(**a) for a in content.get("attachments", ())),
         buttons=tuple(Button(**b) for b in content.get("buttons", ())),
         button_label=content.get("button_label"),

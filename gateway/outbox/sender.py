@@ -78,13 +78,14 @@ class OutboxSender:
     def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis | None, keys: Keys, settings: Settings,
                  senders: Mapping[Channel, ChannelSender], *, concurrency: int | None = None,
                  rate_limiter=None, hooks=None, name: str | None = None,
-                 prepare: Mapping[Channel, PrepareOutgoing] | None = None):
+                 prepare: Mapping[Channel, PrepareOutgoing] | None = None, inbox_senders=None):
         self.pool = pool
         self.prepare = dict(prepare or {})
         self.redis = redis
         self.keys = keys
         self.settings = settings
         self.senders = dict(senders)
+        self.inbox_senders = inbox_senders   # gateway.inboxes.senders: an inbox's own credentials
         self.rate_limiter = rate_limiter
         self.hooks = hooks
         self.name = name or sender_name()
@@ -319,6 +320,8 @@ class OutboxSender:
             return await self._finish(row, state="skipped", status="failed", error_code=reason,
                                       error_message=f"not sent: {reason}")
         sender = self.senders.get(channel)
+        if sender is not None and self.inbox_senders is not None and row.get("inbox_id") is not None:
+            sender = await self.inbox_senders.sender_for(row["inbox_id"], sender)
         if sender is None:
             return await self._finish(row, state="failed", status="failed", error_code="no_sender",
                                       error_message=f"no sender configured for {channel.value}")
@@ -328,8 +331,8 @@ class OutboxSender:
             async with self.pool.acquire() as conn:
                 outgoing = await prepare(conn, self.settings, row, outgoing)
         key = sender_key(self.settings, channel)
-        if self.rate_limiter is not None:
-            await self.rate_limiter.acquire(key)
+        if self.rate_limiter is not None:   # the rate limit is the inbox's (its address); pauses stay the channel's
+            await self.rate_limiter.acquire(sender_key(self.settings, channel, outgoing.sender))
         provider = provider_name(sender, channel)
         if row["attempt_started_at"] is not None and hasattr(sender, "lookup"):
             # an earlier attempt's outcome is unknown: if the provider has it, do not send again

@@ -27,7 +27,7 @@ claimed AS (
     UPDATE outbox o SET state = 'sending', attempts = o.attempts + 1, claim_token = $4, claimed_by = $5,
         locked_until = now() + make_interval(secs => $2), updated_at = now()
     FROM due WHERE o.id = due.id RETURNING o.*)
-SELECT c.*, m.body, m.content, m.seq, m.author_type, m.author_id,
+SELECT c.*, m.body, m.content, m.seq, m.author_type, m.author_id, m.inbox_id, m.sender_address AS from_address,
        u.error_code AS undeliverable_code, consent_facts.*
 FROM claimed c JOIN messages m ON m.id = c.message_id
 LEFT JOIN undeliverable_addresses u ON u.channel = c.channel AND u.address = c.to_address

@@ -70,6 +70,11 @@ MATRIX = [
     ("GET", "/api/v1/metrics/summary", None, REPORT),
     ("GET", "/api/v1/audit", None, REPORT),
     ("GET", "/api/v1/stream", None, READ),
+    ("GET", "/api/v1/inboxes", None, READ),
+    ("GET", "/api/v1/inboxes/{i}", None, READ),
+    ("POST", "/api/v1/inboxes", {"name": "in-{n}", "channel": "api", "address": "site-{n}"}, ADMIN),
+    ("PATCH", "/api/v1/inboxes/{i}", {"signature": "-- the API desk"}, ADMIN),
+    ("DELETE", "/api/v1/inboxes/{i}", None, ADMIN),
     ("POST", "/api/v1/inbound", {"client_message_id": "m-{n}", "contact": {"external_id": "x"}, "text": "hi"},
      ("admin", "integration")),
 ]
@@ -108,7 +113,7 @@ async def test_every_endpoint_is_in_the_matrix(gw):
                   if r.handler.__module__.startswith(("gateway.http.inbox", "gateway.http.stream"))
                   and r.method != "HEAD"} | {("POST", "/api/v1/inbound")}
     in_matrix = {(m, p.split("?")[0].replace("{c}", "{id}").replace("{p}", "{id}").replace("{p3}", "{id}")
-                  .replace("{a}", "{id}").replace("{k}", "{id}").replace("{x}", "{id}")) for m, p, _, _ in MATRIX}
+                  .replace("{a}", "{id}").replace("{k}", "{id}").replace("{x}", "{id}").replace("{i}", "{id}")) for m, p, _, _ in MATRIX}
     assert documented - in_matrix == set(), "add new endpoints to the authorization matrix"
 
 
@@ -125,7 +130,9 @@ async def test_authorization_matrix(world, role):
         canned = await api.ok("POST", "/api/v1/canned-responses", expect=201,
                               json={"short_code": f"k-{role}-{n}", "body": "x"})
         spare = (await api.ok("POST", "/api/v1/tokens", json={"name": f"spare {n}", "role": "readonly"}))["id"]
-        ids = {"x": spare, "c": conv["conversation_id"], "p": conv["contact_id"], "p2": conv2["contact_id"],
+        inbox = await api.ok("POST", "/api/v1/inboxes", expect=201,
+                             json={"name": f"ib-{role}-{n}", "channel": "api", "address": f"ib-{role}-{n}"})
+        ids = {"i": inbox["id"], "x": spare, "c": conv["conversation_id"], "p": conv["contact_id"], "p2": conv2["contact_id"],
                "p3": conv3["contact_id"], "a": agent_id, "k": canned["id"], "t": team, "n": f"{role}-{n}"}
         url = path
         for k, v in ids.items():

@@ -29,7 +29,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                   # (gateway.inbox.merge): an inbox operation that the chat socket triggers
                   "gateway.channels.webchat.identify")),
     ("pipeline", ("gateway.intake", "gateway.batcher", "gateway.ingest", "gateway.worker", "gateway.processor",
-                  "gateway.outbox", "gateway.email_intake")),
+                  "gateway.outbox", "gateway.email_intake",
+                  # inboxes: the defaults synced from settings, the senders of inboxes with their own credentials
+                  "gateway.inboxes.defaults", "gateway.inboxes.senders")),
     ("bot", ("gateway.flows", "gateway.flow_handler", "gateway.turn")),
     ("channels", ("gateway.channels", "gateway.guarded_fetch")),
     # settings are read once and checked with each concept's own parser (consent regimes, ...)
@@ -37,7 +39,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("settings", ("gateway.settings", "gateway.sandbox_secrets", "gateway.channels.modes")),
     ("domain", ("gateway.types", "gateway.conversation", "gateway.identity", "gateway.contacts", "gateway.consent",
                 "gateway.routing", "gateway.thread", "gateway.status", "gateway.timers", "gateway.inputs",
-                "gateway.hooks", "gateway.auth", "gateway.preferences", "gateway.blobs", "gateway.events")),
+                "gateway.hooks", "gateway.auth", "gateway.preferences", "gateway.blobs", "gateway.events",
+                "gateway.inboxes")),
     ("foundation", ("gateway.log", "gateway.metrics", "gateway.db", "gateway.assets", "gateway.queue",
                     "gateway.redis_client", "gateway.realtime", "gateway.ratelimit", "gateway.text_parts",
                     "gateway.secret_keys",

@@ -88,7 +88,9 @@ class TwilioSender:
         # A Messaging Service picks the SMS sender from its pool (and handles opt-outs);
         # WhatsApp needs the exact whatsapp: sender when one is configured.
         sender = msg.sender or (None if self._service and self.channel is Channel.SMS else self._from)
-        if sender:
+        if sender and sender.startswith("MG"):   # an inbox that is a Messaging Service
+            form.append(("MessagingServiceSid", sender))
+        elif sender:
             form.append(("From", self._address(sender)))
         else:
             form.append(("MessagingServiceSid", self._service or ""))

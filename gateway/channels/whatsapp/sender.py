@@ -143,8 +143,9 @@ class WhatsAppCloudSender:
             return SendResult(SendOutcome.FAILED, error_code="empty_message", error_message="nothing to send")
         first: SendResult | None = None
         ids: list[str] = []
+        url = self.messages_url(msg)
         for payload in payloads:
-            result = await self._post(payload)
+            result = await self._post(url, payload)
             if result.outcome is not SendOutcome.SENT:
                 if first is None:
                     return result
@@ -162,9 +163,14 @@ class WhatsAppCloudSender:
         return SendResult(SendOutcome.SENT, provider_message_id=first.provider_message_id,
                           status=first.status, extra={"part_ids": ids}, sent_text=sent_text)
 
-    async def _post(self, payload: dict[str, Any]) -> SendResult:
+    def messages_url(self, msg: OutgoingMessage) -> str:
+        """Graph's messages endpoint of the phone number id the message leaves from (its inbox's,
+        else the one in settings). Inbox addresses are digits (gateway.inboxes.model)."""
+        return f"{self._base}/{msg.sender}/messages" if msg.sender else self._messages_url
+
+    async def _post(self, url: str, payload: dict[str, Any]) -> SendResult:
         try:
-            async with self._session.post(self._messages_url, json=payload, headers=self._headers,
+            async with self._session.post(url, json=payload, headers=self._headers,
                                           timeout=self._timeout) as resp:
                 body = await json_object(resp)
                 return classify(resp.status, body, resp.headers.get("Retry-After"))

@@ -86,6 +86,7 @@ class FakeGraph(FakeServer, Misbehaving):
     def __init__(self, access_token: str = "fake-graph-token", phone_number_id: str = "106540352242922"):
         self.access_token = access_token
         self.phone_number_id = phone_number_id
+        self.phone_number_ids = {phone_number_id}     # add more: one business account, several numbers
         self.requests: list[RecordedRequest] = []
         self.sent: list[dict[str, Any]] = []          # accepted message bodies, wamid added as "_id"
         self.read_marks: list[str] = []
@@ -161,7 +162,7 @@ class FakeGraph(FakeServer, Misbehaving):
             return await drop_connection(request)
         if not self._authorized(request):
             return self._error(self._failure(190, None, None, "Malformed access token"))
-        if request.match_info["phone_id"] != self.phone_number_id:
+        if request.match_info["phone_id"] not in self.phone_number_ids:
             return self._error(self._failure(100, None, "Unsupported post request", "Unknown phone number id"))
         if not isinstance(body, dict) or body.get("messaging_product") != "whatsapp":
             return self._error(self._failure(100, None, "Invalid parameter", "messaging_product is required"))
@@ -181,7 +182,7 @@ class FakeGraph(FakeServer, Misbehaving):
         if failure is not None:
             return self._error(failure)
         wamid = new_wamid()
-        self.sent.append({**body, "_id": wamid})
+        self.sent.append({**body, "_id": wamid, "_phone_number_id": request.match_info["phone_id"]})
         if fate == "drop_after_accept":
             return await drop_connection(request)
         to = str(body.get("to"))

@@ -76,6 +76,7 @@ class FakeTwilio(FakeServer, Misbehaving):
                  success_status: int = 201):
         self.account_sid = account_sid
         self.auth_token = auth_token
+        self.accounts = {account_sid: auth_token}   # add subaccounts: account sid -> auth token
         self.success_status = success_status   # 201 vs 200 is UNVERIFIED; senders accept any 2xx
         self.requests: list[RecordedRequest] = []
         self.messages: dict[str, dict[str, Any]] = {}
@@ -133,7 +134,7 @@ class FakeTwilio(FakeServer, Misbehaving):
             user, _, password = base64.b64decode(header[6:]).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return False
-        return user == self.account_sid and password == self.auth_token
+        return user == request.match_info.get("account", user) and self.accounts.get(user) == password
 
     async def _create_message(self, request: web.Request) -> web.StreamResponse:
         form = [(k, v) for k, v in (await request.post()).items() if isinstance(v, str)]
@@ -143,7 +144,7 @@ class FakeTwilio(FakeServer, Misbehaving):
         fate = await self._fate(fields.get("To", ""), self._delays.popleft() if self._delays else 0.0)
         if fate == "drop":
             return await drop_connection(request)
-        if not self._authorized(request) or request.match_info["account"] != self.account_sid:
+        if not self._authorized(request):
             return web.json_response(error_body(401, 20003, "Authenticate"), status=401)
         failure = self._failures.popleft() if self._failures else None
         if fate in ("throttle", "server_error", "unavailable"):
@@ -181,7 +182,7 @@ class FakeTwilio(FakeServer, Misbehaving):
 
     async def _list_messages(self, request: web.Request) -> web.Response:
         """Messages list, newest first, filtered by To and From like Twilio's (PageSize honoured)."""
-        if not self._authorized(request) or request.match_info["account"] != self.account_sid:
+        if not self._authorized(request):
             return web.json_response(error_body(401, 20003, "Authenticate"), status=401)
         to, from_ = request.query.get("To"), request.query.get("From")
         size = min(int(request.query.get("PageSize", "50") or 50), 1000)
