@@ -63,8 +63,9 @@ class FlowHandler:
             state = state.new_episode()
         if state is None:   # a new conversation starts on its inbox's flow, when it has one
             flow_name = await inboxes.inbox_flow(turn.conn, msg["inbox_id"])
-            result = await self.engine.begin(inp, ctx, flow_name=flow_name if flow_name and self.registry.has(flow_name)
-                                             else None)
+            if flow_name and not self.registry.has(flow_name):
+                flow_name = None
+            result = await self.engine.begin(inp, ctx, flow_name=flow_name)
         else:
             result = await self.engine.turn(state, inp, ctx)
         await self.apply(turn.conn, turn.draft, result, turn.effects)

@@ -61,9 +61,9 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 
 ROUTE_MODULES = ("gateway.http.providers", "gateway.http.email_routes", "gateway.http.chat",
-                 "gateway.http.inbox", "gateway.http.inboxes_api", "gateway.http.attachments", "gateway.http.events_api",
-                 "gateway.http.openapi", "gateway.http.console", "gateway.http.uploads", "gateway.http.outbox_api",
-                 "gateway.http.preferences")
+                 "gateway.http.inbox", "gateway.http.inboxes_api", "gateway.http.attachments",
+                 "gateway.http.events_api", "gateway.http.openapi", "gateway.http.console", "gateway.http.uploads",
+                 "gateway.http.outbox_api", "gateway.http.preferences")
 
 
 def _route_modules():

@@ -86,7 +86,8 @@ def _credentials(request: web.Request, raw, provider: str | None) -> bytes | Non
     for key, value in raw.items():
         if key not in allowed:
             raise bad("credentials", f"unknown field {key!r} (known: {', '.join(allowed)})")
-        if not isinstance(value, (str, int)) or isinstance(value, bool) or not str(value).strip() or len(str(value)) > 500:
+        text = str(value)
+        if not isinstance(value, (str, int)) or isinstance(value, bool) or not text.strip() or len(text) > 500:
             raise bad("credentials", f"{key} must be a non-empty string")
     return secrets.seal(request.app[RUNTIME].settings.secret_key, {k: str(v) for k, v in raw.items()})
 

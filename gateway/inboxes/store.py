@@ -84,9 +84,9 @@ async def update_inbox(conn, inbox_id: int, **fields) -> dict[str, Any]:
                                   inbox_id)
     if current is None:
         raise InboxRefused("not_found")
-    provider = fields.get("provider") or current["provider"]
-    if provider not in PROVIDERS[current["channel"]]:
-        raise InboxRefused("invalid", "invalid_provider", f"{current['channel']} inboxes use {' or '.join(PROVIDERS[current['channel']])}")
+    provider, channel = fields.get("provider") or current["provider"], current["channel"]
+    if provider not in PROVIDERS[channel]:
+        raise InboxRefused("invalid", "invalid_provider", f"{channel} inboxes use {' or '.join(PROVIDERS[channel])}")
     if "team_id" in fields:
         await _check_team(conn, fields["team_id"])
     changes = {k: v for k, v in fields.items() if k in EDITABLE}
@@ -108,7 +108,8 @@ async def delete_inbox(conn, inbox_id: int) -> None:
     row = await conn.fetchrow("DELETE FROM inboxes WHERE id = $1 AND NOT is_default RETURNING id", inbox_id)
     if row is None:
         if await conn.fetchval("SELECT is_default FROM inboxes WHERE id = $1", inbox_id):
-            raise InboxRefused("conflict", "default_inbox", "a channel's default inbox cannot be deleted (change it instead)")
+            raise InboxRefused("conflict", "default_inbox",
+                               "a channel's default inbox cannot be deleted (change it instead)")
         raise InboxRefused("not_found")
 
 

@@ -87,7 +87,8 @@ async def test_each_customer_is_answered_from_the_address_they_wrote_to(settings
                 ("34600000002", "You said: hola spain"): SPAIN_WA}
 
             # the thread says which inbox each message went through; the queue filters by inbox
-            conv = await pool.fetchval("""SELECT c.id FROM conversations c JOIN identities i ON i.contact_id = c.contact_id
+            conv = await pool.fetchval("""SELECT c.id FROM conversations c
+                                          JOIN identities i ON i.contact_id = c.contact_id
                                           WHERE i.address = '+14155550102'""")
             status, page = await api("GET", f"{url}/api/v1/conversations/{conv}/messages")
             assert [(m["direction"], m["inbox_id"]) for m in page["messages"]] == [("in", sales["id"]), ("out", sales["id"])]
