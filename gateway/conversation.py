@@ -57,11 +57,12 @@ class Draft:
     otherwise collide with the draft's.
     """
 
-    def __init__(self, row: Mapping[str, Any]):
+    def __init__(self, row: Mapping[str, Any], *, locked: bool = False):
         self.id: int = row["id"]
         self.view: dict[str, Any] = dict(row)     # the row as this turn sees it, pending changes included
         self._set: dict[str, tuple[str, tuple]] = {}
         self._last_seq: int | None = None          # known (and the row locked) once a seq was taken
+        self._locked = locked                      # `row` was read under its row lock (FOR UPDATE)
 
     def set(self, **values: Any) -> None:
         for column, value in values.items():
@@ -74,6 +75,8 @@ class Draft:
 
     async def lock(self, conn: asyncpg.Connection) -> None:
         """Take the row lock now, as an UPDATE would, and see the row as it is under it."""
+        if self._locked:
+            return
         row = await conn.fetchrow("SELECT * FROM conversations WHERE id = $1 FOR UPDATE", self.id)
         self.view.update({k: v for k, v in row.items() if k not in self._set})
 
@@ -84,7 +87,7 @@ class Draft:
     async def take_seq(self, conn: asyncpg.Connection) -> tuple[int, int | None]:
         """The next thread seq and the episode an entry appended now belongs to."""
         if self._last_seq is None:
-            self._last_seq = await conn.fetchval(
+            self._last_seq = self.view["last_seq"] if self._locked else await conn.fetchval(
                 "SELECT last_seq FROM conversations WHERE id = $1 FOR UPDATE", self.id)
             if self._last_seq is None:
                 raise LookupError(f"conversation {self.id} does not exist")
@@ -108,6 +111,7 @@ class Draft:
             f"UPDATE conversations SET {', '.join(assignments)}, updated_at = now() WHERE id = $1", *args)
         self._set.clear()
         self._last_seq = None   # others may append after a flush: the next seq is read again
+        self._locked = False    # (and the row they change is read again under its lock)
 
 
 async def load(conn: asyncpg.Connection, conversation_id: int, *, lock: bool = False) -> Draft | None:

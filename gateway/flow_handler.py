@@ -21,11 +21,11 @@ from gateway.assets import flows_dir
 from gateway.conversation import Mode
 from gateway.events import emit_event
 from gateway.flows.actions import ActionContext, ActionRegistry
-from gateway.flows.engine import ConversationState, Engine, Reply, TurnInput, TurnResult
+from gateway.flows.engine import ConversationState, Engine, Reply, TurnInput, TurnResult, WouldWait, finish_now
 from gateway.flows.loader import FlowRegistry
 from gateway.inboxes import store as inboxes
 from gateway.log import get_logger
-from gateway.turn import Turn, escalate, send_bot_reply
+from gateway.turn import NoOutsideCalls, OutsideCallNeeded, Turn, escalate, send_bot_reply
 from gateway.types import Channel, Effects
 
 if TYPE_CHECKING:
@@ -55,9 +55,14 @@ class FlowHandler:
     async def handle(self, turn: Turn) -> None:
         conv, msg = turn.conversation, turn.message
         content = msg["content"] or {}
+        attributes = turn.contact_attributes
+        if attributes is None:
+            attributes = await self._attributes(turn.conn, conv["contact_id"])
         inp = TurnInput(text=msg["body"] or "", channel=Channel(msg["channel"]), reply_id=content.get("reply_id"),
-                        now=self.rt.clock.now(), attributes=await self._attributes(turn.conn, conv["contact_id"]))
+                        now=self.rt.clock.now(), attributes=attributes)
         ctx = self._context(conv, inp)
+        if not turn.outside_calls:
+            ctx.session = NoOutsideCalls()
         state = await self._state(turn.conn, conv)
         if state is not None and turn.new_episode:
             state = state.new_episode()
@@ -65,9 +70,16 @@ class FlowHandler:
             flow_name = await inboxes.inbox_flow(turn.conn, msg["inbox_id"])
             if flow_name and not self.registry.has(flow_name):
                 flow_name = None
-            result = await self.engine.begin(inp, ctx, flow_name=flow_name)
+            decide = self.engine.begin(inp, ctx, flow_name=flow_name)
         else:
-            result = await self.engine.turn(state, inp, ctx)
+            decide = self.engine.turn(state, inp, ctx)
+        if turn.outside_calls:
+            result = await decide
+        else:   # a batched turn is decided at once, or redone on its own when it would wait
+            try:
+                result = finish_now(decide)
+            except WouldWait:
+                raise OutsideCallNeeded("the flow's turn waited") from None
         await self.apply(turn.conn, turn.draft, result, turn.effects)
 
     def _context(self, conv, inp: TurnInput) -> ActionContext:

@@ -1,14 +1,24 @@
-"""Processing a conversation: its unprocessed inbound messages, one at a time, in seq order.
+"""Processing conversations: their unprocessed inbound messages, one at a time each, in seq order.
 
-Each message is handled in its own transaction holding the conversation's advisory lock, so across
-every worker process and machine a conversation is processed by one worker at a time, always
-taking the lowest unprocessed seq. Whatever the handler writes (state, outbound messages via the
-outbox) commits together with the "processed" mark: a worker killed at any instant leaves either
-nothing or everything, and the message is simply redone.
+A message is handled in a transaction holding its conversation's advisory lock, so across every
+worker process and machine a conversation is processed by one worker at a time, always taking the
+lowest unprocessed seq. Whatever the handler writes (state, outbound messages via the outbox)
+commits together with the "processed" mark: a worker killed at any instant leaves either nothing
+or everything, and the message is simply redone.
+
+`drain_batch` takes the next message of many conversations in one transaction (a round): their
+locks (try-locks: a conversation another worker holds is drained on its own, waiting for it), their
+messages, conversation rows (locked) and contacts' attributes in three reads, every turn decided
+and written, then one statement marks them all processed. A turn that needs an outside call (a
+flow's HTTP action) is taken out before any request goes out and drained on its own, so no batch
+waits on it; a round that fails is rolled back and each of its conversations is drained on its
+own (`drain`), so one bad message fails alone.
 """
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
+from typing import Sequence
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -21,13 +31,28 @@ from gateway.identity import address_kind
 from gateway.log import get_logger
 from gateway.queue import Keys
 from gateway.settings import Settings
-from gateway.turn import Handler, Turn
+from gateway.turn import Handler, OutsideCallNeeded, Turn
 from gateway.types import Channel, Effects, Purpose
 
 log = get_logger(__name__)
 
 MAX_PROCESS_ATTEMPTS = 3
 KEYWORD_CHANNELS = {Channel.SMS.value, Channel.WHATSAPP.value}
+
+NEXT_MESSAGE = """SELECT * FROM messages WHERE conversation_id = $1 AND direction = 'in'
+                  AND processed_at IS NULL ORDER BY seq LIMIT 1"""
+MARK_PROCESSED = """UPDATE messages SET processed_at = now(), process_attempts = process_attempts + 1,
+                        process_order = nextval('message_process_order') WHERE id = ANY($1::bigint[])"""
+
+
+@dataclass
+class Round:
+    """What one batch round did: messages processed, conversations with more to take, and those
+    to drain on their own (held by another worker, needing an outside call, or in a failed round)."""
+
+    done: int = 0
+    more: list[int] = field(default_factory=list)
+    alone: list[int] = field(default_factory=list)
 
 
 class Processor:
@@ -62,30 +87,98 @@ class Processor:
     async def _process_next(self, conn, conversation_id: int, effects: Effects) -> bool:
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", conversation_id)
-            msg = await conn.fetchrow(
-                """SELECT * FROM messages WHERE conversation_id = $1 AND direction = 'in'
-                   AND processed_at IS NULL ORDER BY seq LIMIT 1""", conversation_id)
+            msg = await conn.fetchrow(NEXT_MESSAGE, conversation_id)
             if msg is None:
                 return False
-            with structlog.contextvars.bound_contextvars(
-                    conversation_id=conversation_id, channel=msg["channel"], message_id=msg["id"]):
-                draft, new_episode = None, False
-                if not await self.hooks.take_answer(conn, msg, effects):
-                    draft = await conversation.load(conn, conversation_id)
-                    new_episode = await conversation.open_for_message(conn, draft, msg)
-                    if draft.pending:
-                        effects.emit("conversation.updated", conversation_id=conversation_id,
-                                     status=conversation.Status.OPEN.value)
-                effects.emit("message.created", conversation_id=conversation_id, message_id=msg["id"],
-                             seq=msg["seq"], direction="in", channel=msg["channel"])
-                if draft is not None:
-                    await self._dispatch(Turn(conn, draft, msg, effects, self.settings, self.hooks, new_episode))
-                    await draft.flush(conn)   # the turn's one write of the conversation row
-                await conn.execute(
-                    """UPDATE messages SET processed_at = now(), process_attempts = process_attempts + 1,
-                           process_order = nextval('message_process_order') WHERE id = $1""", msg["id"])
-                log.debug("message processed", seq=msg["seq"])
+            await self._take(conn, msg, effects)
+            await conn.execute(MARK_PROCESSED, [msg["id"]])
             return True
+
+    async def drain_batch(self, conversation_ids: Sequence[int]) -> tuple[int, list[int]]:
+        """Process every pending inbound message of many conversations, a round (one transaction)
+        per message depth. Returns (messages processed, conversations that failed: not drained)."""
+        pending, alone, done = sorted(set(conversation_ids)), [], 0
+        while pending:
+            effects = Effects()
+            async with self.pool.acquire() as conn:
+                taken = await self._round(conn, pending, effects)
+            await realtime.publish_effects(self.redis, self.keys, effects)
+            done += taken.done
+            alone += taken.alone
+            pending = taken.more
+        failed = []
+        for cid, outcome in zip(alone, await asyncio.gather(*(self.drain(c) for c in alone), return_exceptions=True)):
+            if isinstance(outcome, BaseException):
+                log.warning("conversation drain failed; will be retried", conversation_id=cid, error=str(outcome))
+                failed.append(cid)
+            else:
+                done += outcome
+        return done, failed
+
+    async def _round(self, conn, conversation_ids: list[int], effects: Effects) -> Round:
+        current = None
+        try:
+            async with conn.transaction():
+                locked = [r["id"] for r in await conn.fetch(
+                    "SELECT id FROM unnest($1::bigint[]) AS c(id) WHERE pg_try_advisory_xact_lock(c.id)",
+                    conversation_ids)]
+                taken = Round(alone=sorted(set(conversation_ids) - set(locked)))
+                first: dict[int, asyncpg.Record] = {}
+                for m in await conn.fetch(
+                        """SELECT m.* FROM unnest($1::bigint[]) AS c(id) CROSS JOIN LATERAL (
+                               SELECT * FROM messages WHERE conversation_id = c.id AND direction = 'in'
+                               AND processed_at IS NULL ORDER BY seq LIMIT 2) m""", locked):
+                    if m["conversation_id"] in first:
+                        taken.more.append(m["conversation_id"])
+                    else:
+                        first[m["conversation_id"]] = m
+                if not first:
+                    return taken
+                rows = {r["id"]: r for r in await conn.fetch(
+                    "SELECT * FROM conversations WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE", list(first))}
+                attributes = {r["id"]: dict(r["attributes"] or {}) for r in await conn.fetch(
+                    "SELECT id, attributes FROM contacts WHERE id = ANY($1::bigint[])",
+                    [r["contact_id"] for r in rows.values()])}
+                for current, msg in sorted(first.items()):
+                    row = rows[current]
+                    await self._take(conn, msg, effects, conversation.Draft(row, locked=True),
+                                     attributes.get(row["contact_id"]), batched=True)
+                current = None
+                await conn.execute(MARK_PROCESSED, [m["id"] for m in first.values()])
+                taken.done = len(first)
+                return taken
+        except OutsideCallNeeded:
+            # the rest goes on as a batch; this conversation is drained on its own
+            rest = [c for c in conversation_ids if c != current]
+            return Round(more=rest, alone=[current])
+        except Exception as exc:
+            log.warning("batch of turns failed; each conversation is retried on its own",
+                        conversations=len(conversation_ids), conversation_id=current, error=str(exc))
+            return Round(alone=list(conversation_ids))
+
+    async def _take(self, conn, msg: asyncpg.Record, effects: Effects, draft: conversation.Draft | None = None,
+                    contact_attributes: dict | None = None, batched: bool = False) -> None:
+        """One customer message's turn (`draft`, `contact_attributes`: read by a batch, which
+        shares its transaction: the turn may not wait on outside calls)."""
+        conversation_id = msg["conversation_id"]
+        with structlog.contextvars.bound_contextvars(
+                conversation_id=conversation_id, channel=msg["channel"], message_id=msg["id"]):
+            new_episode = False
+            if await self.hooks.take_answer(conn, msg, effects):
+                draft = None
+            else:
+                draft = draft or await conversation.load(conn, conversation_id)
+                new_episode = await conversation.open_for_message(conn, draft, msg)
+                if draft.pending:
+                    effects.emit("conversation.updated", conversation_id=conversation_id,
+                                 status=conversation.Status.OPEN.value)
+            effects.emit("message.created", conversation_id=conversation_id, message_id=msg["id"],
+                         seq=msg["seq"], direction="in", channel=msg["channel"])
+            if draft is not None:
+                await self._dispatch(Turn(conn, draft, msg, effects, self.settings, self.hooks, new_episode,
+                                          outside_calls=not batched, contact_attributes=contact_attributes))
+                await draft.flush(conn)   # the turn's one write of the conversation row
+            log.debug("message processed", seq=msg["seq"])
 
     async def _record_failure(self, conn, conversation_id: int, error: str) -> bool:
         """Count a failed attempt; after MAX_PROCESS_ATTEMPTS park the message. True: go on."""

@@ -138,7 +138,8 @@ class Runtime:
     def start_workers(self) -> None:
         s = self.settings
         self.consumer = QueueConsumer(self.redis, self.keys, self.processor,
-                                      concurrency=s.worker_concurrency, reclaim_idle_ms=s.reclaim_idle_ms)
+                                      concurrency=s.worker_concurrency, batch_size=s.worker_batch,
+                                      reclaim_idle_ms=s.reclaim_idle_ms)
         sweeper = Sweeper(self.pool, self.redis, self.keys, interval=s.sweeper_interval)
         if retention.enabled(s):
             self._tasks.append(asyncio.create_task(

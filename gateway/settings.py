@@ -39,7 +39,8 @@ class Settings:
     log_addresses: str = "mask"           # mask | show: customers' emails and phone numbers in logs
     redis_prefix: str = "gw"
     queue_partitions: int = 8
-    worker_concurrency: int = 16
+    worker_concurrency: int = 16          # batches of turns in flight per worker process
+    worker_batch: int = 32                # conversations whose next message one transaction takes
     secret_key: str = ""                  # signs chat sessions, thread tokens, unsubscribe links
     admin_token: str | None = None
     default_handler: str = "flow"         # flow | agent | echo
@@ -328,6 +329,7 @@ ENV: dict[str, tuple[str, object]] = {
     "GATEWAY_REDIS_PREFIX": ("redis_prefix", _str),
     "GATEWAY_QUEUE_PARTITIONS": ("queue_partitions", _int),
     "GATEWAY_WORKER_CONCURRENCY": ("worker_concurrency", _int),
+    "GATEWAY_WORKER_BATCH": ("worker_batch", _int),
     "GATEWAY_SECRET_KEY": ("secret_key", _str),
     "GATEWAY_ADMIN_TOKEN": ("admin_token", _str),
     "GATEWAY_DEFAULT_HANDLER": ("default_handler", _choice("flow", "agent", "echo")),
@@ -443,6 +445,8 @@ def validate(s: Settings) -> Settings:
         raise SettingsError("GATEWAY_QUEUE_PARTITIONS must be between 1 and 1024")
     if s.worker_concurrency < 1:
         raise SettingsError("GATEWAY_WORKER_CONCURRENCY must be at least 1")
+    if s.worker_batch < 1:
+        raise SettingsError("GATEWAY_WORKER_BATCH must be at least 1")
     if bool(s.twilio_account_sid) != bool(s.twilio_auth_token):
         raise SettingsError("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set together")
     if s.twilio_enabled and not (s.twilio_from_number or s.twilio_whatsapp_from or s.twilio_messaging_service_sid):

@@ -5,6 +5,10 @@ the inbox's automatic messages (survey thanks, out-of-hours notes) use too.
 The conversation worker (`gateway.processor`) builds a `Turn` and hands it to the inbox's handler:
 the bot (`gateway.flow_handler`), the agents' queue or the echo bot below. A turn changes the
 conversation row through its `Draft`, which the worker writes once when the turn ends.
+
+A turn taken in a batch (`outside_calls=False`) shares its transaction with other conversations'
+turns, so it must not wait on the outside world: where it would (a flow's HTTP action), it raises
+`OutsideCallNeeded` before any request goes out, and the worker redoes it on its own.
 """
 from __future__ import annotations
 
@@ -23,6 +27,18 @@ from gateway.types import Effects
 log = get_logger(__name__)
 
 
+class OutsideCallNeeded(BaseException):
+    """A batched turn would wait on an outside call. A BaseException, so that nothing on the way
+    (the flow engine turns an action's exceptions into results) mistakes it for a failure."""
+
+
+class NoOutsideCalls:
+    """Stands in for the HTTP session of a batched turn: using it raises OutsideCallNeeded."""
+
+    def __getattr__(self, name: str):
+        raise OutsideCallNeeded(name)
+
+
 @dataclass
 class Turn:
     """Everything a handler may use while one inbound message is processed."""
@@ -34,6 +50,8 @@ class Turn:
     settings: Settings
     hooks: Hooks | None = None
     new_episode: bool = False          # this message opened a new episode (per-episode counters reset)
+    outside_calls: bool = True         # False in a batch: see OutsideCallNeeded
+    contact_attributes: dict | None = None   # read with the batch, when it was
 
     @property
     def conversation(self) -> Mapping[str, Any]:

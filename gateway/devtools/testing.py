@@ -130,36 +130,40 @@ async def assert_each_processed_once_in_order(pool, expected_per_conversation: i
         assert replies == [f"You said: {m['body']}" for m in msgs], f"conversation {cid}: replies differ"
 
 
-async def kill_a_worker_mid_batch(settings: Settings, pool, spawn, tmp_path) -> None:
-    """The promise that a worker killed at any instant loses nothing: 800 inbound over 20
-    conversations, a `gateway worker` SIGKILLed after 50, a second one reclaims its pending entries
-    (XAUTOCLAIM) and finishes; each processed once, in order, answered once. `spawn` starts
-    `python -m gateway` processes (the tests' fixture)."""
+async def kill_a_worker_mid_batch(settings: Settings, pool, spawn, tmp_path, *, conversations: int = 20,
+                                  per_conversation: int = 40, kill_after: int = 50, **env) -> None:
+    """The promise that a worker killed at any instant loses nothing: inbound over many
+    conversations (800 over 20 by default), a `gateway worker` SIGKILLed after `kill_after` were
+    processed, a second one reclaims its pending entries (XAUTOCLAIM) and finishes; each processed
+    once, in order, answered once. `spawn` starts `python -m gateway` processes (the tests'
+    fixture); `env`: more settings for the workers."""
     import signal
 
     import aiohttp
 
     settings = settings.with_(default_handler="echo", reclaim_idle_ms=1500)
-    env = settings_env(settings, GATEWAY_WORKER_CONCURRENCY=4)
+    env = settings_env(settings, **{"GATEWAY_WORKER_CONCURRENCY": 4, **env})
+    total = conversations * per_conversation
     done = "SELECT count(*) FROM messages WHERE direction = 'in' AND processed_at IS NOT NULL"
     async with running_gateway(settings, roles=("http",)) as (rt, url):
-        bodies = [inbound(f"{c}-{i}", f"cust-{c}", f"c{c} m{i}") for i in range(40) for c in range(20)]
+        bodies = [inbound(f"{c}-{i}", f"cust-{c}", f"c{c} m{i}")
+                  for i in range(per_conversation) for c in range(conversations)]
         async with aiohttp.ClientSession() as http:
             await post_all(http, url, bodies)
         first = spawn(["worker"], env, tmp_path / "first.log")
 
         async def some_done():
-            return await pool.fetchval(done) >= 50
+            return await pool.fetchval(done) >= kill_after
         await wait_for(some_done, timeout=60)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
-        assert await pool.fetchval(done) < 800, "the worker finished before it could be killed; the test proves nothing"
+        assert await pool.fetchval(done) < total, "the worker finished before it could be killed; the test proves nothing"
         spawn(["worker"], env, tmp_path / "second.log")
 
         async def all_done():
-            return await pool.fetchval(done) == 800
+            return await pool.fetchval(done) == total
         await wait_for(all_done, timeout=90)
-    await assert_each_processed_once_in_order(pool, 40, 20)
+    await assert_each_processed_once_in_order(pool, per_conversation, conversations)
 
 
 def settings_env(s: Settings, **overrides) -> dict:

@@ -21,7 +21,7 @@ from pathlib import Path
 from transitions import Machine
 
 from gateway.flows.actions import ActionContext, ActionRegistry
-from gateway.flows.engine import ConversationState, Engine, TurnInput
+from gateway.flows.engine import ConversationState, Engine, TurnInput, WouldWait, finish_now
 from gateway.flows.loader import FlowRegistry
 from gateway.flows.machine import build_machine
 
@@ -33,11 +33,9 @@ STATES = ("menu", "ask_order", "faq", "anything_else")
 def _drive(coro):
     """Run a coroutine that never suspends (no I/O) without an event loop, to time only the engine."""
     try:
-        coro.send(None)
-    except StopIteration as stop:
-        return stop.value
-    coro.close()
-    raise RuntimeError("the benchmarked turn tried to do I/O")
+        return finish_now(coro)
+    except WouldWait:
+        raise RuntimeError("the benchmarked turn tried to do I/O") from None
 
 
 def _pure_order_lookup(call) -> None:

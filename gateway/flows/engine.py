@@ -20,7 +20,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
+from typing import Any, Coroutine, Mapping, TypeVar
 
 from gateway.flows.actions import FAILED, OK, ActionCall, ActionContext, ActionRegistry, TurnEffects, \
     render_template
@@ -137,6 +137,24 @@ def _reply(say: Say, text: str) -> Reply:
     buttons = tuple(Button(o.id, o.title, o.description) for o in say.options)
     label = say.button_label or ("Options" if len(buttons) > 3 else None)
     return Reply(text, buttons, label if buttons else None)
+
+
+T = TypeVar("T")
+
+
+class WouldWait(Exception):
+    """A coroutine run by `finish_now` waited on something (I/O)."""
+
+
+def finish_now(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that does no I/O to its end at once (no event loop needed): a turn whose
+    actions are all plain. WouldWait (the coroutine closed) when it suspends instead."""
+    try:
+        coro.send(None)
+    except StopIteration as finished:
+        return finished.value
+    coro.close()
+    raise WouldWait
 
 
 class _Stop(Exception):
@@ -479,14 +497,12 @@ class Engine:
         if fresh:
             run.state = None
             run.initial = None
-        coro = self._guarded(run, run.enter(state_name))
         try:
-            coro.send(None)
-        except StopIteration:
-            return run.result()
-        coro.close()
-        raise FlowError("entering this state runs an I/O action; use Engine.begin", file=flow.source,
-                        state=state_name)
+            finish_now(self._guarded(run, run.enter(state_name)))
+        except WouldWait:
+            raise FlowError("entering this state runs an I/O action; use Engine.begin", file=flow.source,
+                            state=state_name) from None
+        return run.result()
 
     async def begin(self, inp: TurnInput, ctx: ActionContext, *, flow_name: str | None = None,
                     entry_point: str | None = None) -> TurnResult:
