@@ -6,7 +6,8 @@ team, labels, flow state and thread counters, and the episode marks that go with
 transaction; callers write their own thread events and audit entries and publish `Effects` after commit.
 
 A turn of the conversation worker collects its changes in a `Draft` and writes the row once at its
-end, thread seqs included (see `Draft`).
+end, thread seqs included (see `Draft`). The agents' operations return the realtime `Effects` of the
+change (the `conversation.updated` event that says what changed), for the caller to publish after commit.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any, Iterable, Mapping
 import asyncpg
 
 from gateway import timers
+from gateway.types import Effects
 
 SNOOZE_TIMER = "snooze"
 
@@ -235,23 +237,33 @@ async def claim(conn: asyncpg.Connection, conversation_id: int, agent_id: int) -
            WHERE id = $1 AND assignee_id IS NULL RETURNING *""", conversation_id, agent_id)
 
 
-async def set_team(conn: asyncpg.Connection, conversation_id: int, team_id: int | None) -> None:
+async def set_team(conn: asyncpg.Connection, conversation_id: int, team_id: int | None,
+                   previous_team_id: int | None) -> Effects:
+    """To another team's queue (both teams' agents hear of it)."""
     await conn.execute("UPDATE conversations SET team_id = $2, updated_at = now() WHERE id = $1",
                        conversation_id, team_id)
+    return _updated(conversation_id, team_id=team_id, previous_team_id=previous_team_id)
 
 
-async def snooze(conn: asyncpg.Connection, conversation_id: int, until: datetime) -> None:
+def _updated(conversation_id: int, **changed: Any) -> Effects:
+    effects = Effects()
+    effects.emit("conversation.updated", conversation_id=conversation_id, **changed)
+    return effects
+
+
+async def snooze(conn: asyncpg.Connection, conversation_id: int, until: datetime) -> Effects:
     """Set aside until `until` (a timer wakes it; a customer message wakes it sooner)."""
     await conn.execute("UPDATE conversations SET status = $3, snoozed_until = $2, updated_at = now() WHERE id = $1",
                        conversation_id, until, Status.SNOOZED.value)
     await timers.cancel(conn, kind=SNOOZE_TIMER, conversation_id=conversation_id)
     await timers.schedule(conn, kind=SNOOZE_TIMER, due_at=until, conversation_id=conversation_id,
                           payload={"until": until.isoformat()})
+    return _updated(conversation_id, status=Status.SNOOZED.value, snoozed_until=until.isoformat())
 
 
 async def wake(conn: asyncpg.Connection, conversation_ids: list[int]) -> list[int]:
     """These snoozes ended: the conversations still snoozed open again, and an agent conversation
-    waits again (one statement for all). Returns those woken."""
+    waits again (one statement for all). Returns those woken (each one's event: `woken`)."""
     rows = await conn.fetch(
         """UPDATE conversations SET status = $2, snoozed_until = NULL,
                waiting_since = CASE WHEN mode = $3 THEN coalesce(waiting_since, now()) END,
@@ -261,7 +273,11 @@ async def wake(conn: asyncpg.Connection, conversation_ids: list[int]) -> list[in
     return [r["id"] for r in rows]
 
 
-async def resolve(conn: asyncpg.Connection, conv: Mapping[str, Any], resolved_by: int | None) -> None:
+def woken(conversation_id: int) -> Effects:
+    return _updated(conversation_id, status=Status.OPEN.value)
+
+
+async def resolve(conn: asyncpg.Connection, conv: Mapping[str, Any], resolved_by: int | None) -> Effects:
     """End the episode (bot only when it was never escalated)."""
     await conn.execute(
         """UPDATE conversations SET status = $2, waiting_since = NULL, snoozed_until = NULL,
@@ -271,24 +287,27 @@ async def resolve(conn: asyncpg.Connection, conv: Mapping[str, Any], resolved_by
                handled_by_bot_only = (escalated_at IS NULL) WHERE id = $1""",
         conv["current_episode_id"], resolved_by)
     await timers.cancel(conn, kind=SNOOZE_TIMER, conversation_id=conv["id"])
+    return _updated(conv["id"], status=Status.RESOLVED.value)
 
 
-async def reopen(conn: asyncpg.Connection, conv: Mapping[str, Any]) -> None:
+async def reopen(conn: asyncpg.Connection, conv: Mapping[str, Any]) -> Effects:
     """The resolved episode goes on, with an agent."""
     await conn.execute("UPDATE conversations SET status = $2, mode = $3, updated_at = now() WHERE id = $1",
                        conv["id"], Status.OPEN.value, Mode.AGENT.value)
     await conn.execute(
         "UPDATE episodes SET resolved_at = NULL, resolved_by = NULL, handled_by_bot_only = NULL WHERE id = $1",
         conv["current_episode_id"])
+    return _updated(conv["id"], status=Status.OPEN.value, mode=Mode.AGENT.value)
 
 
 async def change_labels(conn: asyncpg.Connection, conversation_id: int, add: list[str],
-                        remove: list[str]) -> list[str]:
-    labels = await conn.fetchval(
+                        remove: list[str]) -> tuple[list[str], Effects]:
+    """The labels now (sorted), and the event that says so."""
+    labels = list(await conn.fetchval(
         """UPDATE conversations SET updated_at = now(), labels = ARRAY(
                SELECT DISTINCT l FROM unnest(labels || $2::text[]) l WHERE l <> ALL($3::text[]) ORDER BY l)
-           WHERE id = $1 RETURNING labels""", conversation_id, add, remove)
-    return list(labels)
+           WHERE id = $1 RETURNING labels""", conversation_id, add, remove))
+    return labels, _updated(conversation_id, labels=labels)
 
 
 async def agent_answered(conn: asyncpg.Connection, conversation_id: int, agent_id: int | None) -> None:

@@ -152,6 +152,11 @@ class Effects:
     def emit(self, event_type: str, **payload) -> None:
         self.events.append((event_type, payload))
 
+    def extend(self, other: "Effects") -> None:
+        """Take on what another piece of the same unit of work wants published."""
+        self.events.extend(other.events)
+        self.wake_outbox = self.wake_outbox or other.wake_outbox
+
 
 class SendOutcome(str, enum.Enum):
     SENT = "sent"               # provider accepted; provider_message_id set

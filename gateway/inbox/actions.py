@@ -115,14 +115,11 @@ async def set_team(conn, scope: Scope, actor: Actor, conversation_id: int, team_
         if team is None:
             raise Invalid("unknown_team", f"no team with id {team_id}")
         name = f"team {team}"
-    await conversation.set_team(conn, conversation_id, team_id)
+    effects.extend(await conversation.set_team(conn, conversation_id, team_id, conv["team_id"]))
     await _event(conn, actor, conversation_id, f"Moved to {name} by {actor.name}", "team_changed",
                  team_id=team_id, previous_team_id=conv["team_id"])
     await audit(conn, actor, "set_team", conversation_id=conversation_id,
                 details={"team_id": team_id, "previous_team_id": conv["team_id"]})
-    # both the old and the new team's agents need to hear about it
-    effects.emit("conversation.updated", conversation_id=conversation_id, team_id=team_id,
-                 previous_team_id=conv["team_id"])
 
 
 async def route_to_team(conn, conversation_id: int, team_id: int | None, *, team_name: str, why: str,
@@ -136,7 +133,7 @@ async def route_to_team(conn, conversation_id: int, team_id: int | None, *, team
         return
     if team_id == previous:
         return
-    await conversation.set_team(conn, conversation_id, team_id)
+    effects.extend(await conversation.set_team(conn, conversation_id, team_id, previous))
     await thread.add_event(conn, conversation_id, f"Routed to team {team_name} ({why})", event="team_routed",
                            details={"team_id": team_id, "previous_team_id": previous, "why": why,
                                     "rules_version": rules_version})
@@ -144,8 +141,6 @@ async def route_to_team(conn, conversation_id: int, team_id: int | None, *, team
         """INSERT INTO audit_log (actor_type, action, conversation_id, details)
            VALUES ('system', 'route_to_team', $1, $2)""",
         conversation_id, {"team_id": team_id, "previous_team_id": previous, "why": why})
-    effects.emit("conversation.updated", conversation_id=conversation_id, team_id=team_id,
-                 previous_team_id=previous)
 
 
 async def snooze(conn, scope: Scope, actor: Actor, conversation_id: int, until: datetime, now: datetime,
@@ -155,12 +150,10 @@ async def snooze(conn, scope: Scope, actor: Actor, conversation_id: int, until: 
     conv = await visible_conversation(conn, scope, conversation_id, lock=True)
     if conv["status"] == Status.RESOLVED:
         raise Conflict("resolved", "a resolved conversation cannot be snoozed; reopen it first")
-    await conversation.snooze(conn, conversation_id, until)
+    effects.extend(await conversation.snooze(conn, conversation_id, until))
     await _event(conn, actor, conversation_id, f"Snoozed until {until.isoformat()} by {actor.name}", "snoozed",
                  until=until.isoformat())
     await audit(conn, actor, "snooze", conversation_id=conversation_id, details={"until": until.isoformat()})
-    effects.emit("conversation.updated", conversation_id=conversation_id, status=Status.SNOOZED.value,
-                 snoozed_until=until.isoformat())
 
 
 async def wake_snoozed(conn: asyncpg.Connection, due: list[asyncpg.Record], effects: thread.Effects) -> None:
@@ -168,7 +161,7 @@ async def wake_snoozed(conn: asyncpg.Connection, due: list[asyncpg.Record], effe
     customer message may have woken a conversation first (then it is left as it is)."""
     for cid in await conversation.wake(conn, [t["conversation_id"] for t in due]):
         await thread.add_event(conn, cid, "Snooze ended", event="snooze_ended")
-        effects.emit("conversation.updated", conversation_id=cid, status=Status.OPEN.value)
+        effects.extend(conversation.woken(cid))
 
 
 async def resolve(conn, scope: Scope, actor: Actor, conversation_id: int, effects: thread.Effects, *,
@@ -178,12 +171,11 @@ async def resolve(conn, scope: Scope, actor: Actor, conversation_id: int, effect
     conv = await visible_conversation(conn, scope, conversation_id, lock=True)
     if conv["status"] == Status.RESOLVED:
         raise Conflict("already_resolved", "the conversation is already resolved")
-    await conversation.resolve(conn, conv, actor.agent_id)
+    effects.extend(await conversation.resolve(conn, conv, actor.agent_id))
     await _event(conn, actor, conversation_id, f"Resolved by {actor.name}", "resolved",
                  episode_id=conv["current_episode_id"])
     await audit(conn, actor, "resolve", conversation_id=conversation_id,
                 details={"episode_id": conv["current_episode_id"], "csat": csat_text is not None})
-    effects.emit("conversation.updated", conversation_id=conversation_id, status=Status.RESOLVED.value)
     csat = None
     if csat_text:
         try:
@@ -221,11 +213,9 @@ async def reopen(conn, scope: Scope, actor: Actor, conversation_id: int, effects
     conv = await visible_conversation(conn, scope, conversation_id, lock=True)
     if conv["status"] != Status.RESOLVED:
         raise Conflict("not_resolved", "only a resolved conversation can be reopened")
-    await conversation.reopen(conn, conv)
+    effects.extend(await conversation.reopen(conn, conv))
     await _event(conn, actor, conversation_id, f"Reopened by {actor.name}", "reopened")
     await audit(conn, actor, "reopen", conversation_id=conversation_id)
-    effects.emit("conversation.updated", conversation_id=conversation_id, status=Status.OPEN.value,
-                 mode=conversation.Mode.AGENT.value)
 
 
 async def hand_back(conn, scope: Scope, actor: Actor, conversation_id: int, flow_state: str,
@@ -252,9 +242,9 @@ async def hand_back(conn, scope: Scope, actor: Actor, conversation_id: int, flow
 async def change_labels(conn, scope: Scope, actor: Actor, conversation_id: int, add: list[str],
                         remove: list[str], effects: thread.Effects) -> list[str]:
     await visible_conversation(conn, scope, conversation_id, lock=True)
-    labels = await conversation.change_labels(conn, conversation_id, add, remove)
+    labels, changed = await conversation.change_labels(conn, conversation_id, add, remove)
+    effects.extend(changed)
     await audit(conn, actor, "labels", conversation_id=conversation_id, details={"add": add, "remove": remove})
-    effects.emit("conversation.updated", conversation_id=conversation_id, labels=labels)
     return labels
 
 
