@@ -181,7 +181,7 @@ class TimerService:
             log.warning("timer batch failed; firing its timers one by one", kind=rows[0]["kind"],
                         timers=len(rows), error=str(exc))
             return False
-        _merge(effects, mine)
+        effects.extend(mine)   # a rolled-back savepoint's effects are never published
         return True
 
     async def _fire(self, conn: asyncpg.Connection, row: asyncpg.Record, effects: Effects) -> bool:
@@ -205,7 +205,7 @@ class TimerService:
                 row["id"], give_up, self.clock.now() + timedelta(seconds=5 * (row["attempts"] + 1)),
                 str(exc)[:300])
             return False
-        _merge(effects, mine)
+        effects.extend(mine)   # a rolled-back savepoint's effects are never published
         return True
 
     async def run(self, stop: asyncio.Event, poll_interval: float = 0.5) -> None:
@@ -222,8 +222,3 @@ class TimerService:
             except asyncio.TimeoutError:
                 pass
 
-
-def _merge(effects: Effects, fired: Effects) -> None:
-    """A handler's effects count once its savepoint is released (a rolled-back one publishes nothing)."""
-    effects.events.extend(fired.events)
-    effects.wake_outbox = effects.wake_outbox or fired.wake_outbox
