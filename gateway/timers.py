@@ -221,4 +221,3 @@ class TimerService:
                 await asyncio.wait_for(stop.wait(), poll_interval)
             except asyncio.TimeoutError:
                 pass
-
