@@ -68,9 +68,9 @@ def print_summary(results: dict, scale: str) -> None:
 
 
 SCALE_NOTES = {
-    "standard": "the targets' sizes except outbound (10,000 messages, not 20,000), the inbox (100,000 "
-                "conversations / 1,009,980 messages, not 1M / 10M) and memory (5,000 conversations, not "
-                "100,000): add --full for those",
+    "standard": "the targets' sizes except ingest (3,000 webhooks per concurrency, not 5,000), outbound "
+                "(10,000 messages, not 20,000), the inbox (100,000 conversations / 1,009,980 messages, not "
+                "1M / 10M) and memory (5,000 conversations, not 100,000): add --full for those",
     "quick": "smaller sizes than the targets name; verdicts are indicative",
     "tiny": "smoke-test sizes; verdicts mean nothing",
 }

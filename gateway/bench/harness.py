@@ -52,9 +52,9 @@ class Sizes:
 SCALES = {
     # every target at the size it names (the inbox's 1M conversations / 10M messages take ~5 minutes to seed)
     "full": Sizes(5000, (16, 64, 256), 500, 20, 20_000, 1_000_000, 10_000, 1_000_000, 10_000, 500, 100_000),
-    # the default (about 6 minutes): the targets' sizes for ingest, turns and timers; outbound
-    # 10,000 messages; inbox 100,000 conversations; memory 5,000 conversations
-    "standard": Sizes(5000, (16, 64, 256), 500, 20, 10_000, 1_000_000, 10_000, 100_000, 10_000, 300, 5_000),
+    # the default (about 6 minutes): the targets' sizes for turns and timers; ingest 3,000 webhooks
+    # per concurrency; outbound 10,000 messages; inbox 100,000 conversations; memory 5,000
+    "standard": Sizes(3000, (16, 64, 256), 500, 20, 10_000, 1_000_000, 10_000, 100_000, 10_000, 300, 5_000),
     "quick": Sizes(1500, (16, 64), 200, 10, 4000, 100_000, 10_000, 100_000, 10_000, 300, 10_000),
     "tiny": Sizes(200, (16,), 20, 2, 200, 5000, 500, 2000, 500, 30, 200),
 }

@@ -138,8 +138,8 @@ def run(b: Bench) -> dict:
     naive_rate, naive_sent, naive_timeline = _rate(fake, 0, n)
     b.stop_all()
     ratio = round(gateway_rate / naive_rate, 2) if gateway_rate and naive_rate else None
-    bad_day = _bad_day(b, min(n, 3000))
-    slow = _slow_provider(b, min(n, SLOW_MESSAGES))
+    bad_day = _bad_day(b, min(max(n // 3, 30), 3000))
+    slow = _slow_provider(b, min(max(n // 8, 25), SLOW_MESSAGES))
     per_s_ok = gateway_sent == n and bool(gateway_rate) and gateway_rate >= TARGET_PER_S
     ratio_ok = ratio is not None and ratio >= TARGET_RATIO
     figures = [
