@@ -55,7 +55,7 @@ SCALES = {
     # the default (about 6 minutes): the targets' sizes for turns and timers; ingest 3,000 webhooks
     # per concurrency; outbound 10,000 messages; inbox 100,000 conversations; memory 5,000
     "standard": Sizes(3000, (16, 64, 256), 500, 20, 10_000, 1_000_000, 10_000, 100_000, 10_000, 300, 5_000),
-    "quick": Sizes(1500, (16, 64), 200, 10, 4000, 100_000, 10_000, 100_000, 10_000, 300, 10_000),
+    "quick": Sizes(1500, (16, 64), 200, 10, 4000, 100_000, 10_000, 100_000, 10_000, 300, 2_000),
     "tiny": Sizes(200, (16,), 20, 2, 200, 5000, 500, 2000, 500, 30, 200),
 }
 TICKS = os.sysconf("SC_CLK_TCK")
