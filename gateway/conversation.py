@@ -151,9 +151,9 @@ async def open_for_message(conn: asyncpg.Connection, draft: Draft, message: asyn
         await draft.lock(conn)
     if conv["current_episode_id"] is None or conv["status"] == Status.RESOLVED:
         episode_id = await conn.fetchval(
-            "INSERT INTO episodes (conversation_id, channel) VALUES ($1, $2) RETURNING id",
-            draft.id, message["channel"])
-        await conn.execute("UPDATE messages SET episode_id = $2 WHERE id = $1", message["id"], episode_id)
+            """WITH e AS (INSERT INTO episodes (conversation_id, channel) VALUES ($1, $2) RETURNING id),
+                    m AS (UPDATE messages SET episode_id = e.id FROM e WHERE messages.id = $3)
+               SELECT id FROM e""", draft.id, message["channel"], message["id"])
         draft.set(current_episode_id=episode_id, status=Status.OPEN.value, mode=Mode.BOT.value,
                   assignee_id=None, waiting_since=None, snoozed_until=None)
         return True

@@ -133,10 +133,9 @@ class FlowHandler:
         now = self.rt.clock.now()
         replaced = sorted(set(result.cancel_timers) | {t.name for t in result.timers})
         if replaced:
-            await timers.cancel(conn, kind=FLOW_TIMER, conversation_id=cid, payload={"name": replaced})
-        for timer in result.timers:
-            await timers.schedule(conn, kind=FLOW_TIMER, due_at=now + timer.delay, conversation_id=cid,
-                                  payload={"name": timer.name, "flow": state.flow, "version": state.version})
+            await timers.replace(conn, kind=FLOW_TIMER, conversation_id=cid, payload={"name": replaced}, timers=[
+                (now + t.delay, {"name": t.name, "flow": state.flow, "version": state.version})
+                for t in result.timers])
         if result.attribute_updates:
             await conn.execute("UPDATE contacts SET attributes = attributes || $2::jsonb, updated_at = now() "
                                "WHERE id = $1", conv["contact_id"], dict(result.attribute_updates))

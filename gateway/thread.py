@@ -35,29 +35,39 @@ class NoRoute(Exception):
         self.reasons = reasons
 
 
+INSERT_MESSAGE = """INSERT INTO messages (conversation_id, seq, episode_id, direction, kind, channel, body,
+                        content, author_type, author_id, status, purpose, recipient_address, sender_address,
+                        processed_at, segments, inbox_id)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+                            CASE WHEN $15 THEN now() END, $16, $17)
+                    RETURNING id"""
+# An outbound message and its outbox row in one statement (one round trip).
+INSERT_MESSAGE_AND_OUTBOX = f"""WITH m AS ({INSERT_MESSAGE}), o AS (
+    INSERT INTO outbox (message_id, conversation_id, channel, to_address, purpose, payload, max_attempts)
+    SELECT id, $1, $6, $13, $12, $18, $19 FROM m)
+SELECT id FROM m"""
+
+
 async def append(conn: asyncpg.Connection, conversation_id: int, *, direction: str, channel: str,
                  body: str = "", kind: str = "message", content: dict | None = None,
                  author_type: str, author_id: int | None = None, status: str | None = None,
                  purpose: str | None = None, recipient_address: str | None = None,
                  sender_address: str | None = None, processed: bool = False,
                  segments: int | None = None, draft: conversation.Draft | None = None,
-                 inbox_id: int | None = None) -> tuple[int, int]:
+                 inbox_id: int | None = None, outbox: tuple[dict, int] | None = None) -> tuple[int, int]:
     """Append one entry to the thread; returns (message id, seq). With a turn's `draft` the
-    conversation row is written once, when the draft is flushed."""
+    conversation row is written once, when the draft is flushed. With `outbox` (payload,
+    max_attempts) the entry's outbox row is written by the same statement."""
     if draft is not None:
         seq, episode_id = await draft.take_seq(conn)
     else:
         seq, episode_id = await conversation.take_seq(conn, conversation_id)
-    message_id = await conn.fetchval(
-        """INSERT INTO messages (conversation_id, seq, episode_id, direction, kind, channel, body,
-               content, author_type, author_id, status, purpose, recipient_address, sender_address,
-               processed_at, segments, inbox_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
-                   CASE WHEN $15 THEN now() END, $16, $17)
-           RETURNING id""",
-        conversation_id, seq, episode_id, direction, kind, channel, body,
-        content or {}, author_type, author_id, status, purpose, recipient_address, sender_address,
-        processed, segments, inbox_id)
+    args = (conversation_id, seq, episode_id, direction, kind, channel, body, content or {}, author_type,
+            author_id, status, purpose, recipient_address, sender_address, processed, segments, inbox_id)
+    if outbox is None:
+        message_id = await conn.fetchval(INSERT_MESSAGE, *args)
+    else:
+        message_id = await conn.fetchval(INSERT_MESSAGE_AND_OUTBOX, *args, *outbox)
     return message_id, seq
 
 
@@ -181,12 +191,7 @@ async def queue_outbound(conn: asyncpg.Connection, conversation_id: int, *, text
         conn, conversation_id, direction="out", channel=route.channel.value, body=text, content=content,
         author_type=author_type, author_id=author_id, status="queued", purpose=purpose.value,
         recipient_address=route.address, sender_address=inbox.from_address, inbox_id=inbox.inbox_id,
-        draft=draft)
-    await conn.execute(
-        """INSERT INTO outbox (message_id, conversation_id, channel, to_address, purpose, payload, max_attempts)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-        message_id, conversation_id, route.channel.value, route.address, purpose.value,
-        {"kind": route.kind}, max_attempts)
+        draft=draft, outbox=({"kind": route.kind}, max_attempts))
     if effects is not None:
         effects.wake_outbox = True
         effects.emit("message.created", conversation_id=conversation_id, message_id=message_id, seq=seq,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 import asyncpg
 
@@ -101,6 +101,22 @@ async def cancel(conn: asyncpg.Connection, *, kind: str | None = None, conversat
                      payload=payload)
     result = await conn.execute(f"UPDATE timers SET state = 'cancelled' WHERE {where}", *args)
     return int(result.split()[-1])
+
+
+async def replace(conn: asyncpg.Connection, *, kind: str, conversation_id: int, payload: Mapping[str, Any],
+                  timers: Sequence[tuple[datetime, dict]]) -> None:
+    """Cancel the conversation's pending timers of `kind` matching `payload` and schedule `timers`
+    ((due_at, payload) each) in their stead, in one statement."""
+    args: list = []
+    where = _pending(args, kind=kind, conversation_id=conversation_id, ref_id=None, dedupe_key=None,
+                     payload=payload)
+    n = len(args)
+    args += [kind, conversation_id, [due for due, _ in timers], [p for _, p in timers]]
+    await conn.execute(
+        f"""WITH cancelled AS (UPDATE timers SET state = 'cancelled' WHERE {where})
+            INSERT INTO timers (kind, due_at, payload, conversation_id)
+            SELECT ${n + 1}, t.due_at, t.payload, ${n + 2}
+            FROM unnest(${n + 3}::timestamptz[], ${n + 4}::jsonb[]) AS t(due_at, payload)""", *args)
 
 
 async def bring_forward(conn: asyncpg.Connection, due_at: datetime, *, kind: str | None = None,
