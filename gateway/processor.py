@@ -53,6 +53,7 @@ class Round:
     done: int = 0
     more: list[int] = field(default_factory=list)
     alone: list[int] = field(default_factory=list)
+    effects: Effects = field(default_factory=Effects)   # to publish: empty when the round rolled back
 
 
 class Processor:
@@ -99,10 +100,9 @@ class Processor:
         per message depth. Returns (messages processed, conversations that failed: not drained)."""
         pending, alone, done = sorted(set(conversation_ids)), [], 0
         while pending:
-            effects = Effects()
             async with self.pool.acquire() as conn:
-                taken = await self._round(conn, pending, effects)
-            await realtime.publish_effects(self.redis, self.keys, effects)
+                taken = await self._round(conn, pending)
+            await realtime.publish_effects(self.redis, self.keys, taken.effects)
             done += taken.done
             alone += taken.alone
             pending = taken.more
@@ -115,14 +115,14 @@ class Processor:
                 done += outcome
         return done, failed
 
-    async def _round(self, conn, conversation_ids: list[int], effects: Effects) -> Round:
-        current = None
+    async def _round(self, conn, conversation_ids: list[int]) -> Round:
+        current, effects = None, Effects()
         try:
             async with conn.transaction():
                 locked = [r["id"] for r in await conn.fetch(
                     "SELECT id FROM unnest($1::bigint[]) AS c(id) WHERE pg_try_advisory_xact_lock(c.id)",
                     conversation_ids)]
-                taken = Round(alone=sorted(set(conversation_ids) - set(locked)))
+                taken = Round(alone=sorted(set(conversation_ids) - set(locked)), effects=effects)
                 first: dict[int, asyncpg.Record] = {}
                 for m in await conn.fetch(
                         """SELECT m.* FROM unnest($1::bigint[]) AS c(id) CROSS JOIN LATERAL (
