@@ -47,9 +47,14 @@ async def test_several_senders_against_a_misbehaving_provider_send_each_reply_on
         except AssertionError:
             states = await pool.fetch("SELECT o.state, m.status, count(*) FROM outbox o JOIN messages m "
                                       "ON m.id = o.message_id GROUP BY 1, 2")
+            stuck = await pool.fetch("SELECT m.id, m.status, m.provider_message_id, o.attempts FROM messages m "
+                                     "JOIN outbox o ON o.message_id = m.id WHERE m.status <> 'delivered'")
+            sids = {r["provider_message_id"] for r in stuck}
+            calls = [c for c in fake_twilio.callbacks_sent if c[0] in sids]
             raise AssertionError(f"not every reply was delivered in time: {[tuple(r) for r in states]}, "
                                  f"early statuses kept: {await pool.fetchval('SELECT count(*) FROM early_statuses')}, "
-                                 f"{len(fake_twilio.accepted())} accepted") from None
+                                 f"{len(fake_twilio.accepted())} accepted; not delivered: {[tuple(r) for r in stuck]}, "
+                                 f"their callbacks: {calls}") from None
 
     report = order_report([(m["to"], m["body"]) for m in fake_twilio.accepted()])
     assert (report.accepted, report.duplicates, report.out_of_order) == (CONVERSATIONS * REPLIES, 0, 0), \

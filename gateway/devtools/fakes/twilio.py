@@ -90,6 +90,8 @@ class FakeTwilio(FakeServer, Misbehaving):
         self.early_callbacks: str | None = None   # status to call back with before answering
         self.callback_public_base_url: str | None = None
         self.callbacks_failed: list[str] = []     # sids whose early callback the gateway did not take
+        self.callbacks_sent: list[tuple[str, str, int | None]] = []   # (sid, status, our answer) of early callbacks
+        self._callback_tasks: set[asyncio.Task] = set()
 
     # --- scripting ----------------------------------------------------------------------------
     def fail_next(self, n: int = 1, *, http_status: int = 400, code: int | None = 21211,
@@ -164,18 +166,26 @@ class FakeTwilio(FakeServer, Misbehaving):
         self.messages[resource["sid"]] = resource
         self._on_accept(resource)
         if self.early_callbacks and fields.get("StatusCallback"):
-            try:
-                status, _ = await self.send_status_callback(fields["StatusCallback"], resource["sid"],
-                                                            self.early_callbacks,
-                                                            public_base_url=self.callback_public_base_url)
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
-                status = None
-            if status != 200:
-                self.callbacks_failed.append(resource["sid"])
+            # Twilio's callbacks do not depend on the create call's connection: when the client gives
+            # up waiting (its timeout), this handler is cancelled but the callback still goes out.
+            task = asyncio.create_task(self._early_callback(fields["StatusCallback"], resource["sid"]))
+            self._callback_tasks.add(task)
+            task.add_done_callback(self._callback_tasks.discard)
+            await asyncio.shield(task)
         if fate == "drop_after_accept":
             return await drop_connection(request)
         recorded.status = self.success_status
         return web.json_response(resource, status=self.success_status)
+
+    async def _early_callback(self, url: str, sid: str) -> None:
+        try:
+            status, _ = await self.send_status_callback(url, sid, self.early_callbacks,
+                                                        public_base_url=self.callback_public_base_url)
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+            status = None
+        self.callbacks_sent.append((sid, self.early_callbacks, status))
+        if status != 200:
+            self.callbacks_failed.append(sid)
 
     def _on_accept(self, resource: dict[str, Any]) -> None:
         """Called for every message accepted (subclasses keep their own records)."""
