@@ -1,5 +1,9 @@
 """Contacts: references from business systems (contact id, external id, phone or email), resolved to
-the contact they name, and the contact that owns an identity (created with it when new)."""
+the contact they name, and the contact that owns an identity (created with it when new).
+
+This module is the only writer of `identities` (which contact owns an address): attach, move,
+detach, move all of a merged contact's, erase. The ingest SQL function attaches the sender's identity
+of a new inbound message in the database itself (migrations' gateway_ingest)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -89,9 +93,7 @@ async def resolve(conn: asyncpg.Connection, ref: ContactRef, *, create: bool = T
             kind, address = ref.identities()[0]
             contact_id = await resolve_contact(conn, Address(kind, address), name=ref.name)
     for kind, address in ref.identities():
-        await conn.execute(
-            """INSERT INTO identities (contact_id, kind, address) VALUES ($1, $2, $3)
-               ON CONFLICT (kind, address) DO NOTHING""", contact_id, kind, address)
+        await attach_identity(conn, contact_id, kind, address, if_free=True)
     if ref.name:
         await conn.execute("UPDATE contacts SET name = coalesce(name, $2) WHERE id = $1", contact_id, ref.name)
     return contact_id
@@ -100,3 +102,40 @@ async def resolve(conn: asyncpg.Connection, ref: ContactRef, *, create: bool = T
 async def resolve_contact(conn: asyncpg.Connection, addr: Address, *, name: str | None = None) -> int:
     """The contact owning this identity, created with it when new (race-safe)."""
     return await conn.fetchval("SELECT gateway_resolve_contact($1, $2, $3)", addr.kind, addr.value, name)
+
+
+# --- identities: the only writes -------------------------------------------------------------------
+async def attach_identity(conn: asyncpg.Connection, contact_id: int, kind: str, address: str, *,
+                          verified: bool = True, if_free: bool = False) -> bool:
+    """Give (kind, address) to the contact. With `if_free`, an address another contact already owns
+    is left alone (False); without it, that is the database's unique violation."""
+    if if_free:
+        return await conn.fetchval(
+            """INSERT INTO identities (contact_id, kind, address, verified) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (kind, address) DO NOTHING RETURNING true""",
+            contact_id, kind, address, verified) is not None
+    await conn.execute("INSERT INTO identities (contact_id, kind, address, verified) VALUES ($1, $2, $3, $4)",
+                       contact_id, kind, address, verified)
+    return True
+
+
+async def move_identity(conn: asyncpg.Connection, kind: str, address: str, contact_id: int) -> None:
+    """Hand one address to another contact (a shared browser's chat visitor id, say)."""
+    await conn.execute("UPDATE identities SET contact_id = $3 WHERE kind = $1 AND address = $2",
+                       kind, address, contact_id)
+
+
+async def move_all_identities(conn: asyncpg.Connection, source_id: int, target_id: int) -> int:
+    """A merge: every identity of `source_id` now belongs to `target_id`; returns how many moved."""
+    return await conn.fetchval(
+        "WITH m AS (UPDATE identities SET contact_id = $1 WHERE contact_id = $2 RETURNING 1) SELECT count(*) FROM m",
+        target_id, source_id)
+
+
+async def detach_identity(conn: asyncpg.Connection, kind: str, address: str) -> None:
+    await conn.execute("DELETE FROM identities WHERE kind = $1 AND address = $2", kind, address)
+
+
+async def erase_identities(conn: asyncpg.Connection, contact_ids: list[int]) -> None:
+    """Erasure: the contacts' addresses are forgotten."""
+    await conn.execute("DELETE FROM identities WHERE contact_id = ANY($1::bigint[])", contact_ids)

@@ -310,11 +310,28 @@ async def change_labels(conn: asyncpg.Connection, conversation_id: int, add: lis
     return labels, _updated(conversation_id, labels=labels)
 
 
-async def agent_answered(conn: asyncpg.Connection, conversation_id: int, agent_id: int | None) -> None:
-    """An agent replied: nobody waits any more, and the conversation is theirs if it was no one's."""
+async def agent_answered(conn: asyncpg.Connection, conversation_id: int, agent_id: int | None,
+                         episode_id: int | None = None) -> None:
+    """An agent replied: nobody waits any more, the conversation is theirs if it was no one's, and an
+    escalated episode has its first response (the first reply only)."""
     await conn.execute(
         """UPDATE conversations SET waiting_since = NULL, assignee_id = coalesce(assignee_id, $2),
                updated_at = now() WHERE id = $1""", conversation_id, agent_id)
+    if episode_id is not None:
+        await conn.execute(
+            """UPDATE episodes SET first_response_at = coalesce(first_response_at, now())
+               WHERE id = $1 AND escalated_at IS NOT NULL""", episode_id)
+
+
+async def rate_episode(conn: asyncpg.Connection, conversation_id: int, episode_id: int, score: int,
+                       message_id: int) -> asyncpg.Record | None:
+    """A survey answer on the episode it rates, with the agent (the assignee, else who resolved it)
+    and the team it rates; None when the episode already has an answer."""
+    return await conn.fetchrow(
+        """UPDATE episodes e SET csat_score = $3, csat_at = now(), csat_message_id = $4,
+               csat_agent_id = coalesce(c.assignee_id, e.resolved_by), csat_team_id = c.team_id
+           FROM conversations c WHERE e.id = $2 AND c.id = $1 AND e.conversation_id = c.id AND e.csat_score IS NULL
+           RETURNING e.csat_agent_id, e.csat_team_id""", conversation_id, episode_id, score, message_id)
 
 
 # -- contacts merged or erased ----------------------------------------------------------------------
@@ -351,8 +368,12 @@ async def absorb(conn: asyncpg.Connection, dst: Mapping[str, Any], src: Mapping[
            WHERE id = $1""", s, d, Status.RESOLVED.value, Mode.BOT.value)
 
 
-async def erase(conn: asyncpg.Connection, conversation_ids: list[int]) -> None:
-    """An erased contact's threads: resolved, unassigned, no labels, no flow data."""
+async def erase(conn: asyncpg.Connection, conversation_ids: list[int], redacted: str) -> None:
+    """An erased contact's threads: resolved, unassigned, no labels, no flow data; their episodes'
+    escalation reasons (which may quote the customer) replaced by `redacted`."""
+    await conn.execute(
+        """UPDATE episodes SET escalation_reason = CASE WHEN escalation_reason IS NULL THEN NULL ELSE $2 END
+           WHERE conversation_id = ANY($1::bigint[])""", conversation_ids, redacted)
     await conn.execute(
         """UPDATE conversations SET status = $2, flow_data = '{}'::jsonb, labels = '{}',
                assignee_id = NULL, waiting_since = NULL, snoozed_until = NULL, updated_at = now()

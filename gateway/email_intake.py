@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Iterable
 
 import asyncpg
 
-from gateway import status, thread
+from gateway import contacts, status, thread
 from gateway.blobs import store_blob
 from gateway.channels.email import (find_thread_token, iter_attachment_payloads, make_thread_token,
                                     parse_mime, parse_thread_token, reply_address)
@@ -79,9 +79,8 @@ async def _unverified_sender_contact(conn: asyncpg.Connection, inbound: Inbound)
         return kept
     log.info("unauthenticated email from a known address kept apart", channel="email")
     contact = await conn.fetchval("INSERT INTO contacts (name) VALUES ($1) RETURNING id", inbound.profile_name)
-    won = await conn.fetchval("""INSERT INTO identities (contact_id, kind, address, verified) VALUES ($1, $2, $3, false)
-                                 ON CONFLICT (kind, address) DO NOTHING RETURNING contact_id""",
-                              contact, UNVERIFIED_EMAIL, sender)
+    won = contact if await contacts.attach_identity(conn, contact, UNVERIFIED_EMAIL, sender, verified=False,
+                                                    if_free=True) else None
     if won is None:   # a concurrent mail created it first
         await conn.execute("DELETE FROM contacts WHERE id = $1", contact)
         won = await conn.fetchval("SELECT contact_id FROM identities WHERE kind = $1 AND address = $2",
@@ -104,8 +103,7 @@ async def accept_email(rt: Runtime, inbound: Inbound, payloads: Iterable[tuple[s
     async with rt.pool.acquire(timeout=5) as conn, conn.transaction():
         contact_id = await _thread_contact(conn, inbound, rt.settings)
         if contact_id is not None and auth.verified:
-            await conn.execute("""INSERT INTO identities (contact_id, kind, address) VALUES ($1, 'email', $2)
-                                  ON CONFLICT (kind, address) DO NOTHING""", contact_id, sender)
+            await contacts.attach_identity(conn, contact_id, "email", sender, if_free=True)
         elif contact_id is None and not auth.verified:
             contact_id = await _unverified_sender_contact(conn, inbound)
         result = await ingest_inbound(conn, inbound, contact_id=contact_id)

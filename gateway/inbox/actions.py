@@ -194,11 +194,7 @@ async def record_csat(conn, conversation_id: int, episode_id: int, score: int, m
                       effects: thread.Effects) -> bool:
     """Record a survey answer on the episode it rates, with the agent (the assignee, else who
     resolved it) and the team it rates. False when the episode already has an answer."""
-    row = await conn.fetchrow(
-        """UPDATE episodes e SET csat_score = $3, csat_at = now(), csat_message_id = $4,
-               csat_agent_id = coalesce(c.assignee_id, e.resolved_by), csat_team_id = c.team_id
-           FROM conversations c WHERE e.id = $2 AND c.id = $1 AND e.conversation_id = c.id AND e.csat_score IS NULL
-           RETURNING e.csat_agent_id, e.csat_team_id""", conversation_id, episode_id, score, message_id)
+    row = await conversation.rate_episode(conn, conversation_id, episode_id, score, message_id)
     if row is None:
         return False
     await conn.execute("UPDATE messages SET episode_id = $2 WHERE id = $1", message_id, episode_id)
@@ -301,10 +297,7 @@ async def reply(conn, scope: Scope, actor: Actor, conversation_id: int, *, text:
         await conn.execute("UPDATE send_idempotency SET message_id = $3 WHERE scope = $1 AND key = $2",
                            actor.key, idempotency_key, message_id)
     await conversation.take_over(conn, conv, "agent_reply")
-    await conversation.agent_answered(conn, conversation_id, actor.agent_id)
-    await conn.execute(
-        """UPDATE episodes SET first_response_at = coalesce(first_response_at, now())
-           WHERE id = $1 AND escalated_at IS NOT NULL""", conv["current_episode_id"])
+    await conversation.agent_answered(conn, conversation_id, actor.agent_id, conv["current_episode_id"])
     await audit(conn, actor, "reply", conversation_id=conversation_id,
                 details={"message_id": message_id, "channel": channel.value if channel else None})
     effects.emit("conversation.updated", conversation_id=conversation_id, waiting_since=None)

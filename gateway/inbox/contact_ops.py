@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from gateway import thread
+from gateway import contacts, thread
 from gateway.inbox import Conflict, Invalid, NotFound
 from gateway.inbox.merge import merge_contacts
 from gateway.inbox.scope import Scope
@@ -35,8 +35,7 @@ async def create_contact(conn: asyncpg.Connection, *, name: str | None, attribut
         """INSERT INTO contacts (name, attributes, external_id, locale, timezone) VALUES ($1, $2, $3, $4, $5)
            RETURNING id""", name, attributes, external, locale, timezone)
     for kind, address in identities:
-        await conn.execute("INSERT INTO identities (contact_id, kind, address) VALUES ($1, $2, $3)",
-                           contact_id, kind, address)
+        await contacts.attach_identity(conn, contact_id, kind, address)
     return contact_id
 
 
@@ -50,8 +49,7 @@ async def add_identity(conn: asyncpg.Connection, contact_id: int, kind: str, add
         if not merge:
             raise _taken(kind, address, owner)
         return {"added": False, "merged": await merge_contacts(conn, contact_id, owner, effects)}
-    await conn.execute("INSERT INTO identities (contact_id, kind, address) VALUES ($1, $2, $3)",
-                       contact_id, kind, address)
+    await contacts.attach_identity(conn, contact_id, kind, address)
     return {"added": True, "merged": None}
 
 
@@ -64,7 +62,7 @@ async def remove_identity(conn: asyncpg.Connection, contact_id: int, kind: str, 
     left = await conn.fetchval("SELECT count(*) FROM identities WHERE contact_id = $1", contact_id)
     if left <= 1:
         raise Invalid("last_identity", "a contact keeps at least one identity (erase the contact instead)")
-    await conn.execute("DELETE FROM identities WHERE kind = $1 AND address = $2", kind, address)
+    await contacts.detach_identity(conn, kind, address)
 
 
 async def list_contacts(conn: asyncpg.Connection, scope: Scope, *, q: str | None, before_id: int | None,

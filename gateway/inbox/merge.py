@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from gateway import contacts as contacts_owner
 from gateway import conversation, thread, timers
 from gateway.inbox import Invalid, NotFound, lock_contact_conversations
 
@@ -29,9 +30,7 @@ async def merge_contacts(conn: asyncpg.Connection, target_id: int, source_id: in
     convs = {r["contact_id"]: r for r in await conn.fetch(
         "SELECT * FROM conversations WHERE contact_id = ANY($1::bigint[])", [target_id, source_id])}
 
-    moved_identities = await conn.fetchval(
-        "WITH m AS (UPDATE identities SET contact_id = $1 WHERE contact_id = $2 RETURNING 1) SELECT count(*) FROM m",
-        target_id, source_id)
+    moved_identities = await contacts_owner.move_all_identities(conn, source_id, target_id)
     await conn.execute(
         """UPDATE contacts SET attributes = $2::jsonb || attributes, name = coalesce(name, $3),
                locale = coalesce(locale, $4), timezone = coalesce(timezone, $5), updated_at = now()

@@ -15,7 +15,7 @@ import json
 
 import asyncpg
 
-from gateway import consent, conversation, thread, timers
+from gateway import consent, contacts, conversation, thread, timers
 from gateway.inbox import NotFound, lock_contact_conversations
 from gateway.outbox import store as outbox_store
 
@@ -79,7 +79,7 @@ async def erase_contact(conn: asyncpg.Connection, contact_id: int, effects: thre
     tombstones = 0
     for ident in identities:
         tombstones += await consent.forget_address(conn, ident["kind"], ident["address"])
-    await conn.execute("DELETE FROM identities WHERE contact_id = ANY($1::bigint[])", contact_ids)
+    await contacts.erase_identities(conn, contact_ids)
     await outbox_store.forget_addresses(conn, [i["address"] for i in identities])
     await conn.execute(
         """UPDATE contacts SET name = NULL, external_id = NULL, attributes = '{}'::jsonb, locale = NULL,
@@ -118,10 +118,7 @@ async def erase_contact(conn: asyncpg.Connection, contact_id: int, effects: thre
                    state = CASE WHEN state = 'pending' THEN 'skipped' ELSE state END
                WHERE conversation_id = ANY($1::bigint[])""", conversation_ids)
         await timers.erase(conn, conversation_ids)
-        await conn.execute(
-            """UPDATE episodes SET escalation_reason = CASE WHEN escalation_reason IS NULL THEN NULL ELSE $2 END
-               WHERE conversation_id = ANY($1::bigint[])""", conversation_ids, REDACTED)
-        await conversation.erase(conn, conversation_ids)
+        await conversation.erase(conn, conversation_ids, REDACTED)
     # The audit trail keeps who did what; any erased value inside its details is replaced.
     for value in values:
         await conn.execute(

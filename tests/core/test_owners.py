@@ -14,9 +14,13 @@ PACKAGE = Path(gateway.__file__).resolve().parent
 # seed data for benchmarks and fake servers is not a writer of live state
 SEEDING = ("devtools", "bench", "fakes")
 
+def _writes(table: str) -> re.Pattern:
+    return re.compile(rf"\b(UPDATE|INSERT\s+INTO|DELETE\s+FROM)\s+{table}\b", re.I)
+
+
 OWNERS = {
-    "gateway/conversation.py": re.compile(r"\b(UPDATE|INSERT\s+INTO|DELETE\s+FROM)\s+conversations\b", re.I),
-    "gateway/timers.py": re.compile(r"\b(UPDATE|INSERT\s+INTO|DELETE\s+FROM)\s+timers\b", re.I),
+    "gateway/conversation.py": _writes("conversations"),
+    "gateway/timers.py": _writes("timers"),
 }
 
 
@@ -35,6 +39,16 @@ def writers(pattern: re.Pattern) -> dict[str, list[int]]:
 def test_the_conversation_row_is_written_by_its_owner_only():
     found = writers(OWNERS["gateway/conversation.py"])
     assert set(found) == {"gateway/conversation.py"}, found
+
+
+def test_episodes_are_written_by_the_conversation_owner_only():
+    found = writers(_writes("episodes"))
+    assert set(found) == {"gateway/conversation.py"}, found
+
+
+def test_identities_are_written_by_the_contacts_module_only():
+    found = writers(_writes("identities"))
+    assert set(found) == {"gateway/contacts.py"}, found
 
 
 def test_timers_are_written_by_their_owner_only():

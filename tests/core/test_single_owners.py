@@ -1,6 +1,6 @@
 """One owner per rule, checked over the source: consent is written only by gateway/consent.py,
 address kinds are decided only by gateway/identity.py, keys are derived from the secret key only by
-gateway/secret_keys.py."""
+gateway/secret_keys.py (conversations, episodes, identities and timers: test_owners.py)."""
 from __future__ import annotations
 
 import re
@@ -52,3 +52,4 @@ def test_the_outbox_and_the_runtime_read_no_provider_settings():
               if p.startswith(("gateway/outbox/", "gateway/runtime.py", "gateway/http/attachments.py"))
               and "whatsapp_template_available" not in p]
     assert places == []
+

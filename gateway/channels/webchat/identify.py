@@ -92,8 +92,7 @@ async def link_visitor(conn: asyncpg.Connection, visitor_id: str, ref: contacts.
     merged_from = None
     if current is None:
         known = known or await contacts.resolve(conn, ref)
-        await conn.execute("INSERT INTO identities (contact_id, kind, address) VALUES ($1, 'chat', $2)",
-                           known, visitor_id)
+        await contacts.attach_identity(conn, known, "chat", visitor_id)
     elif await _is_anonymous(conn, current):
         if known is None:   # first time we hear of this person: the visitor's contact becomes them
             known = await contacts.resolve(conn, contacts.ContactRef(
@@ -105,8 +104,7 @@ async def link_visitor(conn: asyncpg.Connection, visitor_id: str, ref: contacts.
             merged_from = current
     else:                   # somebody else used this browser before: move only this visitor id
         known = known or await contacts.resolve(conn, ref)
-        await conn.execute("UPDATE identities SET contact_id = $2 WHERE kind = 'chat' AND address = $1",
-                           visitor_id, known)
+        await contacts.move_identity(conn, "chat", visitor_id, known)
     conversation_id = await _conversation_of(conn, known)
     if conversation_id is not None and merged_from is None:
         await thread.add_event(conn, conversation_id, f"Chat visitor identified as {_describe(ref)}",
