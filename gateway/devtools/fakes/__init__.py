@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import deque
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -88,6 +89,12 @@ class Misbehaving:
     Call `_init_misbehaving()` in `__init__` and `await self._fate(to)` first thing in the handler."""
 
     def _init_misbehaving(self) -> None:
+        # what tests script and read back, the same in every fake provider
+        self.requests: list = []                     # RecordedRequest of the provider's module
+        self._failures: deque = deque()              # scripted answers (None: answer that call normally)
+        self._delays: deque[float] = deque()
+        self._recipient_rules: dict = {}             # recipient -> the failure every send to it gets
+        self._media: dict = {}
         self.misbehaviour: Misbehaviour | None = None
         self._rng = random.Random()
         self.latency = 0.0                                  # seconds added to every send

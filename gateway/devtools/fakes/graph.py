@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,15 +86,8 @@ class FakeGraph(FakeServer, Misbehaving):
         self.access_token = access_token
         self.phone_number_id = phone_number_id
         self.phone_number_ids = {phone_number_id}     # add more: one business account, several numbers
-        self.requests: list[RecordedRequest] = []
         self.sent: list[dict[str, Any]] = []          # accepted message bodies, wamid added as "_id"
         self.read_marks: list[str] = []
-        self._failures: deque[_Failure | None] = deque()   # None: answer that call normally
-        self._delays: deque[float] = deque()
-        self._recipient_rules: dict[str, _Failure] = {}
-        self._media: dict[str, _Media] = {}
-        self._runner: web.AppRunner | None = None
-        self.base_url = ""
         self._init_misbehaving()
 
     @property

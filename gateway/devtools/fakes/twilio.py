@@ -21,7 +21,6 @@ import base64
 import binascii
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
@@ -78,14 +77,7 @@ class FakeTwilio(FakeServer, Misbehaving):
         self.auth_token = auth_token
         self.accounts = {account_sid: auth_token}   # add subaccounts: account sid -> auth token
         self.success_status = success_status   # 201 vs 200 is UNVERIFIED; senders accept any 2xx
-        self.requests: list[RecordedRequest] = []
         self.messages: dict[str, dict[str, Any]] = {}
-        self._failures: deque[_Failure | None] = deque()   # None: answer that call normally
-        self._delays: deque[float] = deque()
-        self._recipient_rules: dict[str, _Failure] = {}
-        self._media: dict[str, _Media] = {}
-        self._runner: web.AppRunner | None = None
-        self.base_url = ""
         self._init_misbehaving()
         self.early_callbacks: str | None = None   # status to call back with before answering
         self.callback_public_base_url: str | None = None
