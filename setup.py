@@ -1,7 +1,7 @@
 """Build step: copy the top-level `migrations/` and `flows/` into the wheel as `gateway/_shipped/`.
 
 They stay at the top of the repository (they are part of the product's shape, edited by people who
-never open `gateway/`); `gateway.assets` finds them in either place. All metadata is in pyproject.toml.
+never open `gateway/`); `gateway.infra.assets` finds them in either place. All metadata is in pyproject.toml.
 """
 import shutil
 from pathlib import Path

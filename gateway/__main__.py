@@ -1,6 +1,6 @@
-"""`python -m gateway`: the same command line as `gateway` (gateway.cli)."""
+"""`python -m gateway`: the same command line as `gateway` (gateway.app.cli)."""
 import sys
 
-from gateway.cli import main
+from gateway.app.cli import main
 
 sys.exit(main())

@@ -26,9 +26,9 @@ from datetime import datetime, timedelta, timezone
 import asyncpg
 
 from gateway.inbox.privacy import redact_message_sql
-from gateway.log import get_logger
-from gateway.settings import Settings
-from gateway.timers import Clock
+from gateway.app.log import get_logger
+from gateway.app.settings import Settings
+from gateway.domain.timers import Clock
 
 log = get_logger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -17,8 +17,8 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from gateway import db
-from gateway.settings import Settings, validate
+from gateway.infra import db
+from gateway.app.settings import Settings, validate
 
 TABLES = ("inboxes", "deployments", "retention_cursors", "early_statuses", "undeliverable_addresses", "outbox_senders", "agents", "canned_responses", "send_idempotency", "audit_log", "events", "blobs", "flow_versions", "api_tokens", "suppressions", "consents", "consent_history",
           "timers", "outbox", "messages", "episodes", "conversations", "teams", "identities", "contacts")
@@ -37,7 +37,7 @@ def infra():
     admin_dsn = os.environ.get("GATEWAY_TEST_DATABASE_URL")
     redis_url = os.environ.get("GATEWAY_TEST_REDIS_URL")
     if not admin_dsn or not redis_url:
-        from gateway.embedded import EmbeddedPostgres, EmbeddedRedis
+        from gateway.app.embedded import EmbeddedPostgres, EmbeddedRedis
 
         tmp = tempfile.mkdtemp(prefix="gwtest-")
         if not admin_dsn:

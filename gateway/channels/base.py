@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from gateway.types import Channel, OutgoingMessage, SendResult
+from gateway.domain.types import Channel, OutgoingMessage, SendResult
 
 
 class ChannelSender(Protocol):

@@ -6,7 +6,7 @@ from typing import Any
 
 import aiohttp
 
-from gateway.types import SendOutcome, SendResult
+from gateway.domain.types import SendOutcome, SendResult
 
 
 async def json_object(resp: aiohttp.ClientResponse) -> dict[str, Any]:

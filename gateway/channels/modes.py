@@ -7,9 +7,9 @@ routing policy (`routing_policy`) and the start-up log all read
 """
 from __future__ import annotations
 
-from gateway.routing import Policy
-from gateway.settings import Settings
-from gateway.types import Channel
+from gateway.domain.routing import Policy
+from gateway.app.settings import Settings
+from gateway.domain.types import Channel
 
 LIVE = "live"
 SANDBOX = "sandbox"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from gateway.types import Button
+from gateway.domain.types import Button
 
 
 def render_numbered_menu(text: str, buttons: Iterable[Button]) -> str:

@@ -6,8 +6,8 @@ leaving the machine, so `gateway run` on a fresh machine is fully usable.
 from __future__ import annotations
 
 from gateway.channels.sms_segments import count_segments
-from gateway.log import get_logger
-from gateway.types import Channel, OutgoingMessage, SendOutcome, SendResult
+from gateway.app.log import get_logger
+from gateway.domain.types import Channel, OutgoingMessage, SendOutcome, SendResult
 
 log = get_logger(__name__)
 

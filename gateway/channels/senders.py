@@ -17,9 +17,9 @@ from gateway.channels.modes import LIVE, channel_modes, whatsapp_provider
 from gateway.channels.sandbox import SandboxSender
 from gateway.channels.twilio.sender import twilio_sender
 from gateway.channels.whatsapp.sender import meta_sender
-from gateway.guarded_fetch import GuardedFetcher
-from gateway.settings import Settings
-from gateway.types import Channel, TemplateRef
+from gateway.infra.guarded_fetch import GuardedFetcher
+from gateway.app.settings import Settings
+from gateway.domain.types import Channel, TemplateRef
 
 
 def build_senders(s: Settings, http: aiohttp.ClientSession,

@@ -9,7 +9,7 @@ import uuid
 
 import aiohttp
 
-from gateway.settings import Settings
+from gateway.app.settings import Settings
 
 
 async def simulate(args, settings: Settings) -> int:

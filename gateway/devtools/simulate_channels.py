@@ -1,15 +1,15 @@
 """`gateway simulate sms|whatsapp|whatsapp-cloud|email`: signed provider webhooks to a running gateway.
 
 Signs with the same secrets the gateway verifies with: the configured provider secrets, or in
-sandbox mode the stand-ins derived from the installation's secret key (gateway.sandbox_secrets),
+sandbox mode the stand-ins derived from the installation's secret key (gateway.app.sandbox_secrets),
 so run it with the same environment / data dir as the gateway.
 """
 from __future__ import annotations
 
 import aiohttp
 
-from gateway import sandbox_secrets
-from gateway.settings import Settings
+from gateway.app import sandbox_secrets
+from gateway.app.settings import Settings
 from gateway.devtools.simulate_providers import (meta_inbound_payload, post_meta_webhook, post_twilio_inbound,
                                         twilio_inbound_params)
 
@@ -29,7 +29,7 @@ async def send(args, settings: Settings, url: str) -> tuple[int, str]:
         return await post_meta_webhook(f"{url}/webhooks/whatsapp", payload,
                                        sandbox_secrets.whatsapp_app_secret(settings))
     if args.channel == "email":
-        from gateway.email_intake import simulated_mailgun_form
+        from gateway.pipeline.email_intake import simulated_mailgun_form
 
         form = simulated_mailgun_form(settings, sender=args.from_, recipient=args.to or settings.email_from
                                       or "support@example.com", subject=args.subject, text=args.text)

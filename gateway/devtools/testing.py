@@ -9,8 +9,8 @@ import socket
 from aiohttp import web
 
 from gateway.http.app import create_app
-from gateway.runtime import Runtime
-from gateway.settings import Settings
+from gateway.app.runtime import Runtime
+from gateway.app.settings import Settings
 
 
 def free_port() -> int:

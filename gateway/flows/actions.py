@@ -21,7 +21,7 @@ import aiohttp
 
 from gateway.flows.machine import dig
 from gateway.flows.nlu import Message, normalize
-from gateway.inputs import clean_text, loads
+from gateway.domain.inputs import clean_text, loads
 
 log = logging.getLogger("gateway.flows")
 

@@ -58,7 +58,7 @@ def run_decision_bench(n_turns: int = 20_000, n_conversations: int = 100_000, fl
                        flow: str = "support") -> dict:
     """Returns timing (µs per turn: mean, p50, p90, p99, p99.9, max) and memory figures; see the module
     docstring."""
-    from gateway.assets import shipped_flows_dir
+    from gateway.infra.assets import shipped_flows_dir
 
     registry = FlowRegistry.from_directory(flows_dir or shipped_flows_dir())
     actions = ActionRegistry.default()

@@ -12,8 +12,8 @@ from pathlib import Path
 from gateway.flows.model import FlowError
 
 def flows_dir(args, settings=None) -> Path:
-    """--dir, else what `gateway.assets.flows_dir` resolves (setting, ./flows, the shipped flows)."""
-    from gateway.assets import flows_dir as resolve
+    """--dir, else what `gateway.infra.assets.flows_dir` resolves (setting, ./flows, the shipped flows)."""
+    from gateway.infra.assets import flows_dir as resolve
 
     return Path(args.dir) if getattr(args, "dir", None) else resolve(getattr(settings, "flows_dir", None))
 
@@ -104,10 +104,10 @@ def cmd_deploy(args, settings=None) -> int:
         print(f"flows: refused, nothing deployed: {exc}", file=sys.stderr)
         return 1
     if settings is None:
-        from gateway.settings import load_settings
+        from gateway.app.settings import load_settings
 
         settings = load_settings()
-    from gateway.embedded import infrastructure
+    from gateway.app.embedded import infrastructure
 
     with infrastructure(settings) as settings:
         result = asyncio.run(_deploy(settings, directory))
@@ -117,10 +117,10 @@ def cmd_deploy(args, settings=None) -> int:
 
 
 async def _deploy(settings, directory: Path) -> dict:
-    from gateway import db
+    from gateway.infra import db
     from gateway.flows.deploy import deploy
-    from gateway.queue import Keys
-    from gateway.redis_client import connect_small
+    from gateway.pipeline.queue import Keys
+    from gateway.infra.redis_client import connect_small
 
     await db.migrate_dsn(settings.session_database_url, pooler=settings.database_pooler)
     pool = await db.create_pool(settings.database_url, min_size=1, max_size=2, pooler=settings.database_pooler)

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from gateway.log import get_logger
+from gateway.app.log import get_logger
 
 if TYPE_CHECKING:
-    from gateway.runtime import Runtime
+    from gateway.app.runtime import Runtime
 
 log = get_logger(__name__)
 

@@ -30,7 +30,7 @@ from gateway.flows.model import Flow, FlowError, Say, StateDef, Trigger
 from gateway.flows.nlu import BACK_WORDS, CANCEL_WORDS, HANDOFF_INTENT, Message, is_control, match_intent, \
     match_option, normalize
 from gateway.flows.slots import EXTRACTABLE, parse_slot
-from gateway.types import Button, Channel
+from gateway.domain.types import Button, Channel
 
 MAX_STEPS = 25          # transitions per turn before the flow is declared looping
 HISTORY_LIMIT = 10      # states remembered for "back"

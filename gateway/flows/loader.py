@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from gateway.assets import ROUTING_FILE
+from gateway.infra.assets import ROUTING_FILE
 from gateway.flows.hours import BusinessHours, HoursError
 from gateway.flows.machine import OPERATORS, build_machine
 from gateway.flows.model import (ActionRef, Condition, FaqEntry, Flow, FlowError, GlobalConfig, Handoff,

@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING
 import asyncpg
 from aiohttp import web
 
-from gateway import auth
+from gateway.domain import auth
 from gateway.http.errors import ApiError
 from gateway.http.keys import RUNTIME
 from gateway.inbox import sign_in
-from gateway.log import get_logger
+from gateway.app.log import get_logger
 
 if TYPE_CHECKING:
-    from gateway.runtime import Runtime
+    from gateway.app.runtime import Runtime
 
 log = get_logger(__name__)
 PRINCIPAL = web.RequestKey("principal", auth.Principal)

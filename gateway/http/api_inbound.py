@@ -8,17 +8,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import contacts, inputs, intake
+from gateway.domain import contacts, inputs
+
+from gateway.pipeline import intake
 from gateway.http.access import principal
 from gateway.http.errors import ApiError
 from gateway.http.keys import RUNTIME
-from gateway.types import Attachment, Channel, Inbound
+from gateway.domain.types import Attachment, Channel, Inbound
 
 MAX_TEXT = 10_000
 
 
 async def read_json(request: web.Request) -> dict:
-    """The request's JSON object, decoded by the one strict decoder (gateway.inputs.object_body):
+    """The request's JSON object, decoded by the one strict decoder (gateway.domain.inputs.object_body):
     415 for another content type, 400 naming the field for anything we would not store."""
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "send application/json")

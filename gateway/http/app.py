@@ -7,13 +7,13 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from gateway import plugins
+from gateway.app import plugins
 from gateway.http import api_inbound, health, rights
 from gateway.http.errors import error_middleware
 from gateway.http.keys import RUNTIME
 
 if TYPE_CHECKING:
-    from gateway.runtime import Runtime
+    from gateway.app.runtime import Runtime
 
 WEBSOCKETS = web.AppKey("websockets", weakref.WeakSet)
 

@@ -2,7 +2,7 @@
 
 Email attachments are stored by content hash when the mail arrives. WhatsApp media arrive as ids
 and Twilio media as authenticated URLs: the first download goes to the provider (Graph media API,
-Twilio Basic auth) through the guarded fetcher (gateway.guarded_fetch: the provider's own media
+Twilio Basic auth) through the guarded fetcher (gateway.infra.guarded_fetch: the provider's own media
 hosts only) and the bytes are kept by content hash, so later downloads are local.
 
 Only media a provider delivered with an inbound message are ever fetched. URLs that agents, flows
@@ -15,16 +15,16 @@ import hashlib
 
 from aiohttp import web
 
-from gateway import inputs
-from gateway.blobs import store_blob
+from gateway.domain import inputs
+from gateway.domain.blobs import store_blob
 from gateway.channels.errors import MediaDownloadError
-from gateway.guarded_fetch import FetchRefused
+from gateway.infra.guarded_fetch import FetchRefused
 from gateway.http.errors import ApiError
 from gateway.http.inbox_common import READ, path_id, transaction
 from gateway.http.keys import RUNTIME
 from gateway.http.openapi import operation
 from gateway.inbox.scope import visible_conversation
-from gateway.types import Channel
+from gateway.domain.types import Channel
 
 MAX_INDEX = 100
 # Customer files are served from our own origin, where the console's session lives: only raster

@@ -1,7 +1,7 @@
 """`GET /chat/ws`: one visitor tab's WebSocket (protocol in gateway.channels.webchat.protocol).
 
 The socket authenticates with the signed session token (`?token=` or a first `hello` frame), then:
-inbound messages go through gateway.intake.accept (idempotent by client_msg_id, seq assigned by
+inbound messages go through gateway.pipeline.intake.accept (idempotent by client_msg_id, seq assigned by
 PostgreSQL); whatever is newer than what this tab has is read from PostgreSQL by seq and pushed,
 whenever a Redis pub/sub event says the thread changed (so every tab on every process gets the
 bot's and the agents' replies, and a reconnecting tab resumes from its last seq).
@@ -17,22 +17,26 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
-from gateway import inputs, intake, realtime, thread
+from gateway.domain import inputs, thread
+
+from gateway.pipeline import intake
+
+from gateway.infra import realtime
 from gateway.channels.webchat import identify, protocol, store
 from gateway.channels.webchat.hub import ChatHub, visitor_channel
 from gateway.channels.webchat.tokens import Session, TokenError, verify_session
-from gateway.conversation import Mode
+from gateway.domain.conversation import Mode
 from gateway.http.errors import DB_UNAVAILABLE, ApiError
 from gateway.http.keys import RUNTIME
 from gateway.http.rights import RIGHTS, RightsWatch, Watcher
-from gateway.identity import AddressError
-from gateway.inputs import InputError
-from gateway.log import get_logger
-from gateway.redis_client import shard_publish
-from gateway.types import Channel, Inbound
+from gateway.domain.identity import AddressError
+from gateway.domain.inputs import InputError
+from gateway.app.log import get_logger
+from gateway.infra.redis_client import shard_publish
+from gateway.domain.types import Channel, Inbound
 
 if TYPE_CHECKING:
-    from gateway.runtime import Runtime
+    from gateway.app.runtime import Runtime
 
 log = get_logger(__name__)
 

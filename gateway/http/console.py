@@ -23,7 +23,7 @@ from gateway.http.inbox_common import body, respond
 from gateway.http.keys import RUNTIME
 from gateway.http.openapi import ID, obj, operation
 from gateway.inbox import Invalid, sign_in
-from gateway.log import get_logger
+from gateway.app.log import get_logger
 
 log = get_logger(__name__)
 STATIC = Path(__file__).resolve().parent.parent / "static" / "console"

@@ -17,21 +17,21 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from gateway import consent
+from gateway.domain import consent
 from gateway.channels.email import (iter_webhook_payloads, parse_mailgun, parse_sendgrid, read_form,
                                     verify_mailgun_signature)
 from gateway.channels.errors import PayloadError
 from gateway.channels.email.unsubscribe import parse_unsubscribe_token
-from gateway.email_intake import accept_email
+from gateway.pipeline.email_intake import accept_email
 from gateway.http.errors import ApiError
 from gateway.http.keys import RUNTIME
-from gateway.identity import AddressError
-from gateway.log import get_logger
-from gateway.metrics import REJECTED
-from gateway.sandbox_secrets import email_webhook_key
+from gateway.domain.identity import AddressError
+from gateway.app.log import get_logger
+from gateway.app.metrics import REJECTED
+from gateway.app.sandbox_secrets import email_webhook_key
 
 if TYPE_CHECKING:
-    from gateway.runtime import Runtime
+    from gateway.app.runtime import Runtime
 
 log = get_logger(__name__)
 TOKEN_TTL = 24 * 3600
@@ -158,7 +158,7 @@ async def email_inbound(request: web.Request) -> web.Response:
         await _claim_mailgun_signature(rt, text, form_fingerprint(fields, files))
     try:
         result = await accept_email(rt, inbound, iter_webhook_payloads(fields, files))
-    except (AddressError, PayloadError) as exc:   # PayloadError: gateway.inputs refused a field
+    except (AddressError, PayloadError) as exc:   # PayloadError: gateway.domain.inputs refused a field
         raise ApiError(406 if mailgun else 400, "invalid_sender" if isinstance(exc, AddressError)
                        else "invalid_payload", str(exc)) from None
     return web.json_response({"status": "ok", "message_id": result.message_id, "duplicate": result.duplicate})

@@ -2,7 +2,7 @@
 
 Three distinct rejections, as webhook senders expect: bad authentication (401/403), anomalous
 payload (400/413/415), unsupported event (200, ignored, so the sender stops retrying). Input that
-fails a check of gateway.inputs (or that the database refuses) is a 400 naming the field, never a 500.
+fails a check of gateway.domain.inputs (or that the database refuses) is a 400 naming the field, never a 500.
 PostgreSQL or Redis unreachable -> 503 with Retry-After, so providers retry later.
 """
 from __future__ import annotations
@@ -13,10 +13,10 @@ import json
 import asyncpg
 from aiohttp import web
 
-from gateway.db import STORAGE_REFUSED
-from gateway.identity import AddressError
-from gateway.inputs import InputError
-from gateway.log import get_logger
+from gateway.infra.db import STORAGE_REFUSED
+from gateway.domain.identity import AddressError
+from gateway.domain.inputs import InputError
+from gateway.app.log import get_logger
 
 log = get_logger(__name__)
 

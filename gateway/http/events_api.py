@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 import asyncpg
 from aiohttp import web
 
-from gateway import contacts, inputs, thread
-from gateway.events import EVENT_NAME, record_event
+from gateway.domain import contacts, inputs, thread
+from gateway.domain.events import EVENT_NAME, record_event
 from gateway.http.access import principal
 from gateway.http.api_inbound import read_json
 from gateway.http.errors import ApiError
@@ -38,7 +38,7 @@ from gateway.journeys.registry import JourneyRegistry, load_registry
 from gateway.journeys.stats import journey_stats
 
 if TYPE_CHECKING:
-    from gateway.runtime import Runtime
+    from gateway.app.runtime import Runtime
 
 MAX_BATCH = 1000
 MAX_PROPERTIES_BYTES = 16 * 1024

@@ -7,7 +7,7 @@ import hmac
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway import metrics as m
+from gateway.app import metrics as m
 from gateway.http.errors import ApiError
 from gateway.http.keys import RUNTIME
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import routing, thread
+from gateway.domain import routing, thread
 from gateway.channels.modes import routing_policy
 from gateway.http import inbox_admin, inbox_consent, inbox_contacts, inbox_people, stream, uploads
 from gateway.http import inbox_schemas as S
@@ -21,7 +21,7 @@ from gateway.http.keys import RUNTIME
 from gateway.http.openapi import ID, TIME, Param, operation
 from gateway.inbox import Invalid, actions, canned, queries
 from gateway.inbox.scope import visible_conversation
-from gateway.types import Attachment, Channel, Purpose
+from gateway.domain.types import Attachment, Channel, Purpose
 
 DEFAULT_CSAT = "How would you rate the help you received? Reply with a number from 1 (poor) to 5 (great)."
 LIST_QUERY = (

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 from aiohttp import web
 
-from gateway import auth
+from gateway.domain import auth
 from gateway.http import inbox_schemas as S
 from gateway.http.access import announce, principal
 from gateway.http.errors import ApiError
@@ -290,7 +290,7 @@ async def routing_rules(request: web.Request) -> web.Response:
            "take the new versions while running ones stay on theirs", roles=ADMIN,
            responses={200: S.DEPLOYED, 422: {"type": "object"}})
 async def deploy_flows(request: web.Request) -> web.Response:
-    from gateway.assets import flows_dir
+    from gateway.infra.assets import flows_dir
     from gateway.flows.deploy import DeployError, deploy
 
     await principal(request, *ADMIN)

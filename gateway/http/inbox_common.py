@@ -10,8 +10,8 @@ from decimal import Decimal
 import asyncpg
 from aiohttp import web
 
-from gateway import inputs, thread
-from gateway.auth import Principal
+from gateway.domain import inputs, thread
+from gateway.domain.auth import Principal
 from gateway.http.access import principal
 from gateway.http.api_inbound import read_json
 from gateway.http.errors import ApiError
@@ -96,7 +96,7 @@ def bad(field_name: str, message: str) -> ApiError:
 
 
 def parse_time(field_name: str, raw) -> datetime:
-    """ISO 8601 with an offset, in UTC (gateway.inputs.timestamp: 400 naming the field)."""
+    """ISO 8601 with an offset, in UTC (gateway.domain.inputs.timestamp: 400 naming the field)."""
     return inputs.timestamp(raw, field_name)
 
 

@@ -1,10 +1,10 @@
 """Consent in the API: a contact's answers (record one with its proof, read state and history) and
-bulk import of existing lists. The rules and writes are gateway.consent's."""
+bulk import of existing lists. The rules and writes are gateway.domain.consent's."""
 from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import consent, identity, preferences
+from gateway.domain import consent, identity, preferences
 from gateway.http import inbox_schemas as S
 from gateway.http.errors import ApiError
 from gateway.http.inbox_common import (ACT, ADMIN, READ, bad, body, parse_time, path_id, respond, storable,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import queue
+from gateway.pipeline import queue
 from gateway.http import inbox_schemas as S
 from gateway.http.inbox_common import (ACT, ADMIN, READ, bad, body, id_field, path_id, q_choice, q_int,
                                        q_text, respond, storable, transaction)

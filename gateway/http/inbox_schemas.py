@@ -1,9 +1,9 @@
 """JSON schemas of the inbox API (request bodies and responses), used by the OpenAPI document."""
 from __future__ import annotations
 
-from gateway.conversation import Mode, Status
+from gateway.domain.conversation import Mode, Status
 from gateway.http.openapi import ID, TIME, array, nullable, obj
-from gateway.types import Channel
+from gateway.domain.types import Channel
 
 STR = {"type": "string"}
 INT = {"type": "integer"}

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from gateway.runtime import Runtime
+    from gateway.app.runtime import Runtime
 
 # The process's Runtime (pool, Redis, senders, ...), set by create_app; handlers read what they need.
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime")

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.inputs import BIGINT_MAX
+from gateway.domain.inputs import BIGINT_MAX
 
 ID = {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}
 TIME = {"type": "string", "format": "date-time"}

@@ -8,7 +8,7 @@ from gateway.http.errors import ApiError
 from gateway.http.inbox_common import ADMIN, bad, path_id, q_int, respond, transaction
 from gateway.http.openapi import ID, TIME, Param, array, nullable, obj, operation
 from gateway.inbox.actions import audit
-from gateway.outbox import deadletters
+from gateway.pipeline.outbox import deadletters
 
 DEAD_LETTER = obj(
     ["outbox_id", "message_id", "conversation_id", "seq", "channel", "to_address", "attempts", "dead_at"],

@@ -1,7 +1,7 @@
 """The contact's preference page: `GET /preferences/{token}` shows each channel and purpose the
 contact can be reached on with its current state; the customer changes them and saves (a plain form,
 no JavaScript), or stops all marketing, or every message, with one button. The token is a signed,
-expiring link per contact (`link_for`); every change is recorded by gateway.consent with the page
+expiring link per contact (`link_for`); every change is recorded by gateway.domain.consent with the page
 as proof (what was shown, the IP, the browser)."""
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import html
 
 from aiohttp import web
 
-from gateway import consent
+from gateway.domain import consent
 from gateway.http.keys import RUNTIME
-from gateway.log import get_logger
-from gateway.preferences import read_token
+from gateway.app.log import get_logger
+from gateway.domain.preferences import read_token
 
 log = get_logger(__name__)
 

@@ -10,21 +10,23 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from gateway import inputs, intake, status, thread
+from gateway.domain import inputs, status, thread
+
+from gateway.pipeline import intake
 from gateway.channels.errors import PayloadError
 from gateway.channels.twilio import adapter as twilio
 from gateway.channels.whatsapp import adapter as whatsapp
 from gateway.http.errors import ApiError
 from gateway.http.keys import RUNTIME
-from gateway.identity import AddressError
+from gateway.domain.identity import AddressError
 from gateway.inboxes import store as inboxes
-from gateway.log import get_logger
-from gateway.metrics import REJECTED, STATUS_UPDATES
-from gateway.sandbox_secrets import twilio_webhook_token, whatsapp_app_secret, whatsapp_verify_token
-from gateway.types import StatusUpdate
+from gateway.app.log import get_logger
+from gateway.app.metrics import REJECTED, STATUS_UPDATES
+from gateway.app.sandbox_secrets import twilio_webhook_token, whatsapp_app_secret, whatsapp_verify_token
+from gateway.domain.types import StatusUpdate
 
 if TYPE_CHECKING:
-    from gateway.runtime import Runtime
+    from gateway.app.runtime import Runtime
 
 log = get_logger(__name__)
 

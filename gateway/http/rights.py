@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 from aiohttp import web
 
 from gateway.http.keys import RUNTIME
-from gateway.log import get_logger
+from gateway.app.log import get_logger
 
 if TYPE_CHECKING:
-    from gateway.runtime import Runtime
+    from gateway.app.runtime import Runtime
 
 log = get_logger(__name__)
 

@@ -1,7 +1,7 @@
 """`GET /api/v1/stream`: the agents' realtime feed over a WebSocket.
 
 Events (message.created, message.status, conversation.updated, assignment, typing, presence) are
-XADDed to one Redis Stream after commit by whichever process caused them (gateway.realtime).
+XADDed to one Redis Stream after commit by whichever process caused them (gateway.infra.realtime).
 Each API process runs one `FeedHub` that tails the stream and hands every event to its own
 sockets, filtered by what each agent may see, so the fan-out works across any number of API
 processes. Every pushed event carries its stream id; a client reconnecting with
@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING
 import asyncpg
 from aiohttp import WSMsgType, web
 
-from gateway import inputs, realtime, thread
+from gateway.domain import inputs, thread
+
+from gateway.infra import realtime
 from gateway.http.access import authenticate_token, principal, still_allowed
 from gateway.http.errors import ApiError
 from gateway.http.inbox_common import READ, dumps
@@ -32,10 +34,10 @@ from gateway.http.openapi import ERROR, Param, operation
 from gateway.http.rights import RIGHTS, Watcher
 from gateway.inbox import actions, assignment
 from gateway.inbox.scope import Scope, scope_for
-from gateway.log import get_logger
+from gateway.app.log import get_logger
 
 if TYPE_CHECKING:
-    from gateway.runtime import Runtime
+    from gateway.app.runtime import Runtime
 
 log = get_logger(__name__)
 REPLAY_LIMIT = 5_000

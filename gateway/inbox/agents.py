@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from gateway import auth
+from gateway.domain import auth
 from gateway.inbox import Conflict, Invalid, NotFound, sign_in
 from gateway.inbox.assignment import PRESENCE_TTL_SECONDS
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from gateway import contacts, thread
+from gateway.domain import contacts, thread
 from gateway.inbox import Conflict, Invalid, NotFound
 from gateway.inbox.merge import merge_contacts
 from gateway.inbox.scope import Scope

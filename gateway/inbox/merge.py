@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncpg
 
-from gateway import contacts as contacts_owner
-from gateway import conversation, thread, timers
+from gateway.domain import contacts as contacts_owner
+from gateway.domain import conversation, thread, timers
 from gateway.inbox import Invalid, NotFound, lock_contact_conversations
 
 

@@ -5,15 +5,15 @@ from typing import TYPE_CHECKING
 
 import functools
 
-from gateway import timers
-from gateway.assets import flows_dir
-from gateway.conversation import SNOOZE_TIMER
+from gateway.domain import timers
+from gateway.infra.assets import flows_dir
+from gateway.domain.conversation import SNOOZE_TIMER
 from gateway.inbox import csat
 from gateway.inbox.actions import wake_snoozed
 from gateway.inbox.team_routing import TeamRouter, load_routing
 
 if TYPE_CHECKING:
-    from gateway.runtime import Runtime
+    from gateway.app.runtime import Runtime
 
 
 async def setup(runtime: Runtime) -> None:

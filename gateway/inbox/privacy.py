@@ -15,9 +15,9 @@ import json
 
 import asyncpg
 
-from gateway import consent, contacts, conversation, thread, timers
+from gateway.domain import consent, contacts, conversation, thread, timers
 from gateway.inbox import NotFound, lock_contact_conversations
-from gateway.outbox import store as outbox_store
+from gateway.pipeline.outbox import store as outbox_store
 
 REDACTED = "[erased]"
 

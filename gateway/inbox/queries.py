@@ -9,7 +9,7 @@ from datetime import datetime
 import asyncpg
 
 from gateway.inbox import Invalid, NotFound
-from gateway.inputs import loads
+from gateway.domain.inputs import loads
 from gateway.inbox.scope import Scope, visible_conversation
 
 STATUSES = ("open", "pending", "snoozed", "resolved")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from gateway.auth import Principal
+from gateway.domain.auth import Principal
 from gateway.inbox import NotFound
 
 

@@ -23,9 +23,9 @@ from datetime import timedelta
 import asyncpg
 import redis.asyncio as aioredis
 
-from gateway.auth import Principal
+from gateway.domain.auth import Principal
 from gateway.inbox import Invalid
-from gateway.queue import Keys
+from gateway.pipeline.queue import Keys
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 MIN_PASSWORD, MAX_PASSWORD = 10, 1024

@@ -6,10 +6,10 @@ import asyncpg
 
 from gateway.channels.modes import whatsapp_provider
 from gateway.channels.senders import sending_address
-from gateway.identity import AddressError
+from gateway.domain.identity import AddressError
 from gateway.inboxes.model import PROVIDERS, normalize_address
-from gateway.log import get_logger
-from gateway.types import Channel
+from gateway.app.log import get_logger
+from gateway.domain.types import Channel
 
 log = get_logger(__name__)
 

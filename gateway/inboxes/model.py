@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from gateway.identity import AddressError, normalize_email, normalize_phone
-from gateway.types import Channel, Inbound
+from gateway.domain.identity import AddressError, normalize_email, normalize_phone
+from gateway.domain.types import Channel, Inbound
 
 # channel -> the providers an inbox on it may use (the first is the default's when settings say nothing)
 PROVIDERS: dict[str, tuple[str, ...]] = {

@@ -11,7 +11,7 @@ import json
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from gateway.secret_keys import derive_key
+from gateway.domain.secret_keys import derive_key
 
 KEY_PURPOSE = "gateway inbox credentials v1"
 

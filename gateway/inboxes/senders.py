@@ -13,8 +13,8 @@ from gateway.channels.email.sender import smtp_sender
 from gateway.channels.twilio.sender import twilio_sender
 from gateway.channels.whatsapp.sender import meta_sender
 from gateway.inboxes import secrets
-from gateway.log import get_logger
-from gateway.types import Channel
+from gateway.app.log import get_logger
+from gateway.domain.types import Channel
 
 log = get_logger(__name__)
 

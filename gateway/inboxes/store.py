@@ -8,11 +8,11 @@ from typing import Any
 
 import asyncpg
 
-from gateway.identity import AddressError
+from gateway.domain.identity import AddressError
 from gateway.inboxes import InboxRefused
 from gateway.inboxes import secrets
 from gateway.inboxes.model import PROVIDERS, normalize_address
-from gateway.log import get_logger
+from gateway.app.log import get_logger
 
 log = get_logger(__name__)
 

@@ -17,8 +17,8 @@ from datetime import datetime, timedelta, timezone
 
 import asyncpg
 
-from gateway import timers
-from gateway.timers import CLAIM, Batch, ManualClock, TimerService
+from gateway.domain import timers
+from gateway.domain.timers import CLAIM, Batch, ManualClock, TimerService
 
 BENCH_KIND = "bench_noop"
 EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)

@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from gateway import consent, conversation, processor, thread, timers
+from gateway.domain import consent, conversation, thread, timers
+
+from gateway.pipeline import processor
 from gateway.channels.modes import routing_policy
 from gateway.journeys import guards
 from gateway.journeys.model import (
@@ -54,12 +56,12 @@ from gateway.journeys.sending import (
     record_skip,
     schedule_fallback,
 )
-from gateway.log import get_logger
-from gateway.turn import escalate
-from gateway.types import Channel
+from gateway.app.log import get_logger
+from gateway.bot.turn import escalate
+from gateway.domain.types import Channel
 
 if TYPE_CHECKING:
-    from gateway.runtime import Runtime
+    from gateway.app.runtime import Runtime
 
 log = get_logger(__name__)
 

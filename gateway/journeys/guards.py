@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
 
-from gateway.conversation import Mode, Status
+from gateway.domain.conversation import Mode, Status
 
 UNKNOWN_ZONES = {"Etc/Unknown", ""}
 

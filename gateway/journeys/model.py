@@ -37,10 +37,10 @@ from typing import Any
 
 import yaml
 
-from gateway.events import EVENT_NAME
+from gateway.domain.events import EVENT_NAME
 from gateway.journeys.guards import QuietHours
 from gateway.journeys.templates import Template, TemplateError, lookup, parse_template
-from gateway.types import Channel
+from gateway.domain.types import Channel
 
 END = "end"
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")

@@ -12,7 +12,7 @@ from gateway.journeys.registry import deployed_registry, load_registry
 from gateway.journeys.sending import FALLBACK_TIMER
 
 if TYPE_CHECKING:
-    from gateway.runtime import Runtime
+    from gateway.app.runtime import Runtime
 
 
 async def setup(runtime: Runtime) -> JourneyEngine:

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import yaml
 
-from gateway.assets import flows_dir
+from gateway.infra.assets import flows_dir
 from gateway.journeys.model import (
     Journey,
     JourneyError,
@@ -25,7 +25,7 @@ from gateway.journeys.model import (
     parse_journey,
     parse_policy,
 )
-from gateway.settings import Settings
+from gateway.app.settings import Settings
 
 VERSION_PREFIX = "journey:"
 

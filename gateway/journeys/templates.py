@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.types import Button, Channel, TemplateRef
+from gateway.domain.types import Button, Channel, TemplateRef
 
 SOURCES = ("event.", "attributes.", "contact.")
 CONTACT_FIELDS = ("name", "locale", "timezone", "id", "external_id")

@@ -1,5 +1,5 @@
 from gateway.channels.render import render_numbered_menu
-from gateway.types import Button
+from gateway.domain.types import Button
 
 
 def test_numbered_menu_follows_text():

@@ -8,8 +8,8 @@ from gateway.channels.sandbox import SandboxSender
 from gateway.channels.senders import build_senders, sending_address, whatsapp_reengage_template
 from gateway.channels.twilio.sender import TwilioSender
 from gateway.channels.whatsapp.sender import WhatsAppCloudSender
-from gateway.settings import Settings
-from gateway.types import Channel
+from gateway.app.settings import Settings
+from gateway.domain.types import Channel
 
 LIVE_SMS_AND_META = Settings(
     public_url="https://gw.example.com", twilio_account_sid="AC1", twilio_auth_token="t",

@@ -42,7 +42,7 @@ def test_extension_characters_and_curly_quotes():
 
 async def test_sandbox_sms_reports_the_segments_a_provider_would_bill():
     from gateway.channels.sandbox import SandboxSender
-    from gateway.types import Channel, OutgoingMessage
+    from gateway.domain.types import Channel, OutgoingMessage
 
     sms = await SandboxSender(Channel.SMS).send(OutgoingMessage(1, Channel.SMS, "+14155550100", "a" * 161))
     chat = await SandboxSender(Channel.WEBCHAT).send(OutgoingMessage(2, Channel.WEBCHAT, "v1", "a" * 161))

@@ -54,7 +54,7 @@ async def test_twilio_mms_media_is_fetched_with_basic_auth(settings, pool, clean
             status, body, headers = await get(f"{url}/api/v1/conversations/{conv}/messages/{msg}/attachments/0", ADMIN)
             integration_token = None
             async with pool.acquire() as c:
-                from gateway import auth
+                from gateway.domain import auth
                 _, integration_token = await auth.create_token(c, name="i", role="integration")
             forbidden = await get(f"{url}/api/v1/conversations/{conv}/messages/{msg}/attachments/0",
                                   {"Authorization": f"Bearer {integration_token}"})

@@ -5,11 +5,11 @@ from __future__ import annotations
 from structlog.testing import capture_logs
 
 from gateway.channels.modes import channel_modes
-from gateway.metrics import REPLIES_DROPPED
-from gateway.sandbox_secrets import twilio_webhook_token
+from gateway.app.metrics import REPLIES_DROPPED
+from gateway.app.sandbox_secrets import twilio_webhook_token
 from gateway.devtools.simulate_providers import post_twilio_inbound, twilio_inbound_params
 from gateway.devtools.testing import ApiChannelReceiver, running_gateway, wait_for
-from gateway.types import Channel
+from gateway.domain.types import Channel
 
 CUSTOMER = "+14155550123"
 OUR = "+15550001111"

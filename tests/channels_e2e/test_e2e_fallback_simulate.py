@@ -5,7 +5,7 @@ import asyncio
 import subprocess
 import sys
 
-from gateway import thread
+from gateway.domain import thread
 from gateway.devtools.fakes.graph import FakeGraph
 from gateway.devtools.fakes.twilio import FakeTwilio
 from gateway.devtools.simulate_providers import meta_inbound_payload, post_meta_webhook

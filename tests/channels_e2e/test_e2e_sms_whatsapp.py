@@ -6,13 +6,13 @@ import json
 
 import aiohttp
 
-from gateway import consent, thread
+from gateway.domain import consent, thread
 from gateway.devtools.fakes.graph import FakeGraph
 from gateway.devtools.fakes.twilio import FakeTwilio
 from gateway.devtools.simulate_providers import (meta_inbound_payload, meta_status_payload, post_meta_webhook,
                                         post_twilio_inbound, twilio_inbound_params)
 from gateway.devtools.testing import running_gateway, wait_for
-from gateway.types import Channel, Purpose
+from gateway.domain.types import Channel, Purpose
 
 OUR_SMS = "+15550001111"
 OUR_WA = "+15550002222"
@@ -335,7 +335,7 @@ async def test_stopall_stops_every_channel_and_start_restores_what_it_removed(se
 async def test_fallback_follows_the_configured_consent_regimes(settings, pool, clean, redis_client):
     """WhatsApp cannot deliver a marketing message (63016): it moves to SMS when the deployment's
     regime makes SMS marketing opt-out, though no SMS opt-in is recorded."""
-    from gateway.consent import parse_regimes
+    from gateway.domain.consent import parse_regimes
 
     regimes = parse_regimes("sms.marketing=opt_out")
     async with FakeTwilio() as fake:

@@ -9,7 +9,7 @@ import aiohttp
 
 from gateway.channels.webchat.sender import WebchatSender
 from gateway.devtools.testing import running_gateway
-from gateway.types import Channel
+from gateway.domain.types import Channel
 
 
 @contextlib.asynccontextmanager

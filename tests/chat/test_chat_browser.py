@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import thread
+from gateway.domain import thread
 from gateway.devtools.testing import drive_browser, ensure_browser
-from gateway.types import Button
+from gateway.domain.types import Button
 
 from chat_support import chat_gateway
 

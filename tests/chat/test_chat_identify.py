@@ -1,7 +1,7 @@
 """Identifying a chat visitor: one contact, one thread, whatever the channel.
 
 The first test delivers a real email over SMTP; the others hand a normalized
-Inbound(channel=EMAIL) to gateway.intake.accept, which is what the email adapter produces.
+Inbound(channel=EMAIL) to gateway.pipeline.intake.accept, which is what the email adapter produces.
 """
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from gateway import intake, thread
+from gateway.pipeline import intake
+
+from gateway.domain import thread
 from gateway.channels.webchat.identify import merge_contacts
 from gateway.channels.webchat.tokens import sign_identity
 from gateway.devtools.testing import wait_for
-from gateway.types import Channel, Inbound
+from gateway.domain.types import Channel, Inbound
 
 from chat_support import chat_gateway, new_session, open_tab
 IDENTITY_SECRET = "identity-test-secret"  # as in tests/chat/conftest.py
@@ -52,7 +54,7 @@ async def test_chat_then_identify_by_email_then_email_is_one_thread(chat_setting
     import smtplib
     from email.message import EmailMessage
 
-    from gateway.email_intake import start_smtp_listener
+    from gateway.pipeline.email_intake import start_smtp_listener
     from gateway.devtools.fakes.smtp import FakeSmtpRelay
     from gateway.devtools.testing import free_port
 

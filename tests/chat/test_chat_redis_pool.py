@@ -9,7 +9,7 @@ import json
 import aiohttp
 import pytest
 
-from gateway.metrics import REALTIME_DROPPED
+from gateway.app.metrics import REALTIME_DROPPED
 from gateway.devtools.testing import wait_for
 
 from chat_support import chat_gateway, new_session, open_tab

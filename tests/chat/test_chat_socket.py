@@ -8,15 +8,17 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from gateway import realtime, thread
+from gateway.infra import realtime
+
+from gateway.domain import thread
 from gateway.channels.webchat.hub import visitor_channel
 from gateway.channels.webchat.sender import WebchatSender
 from gateway.channels.webchat.tokens import issue_session
 from gateway.http import chat_socket
 from gateway.inbox import actions
-from gateway.queue import Keys
+from gateway.pipeline.queue import Keys
 from gateway.devtools.testing import free_port, wait_for
-from gateway.types import Button, Channel, OutgoingMessage, SendOutcome
+from gateway.domain.types import Button, Channel, OutgoingMessage, SendOutcome
 
 from chat_support import chat_gateway, new_session, open_tab
 

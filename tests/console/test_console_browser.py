@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 from console_support import PASSWORD, admin
 
-from gateway import auth, thread
+from gateway.domain import auth, thread
 from gateway.devtools.fakes.twilio import FakeTwilio
 from gateway.devtools.simulate_providers import post_twilio_inbound, twilio_inbound_params
 from gateway.devtools.testing import drive_browser, ensure_browser, running_gateway, wait_for

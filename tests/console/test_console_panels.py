@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 from console_support import admin
 
-from gateway import consent
+from gateway.domain import consent
 from gateway.devtools.testing import running_gateway
 
 

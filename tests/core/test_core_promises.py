@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlparse
 import aiohttp
 import pytest
 
-from gateway.embedded import EmbeddedRedis
+from gateway.app.embedded import EmbeddedRedis
 from gateway.devtools.testing import (assert_each_processed_once_in_order, inbound, kill_a_worker_mid_batch, post_all,
                              running_gateway, settings_env, splice, wait_for)
 

@@ -6,14 +6,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from gateway import routing
+from gateway.domain import routing
 from gateway.channels.modes import channel_modes, routing_policy
-from gateway.consent import classify_keyword
-from gateway.identity import AddressError, address_for, normalize_email, normalize_phone
-from gateway.log import _mask_secrets
-from gateway.settings import Settings, SettingsError, load_settings
-from gateway.status import next_status
-from gateway.types import Channel, Purpose
+from gateway.domain.consent import classify_keyword
+from gateway.domain.identity import AddressError, address_for, normalize_email, normalize_phone
+from gateway.app.log import _mask_secrets
+from gateway.app.settings import Settings, SettingsError, load_settings
+from gateway.domain.status import next_status
+from gateway.domain.types import Channel, Purpose
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 
@@ -157,7 +157,7 @@ def test_each_channel_is_live_or_sandbox_on_its_own():
 
 
 def test_address_kinds_come_from_one_rule():
-    from gateway.identity import address_kind
+    from gateway.domain.identity import address_kind
 
     assert address_kind(Channel.WHATSAPP, "+14155550100") == "phone"
     assert address_kind(Channel.WHATSAPP, "US.13491208655302741918") == "whatsapp_id"

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from gateway.queue import Keys
-from gateway.ratelimit import RateLimiter, parse_limits
+from gateway.pipeline.queue import Keys
+from gateway.pipeline.ratelimit import RateLimiter, parse_limits
 
 
 async def test_burst_is_spread_at_the_configured_rate(redis_client, prefix):

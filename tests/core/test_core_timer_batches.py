@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from gateway import timers
-from gateway.timers import Batch, ManualClock, TimerService
+from gateway.domain import timers
+from gateway.domain.timers import Batch, ManualClock, TimerService
 
 NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
 

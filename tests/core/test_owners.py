@@ -19,8 +19,8 @@ def _writes(table: str) -> re.Pattern:
 
 
 OWNERS = {
-    "gateway/conversation.py": _writes("conversations"),
-    "gateway/timers.py": _writes("timers"),
+    "gateway/domain/conversation.py": _writes("conversations"),
+    "gateway/domain/timers.py": _writes("timers"),
 }
 
 
@@ -37,28 +37,28 @@ def writers(pattern: re.Pattern) -> dict[str, list[int]]:
 
 
 def test_the_conversation_row_is_written_by_its_owner_only():
-    found = writers(OWNERS["gateway/conversation.py"])
-    assert set(found) == {"gateway/conversation.py"}, found
+    found = writers(OWNERS["gateway/domain/conversation.py"])
+    assert set(found) == {"gateway/domain/conversation.py"}, found
 
 
 def test_episodes_are_written_by_the_conversation_owner_only():
     found = writers(_writes("episodes"))
-    assert set(found) == {"gateway/conversation.py"}, found
+    assert set(found) == {"gateway/domain/conversation.py"}, found
 
 
 def test_identities_are_written_by_the_contacts_module_only():
     found = writers(_writes("identities"))
-    assert set(found) == {"gateway/contacts.py"}, found
+    assert set(found) == {"gateway/domain/contacts.py"}, found
 
 
 def test_timers_are_written_by_their_owner_only():
-    found = writers(OWNERS["gateway/timers.py"])
-    assert set(found) == {"gateway/timers.py"}, found
+    found = writers(OWNERS["gateway/domain/timers.py"])
+    assert set(found) == {"gateway/domain/timers.py"}, found
 
 
 def test_the_check_sees_a_writer_elsewhere():
     """The pattern finds the statements as code writes them, and not a read that locks the row."""
-    pattern = OWNERS["gateway/conversation.py"]
+    pattern = OWNERS["gateway/domain/conversation.py"]
     assert pattern.search('await conn.execute("UPDATE conversations SET mode = $2 WHERE id = $1")')
     assert pattern.search('"""INSERT INTO conversations (contact_id)')
     assert not pattern.search("SELECT * FROM conversations WHERE id = $1 FOR UPDATE")

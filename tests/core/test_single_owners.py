@@ -1,6 +1,6 @@
-"""One owner per rule, checked over the source: consent is written only by gateway/consent.py,
-address kinds are decided only by gateway/identity.py, keys are derived from the secret key only by
-gateway/secret_keys.py (conversations, episodes, identities and timers: test_owners.py)."""
+"""One owner per rule, checked over the source: consent is written only by gateway/domain/consent.py,
+address kinds are decided only by gateway/domain/identity.py, keys are derived from the secret key only by
+gateway/domain/secret_keys.py (conversations, episodes, identities and timers: test_owners.py)."""
 from __future__ import annotations
 
 import re
@@ -24,7 +24,7 @@ def _offenders(pattern: str, owner: str) -> list[str]:
 
 def test_consent_is_written_only_by_the_consent_module():
     writes = r"(insert\s+into|update|delete\s+from)\s+(consents|consent_history|suppressions)\b"
-    assert _offenders(writes, "gateway/consent.py") == []
+    assert _offenders(writes, "gateway/domain/consent.py") == []
     assert len(_offenders(writes, "gateway/none.py")) >= 3   # the pattern does find the owner's writes
 
 
@@ -33,12 +33,12 @@ def test_address_kinds_are_decided_only_in_identity():
                  r"""|\belse\s+["'](phone|whatsapp_id)["']"""                       # ... else "whatsapp_id"
                  r"""|get\(\s*["']kind["']\s*,\s*["']phone["']\)"""                 # .get("kind", "phone")
                  r"""|coalesce\([^)]*kind[^)]*,\s*'phone'\)""")                     # SQL default kind
-    assert _offenders(inference, "gateway/identity.py") == []
+    assert _offenders(inference, "gateway/domain/identity.py") == []
 
 
 def test_keys_are_derived_from_the_secret_key_only_in_secret_keys():
     derivation = r"hmac\.new\(\s*[\w.]*secret_key\.encode\(\)"
-    offenders = [o for o in _offenders(derivation, "gateway/secret_keys.py")
+    offenders = [o for o in _offenders(derivation, "gateway/domain/secret_keys.py")
                  # MACs over a message (not keys): the CSRF token and the unsubscribe link
                  if "csrf:" not in o and "unsubscribe:" not in o]
     assert offenders == []
@@ -49,7 +49,7 @@ def test_the_outbox_and_the_runtime_read_no_provider_settings():
     route only see senders, and never pick a provider by its class name."""
     provider_setting = r"\.(twilio|whatsapp|smtp|api_channel)_[a-z_]+\b|\.email_from\b|__name__\s*=="
     places = [p for p in _offenders(provider_setting, "gateway/channels")
-              if p.startswith(("gateway/outbox/", "gateway/runtime.py", "gateway/http/attachments.py"))
+              if p.startswith(("gateway/pipeline/outbox/", "gateway/app/runtime.py", "gateway/http/attachments.py"))
               and "whatsapp_template_available" not in p]
     assert places == []
 

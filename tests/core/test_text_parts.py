@@ -1,7 +1,7 @@
-"""Splitting long bodies into parts at natural boundaries (gateway.text_parts)."""
+"""Splitting long bodies into parts at natural boundaries (gateway.domain.text_parts)."""
 import unicodedata
 
-from gateway.text_parts import safe_boundary, split_text
+from gateway.domain.text_parts import safe_boundary, split_text
 
 
 def test_short_text_is_one_part():

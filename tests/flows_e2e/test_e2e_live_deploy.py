@@ -34,7 +34,7 @@ async def say(http, url, pool, token, external_id: str, cmid: str, text: str) ->
 
 async def test_a_deploy_reaches_every_process_and_a_bad_file_changes_nothing(settings, pool, clean, redis_client,
                                                                              tmp_path):
-    from gateway import auth
+    from gateway.domain import auth
 
     flows = tmp_path / "flows"
     shutil.copytree(FLOWS, flows)

@@ -9,11 +9,11 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from gateway import thread
+from gateway.domain import thread
 from gateway.devtools.fakes.twilio import FakeTwilio
 from gateway.devtools.simulate_providers import post_twilio_inbound, twilio_inbound_params
 from gateway.devtools.testing import LocalServer, running_gateway, wait_for
-from gateway.timers import ManualClock
+from gateway.domain.timers import ManualClock
 
 OUR = "+15550001111"
 CUSTOMER = "+14155550100"
@@ -186,7 +186,7 @@ async def test_the_flows_handoff_team_is_the_conversations_team(settings, pool, 
 
 async def test_on_email_one_turn_is_one_mail(settings, pool, clean, redis_client):
     """The lookup's answer and "Anything else?" are two replies on SMS, one mail on email."""
-    from gateway.email_intake import simulated_mailgun_form
+    from gateway.pipeline.email_intake import simulated_mailgun_form
     from gateway.devtools.fakes.smtp import FakeSmtpRelay
 
     async with FakeSmtpRelay(hostname="127.0.0.1") as relay, BusinessApi() as api:

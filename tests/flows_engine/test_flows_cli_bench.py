@@ -4,7 +4,7 @@ import textwrap
 
 
 from gateway.flows.bench import run_decision_bench
-from gateway.assets import shipped_flows_dir
+from gateway.infra.assets import shipped_flows_dir
 from gateway.flows.cli import main
 
 FLOW = """

@@ -114,6 +114,6 @@ def test_named_guard_known_to_the_registry_is_accepted(tmp_path):
 
 
 def test_repo_flows_all_load():
-    from gateway.assets import shipped_flows_dir
+    from gateway.infra.assets import shipped_flows_dir
     registry = FlowRegistry.from_directory(shipped_flows_dir())
     assert "support" in registry.names()

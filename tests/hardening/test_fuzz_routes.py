@@ -22,10 +22,10 @@ import pytest
 
 from gateway.channels.twilio.adapter import SIGNATURE_HEADER, compute_signature
 from gateway.channels.whatsapp.adapter import signature_header
-from gateway.email_intake import simulated_mailgun_form
+from gateway.pipeline.email_intake import simulated_mailgun_form
 from gateway.http.app import create_app
 from gateway.http.openapi import describe
-from gateway.sandbox_secrets import email_webhook_key, twilio_webhook_token, whatsapp_app_secret
+from gateway.app.sandbox_secrets import email_webhook_key, twilio_webhook_token, whatsapp_app_secret
 from gateway.devtools.testing import running_gateway
 
 FIXTURES = Path(__file__).resolve().parent.parent / "channels"

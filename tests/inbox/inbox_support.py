@@ -6,7 +6,7 @@ from datetime import datetime
 import aiohttp
 import asyncpg
 
-from gateway import auth, thread
+from gateway.domain import auth, thread
 from gateway.devtools.testing import ApiChannelReceiver
 
 ADMIN_TOKEN = "admin-test-token"

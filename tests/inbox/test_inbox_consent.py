@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from gateway import consent, thread
+from gateway.domain import consent, thread
 from gateway.channels.modes import routing_policy
 from gateway.devtools.testing import running_gateway, wait_for
-from gateway.types import Channel, Purpose
+from gateway.domain.types import Channel, Purpose
 
 PHONE, EMAIL = "+14155550123", "lea@example.com"
 PROOF = {"text": "Text me offers (msg & data rates may apply)", "page": "https://shop.example/signup",

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 from inbox_support import seed_conversation
 
-from gateway import consent
-from gateway.identity import address_hash
+from gateway.domain import consent
+from gateway.domain.identity import address_hash
 from gateway.devtools.testing import wait_for
 
 

@@ -8,8 +8,8 @@ import time
 import aiohttp
 import pytest
 
-from gateway import consent
-from gateway.preferences import make_token
+from gateway.domain import consent
+from gateway.domain.preferences import make_token
 
 PHONE, EMAIL = "+14155550142", "pat@example.com"
 

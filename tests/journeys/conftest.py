@@ -14,10 +14,10 @@ import aiohttp
 import pytest
 
 from gateway.journeys.engine import JourneyEngine
-from gateway.status import apply_status
+from gateway.domain.status import apply_status
 from gateway.devtools.testing import running_gateway
-from gateway.types import Effects
-from gateway.timers import ManualClock
+from gateway.domain.types import Effects
+from gateway.domain.timers import ManualClock
 
 ADMIN = {"Authorization": "Bearer admin-test-token"}
 POLICY = """

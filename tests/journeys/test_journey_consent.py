@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from gateway.preferences import read_token
+from gateway.domain.preferences import read_token
 
 PROMO = """
 name: promo

@@ -6,9 +6,9 @@ from datetime import datetime, timezone
 
 ADMIN = {"Authorization": "Bearer admin-test-token"}
 
-from gateway import auth
-from gateway.events import emit_event
-from gateway.types import Effects
+from gateway.domain import auth
+from gateway.domain.events import emit_event
+from gateway.domain.types import Effects
 
 T0 = datetime(2030, 1, 15, 12, 0, tzinfo=timezone.utc)
 WELCOME = """

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from gateway import intake
-from gateway.types import Channel, Inbound
+from gateway.pipeline import intake
+from gateway.domain.types import Channel, Inbound
 
 UTC = timezone.utc
 

@@ -11,8 +11,8 @@ import aiohttp
 
 from gateway.devtools.simulate_providers import post_twilio_inbound, twilio_inbound_params
 from gateway.devtools.testing import free_port, settings_env, smtp_deliver, wait_for, wait_ready
-from gateway.log import mask_text
-from gateway.sandbox_secrets import twilio_webhook_token
+from gateway.app.log import mask_text
+from gateway.app.sandbox_secrets import twilio_webhook_token
 
 PHONE = "+14155550188"
 EMAIL = "dee.customer@example.net"
@@ -90,7 +90,7 @@ def test_address_fields_are_masked_whatever_their_shape_and_show_keeps_them(caps
 
     import logging
 
-    from gateway.log import HANDLER_NAME, configure_logging, get_logger
+    from gateway.app.log import HANDLER_NAME, configure_logging, get_logger
 
     root_level = logging.getLogger().level
     try:

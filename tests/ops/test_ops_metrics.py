@@ -54,9 +54,9 @@ async def test_scrapes_share_one_recount_within_the_cache_age(settings, pool, cl
 async def test_a_realtime_publish_that_cannot_reach_redis_is_counted():
     import redis.asyncio as aioredis
 
-    from gateway import realtime
-    from gateway.metrics import REALTIME_DROPPED
-    from gateway.queue import Keys
+    from gateway.infra import realtime
+    from gateway.app.metrics import REALTIME_DROPPED
+    from gateway.pipeline.queue import Keys
     from gateway.devtools.testing import free_port
 
     def total() -> float:
@@ -77,7 +77,9 @@ async def test_a_scrape_while_postgres_is_away_still_serves_the_counters(databas
 
     from prometheus_client import generate_latest
 
-    from gateway import db, metrics
+    from gateway.infra import db
+
+    from gateway.app import metrics
 
     gone = await db.create_pool(database_url, min_size=1, max_size=1)
     await gone.close()                                   # every query now fails, as with PostgreSQL down

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from gateway.plugins import PluginError
-from gateway.runtime import PLUGINS, Runtime
+from gateway.app.plugins import PluginError
+from gateway.app.runtime import PLUGINS, Runtime
 
 
 @pytest.fixture

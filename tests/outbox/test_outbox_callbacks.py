@@ -3,7 +3,7 @@ wins over a failure clears the failure's error."""
 from __future__ import annotations
 
 from gateway.devtools.fakes.replies import seed
-from gateway.status import apply_status
+from gateway.domain.status import apply_status
 from gateway.devtools.testing import running_gateway, wait_for
 
 from gateway.devtools.fakes.replies import number

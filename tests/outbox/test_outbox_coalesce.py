@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from gateway.devtools.fakes.replies import seed
-from gateway.outbox import store
-from gateway.outbox.coalesce import Coalescer
+from gateway.pipeline.outbox import store
+from gateway.pipeline.outbox.coalesce import Coalescer
 
 
 async def test_ready_items_share_one_write_and_a_bad_one_fails_alone():

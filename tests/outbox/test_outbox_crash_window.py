@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from gateway.devtools.fakes.replies import number, seed
 from gateway.devtools.fakes.twilio import Misbehaviour
-from gateway.outbox import store
-from gateway.outbox.compose import build_outgoing
+from gateway.pipeline.outbox import store
+from gateway.pipeline.outbox.compose import build_outgoing
 
 
 async def test_an_answer_lost_after_acceptance_is_found_not_resent(pool, clean, make_sender, fake_twilio):

@@ -8,7 +8,7 @@ import aiohttp
 from structlog.testing import capture_logs
 
 from gateway.devtools.fakes.replies import number, seed
-from gateway.metrics import REGISTRY
+from gateway.app.metrics import REGISTRY
 from gateway.devtools.testing import running_gateway
 
 ADMIN = {"Authorization": "Bearer admin-test-token"}
@@ -80,7 +80,7 @@ async def test_an_invalid_number_is_marked_undeliverable_and_not_tried_again(poo
 
 
 async def test_erasure_forgets_what_the_outbox_kept_about_the_address(pool, clean, make_sender, fake_twilio):
-    from gateway import thread
+    from gateway.domain import thread
     from gateway.inbox.privacy import erase_contact
 
     await seed(pool, 1, 1)

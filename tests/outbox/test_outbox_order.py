@@ -6,7 +6,7 @@ import asyncio
 
 from gateway.devtools.fakes.replies import order_report, seed, unfinished
 from gateway.devtools.fakes.twilio import Misbehaviour
-from gateway.outbox import store
+from gateway.pipeline.outbox import store
 from gateway.devtools.testing import wait_for
 
 

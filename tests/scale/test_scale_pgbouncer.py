@@ -11,7 +11,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from gateway import db
+from gateway.infra import db
 from gateway.devtools.testing import (assert_each_processed_once_in_order, inbound, post_all, running_gateway,
                              settings_env, wait_for)
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from gateway.blobs import store_blob
+from gateway.domain.blobs import store_blob
 from gateway.retention import Retention, parse_channel_days
 
 NOW = datetime.now(timezone.utc)

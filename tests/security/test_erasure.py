@@ -115,7 +115,7 @@ async def test_erasure_leaves_no_trace_of_the_person_in_any_column(settings, poo
 async def test_erase_and_merge_wait_for_the_conversation_lock_before_touching_contact_rows(pool, clean):
     """A worker holding a conversation's lock and then touching its contact row must never deadlock
     with an erasure or a merge of that contact (both once locked the contact row first)."""
-    from gateway import thread
+    from gateway.domain import thread
     from gateway.inbox.merge import merge_contacts
     from gateway.inbox.privacy import erase_contact
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 
 from gateway.channels.email.unsubscribe import parse_unsubscribe_token, unsubscribe_token
-from gateway.settings import Settings
+from gateway.app.settings import Settings
 
 
 def test_every_issued_link_verifies_for_ten_thousand_addresses():

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 import redis as redis_sync
 
-from gateway.embedded import EmbeddedPostgres, EmbeddedRedis, Supervisor, _pid_alive
+from gateway.app.embedded import EmbeddedPostgres, EmbeddedRedis, Supervisor, _pid_alive
 from gateway.devtools.testing import free_port, wait_for
 
 pytestmark = pytest.mark.timeout(300)
@@ -70,7 +70,7 @@ def test_redis_files_are_private_and_a_dead_redis_is_restarted_with_its_data(tmp
 _LEAVE_SERVERS = """
 import sys, time
 from pathlib import Path
-from gateway.embedded import EmbeddedPostgres, EmbeddedRedis
+from gateway.app.embedded import EmbeddedPostgres, EmbeddedRedis
 EmbeddedPostgres(Path(sys.argv[1])).start()
 EmbeddedRedis(Path(sys.argv[1])).start()
 print("up", flush=True)

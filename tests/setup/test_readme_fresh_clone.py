@@ -81,7 +81,7 @@ def test_fresh_clone_runs_and_reaches_readyz(tmp_path):
 
 
 def test_every_setting_is_documented_in_the_readme():
-    from gateway.settings import ENV
+    from gateway.app.settings import ENV
 
     text = (REPO / "README.md").read_text()
     missing = [name for name in ENV if name not in text]

@@ -18,9 +18,9 @@ ROOT = Path(gateway.__file__).parent
 # the package's own __init__). The issue groups settings, log and metrics with the app; as imports go
 # they sit at the bottom, since every layer reads settings and logs.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("entry", ("gateway.__main__", "gateway.cli", "gateway.flows.cli")),
-    ("devtools", ("gateway.devtools", "gateway.bench", "gateway.flows.bench", "gateway.journeys.bench")),
-    ("app", ("gateway", "gateway.runtime", "gateway.embedded",
+    ("entry", ("gateway.__main__", "gateway.app.cli", "gateway.flows.cli")),
+    ("devtools", ("gateway.devtools", "gateway.flows.bench", "gateway.journeys.bench")),
+    ("app", ("gateway", "gateway.app", "gateway.app.runtime", "gateway.app.embedded",
              # runtime plugins: each wires its package into the Runtime
              "gateway.journeys.plugin", "gateway.inbox.plugin", "gateway.channels.webchat.plugin")),
     ("http", ("gateway.http",)),
@@ -28,23 +28,18 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                   # a visitor who identifies is linked to a contact, merging two contacts when needed
                   # (gateway.inbox.merge): an inbox operation that the chat socket triggers
                   "gateway.channels.webchat.identify")),
-    ("pipeline", ("gateway.intake", "gateway.batcher", "gateway.ingest", "gateway.worker", "gateway.processor",
-                  "gateway.outbox", "gateway.email_intake",
+    ("pipeline", ("gateway.pipeline",
                   # inboxes: the defaults synced from settings, the senders of inboxes with their own credentials
                   "gateway.inboxes.defaults", "gateway.inboxes.senders")),
-    ("bot", ("gateway.flows", "gateway.flow_handler", "gateway.turn")),
-    ("channels", ("gateway.channels", "gateway.guarded_fetch")),
+    ("bot", ("gateway.bot", "gateway.flows")),
+    ("channels", ("gateway.channels", "gateway.infra.guarded_fetch")),
     # settings are read once and checked with each concept's own parser (consent regimes, ...)
     # (and which channels are live, a pure function of the settings that routing reads)
-    ("settings", ("gateway.settings", "gateway.sandbox_secrets", "gateway.channels.modes")),
-    ("domain", ("gateway.types", "gateway.conversation", "gateway.identity", "gateway.contacts", "gateway.consent",
-                "gateway.routing", "gateway.thread", "gateway.status", "gateway.timers", "gateway.inputs",
-                "gateway.hooks", "gateway.auth", "gateway.preferences", "gateway.blobs", "gateway.events",
-                "gateway.inboxes")),
-    ("foundation", ("gateway.log", "gateway.metrics", "gateway.db", "gateway.assets", "gateway.queue",
-                    "gateway.redis_client", "gateway.realtime", "gateway.ratelimit", "gateway.text_parts",
-                    "gateway.secret_keys",
-                    "gateway.plugins",   # imports the plugin modules it is given by name, at start
+    ("settings", ("gateway.app.settings", "gateway.app.sandbox_secrets", "gateway.channels.modes")),
+    ("domain", ("gateway.domain", "gateway.inboxes")),
+    ("foundation", ("gateway.infra", "gateway.app.log", "gateway.app.metrics", "gateway.pipeline.queue",
+                    "gateway.pipeline.ratelimit", "gateway.domain.text_parts", "gateway.domain.secret_keys",
+                    "gateway.app.plugins",   # imports the plugin modules it is given by name, at start
                     # exception types raised at every layer; the module imports nothing
                     "gateway.channels.errors")),
 ]
@@ -89,7 +84,7 @@ def imported(module: str, path: Path, known: set[str]) -> set[str]:
             if node.level:
                 anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
                 base = ".".join(anchor + ([base] if base else []))
-            # `from gateway import thread` imports the module gateway.thread
+            # `from gateway import thread` imports the module gateway.domain.thread
             names = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
         else:
             continue

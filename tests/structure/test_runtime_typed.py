@@ -10,7 +10,7 @@ import dataclasses
 from pathlib import Path
 
 import gateway
-from gateway.runtime import Runtime
+from gateway.app.runtime import Runtime
 
 ROOT = Path(gateway.__file__).parent
 NAMES = {"rt", "runtime"}

@@ -14,8 +14,8 @@ import time
 import aiohttp
 
 from gateway.channels.http import retry_after_seconds
-from gateway.settings import Settings
-from gateway.types import Channel, OutgoingMessage, SendOutcome, SendResult
+from gateway.app.settings import Settings
+from gateway.domain.types import Channel, OutgoingMessage, SendOutcome, SendResult
 
 SIGNATURE_HEADER = "X-Gateway-Signature"
 

@@ -1,6 +1,6 @@
 """The email channel: raw MIME, SendGrid and Mailgun webhooks in; SMTP out.
 
-Adapters only translate (bytes in, gateway.types dataclasses out); storage, dedupe and thread
+Adapters only translate (bytes in, gateway.domain.types dataclasses out); storage, dedupe and thread
 lookup happen in the core. Public API re-exported here.
 """
 from gateway.channels.email.html_text import html_to_text

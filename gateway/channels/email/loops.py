@@ -14,7 +14,7 @@ from gateway.channels.email.headers import (
     first_header,
     raw_headers,
 )
-from gateway.types import Purpose
+from gateway.domain.types import Purpose
 
 _BULK_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}
 _SUPPRESS_MARKERS = {"all", "oof", "autoreply"}

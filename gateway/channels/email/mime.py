@@ -34,7 +34,7 @@ from gateway.channels.email.loops import auto_generated_reason
 from gateway.channels.email.quotes import strip_quotes
 from gateway.channels.email.threading import find_thread_token
 from gateway.channels.errors import PayloadError
-from gateway.types import Attachment, Channel, Inbound
+from gateway.domain.types import Attachment, Channel, Inbound
 
 _MACHINE_PARTS = {"message/delivery-status", "message/disposition-notification",
                   "text/rfc822-headers"}

@@ -16,7 +16,7 @@ from email.utils import format_datetime, make_msgid, parseaddr
 
 from gateway.channels.email.loops import outbound_loop_headers
 from gateway.channels.render import render_numbered_menu
-from gateway.types import OutgoingMessage, Purpose
+from gateway.domain.types import OutgoingMessage, Purpose
 
 _ID_HEADERS = {"message-id", "in-reply-to", "references"}
 _URL = re.compile(r"(https?://[^\s<>\"]+[^\s<>\".,;:!?)\]])")

@@ -10,8 +10,8 @@ import structlog
 
 from gateway.channels.email.render import build_email, email_bytes, email_text
 from gateway.channels.email.unsubscribe import unsubscribe_url
-from gateway.settings import Settings
-from gateway.types import Channel, OutgoingMessage, SendOutcome, SendResult
+from gateway.app.settings import Settings
+from gateway.domain.types import Channel, OutgoingMessage, SendOutcome, SendResult
 
 log = structlog.get_logger(__name__)
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.types import Inbound
+from gateway.domain.types import Inbound
 
 _PAIR = re.compile(r"([A-Za-z][\w.-]*)\s*=\s*(\"[^\"]*\"|[^\s;]+)")
 _COMMENT = re.compile(r"\([^()]*\)")

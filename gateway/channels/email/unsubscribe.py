@@ -9,7 +9,7 @@ import base64
 import hashlib
 import hmac
 
-from gateway.settings import Settings
+from gateway.app.settings import Settings
 
 UNSUBSCRIBE_MAC_BYTES = 12
 

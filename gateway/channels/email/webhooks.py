@@ -26,8 +26,8 @@ from gateway.channels.email.mime import (
     parse_mime,
 )
 from gateway.channels.errors import PayloadError
-from gateway.inputs import loads
-from gateway.types import Attachment, Inbound
+from gateway.domain.inputs import loads
+from gateway.domain.types import Attachment, Inbound
 
 FieldValue = str | bytes
 # Mailgun's raw-MIME field name is not confirmed (providers.md §7): accept both spellings.

@@ -12,8 +12,8 @@ from typing import Iterable, Mapping
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from gateway.channels.errors import PayloadError
-from gateway.inputs import digits_int
-from gateway.types import Attachment, Channel, Inbound, Location, StatusUpdate
+from gateway.domain.inputs import digits_int
+from gateway.domain.types import Attachment, Channel, Inbound, Location, StatusUpdate
 
 PROVIDER = "twilio"
 WHATSAPP_PREFIX = "whatsapp:"

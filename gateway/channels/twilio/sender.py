@@ -26,10 +26,10 @@ from gateway.channels.http import json_object, retry_after_seconds, transport_fa
 from gateway.channels.errors import MediaDownloadError
 from gateway.channels.render import render_numbered_menu
 from gateway.channels.twilio.adapter import WHATSAPP_PREFIX
-from gateway.guarded_fetch import GuardedFetcher, HostList
-from gateway.log import get_logger
-from gateway.settings import Settings, parse_content_sids
-from gateway.types import Channel, OutgoingMessage, SendOutcome, SendResult
+from gateway.infra.guarded_fetch import GuardedFetcher, HostList
+from gateway.app.log import get_logger
+from gateway.app.settings import Settings, parse_content_sids
+from gateway.domain.types import Channel, OutgoingMessage, SendOutcome, SendResult
 
 log = get_logger(__name__)
 

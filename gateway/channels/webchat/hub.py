@@ -16,9 +16,9 @@ from typing import Callable
 
 import redis.asyncio as aioredis
 
-from gateway.log import get_logger
-from gateway.queue import Keys
-from gateway.redis_client import is_cluster
+from gateway.app.log import get_logger
+from gateway.pipeline.queue import Keys
+from gateway.infra.redis_client import is_cluster
 
 log = get_logger(__name__)
 

@@ -21,14 +21,18 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from gateway import contacts, queue, realtime, thread
+from gateway.domain import contacts, thread
+
+from gateway.pipeline import queue
+
+from gateway.infra import realtime
 from gateway.channels.webchat import tokens
 from gateway.channels.webchat.hub import visitor_channel
-from gateway.log import get_logger
-from gateway.redis_client import shard_publish
+from gateway.app.log import get_logger
+from gateway.infra.redis_client import shard_publish
 
 if TYPE_CHECKING:
-    from gateway.runtime import Runtime
+    from gateway.app.runtime import Runtime
 
 log = get_logger(__name__)
 

@@ -1,13 +1,13 @@
-"""Runtime plugin (see gateway.runtime.PLUGINS): chat replies go out through the WebchatSender."""
+"""Runtime plugin (see gateway.app.runtime.PLUGINS): chat replies go out through the WebchatSender."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from gateway.channels.webchat.sender import WebchatSender
-from gateway.types import Channel
+from gateway.domain.types import Channel
 
 if TYPE_CHECKING:
-    from gateway.runtime import Runtime
+    from gateway.app.runtime import Runtime
 
 
 async def setup(runtime: Runtime) -> WebchatSender:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from gateway.inputs import InputError, loads, unstorable
+from gateway.domain.inputs import InputError, loads, unstorable
 
 MAX_TEXT = 4096                 # characters of one chat message
 MAX_FRAME_BYTES = 16 * 1024     # a larger frame gets an error frame; it is not parsed

@@ -13,10 +13,10 @@ import json
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from gateway.log import get_logger
-from gateway.queue import Keys
-from gateway.redis_client import shard_publish
-from gateway.types import Channel, OutgoingMessage, SendOutcome, SendResult
+from gateway.app.log import get_logger
+from gateway.pipeline.queue import Keys
+from gateway.infra.redis_client import shard_publish
+from gateway.domain.types import Channel, OutgoingMessage, SendOutcome, SendResult
 
 log = get_logger(__name__)
 

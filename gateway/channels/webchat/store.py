@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.status import next_status
+from gateway.domain.status import next_status
 
 HISTORY_PAGE = 200
 
@@ -50,7 +50,7 @@ async def advance_status(conn, conversation_id: int, status: str, *, up_to_seq: 
                          message_ids: list[int] | None = None, on_change=None) -> list[tuple[int, str]]:
     """Move our chat messages' status forward (delivered when a tab got them, read when seen).
 
-    Monotonic (gateway.status decides). `on_change(conn, row, new_status)` runs for each changed
+    Monotonic (gateway.domain.status decides). `on_change(conn, row, new_status)` runs for each changed
     row inside the same transaction (the runtime's status hooks: journeys wait for delivered/read).
     Returns (message id, new status) for the rows that changed.
     """

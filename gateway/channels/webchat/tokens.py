@@ -26,8 +26,8 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from gateway.contacts import ContactRef, ContactRefError
-from gateway.secret_keys import derive_key
+from gateway.domain.contacts import ContactRef, ContactRefError
+from gateway.domain.secret_keys import derive_key
 
 SESSION_TTL = 30 * 24 * 3600
 _SESSION_PREFIX = "v1"

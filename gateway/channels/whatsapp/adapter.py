@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from gateway.channels.errors import PayloadError
-from gateway.types import Attachment, Channel, Inbound, Location, StatusUpdate
+from gateway.domain.types import Attachment, Channel, Inbound, Location, StatusUpdate
 
 PROVIDER = "meta"
 SIGNATURE_HEADER = "X-Hub-Signature-256"

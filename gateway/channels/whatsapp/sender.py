@@ -16,10 +16,10 @@ import aiohttp
 from gateway.channels.http import json_object, retry_after_seconds, transport_failure
 from gateway.channels.errors import MediaDownloadError
 from gateway.channels.render import render_numbered_menu
-from gateway.guarded_fetch import GuardedFetcher, HostList
-from gateway.log import get_logger
-from gateway.settings import Settings
-from gateway.types import Attachment, Channel, OutgoingMessage, SendOutcome, SendResult
+from gateway.infra.guarded_fetch import GuardedFetcher, HostList
+from gateway.app.log import get_logger
+from gateway.app.settings import Settings
+from gateway.domain.types import Attachment, Channel, OutgoingMessage, SendOutcome, SendResult
 
 log = get_logger(__name__)
 

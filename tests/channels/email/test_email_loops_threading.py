@@ -14,7 +14,7 @@ from gateway.channels.email import (
     verify_mailgun_signature,
 )
 from gateway.channels.email.loops import outbound_loop_headers
-from gateway.types import Purpose
+from gateway.domain.types import Purpose
 
 
 @pytest.mark.parametrize("headers", [

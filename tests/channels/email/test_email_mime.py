@@ -9,7 +9,7 @@ import pytest
 from gateway.channels.email import iter_attachment_payloads, parse_mime
 from gateway.channels.email.headers import decode_header_value
 from gateway.channels.errors import PayloadError
-from gateway.types import Channel
+from gateway.domain.types import Channel
 
 TOKEN_ADDRESS = "reply+1c-abcdefghijklmnop@reply.example.com"
 

@@ -8,7 +8,7 @@ from email.policy import default
 import pytest
 
 from gateway.channels.email import build_email, email_bytes
-from gateway.types import Attachment, Button, Channel, OutgoingMessage, Purpose
+from gateway.domain.types import Attachment, Button, Channel, OutgoingMessage, Purpose
 
 GMAIL_ID = "CAKxQ7yTHeyXbL1fw0k3vzwJDSkPZ0Jq2i-LV6tN3ZrBq9cVQ+w_aVeryLongLocalPart1234567890@mail.gmail.com"
 

@@ -17,7 +17,7 @@ from gateway.channels.email import (
     parse_mime,
 )
 from gateway.devtools.fakes.smtp import FakeSmtpRelay
-from gateway.types import Button, Channel, OutgoingMessage, Purpose, SendOutcome
+from gateway.domain.types import Button, Channel, OutgoingMessage, Purpose, SendOutcome
 
 
 def _free_port() -> int:

@@ -13,7 +13,7 @@ from gateway.channels.email import (
     verify_mailgun_signature,
 )
 from gateway.channels.errors import PayloadError
-from gateway.types import Channel
+from gateway.domain.types import Channel
 
 SENDGRID_TYPE = "multipart/form-data; boundary=xYzZY"
 MAILGUN_MULTIPART_TYPE = "multipart/form-data; boundary=2f8a3b9c4d5e6f708192a3b4c5d6e7f8"

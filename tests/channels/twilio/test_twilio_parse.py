@@ -6,7 +6,7 @@ import pytest
 
 from gateway.channels.errors import PayloadError
 from gateway.channels.twilio.adapter import parse_inbound, parse_status
-from gateway.types import Attachment, Channel, Inbound, Location, StatusUpdate
+from gateway.domain.types import Attachment, Channel, Inbound, Location, StatusUpdate
 
 FIXTURES = Path(__file__).parent / "fixtures"
 AC = "AC0123456789abcdef0123456789abcdef"

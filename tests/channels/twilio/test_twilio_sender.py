@@ -9,8 +9,8 @@ from aiohttp.test_utils import TestServer
 from gateway.channels.errors import MediaDownloadError
 from gateway.channels.twilio.adapter import parse_status, validate_signature
 from gateway.channels.twilio.sender import TwilioSender
-from gateway.guarded_fetch import GuardedFetcher
-from gateway.types import (Attachment, Button, Channel, OutgoingMessage, SendOutcome, SendResult,
+from gateway.infra.guarded_fetch import GuardedFetcher
+from gateway.domain.types import (Attachment, Button, Channel, OutgoingMessage, SendOutcome, SendResult,
                            TemplateRef)
 
 
@@ -186,7 +186,7 @@ async def test_status_callback_is_signed_like_twilio(fake_twilio, http):
 
 
 async def test_a_template_name_is_sent_as_its_configured_content_sid(fake_twilio, http):
-    from gateway.settings import SettingsError, load_settings, parse_content_sids
+    from gateway.app.settings import SettingsError, load_settings, parse_content_sids
 
     sid = "HX" + "c" * 32
     s = sender(fake_twilio, http, channel=Channel.WHATSAPP, from_address="whatsapp:+14155550199",

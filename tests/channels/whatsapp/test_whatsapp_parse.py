@@ -7,7 +7,7 @@ import pytest
 
 from gateway.channels.errors import PayloadError
 from gateway.channels.whatsapp.adapter import WebhookBatch, parse_webhook
-from gateway.types import Attachment, Channel, Inbound, Location, StatusUpdate
+from gateway.domain.types import Attachment, Channel, Inbound, Location, StatusUpdate
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PHONE_ID = "106540352242922"

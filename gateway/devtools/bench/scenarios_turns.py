@@ -1,0 +1,121 @@
+"""Scenario 2, turns: inbound SMS -> flow -> bot reply accepted by the fake provider.
+
+One `gateway api` and one `gateway worker` (the default support flow) with Twilio pointed at the
+fake Twilio process. The load generator sends signed "hi" webhooks from distinct customers (each
+one a first turn: the bot greets with its menu) at a fixed open-loop rate and notes when each was
+sent; the fake notes when each reply arrived. A turn's latency is reply-received minus
+webhook-sent, matched by the customer's number (unique per turn in this run).
+"""
+from __future__ import annotations
+
+import time
+
+from gateway.devtools.bench.loadgen import cdf, timeline
+from gateway.devtools.bench.harness import (
+    Bench,
+    CpuMeter,
+    Progress,
+    figure,
+    get_json,
+    load,
+    message_sid,
+    new_run_id,
+    pcts,
+    phone,
+    r,
+    signed_sms,
+    verdict,
+)
+
+TARGET_P99_MS = 100.0
+TARGET_RATE = 500
+TODAY_CPU_MS = 12.0
+
+
+def run(b: Bench) -> dict:
+    fake = b.start_fake_twilio()
+    common = {"GATEWAY_DEFAULT_HANDLER": "flow", "GATEWAY_TWILIO_API_BASE": fake}
+    api, api_port = b.start_gateway("api", **common)
+    worker, _ = b.start_gateway("worker", **common)
+    b.profile("api", api.pid)
+    b.profile("worker", worker.pid)
+    url = f"http://127.0.0.1:{api_port}/webhooks/twilio/inbound"
+    rate = b.sizes.turns_rate
+    warm = _drive(fake, url, block=628, n=max(20, int(rate)), rate=min(rate, 100))   # flows loaded, pools warm
+    n = int(rate * b.sizes.turns_seconds)
+    meter = CpuMeter(b, {"api": api.pid, "worker": worker.pid})
+    meter.start()
+    res = _drive(fake, url, block=650, n=n, rate=rate, wait=max(30.0, b.sizes.turns_seconds * 1.5))
+    cpu = meter.stop(res["replied"])
+    b.stop_all()
+    p99 = res["latency"]["p99_ms"]
+    ok = res["replied"] == n and p99 is not None and p99 < TARGET_P99_MS and res["offered_per_s"] >= 0.95 * rate
+    ms = cpu["cpu_ms"]
+    figures = [
+        figure(f"turns: end-to-end p99 at {rate:g}/s offered for {b.sizes.turns_seconds:g} s",
+               f"{p99} ms (p50 {res['latency']['p50_ms']} ms), {res['replied']}/{n} replied, "
+               f"{res['turns_per_s']} turns/s", f"p99 < {TARGET_P99_MS:g} ms at {TARGET_RATE}/s, every one answered",
+               ok and rate >= TARGET_RATE),
+        figure("CPU per turn (from each process's own counters)",
+               ", ".join(f"{k} {v} ms" for k, v in ms.items()) +
+               f"; per turn {cpu['per_unit']['postgres_transactions']} PostgreSQL transactions, "
+               f"{cpu['per_unit']['redis_commands']} Redis commands",
+               f"drive down (about {TODAY_CPU_MS:g} ms in total before issue 13)", None),
+    ]
+    return {**res, "warmup_replied": warm["replied"], "cpu_ms_per_turn": ms, "per_turn": cpu["per_unit"],
+            "figures": figures,
+            "charts": [{"title": "turn latency by percentile (webhook sent -> reply at the fake)", "kind": "cdf",
+                        "unit": "ms", "series": {"turns": res.pop("cdf")}},
+                       {"title": "turns per second (replies received by the fake)", "kind": "timeline",
+                        "unit": "turns/s", "bucket_s": 0.5,
+                        "series": {"webhooks acked": res.pop("acked_timeline"), "replies": res.pop("timeline")}}],
+            "processes": "1 `gateway api` + 1 `gateway worker` (flow handler) + fake Twilio + load generator",
+            "summary": {
+                "measured": f"{res['turns_per_s']} turns/s at {rate:g}/s offered; end-to-end p50 "
+                            f"{res['latency']['p50_ms']} ms, p99 {p99} ms; {res['replied']}/{n} replied",
+                "target": f"p99 < {TARGET_P99_MS:g} ms at {TARGET_RATE} turns/s",
+                "ratio": None, "verdict": verdict(ok and rate >= TARGET_RATE)}}
+
+
+def _drive(fake: str, url: str, *, block: int, n: int, rate: float, wait: float = 60.0) -> dict:
+    run_id = new_run_id()
+    numbers = [phone(block, i) for i in range(n)]
+    reqs = [signed_sms(url, sid=message_sid("t" + run_id, i), sender=numbers[i], body="hi") for i in range(n)]
+    start_count = get_json(f"{fake}/_stats?since=0&limit=0")["count"]
+    res = load({"url": url, "requests": reqs, "concurrency": 1024, "rate": rate, "timestamps": True})
+    sent_at = {numbers[i]: res["sent_at"][i] for i in res["acked"]}
+    replies: dict[str, float] = {}
+    deadline = time.monotonic() + wait
+    seen = start_count
+    progress = Progress("replies received", len(sent_at))
+    while time.monotonic() < deadline:
+        progress.update(len(replies))
+        stats = get_json(f"{fake}/_stats?since={seen}")
+        seen += len(stats["received"])
+        for arrived, to, _body in stats["received"]:
+            if to in sent_at and to not in replies:
+                replies[to] = arrived
+        if len(replies) >= len(sent_at):
+            break
+        time.sleep(0.5)
+    latencies = [(replies[to] - sent_at[to]) * 1000 for to in replies]
+    first_sent = min(sent_at.values()) if sent_at else 0
+    last_reply = max(replies.values()) if replies else first_sent
+    return {"offered": n, "offered_per_s": r(n / res["elapsed"], 1) if res["elapsed"] else None,
+            "acked": res["ok"], "errors": res["errors"], "replied": len(replies),
+            "turns_per_s": r(len(replies) / (last_reply - first_sent), 1) if last_reply > first_sent else None,
+            "webhook": {"p50_ms": r(res["p50"]), "p99_ms": r(res["p99"])},
+            "latency": pcts(latencies), "cdf": cdf(latencies), "acked_timeline": res["timeline"],
+            "timeline": timeline([t - first_sent for t in replies.values()], 0.5)}
+
+
+def show(res: dict) -> None:
+    print("\n== Turns: inbound SMS -> support flow -> reply accepted by the fake Twilio")
+    print(f"offered {res['offered']} turns at {res['offered_per_s']}/s (open loop), acked {res['acked']}, "
+          f"replied {res['replied']}" + (f", errors {res['errors']}" if res["errors"] else ""))
+    lat = res["latency"]
+    print(f"turns/s {res['turns_per_s']}; end-to-end latency p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
+          f"p99 {lat['p99_ms']} ms (target p99 < {TARGET_P99_MS:g} ms at {TARGET_RATE}/s); webhook ack p99 "
+          f"{res['webhook']['p99_ms']} ms")
+    print("CPU ms per turn: " + ", ".join(f"{k} {v}" for k, v in res["cpu_ms_per_turn"].items()))
+    print(f"processes: {res['processes']}")

@@ -1,0 +1,141 @@
+"""Contacts: references from business systems (contact id, external id, phone or email), resolved to
+the contact they name, and the contact that owns an identity (created with it when new).
+
+This module is the only writer of `identities` (which contact owns an address): attach, move,
+detach, move all of a merged contact's, erase. The ingest SQL function attaches the sender's identity
+of a new inbound message in the database itself (migrations' gateway_ingest)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from gateway.domain.identity import Address, AddressError, normalize_email, normalize_phone
+from gateway.domain.inputs import ID_MAX, InputError, check_id, int_id
+
+
+class ContactRefError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ContactRef:
+    contact_id: int | None = None
+    external_id: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    name: str | None = None
+
+    @classmethod
+    def parse(cls, data) -> "ContactRef":
+        if not isinstance(data, dict):
+            raise ContactRefError("contact must be an object with contact_id, external_id, phone or email")
+        for key in ("phone", "email"):
+            if data.get(key) is not None and not isinstance(data[key], str):
+                raise ContactRefError(f"contact.{key} must be a string")
+        try:
+            ref = cls(
+                contact_id=int_id(data["contact_id"], "contact.contact_id")
+                if data.get("contact_id") is not None else None,
+                external_id=_opt_str(data, "external_id"),
+                phone=normalize_phone(data["phone"]) if data.get("phone") else None,
+                email=normalize_email(data["email"]) if data.get("email") else None,
+                name=_opt_str(data, "name"),
+            )
+        except (AddressError, InputError) as exc:
+            raise ContactRefError(str(exc)) from None
+        if not (ref.contact_id or ref.external_id or ref.phone or ref.email):
+            raise ContactRefError("contact needs one of contact_id, external_id, phone, email")
+        return ref
+
+    def identities(self) -> list[tuple[str, str]]:
+        out = []
+        if self.external_id:
+            out.append(("api", self.external_id))
+        if self.phone:
+            out.append(("phone", self.phone))
+        if self.email:
+            out.append(("email", self.email))
+        return out
+
+
+def _opt_str(data: dict, key: str) -> str | None:
+    """A string field, stripped; too long or unstorable is refused, never cut (two external ids
+    sharing a prefix must stay two customers)."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+        raise ContactRefError(f"contact.{key} must be a non-empty string")
+    return check_id(str(value).strip(), f"contact.{key}", max_len=ID_MAX if key == "external_id" else 200)
+
+
+async def resolve(conn: asyncpg.Connection, ref: ContactRef, *, create: bool = True) -> int | None:
+    """The contact a reference names; created (with its identities) when unknown and `create`.
+
+    Identities named in the reference that no other contact owns are attached to the contact.
+    """
+    if ref.contact_id is not None:
+        found = await conn.fetchval("SELECT id FROM contacts WHERE id = $1 AND erased_at IS NULL", ref.contact_id)
+        if found is None:
+            raise ContactRefError(f"no contact with id {ref.contact_id}")
+        contact_id = found
+    else:
+        contact_id = None
+        for kind, address in ref.identities():
+            contact_id = await conn.fetchval(
+                "SELECT contact_id FROM identities WHERE kind = $1 AND address = $2", kind, address)
+            if contact_id is not None:
+                break
+        if contact_id is None:
+            if not create:
+                return None
+            kind, address = ref.identities()[0]
+            contact_id = await resolve_contact(conn, Address(kind, address), name=ref.name)
+    for kind, address in ref.identities():
+        await attach_identity(conn, contact_id, kind, address, if_free=True)
+    if ref.name:
+        await conn.execute("UPDATE contacts SET name = coalesce(name, $2) WHERE id = $1", contact_id, ref.name)
+    return contact_id
+
+
+async def resolve_contact(conn: asyncpg.Connection, addr: Address, *, name: str | None = None) -> int:
+    """The contact owning this identity, created with it when new (race-safe)."""
+    return await conn.fetchval("SELECT gateway_resolve_contact($1, $2, $3)", addr.kind, addr.value, name)
+
+
+# --- identities: the only writes -------------------------------------------------------------------
+async def attach_identity(conn: asyncpg.Connection, contact_id: int, kind: str, address: str, *,
+                          verified: bool = True, if_free: bool = False) -> bool:
+    """Give (kind, address) to the contact. With `if_free`, an address another contact already owns
+    is left alone (False); without it, that is the database's unique violation."""
+    if if_free:
+        return await conn.fetchval(
+            """INSERT INTO identities (contact_id, kind, address, verified) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (kind, address) DO NOTHING RETURNING true""",
+            contact_id, kind, address, verified) is not None
+    await conn.execute("INSERT INTO identities (contact_id, kind, address, verified) VALUES ($1, $2, $3, $4)",
+                       contact_id, kind, address, verified)
+    return True
+
+
+async def move_identity(conn: asyncpg.Connection, kind: str, address: str, contact_id: int) -> None:
+    """Hand one address to another contact (a shared browser's chat visitor id, say)."""
+    await conn.execute("UPDATE identities SET contact_id = $3 WHERE kind = $1 AND address = $2",
+                       kind, address, contact_id)
+
+
+async def move_all_identities(conn: asyncpg.Connection, source_id: int, target_id: int) -> int:
+    """A merge: every identity of `source_id` now belongs to `target_id`; returns how many moved."""
+    return await conn.fetchval(
+        "WITH m AS (UPDATE identities SET contact_id = $1 WHERE contact_id = $2 RETURNING 1) SELECT count(*) FROM m",
+        target_id, source_id)
+
+
+async def detach_identity(conn: asyncpg.Connection, kind: str, address: str) -> None:
+    await conn.execute("DELETE FROM identities WHERE kind = $1 AND address = $2", kind, address)
+
+
+async def erase_identities(conn: asyncpg.Connection, contact_ids: list[int]) -> None:
+    """Erasure: the contacts' addresses are forgotten."""
+    await conn.execute("DELETE FROM identities WHERE contact_id = ANY($1::bigint[])", contact_ids)
