@@ -106,3 +106,19 @@ async def authenticate(conn: asyncpg.Connection, token: str | None, *,
     await conn.execute("UPDATE api_tokens SET last_used_at = now() WHERE id = $1 AND "
                        "(last_used_at IS NULL OR last_used_at < now() - interval '1 minute')", row["id"])
     return Principal(row["id"], row["role"], row["name"], row["agent_id"], frozenset(row["scopes"]))
+
+
+async def still_valid(conn: asyncpg.Connection, *, token_id: int | None, agent_id: int | None,
+                      session_id: int | None, role: str) -> bool:
+    """Whether the credentials a request was admitted with still hold: the token (if any) is not
+    revoked, the agent (if any) is active, and the console session (if any) has not ended or expired
+    and its agent still has `role`."""
+    return bool(await conn.fetchval(
+        """SELECT ($1::bigint IS NULL OR EXISTS (SELECT 1 FROM api_tokens t
+                                                  WHERE t.id = $1 AND t.revoked_at IS NULL))
+              AND ($2::bigint IS NULL OR EXISTS (SELECT 1 FROM agents a
+                                                  WHERE a.id = $2 AND a.deactivated_at IS NULL))
+              AND ($3::bigint IS NULL OR EXISTS (SELECT 1 FROM agent_sessions s JOIN agents a ON a.id = s.agent_id
+                                                  WHERE s.id = $3 AND s.ended_at IS NULL
+                                                    AND s.expires_at > now() AND a.role = $4))""",
+        token_id, agent_id, session_id, role))

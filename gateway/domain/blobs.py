@@ -12,3 +12,8 @@ async def store_blob(conn: asyncpg.Connection, ref: str, content_type: str | Non
     already there makes it young again: blobs are aged by their last use."""
     await conn.execute("""INSERT INTO blobs (ref, content_type, size, data) VALUES ($1, $2, $3, $4)
                           ON CONFLICT (ref) DO UPDATE SET created_at = now()""", ref, content_type, len(data), data)
+
+
+async def blob(conn, ref: str) -> asyncpg.Record | None:
+    """The stored file (data, content_type) by its content ref, or None. `conn` may be a pool."""
+    return await conn.fetchrow("SELECT data, content_type FROM blobs WHERE ref = $1", ref)

@@ -139,3 +139,14 @@ async def detach_identity(conn: asyncpg.Connection, kind: str, address: str) -> 
 async def erase_identities(conn: asyncpg.Connection, contact_ids: list[int]) -> None:
     """Erasure: the contacts' addresses are forgotten."""
     await conn.execute("DELETE FROM identities WHERE contact_id = ANY($1::bigint[])", contact_ids)
+
+
+async def owner_of(conn: asyncpg.Connection, kind: str, address: str) -> int | None:
+    """The contact that owns the identity (kind, address), or None."""
+    return await conn.fetchval("SELECT contact_id FROM identities WHERE kind = $1 AND address = $2", kind, address)
+
+
+async def is_live(conn, contact_id: int) -> bool:
+    """Whether the contact exists and was neither merged into another nor erased (`conn` may be a pool)."""
+    return bool(await conn.fetchval(
+        "SELECT 1 FROM contacts WHERE id = $1 AND merged_into IS NULL AND erased_at IS NULL", contact_id))

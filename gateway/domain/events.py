@@ -43,6 +43,14 @@ async def record_event(conn: asyncpg.Connection, runtime: Runtime, *, contact_id
     return row, True
 
 
+async def contact_events(conn: asyncpg.Connection, contact_id: int, *, name: str | None, limit: int) -> list:
+    """A contact's events, newest first (optionally only those named `name`)."""
+    return await conn.fetch(
+        """SELECT id, event_key, name, properties, occurred_at, source, created_at FROM events
+           WHERE contact_id = $1 AND ($2::text IS NULL OR name = $2)
+           ORDER BY occurred_at DESC, id DESC LIMIT $3""", contact_id, name, limit)
+
+
 async def emit_event(conn: asyncpg.Connection, runtime: Runtime, contact_id: int, name: str, properties: dict | None,
                      effects: thread.Effects, source: str = "flow", event_key: str | None = None) -> asyncpg.Record:
     """An event raised inside the gateway (a flow action, a journey): stored and hooked like an API one."""

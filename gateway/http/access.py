@@ -46,15 +46,8 @@ async def still_allowed(conn: asyncpg.Connection, who: auth.Principal) -> bool:
     """
     if who.token_id is None and who.agent_id is None:
         return who.is_admin
-    return bool(await conn.fetchval(
-        """SELECT ($1::bigint IS NULL OR EXISTS (SELECT 1 FROM api_tokens t
-                                                  WHERE t.id = $1 AND t.revoked_at IS NULL))
-              AND ($2::bigint IS NULL OR EXISTS (SELECT 1 FROM agents a
-                                                  WHERE a.id = $2 AND a.deactivated_at IS NULL))
-              AND ($3::bigint IS NULL OR EXISTS (SELECT 1 FROM agent_sessions s JOIN agents a ON a.id = s.agent_id
-                                                  WHERE s.id = $3 AND s.ended_at IS NULL
-                                                    AND s.expires_at > now() AND a.role = $4))""",
-        who.token_id, who.agent_id, who.session_id, who.role))
+    return await auth.still_valid(conn, token_id=who.token_id, agent_id=who.agent_id,
+                                  session_id=who.session_id, role=who.role)
 
 
 def bearer_token(request: web.Request) -> str | None:

@@ -22,7 +22,7 @@ from gateway.http.errors import ApiError
 from gateway.http.inbox_common import body, respond
 from gateway.http.keys import RUNTIME
 from gateway.http.openapi import ID, obj, operation
-from gateway.inbox import Invalid, sign_in
+from gateway.inbox import Invalid, agents, sign_in
 from gateway.app.log import get_logger
 
 log = get_logger(__name__)
@@ -80,7 +80,7 @@ async def _signed_in(request: web.Request, conn, agent_id: int, status: int = 20
         conn, agent_id, secret_key=rt.settings.secret_key,
         ttl=timedelta(hours=rt.settings.console_session_hours),
         user_agent=request.headers.get("User-Agent", ""), address=request.remote or "")
-    agent = await conn.fetchrow("SELECT id, role, name FROM agents WHERE id = $1", agent_id)
+    agent = await agents.get_agent(conn, agent_id)
     response = respond({"agent_id": agent_id, "role": agent["role"], "name": agent["name"],
                         "csrf_token": session.csrf, "expires_in": session.expires_in}, status=status)
     _set_session(request, response, session)

@@ -23,7 +23,7 @@ import asyncpg
 from aiohttp import web
 
 from gateway.domain import contacts, inputs, thread
-from gateway.domain.events import EVENT_NAME, record_event
+from gateway.domain.events import EVENT_NAME, contact_events, record_event
 from gateway.http.access import principal
 from gateway.http.api_inbound import read_json
 from gateway.http.errors import ApiError
@@ -35,7 +35,7 @@ from gateway.journeys import guards
 from gateway.journeys.engine import ENTRY_TRACE
 from gateway.journeys.model import NAME
 from gateway.journeys.registry import JourneyRegistry, load_registry
-from gateway.journeys.stats import journey_stats
+from gateway.journeys.stats import has_enrollments, journey_stats
 
 if TYPE_CHECKING:
     from gateway.app.runtime import Runtime
@@ -230,10 +230,7 @@ async def list_events(request: web.Request) -> web.Response:
             await visible_contact(conn, await scope_for(conn, who), contact_id)
         except NotFound:
             raise ApiError(404, "not_found", "no such contact") from None
-        rows = await conn.fetch(
-            """SELECT id, event_key, name, properties, occurred_at, source, created_at FROM events
-               WHERE contact_id = $1 AND ($2::text IS NULL OR name = $2)
-               ORDER BY occurred_at DESC, id DESC LIMIT $3""", contact_id, q.get("name"), limit)
+        rows = await contact_events(conn, contact_id, name=q.get("name"), limit=limit)
     return web.json_response({"events": [
         {"id": r["id"], "event_id": r["event_key"], "name": r["name"], "properties": r["properties"],
          "occurred_at": r["occurred_at"].isoformat(), "source": r["source"],
@@ -259,8 +256,7 @@ async def get_stats(request: web.Request) -> web.Response:
     if not NAME.match(name):
         raise ApiError(404, "not_found", f"no journey named {name!r}")
     async with request.app[RUNTIME].pool.acquire() as conn:
-        known = _registry(request).current(name) is not None or await conn.fetchval(
-            "SELECT 1 FROM journey_enrollments WHERE journey = $1 LIMIT 1", name)
+        known = _registry(request).current(name) is not None or await has_enrollments(conn, name)
         if not known:
             raise ApiError(404, "not_found", f"no journey named {name!r}")
         stats = await journey_stats(conn, name)

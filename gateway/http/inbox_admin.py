@@ -235,25 +235,18 @@ async def create_canned(request: web.Request) -> web.Response:
     title = text_field(data, "title", required=False, max_len=200, allow_empty=True) or ""
     team_id = id_field(data, "team_id", required=False)
     async with transaction(request, *ADMIN) as tx:
-        if team_id is not None and not await tx.conn.fetchval("SELECT 1 FROM teams WHERE id = $1", team_id):
-            raise Invalid("unknown_team", f"no team with id {team_id}")
-        row = await tx.conn.fetchrow(
-            """INSERT INTO canned_responses (short_code, title, body, team_id) VALUES ($1, $2, $3, $4)
-               ON CONFLICT (short_code) DO NOTHING
-               RETURNING id, short_code, title, body, team_id, created_at, updated_at""",
-            short_code, title, text, team_id)
+        row = await canned.create(tx.conn, short_code=short_code, title=title, body=text, team_id=team_id)
         if row is None:
             raise ApiError(409, "short_code_taken", "a canned response with this short code exists")
         await actions.audit(tx.conn, tx.actor, "canned_create", details={"canned_response_id": row["id"]})
-    return respond(dict(row), status=201)
+    return respond(row, status=201)
 
 
 @operation("Delete a canned response", roles=ADMIN, responses={204: None})
 async def delete_canned(request: web.Request) -> web.Response:
     canned_id = path_id(request)
     async with transaction(request, *ADMIN) as tx:
-        deleted = await tx.conn.fetchval("DELETE FROM canned_responses WHERE id = $1 RETURNING id", canned_id)
-        if deleted is None:
+        if not await canned.delete(tx.conn, canned_id):
             raise ApiError(404, "not_found", "no such resource")
         await actions.audit(tx.conn, tx.actor, "canned_delete", details={"canned_response_id": canned_id})
     return web.Response(status=204)
@@ -336,18 +329,11 @@ async def audit_log(request: web.Request) -> web.Response:
                 raise ValueError
         except (ValueError, UnicodeDecodeError):
             raise bad("cursor", "is not a cursor of this list") from None
-    args: list = [before, limit + 1]
-    where = ["id < $1"]
-    for name in ("conversation_id", "contact_id"):
-        value = q_int(request, name, lo=1)
-        if value is not None:
-            args.append(value)
-            where.append(f"{name} = ${len(args)}")
+    conversation_id, contact_id = q_int(request, "conversation_id", lo=1), q_int(request, "contact_id", lo=1)
     async with transaction(request, *REPORTING) as tx:
-        rows = await tx.conn.fetch(
-            f"""SELECT id, actor_type, actor_id, action, conversation_id, contact_id, details, created_at
-                FROM audit_log WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT $2""", *args)
-    page = [dict(r) for r in rows[:limit]]
+        rows = await actions.audit_page(tx.conn, before=before, limit=limit + 1, conversation_id=conversation_id,
+                                        contact_id=contact_id)
+    page = rows[:limit]
     cursor = base64.urlsafe_b64encode(str(page[-1]["id"]).encode()).decode().rstrip("=") \
         if len(rows) > limit else None
     return respond({"entries": page, "next_cursor": cursor})

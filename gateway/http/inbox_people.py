@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.domain import inputs
+from gateway.domain import contacts, inputs
 from gateway.http import inbox_schemas as S
 from gateway.http.inbox_common import (ACT, READ, bad, body, path_id, q_int, q_text, respond, storable,
                                        transaction)
@@ -86,8 +86,7 @@ async def add_identity(request: web.Request) -> web.Response:
     async with transaction(request, *ACT) as tx:
         await visible_contact(tx.conn, tx.scope, contact_id)
         if merge:   # the other contact must be one the caller may see too
-            owner = await tx.conn.fetchval("SELECT contact_id FROM identities WHERE kind = $1 AND address = $2",
-                                           kind, address)
+            owner = await contacts.owner_of(tx.conn, kind, address)
             if owner is not None and owner != contact_id:
                 await visible_contact(tx.conn, tx.scope, owner)
         result = await contact_ops.add_identity(tx.conn, contact_id, kind, address, merge=merge, effects=tx.effects)

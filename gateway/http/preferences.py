@@ -9,7 +9,7 @@ import html
 
 from aiohttp import web
 
-from gateway.domain import consent
+from gateway.domain import consent, contacts
 from gateway.http.keys import RUNTIME
 from gateway.app.log import get_logger
 from gateway.domain.preferences import read_token
@@ -63,9 +63,7 @@ async def _contact(request: web.Request) -> int | None:
     contact_id = read_token(rt.settings.secret_key, request.match_info["token"])
     if contact_id is None:
         return None
-    alive = await rt.pool.fetchval(
-        "SELECT id FROM contacts WHERE id = $1 AND merged_into IS NULL AND erased_at IS NULL", contact_id)
-    return alive
+    return contact_id if await contacts.is_live(rt.pool, contact_id) else None
 
 
 async def show(request: web.Request) -> web.Response:

@@ -33,7 +33,7 @@ from gateway.http.keys import RUNTIME
 from gateway.http.openapi import ERROR, Param, operation
 from gateway.http.rights import RIGHTS, Watcher
 from gateway.inbox import actions, assignment
-from gateway.inbox.scope import Scope, scope_for
+from gateway.inbox.scope import Scope, may_see, owners, scope_for
 from gateway.app.log import get_logger
 
 if TYPE_CHECKING:
@@ -101,9 +101,7 @@ async def lookup_visibility(pool: asyncpg.Pool, events: list[dict]) -> dict:
             pass
     if not ids:
         return {}
-    rows = await pool.fetch("SELECT id, team_id, assignee_id FROM conversations WHERE id = ANY($1::bigint[])",
-                            sorted(ids))
-    return {r["id"]: (r["team_id"], r["assignee_id"]) for r in rows}
+    return await owners(pool, ids)
 
 
 def parse_entries(items) -> list[tuple[str, dict]]:
@@ -307,10 +305,8 @@ async def _client_message(rt: Runtime, ws, who, scope: Scope, raw: str) -> None:
         cid = data.get("conversation_id")
         if not isinstance(cid, int) or isinstance(cid, bool) or not 0 < cid < 2**63:
             return
-        args: list = [cid]
         async with rt.pool.acquire() as conn:
-            ok = await conn.fetchval(f"SELECT 1 FROM conversations c WHERE c.id = $1 AND {scope.sql('c', args)}",
-                                     *args)
+            ok = await may_see(conn, scope, cid)
         if ok:
             actions.typing(effects, cid, who.agent_id, bool(data.get("typing", True)))
     await realtime.publish(rt.redis, rt.keys, effects.events)

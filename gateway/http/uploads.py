@@ -20,7 +20,7 @@ from urllib.parse import quote, unquote
 
 from aiohttp import web
 
-from gateway.domain.blobs import store_blob
+from gateway.domain.blobs import blob, store_blob
 from gateway.http.attachments import SAFE_HEADERS, disposition
 from gateway.http.errors import ApiError
 from gateway.http.inbox_common import ACT, respond, transaction
@@ -113,7 +113,7 @@ async def media(request: web.Request) -> web.Response:
     if found is None:
         raise web.HTTPNotFound()
     ref, content_type = found
-    row = await rt.pool.fetchrow("SELECT data FROM blobs WHERE ref = $1", ref)
+    row = await blob(rt.pool, ref)
     if row is None:
         raise web.HTTPNotFound()
     return web.Response(body=row["data"], content_type=content_type,

@@ -49,6 +49,22 @@ async def audit(conn: asyncpg.Connection, actor: Actor, action: str, *, conversa
         conversation_id, contact_id, {"actor": actor.name, **(details or {})})
 
 
+async def audit_page(conn: asyncpg.Connection, *, before: int, limit: int, conversation_id: int | None = None,
+                     contact_id: int | None = None) -> list[dict]:
+    """Audit entries with id < before, newest first, at most `limit`, optionally of one conversation
+    and/or one contact."""
+    args: list = [before, limit]
+    where = ["id < $1"]
+    for name, value in (("conversation_id", conversation_id), ("contact_id", contact_id)):
+        if value is not None:
+            args.append(value)
+            where.append(f"{name} = ${len(args)}")
+    rows = await conn.fetch(
+        f"""SELECT id, actor_type, actor_id, action, conversation_id, contact_id, details, created_at
+            FROM audit_log WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT $2""", *args)
+    return [dict(r) for r in rows]
+
+
 async def _event(conn, actor: Actor, conversation_id: int, text: str, event: str, **details) -> None:
     await thread.add_event(conn, conversation_id, text, event=event, details=details,
                            author_type="agent", author_id=actor.agent_id)

@@ -49,3 +49,21 @@ async def list_all(conn: asyncpg.Connection, team_ids: frozenset[int] | None) ->
            WHERE $1::bigint[] IS NULL OR team_id IS NULL OR team_id = ANY($1::bigint[]) ORDER BY short_code""",
         sorted(team_ids) if team_ids is not None else None)
     return [dict(r) for r in rows]
+
+
+async def create(conn: asyncpg.Connection, *, short_code: str, title: str, body: str,
+                 team_id: int | None) -> dict | None:
+    """A new canned response, or None when its short code is taken (Invalid for an unknown team)."""
+    if team_id is not None and not await conn.fetchval("SELECT 1 FROM teams WHERE id = $1", team_id):
+        raise Invalid("unknown_team", f"no team with id {team_id}")
+    row = await conn.fetchrow(
+        """INSERT INTO canned_responses (short_code, title, body, team_id) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (short_code) DO NOTHING
+           RETURNING id, short_code, title, body, team_id, created_at, updated_at""",
+        short_code, title, body, team_id)
+    return dict(row) if row is not None else None
+
+
+async def delete(conn: asyncpg.Connection, canned_id: int) -> bool:
+    """Delete a canned response; False when there is none with that id."""
+    return await conn.fetchval("DELETE FROM canned_responses WHERE id = $1 RETURNING id", canned_id) is not None

@@ -72,6 +72,21 @@ async def visible_conversation(conn: asyncpg.Connection, scope: Scope, conversat
     return row
 
 
+async def may_see(conn: asyncpg.Connection, scope: Scope, conversation_id: int) -> bool:
+    """Whether the conversation exists and is the caller's (no row read, no error)."""
+    args: list = [conversation_id]
+    return bool(await conn.fetchval(f"SELECT 1 FROM conversations c WHERE c.id = $1 AND {scope.sql('c', args)}",
+                                    *args))
+
+
+async def owners(conn, conversation_ids) -> dict[int, tuple[int | None, int | None]]:
+    """{conversation id: (team_id, assignee_id)} of the given conversations (`conn` may be a pool):
+    what decides which agents' feeds see an event about them."""
+    rows = await conn.fetch("SELECT id, team_id, assignee_id FROM conversations WHERE id = ANY($1::bigint[])",
+                            sorted(conversation_ids))
+    return {r["id"]: (r["team_id"], r["assignee_id"]) for r in rows}
+
+
 async def visible_contact(conn: asyncpg.Connection, scope: Scope, contact_id: int) -> asyncpg.Record:
     """A contact the caller may see: through its conversation (a contact without one: admins only)."""
     args: list = [contact_id]

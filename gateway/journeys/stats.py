@@ -64,6 +64,11 @@ async def journey_stats(conn: asyncpg.Connection, journey: str) -> dict:
     return {"journey": journey, "totals": totals, "steps": steps, "variants": variants}
 
 
+async def has_enrollments(conn: asyncpg.Connection, journey: str) -> bool:
+    """Whether anyone was ever enrolled in the journey (a retired journey keeps its stats)."""
+    return bool(await conn.fetchval("SELECT 1 FROM journey_enrollments WHERE journey = $1 LIMIT 1", journey))
+
+
 async def contact_journeys(conn: asyncpg.Connection, contact_id: int) -> list[dict]:
     """The journeys a contact is in or went through, newest first: the current step, when the next
     action is due, every message sent (step, channel, status) and every skip or postponement with
