@@ -21,6 +21,8 @@ from gateway.infra import db
 from gateway.app.settings import Settings, validate
 
 TABLES = ("inboxes", "deployments", "retention_cursors", "early_statuses", "undeliverable_addresses", "outbox_senders", "agents", "canned_responses", "send_idempotency", "audit_log", "events", "blobs", "flow_versions", "api_tokens", "suppressions", "consents", "consent_history",
+          "rollup_days", "rollup_dirty", "rollup_messages", "rollup_inbox_conversations", "rollup_inbox_reach",
+          "rollup_agents", "rollup_episodes", "rollup_durations",
           "timers", "outbox", "messages", "episodes", "conversations", "teams", "identities", "contacts")
 
 

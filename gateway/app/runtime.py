@@ -29,6 +29,7 @@ from gateway.channels.base import ChannelSender
 from gateway.channels.senders import build_senders
 from gateway.infra.guarded_fetch import GuardedFetcher
 from gateway.domain.hooks import Hooks
+from gateway.inbox.rollups import Rollups
 from gateway.inboxes.defaults import sync_defaults
 from gateway.inboxes.senders import InboxSenders
 from gateway.pipeline.intake import enqueue_committed
@@ -147,6 +148,8 @@ class Runtime:
                                       concurrency=s.worker_concurrency, batch_size=s.worker_batch,
                                       reclaim_idle_ms=s.reclaim_idle_ms)
         sweeper = Sweeper(self.pool, self.redis, self.keys, interval=s.sweeper_interval)
+        self._tasks.append(asyncio.create_task(
+            Rollups(self.pool, s.rollup_interval).run(self.stop_event), name="rollups"))
         if retention.enabled(s):
             self._tasks.append(asyncio.create_task(
                 retention.Retention(self.pool, s, clock=self.clock).run(self.stop_event), name="retention"))

@@ -144,6 +144,7 @@ class Settings:
     retention_interval: float = 3600.0      # seconds between retention passes
     retention_batch: int = 500              # rows per batch (one short transaction each)
     retention_pause: float = 0.05           # seconds between batches
+    rollup_interval: float = 300.0          # seconds between passes of the metrics' daily rollups
     redis_max_connections: int = 200      # per process, per pool; callers wait for a free one
     redis_pool_timeout: float = 10.0      # seconds a caller waits for a free Redis connection
 
@@ -419,6 +420,7 @@ ENV: dict[str, tuple[str, object]] = {
     "GATEWAY_RETENTION_INTERVAL": ("retention_interval", _float),
     "GATEWAY_RETENTION_BATCH": ("retention_batch", _int),
     "GATEWAY_RETENTION_PAUSE": ("retention_pause", _float),
+    "GATEWAY_ROLLUP_INTERVAL": ("rollup_interval", _float),
     "GATEWAY_REDIS_MAX_CONNECTIONS": ("redis_max_connections", _int),
     "GATEWAY_REDIS_POOL_TIMEOUT": ("redis_pool_timeout", _float),
 }
@@ -473,6 +475,8 @@ def validate(s: Settings) -> Settings:
            s.retention_audit_days, s.retention_pause) < 0 or s.retention_interval <= 0 or s.retention_batch < 1:
         raise SettingsError("GATEWAY_RETENTION_*_DAYS and GATEWAY_RETENTION_PAUSE must not be negative, "
                             "GATEWAY_RETENTION_INTERVAL must be positive and GATEWAY_RETENTION_BATCH at least 1")
+    if s.rollup_interval <= 0:
+        raise SettingsError("GATEWAY_ROLLUP_INTERVAL must be positive")
     if s.redis_max_connections < 2:
         raise SettingsError("GATEWAY_REDIS_MAX_CONNECTIONS must be at least 2")
     if s.redis_pool_timeout <= 0 or s.metrics_cache_seconds < 0:

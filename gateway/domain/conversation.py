@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping
 import asyncpg
 
 from gateway.domain import timers
+from gateway.inbox import rollups
 from gateway.domain.types import Effects
 
 SNOOZE_TIMER = "snooze"
@@ -187,10 +188,19 @@ async def escalate(conn: asyncpg.Connection, draft: Draft, reason: str) -> None:
     """To the agents' queue (counted once per episode, with the first reason)."""
     draft.set(mode=Mode.AGENT.value, status=Status.OPEN.value)
     customer_waits(draft)
-    await conn.execute(
+    await _escalate_episode(conn, draft.view["current_episode_id"], reason)
+
+
+async def _escalate_episode(conn: asyncpg.Connection, episode_id: int | None, reason: str) -> None:
+    """Mark the episode escalated (the first time only); an episode opened on an earlier day changes
+    that day's bot containment, so the day's rollup is marked for recomputing."""
+    row = await conn.fetchrow(
         """UPDATE episodes SET escalated_at = coalesce(escalated_at, now()),
-               escalation_reason = coalesce(escalation_reason, $2) WHERE id = $1""",
-        draft.view["current_episode_id"], reason)
+               escalation_reason = coalesce(escalation_reason, $2) WHERE id = $1
+           RETURNING opened_at, escalated_at = now() AND opened_at < date_trunc('day', now(), 'UTC') AS past""",
+        episode_id, reason)
+    if row is not None and row["past"]:
+        await rollups.mark_days(conn, [row["opened_at"]])
 
 
 async def to_bot(conn: asyncpg.Connection, draft: Draft) -> None:
@@ -218,10 +228,7 @@ async def take_over(conn: asyncpg.Connection, conv: Mapping[str, Any], reason: s
         return
     await conn.execute("UPDATE conversations SET mode = $2, updated_at = now() WHERE id = $1",
                        conv["id"], Mode.AGENT.value)
-    await conn.execute(
-        """UPDATE episodes SET escalated_at = coalesce(escalated_at, now()),
-               escalation_reason = coalesce(escalation_reason, $2) WHERE id = $1""",
-        conv["current_episode_id"], reason)
+    await _escalate_episode(conn, conv["current_episode_id"], reason)
 
 
 async def assign(conn: asyncpg.Connection, conversation_id: int, agent_id: int | None) -> None:
@@ -242,6 +249,7 @@ async def set_team(conn: asyncpg.Connection, conversation_id: int, team_id: int 
     """To another team's queue (both teams' agents hear of it)."""
     await conn.execute("UPDATE conversations SET team_id = $2, updated_at = now() WHERE id = $1",
                        conversation_id, team_id)
+    await rollups.mark_conversation(conn, conversation_id)     # its episodes count for the new team
     return _updated(conversation_id, team_id=team_id, previous_team_id=previous_team_id)
 
 
@@ -294,9 +302,11 @@ async def reopen(conn: asyncpg.Connection, conv: Mapping[str, Any]) -> Effects:
     """The resolved episode goes on, with an agent."""
     await conn.execute("UPDATE conversations SET status = $2, mode = $3, updated_at = now() WHERE id = $1",
                        conv["id"], Status.OPEN.value, Mode.AGENT.value)
-    await conn.execute(
-        "UPDATE episodes SET resolved_at = NULL, resolved_by = NULL, handled_by_bot_only = NULL WHERE id = $1",
+    was_resolved_at = await conn.fetchval(
+        """UPDATE episodes e SET resolved_at = NULL, resolved_by = NULL, handled_by_bot_only = NULL
+           FROM episodes o WHERE e.id = $1 AND o.id = e.id RETURNING o.resolved_at""",
         conv["current_episode_id"])
+    await rollups.mark_days(conn, [was_resolved_at])      # no longer resolved that day
     return _updated(conv["id"], status=Status.OPEN.value, mode=Mode.AGENT.value)
 
 
@@ -318,9 +328,13 @@ async def agent_answered(conn: asyncpg.Connection, conversation_id: int, agent_i
         """UPDATE conversations SET waiting_since = NULL, assignee_id = coalesce(assignee_id, $2),
                updated_at = now() WHERE id = $1""", conversation_id, agent_id)
     if episode_id is not None:
-        await conn.execute(
-            """UPDATE episodes SET first_response_at = coalesce(first_response_at, now())
-               WHERE id = $1 AND escalated_at IS NOT NULL""", episode_id)
+        # answered an escalation of an earlier day: that day's first response times change
+        row = await conn.fetchrow(
+            """UPDATE episodes SET first_response_at = now()
+               WHERE id = $1 AND escalated_at IS NOT NULL AND first_response_at IS NULL
+               RETURNING escalated_at, escalated_at < date_trunc('day', now(), 'UTC') AS past""", episode_id)
+        if row is not None and row["past"]:
+            await rollups.mark_days(conn, [row["escalated_at"]])
 
 
 async def rate_episode(conn: asyncpg.Connection, conversation_id: int, episode_id: int, score: int,
@@ -366,6 +380,8 @@ async def absorb(conn: asyncpg.Connection, dst: Mapping[str, Any], src: Mapping[
                snoozed_until = NULL, current_episode_id = NULL, last_seq = 0, labels = '{}',
                flow_data = flow_data || jsonb_build_object('merged_into', $2::bigint), updated_at = now()
            WHERE id = $1""", s, d, Status.RESOLVED.value, Mode.BOT.value)
+    # the joined thread's episodes count for dst's team, and its inbound days for one conversation
+    await rollups.mark_conversation(conn, d, messages=True)
 
 
 async def erase(conn: asyncpg.Connection, conversation_ids: list[int], redacted: str) -> None:

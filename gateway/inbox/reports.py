@@ -12,9 +12,11 @@ dashboard can draw their distribution, not only the median.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, time, timedelta, timezone
 
 import asyncpg
+
+from gateway.inbox import rollups
 
 
 BUCKETS = (60, 300, 900, 3600, 4 * 3600, 24 * 3600)    # 1 min, 5 min, 15 min, 1 h, 4 h, 1 day
@@ -44,7 +46,8 @@ def _stats(row) -> dict:
             "histogram": _histogram(row)}
 
 
-async def summary(conn: asyncpg.Connection, since: datetime, until: datetime) -> dict:
+async def summary_from_raw(conn: asyncpg.Connection, since: datetime, until: datetime) -> dict:
+    """The summary computed from the raw rows only: the definition `summary` must match."""
     frt_s = "extract(epoch FROM first_response_at - escalated_at)"
     res_s = "extract(epoch FROM resolved_at - opened_at)"
     frt = await conn.fetchrow(
@@ -128,3 +131,170 @@ async def _csat(conn: asyncpg.Connection, since: datetime, until: datetime) -> d
                        for r in await grouped(CSAT_GROUPS["team"])]
     out["per_channel"] = [{"channel": r["key"], **_csat_stats(r)} for r in await grouped(CSAT_GROUPS["channel"])]
     return out
+
+
+# -- the summary from the daily rollups (gateway/inbox/rollups.py) plus the raw rows of the rest -----
+#
+# A period is split into the longest run of whole UTC days [a, b) that are rolled up and unmarked, read
+# from the rollup tables, and the raw intervals around it ([since, a) and [b, until), usually a part of
+# a day at each end and today), read from the raw rows; every figure adds the two. Distinct
+# conversations per inbox: the run's from rollup_inbox_reach (the rows of its days first seen since
+# a), plus the raw intervals' conversations that have no inbound day in the run. Teams appear, as in
+# the raw computation, when one of their episodes overlaps the period: with an event in it (episodes
+# are opened, escalated and resolved in that order), else found by a look-up of the raw rows.
+
+RAW = "unnest($1::timestamptz[], $2::timestamptz[]) AS r(lo, hi)"
+RUN = "day >= $3 AND day < $4"
+
+
+def _weighted_histogram_sql(expr: str) -> str:
+    return _histogram_sql(expr).replace("count(*) FILTER", "sum(n) FILTER")
+
+
+async def _plan(conn: asyncpg.Connection, since: datetime, until: datetime) -> tuple:
+    """(raw lows, raw highs, a, b): the run of rolled-up days [a, b) and the raw intervals around it."""
+    since_utc, until_utc = since.astimezone(timezone.utc), until.astimezone(timezone.utc)
+    first = since_utc.date() + (timedelta(days=0) if since_utc.timetz() == time(tzinfo=timezone.utc)
+                                else timedelta(days=1))
+    last = until_utc.date()
+    days = [r[0] for r in await conn.fetch(
+        """SELECT d.day FROM rollup_days d WHERE d.day >= $1 AND d.day < $2
+               AND NOT EXISTS (SELECT 1 FROM rollup_dirty x WHERE x.day = d.day) ORDER BY d.day""", first, last)]
+    runs: list[list[date]] = []
+    for day in days:
+        if runs and day == runs[-1][1]:
+            runs[-1][1] = day + timedelta(days=1)
+        else:
+            runs.append([day, day + timedelta(days=1)])
+    a, b = max(runs, key=lambda run: run[1] - run[0]) if runs else (None, None)
+    if a is None:
+        return [since], [until], first, first
+    intervals = [(lo, hi) for lo, hi in ((since, rollups.day_start(a)), (rollups.day_start(b), until)) if lo < hi]
+    return [lo for lo, _ in intervals], [hi for _, hi in intervals], a, b
+
+
+async def _durations(conn: asyncpg.Connection, plan: tuple, metric: str, at: str, expr: str, where: str) -> dict:
+    row = await conn.fetchrow(
+        f"""WITH v AS MATERIALIZED (
+                SELECT seconds AS s, n FROM rollup_durations WHERE metric = '{metric}' AND {RUN}
+                UNION ALL
+                SELECT {expr}, 1 FROM {RAW} JOIN episodes e ON e.{at} >= r.lo AND e.{at} < r.hi {where}),
+            w AS (SELECT s::float8 AS x, sum(n) AS n FROM v GROUP BY 1),
+            c AS (SELECT x, n, sum(n) OVER (ORDER BY x) AS cum, sum(n) OVER () AS total FROM w)
+            SELECT coalesce(sum(n), 0)::int8 AS n, {_weighted_histogram_sql("s")},
+                   (sum(s * n) / sum(n))::float8 AS avg,
+                   (SELECT array_agg(x ORDER BY x) FROM c
+                    WHERE cum > floor((total - 1) * 0.5) AND cum - n <= ceil((total - 1) * 0.5)) AS middle
+            FROM v""", *plan)
+    out = dict(row)
+    for i in range(len(BUCKETS) + 1):
+        out[f"h{i}"] = int(out[f"h{i}"] or 0)
+    middle = out.pop("middle")
+    if not middle:
+        out["p50"] = None
+    else:       # percentile_cont(0.5): the middle value, or halfway between the two middle ones
+        lo, hi = middle[0], middle[-1]
+        out["p50"] = lo if out["n"] % 2 else lo + 0.5 * (hi - lo)
+    return out
+
+
+async def summary(conn: asyncpg.Connection, since: datetime, until: datetime) -> dict:
+    """The same figures as `summary_from_raw`, from the daily rollups and the raw rows of the rest."""
+    plan = await _plan(conn, since, until)
+    frt = await _durations(conn, plan, "first_response", "escalated_at",
+                           "extract(epoch FROM e.first_response_at - e.escalated_at)",
+                           "WHERE e.first_response_at IS NOT NULL")
+    res = await _durations(conn, plan, "resolution", "resolved_at", "extract(epoch FROM e.resolved_at - e.opened_at)", "")
+
+    def raw_episodes(at: str, cols: str) -> str:
+        return (f"SELECT c.team_id, {cols} FROM {RAW} JOIN episodes e ON e.{at} >= r.lo AND e.{at} < r.hi "
+                "JOIN conversations c ON c.id = e.conversation_id")
+    teams = [dict(r) for r in await conn.fetch(
+        f"""WITH t AS (
+                SELECT nullif(team_id, 0) AS team_id, opened, bot_only, escalated, resolved FROM rollup_episodes WHERE {RUN}
+                UNION ALL {raw_episodes("opened_at", "1, (e.escalated_at IS NULL)::int, 0, 0")}
+                UNION ALL {raw_episodes("escalated_at", "0, 0, 1, 0")}
+                UNION ALL {raw_episodes("resolved_at", "0, 0, 0, 1")})
+            SELECT t.team_id, tm.name, sum(opened)::int8 AS episodes, sum(escalated)::int8 AS escalated,
+                   sum(resolved)::int8 AS resolved, sum(bot_only)::int8 AS bot_only
+            FROM t LEFT JOIN teams tm ON tm.id = t.team_id GROUP BY t.team_id, tm.name""", *plan)]
+    opened, bot_only = sum(t["episodes"] for t in teams), sum(t.pop("bot_only") for t in teams)
+    present = {t["team_id"] for t in teams}
+    for team in [None, *(r[0] for r in await conn.fetch("SELECT id FROM teams ORDER BY id"))]:
+        if team in present:
+            continue
+        which = "c.team_id IS NULL" if team is None else "c.team_id = $3"
+        overlaps = await conn.fetchval(
+            f"""SELECT EXISTS (SELECT 1 FROM episodes e JOIN conversations c ON c.id = e.conversation_id
+                               WHERE {which} AND e.opened_at < $2 AND (e.resolved_at IS NULL OR e.resolved_at >= $1))""",
+            since, until, *(() if team is None else (team,)))
+        if overlaps:
+            name = None if team is None else await conn.fetchval("SELECT name FROM teams WHERE id = $1", team)
+            teams.append({"team_id": team, "name": name, "episodes": 0, "escalated": 0, "resolved": 0})
+    teams.sort(key=lambda t: (t["team_id"] is not None, t["team_id"] or 0))
+
+    volumes = await conn.fetch(
+        f"""WITH t AS (
+                SELECT channel, inbox_id, inbound, outbound FROM rollup_messages WHERE {RUN}
+                UNION ALL
+                SELECT m.channel, coalesce(m.inbox_id, 0), count(*) FILTER (WHERE m.direction = 'in'),
+                       count(*) FILTER (WHERE m.direction = 'out')
+                FROM {RAW} JOIN messages m ON m.created_at >= r.lo AND m.created_at < r.hi
+                WHERE m.kind = 'message' GROUP BY 1, 2)
+            SELECT channel, inbox_id, sum(inbound)::int8 AS inbound, sum(outbound)::int8 AS outbound
+            FROM t GROUP BY channel, inbox_id ORDER BY channel, inbox_id""", *plan)
+    per_channel: dict[str, dict] = {}
+    inboxes: dict[int, dict] = {}
+    for v in volumes:
+        ch = per_channel.setdefault(v["channel"], {"channel": v["channel"], "inbound": 0, "outbound": 0})
+        ch["inbound"] += v["inbound"]
+        ch["outbound"] += v["outbound"]
+        if v["inbound"] or v["outbound"]:
+            ib = inboxes.setdefault(v["inbox_id"], {"inbound": 0, "outbound": 0})
+            ib["inbound"] += v["inbound"]
+            ib["outbound"] += v["outbound"]
+    reach = dict(await conn.fetch(
+        f"""SELECT inbox_id, sum(n)::int8 FROM (
+                SELECT inbox_id, n FROM rollup_inbox_reach WHERE {RUN} AND prev_day < $3
+                UNION ALL
+                SELECT p.inbox_id, count(*) FROM (
+                    SELECT DISTINCT coalesce(m.inbox_id, 0) AS inbox_id, m.conversation_id
+                    FROM {RAW} JOIN messages m ON m.created_at >= r.lo AND m.created_at < r.hi
+                    WHERE m.kind = 'message' AND m.direction = 'in') p
+                WHERE NOT EXISTS (SELECT 1 FROM rollup_inbox_conversations x
+                                  WHERE x.conversation_id = p.conversation_id AND x.inbox_id = p.inbox_id
+                                    AND x.day >= $3 AND x.day < $4)
+                GROUP BY p.inbox_id) t GROUP BY inbox_id""", *plan))
+    described = {r["id"]: r for r in await conn.fetch(
+        "SELECT id, name, channel, address FROM inboxes WHERE id = ANY($1::bigint[])", list(inboxes))}
+    per_inbox = []
+    for key in sorted(inboxes):
+        x = described.get(key)
+        per_inbox.append({"inbox_id": key or None, "name": x and x["name"], "channel": x and x["channel"],
+                          "address": x and x["address"], **inboxes[key], "conversations": reach.get(key, 0)})
+    per_agent = await conn.fetch(
+        f"""SELECT a.id AS agent_id, a.name, coalesce(x.replies, 0)::int8 AS replies,
+                   coalesce(x.resolved, 0)::int8 AS resolved
+            FROM agents a LEFT JOIN (
+                SELECT agent_id, sum(replies) AS replies, sum(resolved) AS resolved FROM (
+                    SELECT agent_id, replies, resolved FROM rollup_agents WHERE {RUN}
+                    UNION ALL
+                    SELECT m.author_id, count(*), 0 FROM {RAW} JOIN messages m ON m.created_at >= r.lo AND m.created_at < r.hi
+                    WHERE m.author_type = 'agent' AND m.direction = 'out' GROUP BY m.author_id
+                    UNION ALL
+                    SELECT e.resolved_by, 0, count(*) FROM {RAW} JOIN episodes e ON e.resolved_at >= r.lo AND e.resolved_at < r.hi
+                    GROUP BY e.resolved_by) t
+                GROUP BY agent_id) x ON x.agent_id = a.id
+            ORDER BY a.id""", *plan)
+    return {
+        "since": since, "until": until,
+        "csat": await _csat(conn, since, until),
+        "first_response_seconds": _stats(frt),
+        "resolution_seconds": _stats(res),
+        "bot_containment": {"episodes": opened, "bot_only": bot_only,
+                            "rate": round(bot_only / opened, 4) if opened else None},
+        "per_channel": list(per_channel.values()),
+        "per_inbox": per_inbox,
+        "per_agent": [dict(r) for r in per_agent],
+        "per_team": teams,
+    }

@@ -1,0 +1,198 @@
+"""Daily rollups of the inbox metrics (migrations/0016_rollups.sql), read by `reports.summary`.
+
+A worker-role pass (`Rollups.run`, every GATEWAY_ROLLUP_INTERVAL seconds) computes each closed UTC
+day from the raw rows, oldest first, one short transaction per day (so a stopped pass loses at most
+the day it was on, and a day computed twice is computed the same): the first passes after the
+migration backfill every day that has data. A day is closed when it ended before the oldest
+transaction still running began (and a minute ago): a transaction that began inside the day could
+still write rows stamped inside it (`now()` is the transaction's start).
+
+The figures of a closed day change later only through the conversation owner (gateway/conversation.py):
+an older episode escalated or first answered, a reopened episode, a conversation moved to another
+team, two threads merged. It marks the affected days in rollup_dirty (`mark_days`,
+`mark_conversation`), and the next pass recomputes them. The marks that pass saw are removed by id
+in the day's transaction, so a mark made meanwhile stays for the next pass. The reports read a day
+from the rollups only when it is rolled up and has no mark; everything else comes from raw rows.
+"""
+from __future__ import annotations
+
+import asyncio
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Iterable
+
+import asyncpg
+
+from gateway.app.log import get_logger
+
+log = get_logger(__name__)
+LOCK_KEY = 0x726F6C6C7570      # "rollup": one process computes a day at a time
+GRACE = timedelta(minutes=1)
+NONE = 0                        # inbox_id / team_id of the rows that have none
+
+
+def day_start(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=timezone.utc)
+
+
+# -- marks (called by the conversation owner, inside its transaction) -------------------------------
+
+_PAST = "(ts < date_trunc('day', now(), 'UTC'))"
+
+
+async def mark_days(conn: asyncpg.Connection, stamps: Iterable[datetime | None]) -> None:
+    """The UTC days of `stamps` that ended before this transaction began are to be recomputed."""
+    stamps = [s for s in stamps if s is not None]
+    if stamps:
+        await conn.execute(
+            f"""INSERT INTO rollup_dirty (day)
+                SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date FROM unnest($1::timestamptz[]) ts WHERE {_PAST}""",
+            stamps)
+
+
+async def mark_conversation(conn: asyncpg.Connection, conversation_id: int, *, messages: bool = False) -> None:
+    """Every past day with an event of the conversation's episodes (its team counts them), and with
+    `messages`, every past day it had an inbound message (its inbox reach counts it)."""
+    await conn.execute(
+        f"""INSERT INTO rollup_dirty (day)
+            SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date FROM episodes e,
+                   unnest(ARRAY[e.opened_at, e.escalated_at, e.resolved_at]) ts
+            WHERE e.conversation_id = $1 AND ts IS NOT NULL AND {_PAST}""", conversation_id)
+    if messages:
+        await conn.execute(
+            f"""INSERT INTO rollup_dirty (day)
+                SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date
+                FROM (SELECT created_at AS ts FROM messages
+                      WHERE conversation_id = $1 AND direction = 'in' AND kind = 'message') m WHERE {_PAST}""",
+            conversation_id)
+
+
+# -- computing a day from the raw rows ----------------------------------------------------------------
+
+DAY_SQL = (
+    "DELETE FROM rollup_messages WHERE day = $1",
+    """INSERT INTO rollup_messages (day, channel, inbox_id, inbound, outbound, internal)
+       SELECT $1::date, channel, coalesce(inbox_id, 0), count(*) FILTER (WHERE direction = 'in'),
+              count(*) FILTER (WHERE direction = 'out'), count(*) FILTER (WHERE direction = 'internal')
+       FROM messages WHERE created_at >= $2 AND created_at < $3 AND kind = 'message'
+       GROUP BY channel, coalesce(inbox_id, 0)""",
+    "DELETE FROM rollup_inbox_conversations WHERE day = $1",
+    """INSERT INTO rollup_inbox_conversations (conversation_id, inbox_id, day)
+       SELECT DISTINCT conversation_id, coalesce(inbox_id, 0), $1::date
+       FROM messages WHERE created_at >= $2 AND created_at < $3 AND kind = 'message' AND direction = 'in'""",
+    "DELETE FROM rollup_inbox_reach WHERE day = $1",
+    """INSERT INTO rollup_inbox_reach (day, inbox_id, prev_day, n)
+       SELECT $1::date, c.inbox_id, coalesce(p.day, '-infinity'), count(*)
+       FROM rollup_inbox_conversations c
+       LEFT JOIN LATERAL (SELECT x.day FROM rollup_inbox_conversations x
+                          WHERE x.conversation_id = c.conversation_id AND x.inbox_id = c.inbox_id AND x.day < c.day
+                          ORDER BY x.day DESC LIMIT 1) p ON true
+       WHERE c.day = $1
+       GROUP BY c.inbox_id, coalesce(p.day, '-infinity')""",
+    "DELETE FROM rollup_agents WHERE day = $1",
+    """INSERT INTO rollup_agents (day, agent_id, replies, resolved)
+       SELECT $1::date, agent_id, sum(replies), sum(resolved) FROM (
+           SELECT author_id AS agent_id, count(*) AS replies, 0 AS resolved FROM messages
+           WHERE created_at >= $2 AND created_at < $3 AND author_type = 'agent' AND direction = 'out'
+             AND author_id IS NOT NULL GROUP BY author_id
+           UNION ALL
+           SELECT resolved_by, 0, count(*) FROM episodes
+           WHERE resolved_at >= $2 AND resolved_at < $3 AND resolved_by IS NOT NULL GROUP BY resolved_by) t
+       GROUP BY agent_id""",
+    "DELETE FROM rollup_episodes WHERE day = $1",
+    """INSERT INTO rollup_episodes (day, team_id, opened, bot_only, escalated, resolved)
+       SELECT $1::date, coalesce(c.team_id, 0),
+              count(*) FILTER (WHERE e.opened_at >= $2 AND e.opened_at < $3),
+              count(*) FILTER (WHERE e.opened_at >= $2 AND e.opened_at < $3 AND e.escalated_at IS NULL),
+              count(*) FILTER (WHERE e.escalated_at >= $2 AND e.escalated_at < $3),
+              count(*) FILTER (WHERE e.resolved_at >= $2 AND e.resolved_at < $3)
+       FROM episodes e JOIN conversations c ON c.id = e.conversation_id
+       WHERE (e.opened_at >= $2 AND e.opened_at < $3) OR (e.escalated_at >= $2 AND e.escalated_at < $3)
+          OR (e.resolved_at >= $2 AND e.resolved_at < $3)
+       GROUP BY coalesce(c.team_id, 0)""",
+    "DELETE FROM rollup_durations WHERE day = $1",
+    """INSERT INTO rollup_durations (metric, day, seconds, n)
+       SELECT 'first_response', $1::date, extract(epoch FROM first_response_at - escalated_at), count(*) FROM episodes
+       WHERE escalated_at >= $2 AND escalated_at < $3 AND first_response_at IS NOT NULL GROUP BY 3
+       UNION ALL
+       SELECT 'resolution', $1::date, extract(epoch FROM resolved_at - opened_at), count(*) FROM episodes
+       WHERE resolved_at >= $2 AND resolved_at < $3 GROUP BY 3""",
+)
+
+
+async def compute_day(conn: asyncpg.Connection, day: date) -> None:
+    """Replace `day`'s rollup rows by what its raw rows say now (inside the caller's transaction)."""
+    lo = day_start(day)
+    hi = lo + timedelta(days=1)
+    for sql in DAY_SQL:
+        await conn.execute(sql, *((day, lo, hi) if "$2" in sql else (day,)))
+    await conn.execute("INSERT INTO rollup_days (day) VALUES ($1) ON CONFLICT (day) DO UPDATE SET rolled_at = now()",
+                       day)
+
+
+# the first day not closed yet: the one holding the oldest start of a running transaction (ours too)
+CLOSED_SQL = """SELECT (least(now() - $1::interval,
+                              (SELECT min(xact_start) FROM pg_stat_activity
+                               WHERE backend_type = 'client backend' AND datname = current_database()))
+                        AT TIME ZONE 'UTC')::date"""
+
+
+class Rollups:
+    def __init__(self, pool: asyncpg.Pool, interval: float = 300.0):
+        self.pool = pool
+        self.interval = interval
+
+    async def _closed_before(self, conn: asyncpg.Connection) -> date:
+        """Days before the returned one are closed."""
+        return await conn.fetchval(CLOSED_SQL, GRACE)
+
+    async def _next_day(self, conn: asyncpg.Connection) -> tuple[date, list[int]] | None:
+        """The next day to compute and the marks it clears: a marked day first (oldest), else the
+        oldest closed day with data that is not rolled up yet."""
+        closed = await self._closed_before(conn)
+        dirty = await conn.fetchrow(
+            """SELECT day, array_agg(id) AS ids FROM rollup_dirty
+               WHERE day = (SELECT min(day) FROM rollup_dirty WHERE day < $1) GROUP BY day""", closed)
+        if dirty is not None:
+            return dirty["day"], list(dirty["ids"])
+        day = await conn.fetchval(
+            """WITH first AS (SELECT least((SELECT min(created_at) FROM messages),
+                                           (SELECT min(opened_at) FROM episodes)) AS at),
+                    start AS (SELECT greatest((first.at AT TIME ZONE 'UTC')::date,
+                                              coalesce((SELECT max(day) + 1 FROM rollup_days), '-infinity')) AS day
+                              FROM first)
+               SELECT day FROM start, first WHERE first.at IS NOT NULL AND day < $1""", closed)
+        return (day, []) if day is not None else None
+
+    async def step(self) -> date | None:
+        """Compute one day (its own transaction); the day, or None when everything is up to date."""
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
+                nxt = await self._next_day(conn)
+                if nxt is None:
+                    return None
+                day, marks = nxt
+                await compute_day(conn, day)
+                if marks:
+                    await conn.execute("DELETE FROM rollup_dirty WHERE id = ANY($1::bigint[])", marks)
+                return day
+
+    async def run_once(self) -> int:
+        """Catch up: every marked day and every closed day not rolled up yet. Returns days computed."""
+        done = 0
+        while await self.step() is not None:
+            done += 1
+        if done:
+            log.info("rollup pass", days=done)
+        return done
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except Exception as exc:   # the next pass carries on where this one stopped
+                log.warning("rollup pass failed", error=str(exc))
+            try:
+                await asyncio.wait_for(stop.wait(), self.interval)
+            except asyncio.TimeoutError:
+                pass
