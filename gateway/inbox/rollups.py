@@ -119,6 +119,10 @@ DAY_SQL = (
 )
 
 
+ROLLUP_TABLES = ("rollup_messages", "rollup_inbox_conversations", "rollup_inbox_reach", "rollup_agents",
+                 "rollup_episodes", "rollup_durations")
+
+
 async def compute_day(conn: asyncpg.Connection, day: date) -> None:
     """Replace `day`'s rollup rows by what its raw rows say now (inside the caller's transaction)."""
     lo = day_start(day)
@@ -145,15 +149,17 @@ class Rollups:
         """Days before the returned one are closed."""
         return await conn.fetchval(CLOSED_SQL, GRACE)
 
-    async def _next_day(self, conn: asyncpg.Connection) -> tuple[date, list[int]] | None:
-        """The next day to compute and the marks it clears: a marked day first (oldest), else the
-        oldest closed day with data that is not rolled up yet."""
+    async def _next_day(self, conn: asyncpg.Connection) -> tuple[date, date]:
+        """The next days to compute, [first, last): the oldest marked day of those rolled up, else the
+        oldest closed day not rolled up yet (with the closed days after it that have no rows at
+        all, computed together: nothing to read); (x, x) when everything is up to date. Days are
+        rolled up oldest first, so each day's inbox reach finds the days before it."""
         closed = await self._closed_before(conn)
-        dirty = await conn.fetchrow(
-            """SELECT day, array_agg(id) AS ids FROM rollup_dirty
-               WHERE day = (SELECT min(day) FROM rollup_dirty WHERE day < $1) GROUP BY day""", closed)
-        if dirty is not None:
-            return dirty["day"], list(dirty["ids"])
+        marked = await conn.fetchval(
+            """SELECT min(day) FROM rollup_dirty
+               WHERE day < $1 AND day <= (SELECT max(day) FROM rollup_days)""", closed)
+        if marked is not None:
+            return marked, marked + timedelta(days=1)
         day = await conn.fetchval(
             """WITH first AS (SELECT least((SELECT min(created_at) FROM messages),
                                            (SELECT min(opened_at) FROM episodes)) AS at),
@@ -161,27 +167,44 @@ class Rollups:
                                               coalesce((SELECT max(day) + 1 FROM rollup_days), '-infinity')) AS day
                               FROM first)
                SELECT day FROM start, first WHERE first.at IS NOT NULL AND day < $1""", closed)
-        return (day, []) if day is not None else None
+        if day is None:
+            return closed, closed
+        after = day_start(day) + timedelta(days=1)
+        following = await conn.fetchval(
+            """SELECT least((SELECT min(created_at) FROM messages WHERE created_at >= $1),
+                            (SELECT min(opened_at) FROM episodes WHERE opened_at >= $1),
+                            (SELECT min(escalated_at) FROM episodes WHERE escalated_at >= $1),
+                            (SELECT min(resolved_at) FROM episodes WHERE resolved_at >= $1))""", after)
+        last = closed if following is None else min(closed, following.astimezone(timezone.utc).date())
+        return day, max(last, day + timedelta(days=1))
 
-    async def step(self) -> date | None:
-        """Compute one day (its own transaction); the day, or None when everything is up to date."""
+    async def step(self) -> int:
+        """Compute the next days (one transaction); how many, 0 when everything is up to date."""
         async with self.pool.acquire() as conn:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
-                nxt = await self._next_day(conn)
-                if nxt is None:
-                    return None
-                day, marks = nxt
-                await compute_day(conn, day)
+                first, last = await self._next_day(conn)
+                if first >= last:
+                    return 0
+                # the marks seen now go with this computation; one made meanwhile stays for the next pass
+                marks = await conn.fetchval(
+                    "SELECT array_agg(id) FROM rollup_dirty WHERE day >= $1 AND day < $2", first, last)
+                await compute_day(conn, first)
+                if last > first + timedelta(days=1):       # the empty days after it
+                    for table in ROLLUP_TABLES:
+                        await conn.execute(f"DELETE FROM {table} WHERE day > $1 AND day < $2", first, last)
+                    await conn.execute(
+                        """INSERT INTO rollup_days (day) SELECT generate_series($1::date, $2::date - 1, '1 day')::date
+                           ON CONFLICT (day) DO UPDATE SET rolled_at = now()""", first + timedelta(days=1), last)
                 if marks:
                     await conn.execute("DELETE FROM rollup_dirty WHERE id = ANY($1::bigint[])", marks)
-                return day
+                return (last - first).days
 
     async def run_once(self) -> int:
         """Catch up: every marked day and every closed day not rolled up yet. Returns days computed."""
         done = 0
-        while await self.step() is not None:
-            done += 1
+        while n := await self.step():
+            done += n
         if done:
             log.info("rollup pass", days=done)
         return done
