@@ -2,7 +2,8 @@
 
 It owns the row's mode (bot or agent), status (open, pending, snoozed, resolved), episode, assignee,
 team, labels, flow state and thread counters, and the episode marks that go with a change of them
-(escalated, resolved, reopened). Every change is a named operation here, run inside the caller's
+(escalated, resolved, reopened), and the marks of the metrics' rolled-up days such a change alters
+(see the end of the module). Every change is a named operation here, run inside the caller's
 transaction; callers write their own thread events and audit entries and publish `Effects` after commit.
 
 A turn of the conversation worker collects its changes in a `Draft` and writes the row once at its
@@ -18,7 +19,6 @@ from typing import Any, Iterable, Mapping
 import asyncpg
 
 from gateway.domain import timers
-from gateway.inbox import rollups
 from gateway.domain.types import Effects
 
 SNOOZE_TIMER = "snooze"
@@ -200,7 +200,7 @@ async def _escalate_episode(conn: asyncpg.Connection, episode_id: int | None, re
            RETURNING opened_at, escalated_at = now() AND opened_at < date_trunc('day', now(), 'UTC') AS past""",
         episode_id, reason)
     if row is not None and row["past"]:
-        await rollups.mark_days(conn, [row["opened_at"]])
+        await _mark_rollup_days(conn, [row["opened_at"]])
 
 
 async def to_bot(conn: asyncpg.Connection, draft: Draft) -> None:
@@ -249,7 +249,7 @@ async def set_team(conn: asyncpg.Connection, conversation_id: int, team_id: int 
     """To another team's queue (both teams' agents hear of it)."""
     await conn.execute("UPDATE conversations SET team_id = $2, updated_at = now() WHERE id = $1",
                        conversation_id, team_id)
-    await rollups.mark_conversation(conn, conversation_id)     # its episodes count for the new team
+    await _mark_rollup_conversation(conn, conversation_id)     # its episodes count for the new team
     return _updated(conversation_id, team_id=team_id, previous_team_id=previous_team_id)
 
 
@@ -306,7 +306,7 @@ async def reopen(conn: asyncpg.Connection, conv: Mapping[str, Any]) -> Effects:
         """UPDATE episodes e SET resolved_at = NULL, resolved_by = NULL, handled_by_bot_only = NULL
            FROM episodes o WHERE e.id = $1 AND o.id = e.id RETURNING o.resolved_at""",
         conv["current_episode_id"])
-    await rollups.mark_days(conn, [was_resolved_at])      # no longer resolved that day
+    await _mark_rollup_days(conn, [was_resolved_at])      # no longer resolved that day
     return _updated(conv["id"], status=Status.OPEN.value, mode=Mode.AGENT.value)
 
 
@@ -334,7 +334,7 @@ async def agent_answered(conn: asyncpg.Connection, conversation_id: int, agent_i
                WHERE id = $1 AND escalated_at IS NOT NULL AND first_response_at IS NULL
                RETURNING escalated_at, escalated_at < date_trunc('day', now(), 'UTC') AS past""", episode_id)
         if row is not None and row["past"]:
-            await rollups.mark_days(conn, [row["escalated_at"]])
+            await _mark_rollup_days(conn, [row["escalated_at"]])
 
 
 async def rate_episode(conn: asyncpg.Connection, conversation_id: int, episode_id: int, score: int,
@@ -381,7 +381,7 @@ async def absorb(conn: asyncpg.Connection, dst: Mapping[str, Any], src: Mapping[
                flow_data = flow_data || jsonb_build_object('merged_into', $2::bigint), updated_at = now()
            WHERE id = $1""", s, d, Status.RESOLVED.value, Mode.BOT.value)
     # the joined thread's episodes count for dst's team, and its inbound days for one conversation
-    await rollups.mark_conversation(conn, d, messages=True)
+    await _mark_rollup_conversation(conn, d, messages=True)
 
 
 async def erase(conn: asyncpg.Connection, conversation_ids: list[int], redacted: str) -> None:
@@ -394,3 +394,38 @@ async def erase(conn: asyncpg.Connection, conversation_ids: list[int], redacted:
         """UPDATE conversations SET status = $2, flow_data = '{}'::jsonb, labels = '{}',
                assignee_id = NULL, waiting_since = NULL, snoozed_until = NULL, updated_at = now()
            WHERE id = ANY($1::bigint[])""", conversation_ids, Status.RESOLVED.value)
+
+
+# -- the metrics' daily rollups (gateway/inbox/rollups.py) ------------------------------------------
+# A change here to a day that ended before this transaction began may already be rolled up (or be
+# being rolled up): the day is marked for the next pass to recompute. Today's days are not marked:
+# no pass rolls a day up while a transaction that began in it is running.
+
+_PAST = "(ts < date_trunc('day', now(), 'UTC'))"
+
+
+async def _mark_rollup_days(conn: asyncpg.Connection, stamps: Iterable[datetime | None]) -> None:
+    """The UTC days of `stamps` that ended before this transaction began are to be recomputed."""
+    stamps = [s for s in stamps if s is not None]
+    if stamps:
+        await conn.execute(
+            f"""INSERT INTO rollup_dirty (day)
+                SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date FROM unnest($1::timestamptz[]) ts WHERE {_PAST}""",
+            stamps)
+
+
+async def _mark_rollup_conversation(conn: asyncpg.Connection, conversation_id: int, *, messages: bool = False) -> None:
+    """Every past day with an event of the conversation's episodes (its team counts them), and with
+    `messages`, every past day it had an inbound message (its inbox reach counts it)."""
+    await conn.execute(
+        f"""INSERT INTO rollup_dirty (day)
+            SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date FROM episodes e,
+                   unnest(ARRAY[e.opened_at, e.escalated_at, e.resolved_at]) ts
+            WHERE e.conversation_id = $1 AND ts IS NOT NULL AND {_PAST}""", conversation_id)
+    if messages:
+        await conn.execute(
+            f"""INSERT INTO rollup_dirty (day)
+                SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date
+                FROM (SELECT created_at AS ts FROM messages
+                      WHERE conversation_id = $1 AND direction = 'in' AND kind = 'message') m WHERE {_PAST}""",
+            conversation_id)

@@ -9,8 +9,8 @@ still write rows stamped inside it (`now()` is the transaction's start).
 
 The figures of a closed day change later only through the conversation owner (gateway/conversation.py):
 an older episode escalated or first answered, a reopened episode, a conversation moved to another
-team, two threads merged. It marks the affected days in rollup_dirty (`mark_days`,
-`mark_conversation`), and the next pass recomputes them. The marks that pass saw are removed by id
+team, two threads merged. It marks the affected days in rollup_dirty (`_mark_rollup_days` there),
+and the next pass recomputes them. The marks that pass saw are removed by id
 in the day's transaction, so a mark made meanwhile stays for the next pass. The reports read a day
 from the rollups only when it is rolled up and has no mark; everything else comes from raw rows.
 """
@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Iterable
-
 import asyncpg
 
 from gateway.app.log import get_logger
@@ -32,38 +30,6 @@ NONE = 0                        # inbox_id / team_id of the rows that have none
 
 def day_start(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=timezone.utc)
-
-
-# -- marks (called by the conversation owner, inside its transaction) -------------------------------
-
-_PAST = "(ts < date_trunc('day', now(), 'UTC'))"
-
-
-async def mark_days(conn: asyncpg.Connection, stamps: Iterable[datetime | None]) -> None:
-    """The UTC days of `stamps` that ended before this transaction began are to be recomputed."""
-    stamps = [s for s in stamps if s is not None]
-    if stamps:
-        await conn.execute(
-            f"""INSERT INTO rollup_dirty (day)
-                SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date FROM unnest($1::timestamptz[]) ts WHERE {_PAST}""",
-            stamps)
-
-
-async def mark_conversation(conn: asyncpg.Connection, conversation_id: int, *, messages: bool = False) -> None:
-    """Every past day with an event of the conversation's episodes (its team counts them), and with
-    `messages`, every past day it had an inbound message (its inbox reach counts it)."""
-    await conn.execute(
-        f"""INSERT INTO rollup_dirty (day)
-            SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date FROM episodes e,
-                   unnest(ARRAY[e.opened_at, e.escalated_at, e.resolved_at]) ts
-            WHERE e.conversation_id = $1 AND ts IS NOT NULL AND {_PAST}""", conversation_id)
-    if messages:
-        await conn.execute(
-            f"""INSERT INTO rollup_dirty (day)
-                SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date
-                FROM (SELECT created_at AS ts FROM messages
-                      WHERE conversation_id = $1 AND direction = 'in' AND kind = 'message') m WHERE {_PAST}""",
-            conversation_id)
 
 
 # -- computing a day from the raw rows ----------------------------------------------------------------
