@@ -125,7 +125,12 @@ async def seed(dsn: str, n_conversations: int, big: int) -> dict:
         t = time.perf_counter()     # the rollups' backfill, as the first worker passes after migration 0016 do it
         pool = await connect_pool(dsn, max_size=2)
         try:
-            timings["rollup_days"] = await Rollups(pool).run_once()
+            rollups, progress, days = Rollups(pool), Progress("rolling up days"), 0
+            while n := await rollups.step():
+                days += n
+                progress.update(days)
+            progress.update(days, force=True)
+            timings["rollup_days"] = days
         finally:
             await pool.close()
         await conn.execute("ANALYZE rollup_messages; ANALYZE rollup_inbox_reach; ANALYZE rollup_inbox_conversations; "
