@@ -7,7 +7,7 @@ migration backfill every day that has data. A day is closed when it ended before
 transaction still running began (and a minute ago): a transaction that began inside the day could
 still write rows stamped inside it (`now()` is the transaction's start).
 
-The figures of a closed day change later only through the conversation owner (gateway/conversation.py):
+The figures of a closed day change later only through the conversation owner (gateway/domain/conversation.py):
 an older episode escalated or first answered, a reopened episode, a conversation moved to another
 team, two threads merged. It marks the affected days in rollup_dirty (`_mark_rollup_days` there),
 and the next pass recomputes them. The marks that pass saw are removed by id

@@ -53,7 +53,7 @@ def test_identities_are_written_by_the_contacts_module_only():
 
 def test_rollup_marks_are_made_by_the_conversation_owner_and_cleared_by_the_rollups():
     found = writers(_writes("rollup_dirty"))
-    assert set(found) == {"gateway/conversation.py", "gateway/inbox/rollups.py"}, found
+    assert set(found) == {"gateway/domain/conversation.py", "gateway/inbox/rollups.py"}, found
 
 
 def test_timers_are_written_by_their_owner_only():
