@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from gateway.domain import conversation, thread, timers
+from gateway.domain import contacts, conversation, thread, timers
 from gateway.infra.assets import flows_dir
 from gateway.domain.conversation import Mode
 from gateway.domain.events import emit_event
@@ -137,8 +137,7 @@ class FlowHandler:
                 (now + t.delay, {"name": t.name, "flow": state.flow, "version": state.version})
                 for t in result.timers])
         if result.attribute_updates:
-            await conn.execute("UPDATE contacts SET attributes = attributes || $2::jsonb, updated_at = now() "
-                               "WHERE id = $1", conv["contact_id"], dict(result.attribute_updates))
+            await contacts.merge_attributes(conn, conv["contact_id"], dict(result.attribute_updates))
         if result.tags:
             conversation.add_labels(draft, result.tags)
         if result.events:

@@ -1,9 +1,12 @@
 """Contacts: references from business systems (contact id, external id, phone or email), resolved to
 the contact they name, and the contact that owns an identity (created with it when new).
 
-This module is the only writer of `identities` (which contact owns an address): attach, move,
-detach, move all of a merged contact's, erase. The ingest SQL function attaches the sender's identity
-of a new inbound message in the database itself (migrations' gateway_ingest)."""
+This module is the only Python writer of `contacts` (create, create with an identity, name if unnamed,
+attribute and profile edits, merge bookkeeping, erasure) and of `identities` (which contact owns an
+address: attach, move, detach, move all of a merged contact's, erase). In the database, the SQL
+function `gateway_resolve_contact` (migrations/0002) creates a new sender's contact with its identity;
+the batched ingest (`gateway_ingest`, one round trip per batch) calls it for every new sender, and
+`resolve_contact` below does for one. tests/core/test_owners.py fails on a write anywhere else."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -95,13 +98,93 @@ async def resolve(conn: asyncpg.Connection, ref: ContactRef, *, create: bool = T
     for kind, address in ref.identities():
         await attach_identity(conn, contact_id, kind, address, if_free=True)
     if ref.name:
-        await conn.execute("UPDATE contacts SET name = coalesce(name, $2) WHERE id = $1", contact_id, ref.name)
+        await name_if_unnamed(conn, contact_id, ref.name)
     return contact_id
 
 
 async def resolve_contact(conn: asyncpg.Connection, addr: Address, *, name: str | None = None) -> int:
     """The contact owning this identity, created with it when new (race-safe)."""
     return await conn.fetchval("SELECT gateway_resolve_contact($1, $2, $3)", addr.kind, addr.value, name)
+
+
+# --- contacts: the only writes --------------------------------------------------------------------
+KEEP = object()
+"""For `edit`: leave this field as it is."""
+
+
+async def create(conn: asyncpg.Connection, *, name: str | None, attributes: dict, external_id: str | None = None,
+                 locale: str | None = None, timezone: str | None = None) -> int:
+    """A new contact row, without identities (attach them next); returns its id. A taken external id
+    is the database's unique violation."""
+    return await conn.fetchval(
+        """INSERT INTO contacts (name, attributes, external_id, locale, timezone) VALUES ($1, $2, $3, $4, $5)
+           RETURNING id""", name, attributes, external_id, locale, timezone)
+
+
+async def create_with_identity(conn: asyncpg.Connection, kind: str, address: str, *, name: str | None,
+                               verified: bool) -> int:
+    """A new contact owning (kind, address), race-safe like gateway_resolve_contact: when a concurrent
+    transaction gave the address to a contact first, the new contact is discarded and that one returned.
+    (For identities the SQL function does not make, such as an unverified email sender's.)"""
+    contact_id = await conn.fetchval("INSERT INTO contacts (name) VALUES ($1) RETURNING id", name)
+    if await attach_identity(conn, contact_id, kind, address, verified=verified, if_free=True):
+        return contact_id
+    await conn.execute("DELETE FROM contacts WHERE id = $1", contact_id)   # unused: nothing refers to it
+    return await conn.fetchval("SELECT contact_id FROM identities WHERE kind = $1 AND address = $2", kind, address)
+
+
+async def name_if_unnamed(conn: asyncpg.Connection, contact_id: int, name: str) -> None:
+    """A name from a business system fills a missing one and never replaces one (updated_at untouched)."""
+    await conn.execute("UPDATE contacts SET name = coalesce(name, $2) WHERE id = $1", contact_id, name)
+
+
+async def merge_attributes(conn: asyncpg.Connection, contact_id: int, attributes: dict, *,
+                           locale: str | None = None, timezone: str | None = None) -> None:
+    """Attributes set by a flow, a journey step or an event: the given keys replace the contact's, the
+    others stay; a given locale or time zone replaces the contact's (None keeps it); updated_at now."""
+    await conn.execute(
+        """UPDATE contacts SET attributes = attributes || $2::jsonb, locale = coalesce($3, locale),
+               timezone = coalesce($4, timezone), updated_at = now() WHERE id = $1""",
+        contact_id, attributes, locale, timezone)
+
+
+async def edit(conn: asyncpg.Connection, contact_id: int, *, set_attributes: dict, remove_attributes: list[str],
+               name=KEEP, locale=KEEP, timezone=KEEP) -> None:
+    """An agent's edit: `remove_attributes` keys go, then `set_attributes` replace or add theirs; name,
+    locale and time zone are set when given (None clears; KEEP leaves them); updated_at now."""
+    await conn.execute(
+        """UPDATE contacts SET attributes = (attributes - $3::text[]) || $2::jsonb,
+               name = CASE WHEN $4 THEN $5 ELSE name END,
+               locale = CASE WHEN $6 THEN $7 ELSE locale END,
+               timezone = CASE WHEN $8 THEN $9 ELSE timezone END, updated_at = now() WHERE id = $1""",
+        contact_id, set_attributes, remove_attributes, name is not KEEP, None if name is KEEP else name,
+        locale is not KEEP, None if locale is KEEP else locale, timezone is not KEEP,
+        None if timezone is KEEP else timezone)
+
+
+async def merge_into(conn: asyncpg.Connection, target: asyncpg.Record, source: asyncpg.Record) -> None:
+    """A merge's bookkeeping of the two rows (both locked by the caller): the target keeps its own
+    attributes and takes the source's it lacks, and its name, locale and time zone when it has none;
+    the source becomes a tombstone (`merged_into` the target) and hands its external id to the target
+    when the target has none (cleared first: external ids are unique). Identities move separately
+    (move_all_identities)."""
+    await conn.execute(
+        """UPDATE contacts SET attributes = $2::jsonb || attributes, name = coalesce(name, $3),
+               locale = coalesce(locale, $4), timezone = coalesce(timezone, $5), updated_at = now()
+           WHERE id = $1""",
+        target["id"], source["attributes"] or {}, source["name"], source["locale"], source["timezone"])
+    await conn.execute(
+        "UPDATE contacts SET merged_into = $1, external_id = NULL, updated_at = now() WHERE id = $2",
+        target["id"], source["id"])
+    if target["external_id"] is None and source["external_id"] is not None:
+        await conn.execute("UPDATE contacts SET external_id = $2 WHERE id = $1", target["id"], source["external_id"])
+
+
+async def erase_profiles(conn: asyncpg.Connection, contact_ids: list[int]) -> None:
+    """Erasure: name, external id, attributes, locale and time zone go; the rows stay, marked erased."""
+    await conn.execute(
+        """UPDATE contacts SET name = NULL, external_id = NULL, attributes = '{}'::jsonb, locale = NULL,
+               timezone = NULL, erased_at = now(), updated_at = now() WHERE id = ANY($1::bigint[])""", contact_ids)
 
 
 # --- identities: the only writes -------------------------------------------------------------------

@@ -155,10 +155,7 @@ async def _store(conn: asyncpg.Connection, runtime: Runtime, ev: EventIn, index:
     except contacts.ContactRefError as exc:
         raise _bad("" if index is None else f"events[{index}].", "contact", str(exc), index) from None
     if ev.attributes or ev.locale or ev.timezone:
-        await conn.execute(
-            """UPDATE contacts SET attributes = attributes || $2::jsonb, locale = coalesce($3, locale),
-                   timezone = coalesce($4, timezone), updated_at = now() WHERE id = $1""",
-            contact_id, ev.attributes or {}, ev.locale, ev.timezone)
+        await contacts.merge_attributes(conn, contact_id, ev.attributes or {}, locale=ev.locale, timezone=ev.timezone)
     row, created = await record_event(
         conn, runtime, contact_id=contact_id, name=ev.name, properties=ev.properties,
         occurred_at=ev.occurred_at or runtime.clock.now(), event_key=ev.event_id, source="api", effects=effects)

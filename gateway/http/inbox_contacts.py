@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.domain import contacts
 from gateway.pipeline import queue
 from gateway.http import inbox_schemas as S
 from gateway.http.inbox_common import (ACT, ADMIN, READ, bad, body, id_field, path_id, q_choice, q_int,
@@ -73,12 +74,8 @@ async def patch_contact(request: web.Request) -> web.Response:
     drop = [k for k, v in attributes.items() if v is None]
     async with transaction(request, *ACT) as tx:
         await visible_contact(tx.conn, tx.scope, contact_id)
-        await tx.conn.execute(
-            """UPDATE contacts SET attributes = (attributes - $3::text[]) || $2::jsonb,
-                   name = CASE WHEN $4 THEN $5 ELSE name END, updated_at = now() WHERE id = $1""",
-            contact_id, set_attrs, drop, name_given, name)
-        for column, value in profile.items():   # column names from profile_fields' fixed keys
-            await tx.conn.execute(f"UPDATE contacts SET {column} = $2 WHERE id = $1", contact_id, value)
+        await contacts.edit(tx.conn, contact_id, set_attributes=set_attrs, remove_attributes=drop,
+                            name=name if name_given else contacts.KEEP, **profile)
         await actions.audit(tx.conn, tx.actor, "contact_update", contact_id=contact_id,
                             details={"attributes_set": sorted(set_attrs), "attributes_removed": drop,
                                      "name_changed": name_given, "profile": sorted(profile)})

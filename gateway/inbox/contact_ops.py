@@ -31,9 +31,8 @@ async def create_contact(conn: asyncpg.Connection, *, name: str | None, attribut
         if owner is not None:
             raise _taken(kind, address, owner)
     external = next((a for k, a in identities if k == "api"), None)
-    contact_id = await conn.fetchval(
-        """INSERT INTO contacts (name, attributes, external_id, locale, timezone) VALUES ($1, $2, $3, $4, $5)
-           RETURNING id""", name, attributes, external, locale, timezone)
+    contact_id = await contacts.create(conn, name=name, attributes=attributes, external_id=external,
+                                       locale=locale, timezone=timezone)
     for kind, address in identities:
         await contacts.attach_identity(conn, contact_id, kind, address)
     return contact_id

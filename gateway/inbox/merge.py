@@ -31,17 +31,8 @@ async def merge_contacts(conn: asyncpg.Connection, target_id: int, source_id: in
         "SELECT * FROM conversations WHERE contact_id = ANY($1::bigint[])", [target_id, source_id])}
 
     moved_identities = await contacts_owner.move_all_identities(conn, source_id, target_id)
-    await conn.execute(
-        """UPDATE contacts SET attributes = $2::jsonb || attributes, name = coalesce(name, $3),
-               locale = coalesce(locale, $4), timezone = coalesce(timezone, $5), updated_at = now()
-           WHERE id = $1""",
-        target_id, source["attributes"] or {}, source["name"], source["locale"], source["timezone"])
+    await contacts_owner.merge_into(conn, target, source)
     await conn.execute("UPDATE events SET contact_id = $1 WHERE contact_id = $2", target_id, source_id)
-    await conn.execute(
-        "UPDATE contacts SET merged_into = $1, external_id = NULL, updated_at = now() WHERE id = $2",
-        target_id, source_id)
-    if target["external_id"] is None and source["external_id"] is not None:
-        await conn.execute("UPDATE contacts SET external_id = $2 WHERE id = $1", target_id, source["external_id"])
 
     moved_messages = 0
     src_conv, dst_conv = convs.get(source_id), convs.get(target_id)

@@ -81,9 +81,7 @@ async def erase_contact(conn: asyncpg.Connection, contact_id: int, effects: thre
         tombstones += await consent.forget_address(conn, ident["kind"], ident["address"])
     await contacts.erase_identities(conn, contact_ids)
     await outbox_store.forget_addresses(conn, [i["address"] for i in identities])
-    await conn.execute(
-        """UPDATE contacts SET name = NULL, external_id = NULL, attributes = '{}'::jsonb, locale = NULL,
-               timezone = NULL, erased_at = now(), updated_at = now() WHERE id = ANY($1::bigint[])""", contact_ids)
+    await contacts.erase_profiles(conn, contact_ids)
     # Event keys are chosen by integrations and may name the person: kept only as a hash, which
     # still makes a retried event a duplicate.
     await conn.execute(

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from gateway.domain import consent, conversation, thread, timers
+from gateway.domain import consent, contacts, conversation, thread, timers
 
 from gateway.pipeline import processor
 from gateway.channels.modes import routing_policy
@@ -359,8 +359,7 @@ class JourneyEngine:
         if isinstance(step, SplitStep):
             return await self._split(conn, journey, state, step)
         if isinstance(step, UpdateStep):
-            await conn.execute("UPDATE contacts SET attributes = attributes || $2::jsonb, updated_at = now() "
-                               "WHERE id = $1", state["contact_id"], dict(step.attributes))
+            await contacts.merge_attributes(conn, state["contact_id"], dict(step.attributes))
             return step.next
         if isinstance(step, EscalateStep):
             await escalate(conn, await conversation.load(conn, state["conversation_id"]), reason=step.reason,

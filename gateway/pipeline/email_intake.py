@@ -78,14 +78,9 @@ async def _unverified_sender_contact(conn: asyncpg.Connection, inbound: Inbound)
     if kept is not None:
         return kept
     log.info("unauthenticated email from a known address kept apart", channel="email")
-    contact = await conn.fetchval("INSERT INTO contacts (name) VALUES ($1) RETURNING id", inbound.profile_name)
-    won = contact if await contacts.attach_identity(conn, contact, UNVERIFIED_EMAIL, sender, verified=False,
-                                                    if_free=True) else None
-    if won is None:   # a concurrent mail created it first
-        await conn.execute("DELETE FROM contacts WHERE id = $1", contact)
-        won = await conn.fetchval("SELECT contact_id FROM identities WHERE kind = $1 AND address = $2",
-                                  UNVERIFIED_EMAIL, sender)
-    return won
+    # a concurrent mail may create it first: then that contact
+    return await contacts.create_with_identity(conn, UNVERIFIED_EMAIL, sender, name=inbound.profile_name,
+                                               verified=False)
 
 
 async def accept_email(rt: Runtime, inbound: Inbound, payloads: Iterable[tuple[str, bytes]] = ()) -> IngestResult:
