@@ -130,7 +130,7 @@ async def create_with_identity(conn: asyncpg.Connection, kind: str, address: str
     if await attach_identity(conn, contact_id, kind, address, verified=verified, if_free=True):
         return contact_id
     await conn.execute("DELETE FROM contacts WHERE id = $1", contact_id)   # unused: nothing refers to it
-    return await conn.fetchval("SELECT contact_id FROM identities WHERE kind = $1 AND address = $2", kind, address)
+    return await owner_of(conn, kind, address)
 
 
 async def name_if_unnamed(conn: asyncpg.Connection, contact_id: int, name: str) -> None:
