@@ -14,10 +14,6 @@ from gateway.inbox.merge import merge_contacts
 from gateway.inbox.scope import Scope
 from gateway.inbox.search import contact_matches
 
-async def _owner(conn, kind: str, address: str) -> int | None:
-    return await conn.fetchval("SELECT contact_id FROM identities WHERE kind = $1 AND address = $2", kind, address)
-
-
 def _taken(kind: str, address: str, owner: int) -> Conflict:
     return Conflict("identity_taken", f"{kind} {address} belongs to contact {owner}", contact_id=owner)
 
@@ -27,7 +23,7 @@ async def create_contact(conn: asyncpg.Connection, *, name: str | None, attribut
                          timezone: str | None = None) -> int:
     """A new contact with its identities; an identity another contact owns is a Conflict naming it."""
     for kind, address in identities:
-        owner = await _owner(conn, kind, address)
+        owner = await contacts.owner_of(conn, kind, address)
         if owner is not None:
             raise _taken(kind, address, owner)
     external = next((a for k, a in identities if k == "api"), None)
@@ -41,7 +37,7 @@ async def create_contact(conn: asyncpg.Connection, *, name: str | None, attribut
 async def add_identity(conn: asyncpg.Connection, contact_id: int, kind: str, address: str, *, merge: bool,
                        effects: thread.Effects) -> dict:
     """Attach (kind, address) to the contact. {"added": bool, "merged": merge result or None}."""
-    owner = await _owner(conn, kind, address)
+    owner = await contacts.owner_of(conn, kind, address)
     if owner == contact_id:
         return {"added": False, "merged": None}
     if owner is not None:
@@ -55,7 +51,7 @@ async def add_identity(conn: asyncpg.Connection, contact_id: int, kind: str, add
 async def remove_identity(conn: asyncpg.Connection, contact_id: int, kind: str, address: str) -> None:
     """Detach one of the contact's identities (NotFound when it is not the contact's; its last one
     stays: a contact nobody can reach or recognize again is erased instead)."""
-    owner = await _owner(conn, kind, address)
+    owner = await contacts.owner_of(conn, kind, address)
     if owner != contact_id:
         raise NotFound(f"identity {kind} {address} of contact {contact_id}")
     left = await conn.fetchval("SELECT count(*) FROM identities WHERE contact_id = $1", contact_id)
