@@ -28,10 +28,10 @@ async def serve(settings: Settings, roles: tuple[str, ...]) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     # Take the listening address before anything else starts: a port already in use stops the start
-    # at once, before workers, the outbox sender or the SMTP listener have begun any work.
+    # at once, before workers, the outbox sender or a channel's listener have begun any work.
     sock = _listen(settings.http_host, settings.http_port) if "http" in roles else None
     async with Runtime(settings, roles=roles) as runtime:
-        extra = await _start_extras(runtime)
+        extra = await runtime.start_listeners()
         runner = None
         if sock is not None:
             runner = web.AppRunner(create_app(runtime), access_log=None, shutdown_timeout=5)
@@ -69,16 +69,6 @@ def _listen(host: str, port: int):
         raise CannotStart(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     sock.setblocking(False)
     return sock
-
-
-async def _start_extras(runtime: Runtime) -> list:
-    """Optional listeners (inbound SMTP) that some deployments enable."""
-    closers = []
-    if runtime.settings.smtp_listen_port and "http" in runtime.roles:
-        from gateway.pipeline.email_intake import start_smtp_listener
-
-        closers.append(await start_smtp_listener(runtime))
-    return closers
 
 
 def _channel_modes(runtime: Runtime) -> dict:
@@ -216,7 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     health.set_defaults(func=cmd_health)
 
     sim = sub.add_parser("simulate", help="send a signed inbound message to a running gateway")
-    sim.add_argument("channel", choices=("sms", "whatsapp", "whatsapp-cloud", "email", "api"))
+    from gateway.devtools.simulate import CHANNELS as SIMULATED
+
+    sim.add_argument("channel", choices=SIMULATED)
     sim.add_argument("--from", dest="from_", required=True, help="customer address (phone or email)")
     sim.add_argument("--to", default=None, help="our address (number or mailbox)")
     sim.add_argument("--text", required=True)

@@ -1,5 +1,8 @@
 """The runtime: shared resources (pool, Redis, HTTP client, senders) and the background roles.
 
+The channels it runs are the packages in `channels` (gateway.channels.registry.CHANNELS by default):
+their senders, the outbox's per-channel steps and their listeners come from there, by name.
+
 `Runtime` is an async context manager. Roles:
   - "worker": queue consumer + sweeper + outbox sender + timers
   - "http": nothing here; the aiohttp app (gateway.http.app) uses the runtime's resources
@@ -19,14 +22,13 @@ import redis.asyncio as aioredis
 
 from gateway.infra import db, realtime, redis_client
 
-from gateway.pipeline import email_intake
-
 from gateway.app import plugins
 
 from gateway import retention
 from gateway.pipeline.batcher import IngestBatcher
 from gateway.channels.base import ChannelSender
-from gateway.channels.senders import build_senders
+from gateway.channels import registry
+from gateway.channels.senders import build_senders, outgoing_steps
 from gateway.infra.guarded_fetch import GuardedFetcher
 from gateway.domain.hooks import Hooks
 from gateway.inbox.rollups import Rollups
@@ -52,7 +54,7 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-PLUGINS = ("gateway.journeys.plugin", "gateway.inbox.plugin", "gateway.channels.webchat.plugin")
+PLUGINS = ("gateway.journeys.plugin", "gateway.inbox.plugin")
 
 
 @dataclass(eq=False)
@@ -71,6 +73,7 @@ class Runtime:
     hooks: Hooks = field(default_factory=Hooks)
     timer_handlers: dict[str, TimerHandler | Batch] = field(default_factory=dict)   # filled by plugins
     plugin_modules: tuple[str, ...] = PLUGINS   # modules whose setup(runtime) runs at start
+    channels: tuple[str, ...] = registry.CHANNELS   # the channel packages this process runs
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     # -- set by __aenter__ ---------------------------------------------------------------------
     pool: asyncpg.Pool = field(init=False)
@@ -113,7 +116,7 @@ class Runtime:
         self._exit.push_async_callback(self.http.close)
         self.fetcher = GuardedFetcher.from_settings(s)
         self._exit.push_async_callback(self.fetcher.close)
-        self.senders = build_senders(s, self.http, self.fetcher)
+        self.senders = build_senders(self, self.channels)
         if "http" in self.roles:
             self.batcher = IngestBatcher(self.pool, partial(enqueue_committed, self))
             self._exit.push_async_callback(self.batcher.close)
@@ -127,7 +130,7 @@ class Runtime:
         limiter = RateLimiter(self.redis, self.keys, default_rate=s.rate_limit_per_second,
                               burst=s.rate_limit_burst, per_sender=parse_limits(s.rate_limits))
         self.outbox = OutboxSender(self.pool, self.redis, self.keys, s, self.senders, rate_limiter=limiter,
-                                   hooks=self.hooks, prepare={Channel.EMAIL: email_intake.prepare_outgoing},
+                                   hooks=self.hooks, prepare=outgoing_steps(self.channels),
                                    inbox_senders=InboxSenders(self.pool, s, self.http, self.fetcher))
         self.timers = TimerService(self.pool, self.timer_handlers, clock=self.clock,
                                    after_commit=self.publish_effects)
@@ -158,6 +161,16 @@ class Runtime:
                            ("outbox", self.outbox.run(self.stop_event)),
                            ("timers", self.timers.run(self.stop_event))):
             self._tasks.append(asyncio.create_task(coro, name=name))
+
+    async def start_listeners(self) -> list:
+        """The channels' own listeners (`<package>.intake.start`: inbound SMTP), where configured;
+        their closers, for the server to call after its HTTP side has stopped."""
+        closers = []
+        for start in registry.parts(self.channels, "intake", "start", required=False):
+            closer = await start(self)
+            if closer is not None:
+                closers.append(closer)
+        return closers
 
     async def publish_effects(self, effects: Effects) -> None:
         if effects.wake_outbox:

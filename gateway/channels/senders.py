@@ -1,46 +1,42 @@
 """Which sender carries each channel, built from the settings each channel owns.
 
 `build_senders` gives every channel its provider's sender where `channel_modes` says live and the
-sandbox otherwise; `sending_address` says which of our numbers, WhatsApp numbers or mailboxes a
+sandbox otherwise (each channel package's `sender.live_senders`, see gateway.channels.registry); `sending_address` says which of our numbers, WhatsApp numbers or mailboxes a
 channel sends from (rate limits and pauses are kept per sending address); `whatsapp_reengage_template`
 which template re-opens a closed WhatsApp window. The outbox sees `ChannelSender`s and these answers,
 never a provider's settings.
 """
 from __future__ import annotations
 
-import aiohttp
+from typing import TYPE_CHECKING
 
-from gateway.channels.api.webhook import api_sender
 from gateway.channels.base import ChannelSender
-from gateway.channels.email.sender import smtp_sender
-from gateway.channels.modes import LIVE, channel_modes, whatsapp_provider
+from gateway.channels.modes import whatsapp_provider
+from gateway.channels.registry import CHANNELS, parts
 from gateway.channels.sandbox import SandboxSender
-from gateway.channels.twilio.sender import twilio_sender
-from gateway.channels.whatsapp.sender import meta_sender
-from gateway.infra.guarded_fetch import GuardedFetcher
 from gateway.app.settings import Settings
 from gateway.domain.types import Channel, TemplateRef
 
+if TYPE_CHECKING:
+    from gateway.app.runtime import Runtime
+    from gateway.pipeline.outbox.sender import PrepareOutgoing
 
-def build_senders(s: Settings, http: aiohttp.ClientSession,
-                  fetcher: GuardedFetcher | None = None) -> dict[Channel, ChannelSender]:
-    """One sender per channel: the provider's where `channel_modes` says live, the sandbox otherwise.
 
-    Media downloads go through `fetcher`, to each provider's media hosts (settings) and API origin.
-    """
-    live = {channel for channel, mode in channel_modes(s).items() if mode == LIVE}
+def build_senders(rt: Runtime, packages=CHANNELS) -> dict[Channel, ChannelSender]:
+    """One sender per channel: the sandbox's, replaced by each channel package's live senders
+    (`<package>.sender.live_senders(rt)`, per `channel_modes`), in registry order."""
     senders: dict[Channel, ChannelSender] = {channel: SandboxSender(channel) for channel in Channel}
-    if Channel.SMS in live:
-        senders[Channel.SMS] = twilio_sender(s, http, fetcher, Channel.SMS)
-    if whatsapp_provider(s) == "twilio":
-        senders[Channel.WHATSAPP] = twilio_sender(s, http, fetcher, Channel.WHATSAPP)
-    elif whatsapp_provider(s) == "cloud":
-        senders[Channel.WHATSAPP] = meta_sender(s, http, fetcher)
-    if Channel.EMAIL in live:
-        senders[Channel.EMAIL] = smtp_sender(s)
-    if Channel.API in live:
-        senders[Channel.API] = api_sender(s, http)
+    for live_senders in parts(packages, "sender", "live_senders"):
+        senders.update(live_senders(rt))
     return senders
+
+
+def outgoing_steps(packages=CHANNELS) -> dict[Channel, PrepareOutgoing]:
+    """The channels' last steps before a send (`<package>.sender.PREPARE`), for the outbox."""
+    steps: dict[Channel, PrepareOutgoing] = {}
+    for prepare in parts(packages, "sender", "PREPARE", required=False):
+        steps.update(prepare)
+    return steps
 
 
 def sending_address(s: Settings, channel: Channel) -> str | None:

@@ -11,6 +11,9 @@ import aiohttp
 
 from gateway.app.settings import Settings
 
+# what `gateway simulate CHANNEL` can post (the API channel here, the providers' webhooks in simulate_channels)
+CHANNELS = ("sms", "whatsapp", "whatsapp-cloud", "email", "api")
+
 
 async def simulate(args, settings: Settings) -> int:
     url = (args.url or settings.base_url).rstrip("/")

@@ -11,7 +11,7 @@ import aiohttp
 from gateway.app import sandbox_secrets
 from gateway.app.settings import Settings
 from gateway.devtools.simulate_providers import (meta_inbound_payload, post_meta_webhook, post_twilio_inbound,
-                                        twilio_inbound_params)
+                                                simulated_mailgun_form, twilio_inbound_params)
 
 
 async def send(args, settings: Settings, url: str) -> tuple[int, str]:
@@ -29,8 +29,6 @@ async def send(args, settings: Settings, url: str) -> tuple[int, str]:
         return await post_meta_webhook(f"{url}/webhooks/whatsapp", payload,
                                        sandbox_secrets.whatsapp_app_secret(settings))
     if args.channel == "email":
-        from gateway.pipeline.email_intake import simulated_mailgun_form
-
         form = simulated_mailgun_form(settings, sender=args.from_, recipient=args.to or settings.email_from
                                       or "support@example.com", subject=args.subject, text=args.text)
         async with aiohttp.ClientSession() as http:

@@ -1,13 +1,16 @@
-"""Build, sign and post the inbound webhooks Twilio and Meta would send.
+"""Build, sign and post the inbound webhooks Twilio, Meta and Mailgun would send.
 
-Used by `gateway simulate sms|whatsapp`, by the fake provider servers (status callbacks,
+Used by `gateway simulate sms|whatsapp|email`, by the fake provider servers (status callbacks,
 webhooks) and by tests. The requests are byte-for-byte what the provider sends: a form body
 signed with X-Twilio-Signature, or compact JSON signed with X-Hub-Signature-256.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import mimetypes
+import secrets
 import time
 import uuid
 from typing import Any, Iterable, Sequence
@@ -15,6 +18,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from gateway.app.sandbox_secrets import email_webhook_key
+from gateway.app.settings import Settings
 from gateway.channels.sms_segments import count_segments
 from gateway.channels.twilio.adapter import SIGNATURE_HEADER as TWILIO_SIGNATURE_HEADER
 from gateway.channels.twilio.adapter import WHATSAPP_PREFIX, compute_signature, public_url
@@ -156,3 +161,17 @@ async def post_meta_webhook(gateway_url: str, payload: dict[str, Any] | bytes, a
     async with aiohttp.ClientSession() as session:
         async with session.post(gateway_url, data=body, headers=headers) as resp:
             return resp.status, await resp.text()
+
+
+def simulated_mailgun_form(settings: Settings, *, sender: str, recipient: str, subject: str, text: str) -> dict:
+    """A signed Mailgun forward() post, as `gateway simulate email` sends it."""
+    timestamp, token = str(int(time.time())), secrets.token_hex(25)
+    signature = hmac.new(email_webhook_key(settings).encode(), (timestamp + token).encode(),
+                         hashlib.sha256).hexdigest()
+    message_id = f"<{uuid.uuid4().hex}@simulate.local>"    # one per mail, in both places, or mails dedupe
+    return {"recipient": recipient, "sender": sender, "from": sender, "subject": subject, "body-plain": text,
+            "Message-Id": message_id, "timestamp": timestamp, "token": token,
+            "signature": signature,
+            # Mailgun's own SPF verdict, as it adds it to mail it received (the sender is "authenticated")
+            "message-headers": json.dumps([["X-Mailgun-Spf", "Pass"], ["Message-Id", message_id],
+                                           ["Subject", subject]])}

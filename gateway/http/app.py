@@ -1,4 +1,8 @@
-"""The aiohttp application factory. Routes are registered by area; resources live in the Runtime."""
+"""The aiohttp application factory. Routes are registered by area; resources live in the Runtime.
+
+The channels' inbound routes (webhooks, status callbacks, the chat socket, ...) come from the channel
+packages the runtime runs (gateway.channels.registry): this module names none of them.
+"""
 from __future__ import annotations
 
 import weakref
@@ -8,14 +12,13 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from gateway.app import plugins
-from gateway.http import api_inbound, health, rights
+from gateway.channels import registry
+from gateway.http import health, rights
 from gateway.http.errors import error_middleware
-from gateway.http.keys import RUNTIME
+from gateway.http.keys import RUNTIME, WEBSOCKETS
 
 if TYPE_CHECKING:
     from gateway.app.runtime import Runtime
-
-WEBSOCKETS = web.AppKey("websockets", weakref.WeakSet)
 
 
 def create_app(runtime: Runtime) -> web.Application:
@@ -24,7 +27,7 @@ def create_app(runtime: Runtime) -> web.Application:
     app[WEBSOCKETS] = weakref.WeakSet()
     health.register(app)
     rights.register(app)      # before the areas whose sockets re-check their rights
-    app.router.add_post("/api/v1/inbound", api_inbound.post_inbound)
+    registry.add_routes(app, runtime.channels)
     for register in _route_modules():
         register(app)
     _mount_public_prefix(app, runtime.settings.public_url)
@@ -56,18 +59,17 @@ def _mount_public_prefix(app: web.Application, public_url: str | None) -> None:
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """No response is ever sniffed into another type (e.g. the WhatsApp challenge echo as HTML)."""
+    """No response is ever sniffed into another type (e.g. a webhook's challenge echo as HTML)."""
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
 
 
-ROUTE_MODULES = ("gateway.http.providers", "gateway.http.email_routes", "gateway.http.chat",
-                 "gateway.http.inbox", "gateway.http.inboxes_api", "gateway.http.attachments",
+ROUTE_MODULES = ("gateway.http.inbox", "gateway.http.inboxes_api", "gateway.http.attachments",
                  "gateway.http.events_api", "gateway.http.openapi", "gateway.http.console", "gateway.http.uploads",
                  "gateway.http.outbox_api", "gateway.http.preferences")
 
 
 def _route_modules():
-    """`register(app)` of each area that adds its own routes (channels, agent API, chat)."""
+    """`register(app)` of each area that adds its own routes (agent API, console, events, ...)."""
     return plugins.load(ROUTE_MODULES, "register")
 
 

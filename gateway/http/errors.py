@@ -17,6 +17,7 @@ from gateway.infra.db import STORAGE_REFUSED
 from gateway.domain.identity import AddressError
 from gateway.domain.inputs import InputError
 from gateway.app.log import get_logger
+from gateway.app.metrics import REJECTED
 
 log = get_logger(__name__)
 
@@ -37,6 +38,12 @@ class ApiError(Exception):
 
     def response(self) -> web.Response:
         return json_error(self.status, self.code, self.message, **self.extra)
+
+
+def reject(endpoint: str, reason: str, status: int, message: str, **extra) -> ApiError:
+    """An ApiError for a refused webhook post, counted in gateway_rejected_total (endpoint, reason)."""
+    REJECTED.labels(endpoint, reason).inc()
+    return ApiError(status, reason, message, **extra)
 
 
 @web.middleware

@@ -25,7 +25,7 @@ from aiohttp import web
 from gateway.domain import contacts, inputs, thread
 from gateway.domain.events import EVENT_NAME, contact_events, record_event
 from gateway.http.access import principal
-from gateway.http.api_inbound import read_json
+from gateway.http.body import read_json
 from gateway.http.errors import ApiError
 from gateway.http.keys import RUNTIME
 from gateway.http.openapi import ID, TIME, Param, array, obj, operation

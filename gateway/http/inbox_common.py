@@ -13,7 +13,7 @@ from aiohttp import web
 from gateway.domain import inputs, thread
 from gateway.domain.auth import Principal
 from gateway.http.access import principal
-from gateway.http.api_inbound import read_json
+from gateway.http.body import read_json
 from gateway.http.errors import ApiError
 from gateway.http.keys import RUNTIME
 from gateway.http.openapi import BIGINT_MAX

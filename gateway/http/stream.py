@@ -29,7 +29,7 @@ from gateway.infra import realtime
 from gateway.http.access import authenticate_token, principal, still_allowed
 from gateway.http.errors import ApiError
 from gateway.http.inbox_common import READ, dumps
-from gateway.http.keys import RUNTIME
+from gateway.http.keys import RUNTIME, WEBSOCKETS
 from gateway.http.openapi import ERROR, Param, operation
 from gateway.http.rights import RIGHTS, Watcher
 from gateway.inbox import actions, assignment
@@ -215,8 +215,6 @@ async def stream(request: web.Request) -> web.StreamResponse:
                       name="agent-stream")
     watch.add(watcher)
     await ws.prepare(request)
-    from gateway.http.app import WEBSOCKETS
-
     request.app[WEBSOCKETS].add(ws)
     latest = await rt.redis.xrevrange(rt.keys.stream_events(), count=1)
     await ws.send_str(dumps({"type": "hello", "role": who.role, "agent_id": who.agent_id,

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.domain import contacts
+from gateway.domain import contacts, inputs, status, thread
 
 from gateway.pipeline import queue
 from gateway.pipeline.ingest import IngestResult, ingest_inbound, ingest_item
 from gateway.app.log import get_logger
-from gateway.app.metrics import INBOUND, INGEST_SECONDS
-from gateway.domain.types import Inbound
+from gateway.app.metrics import INBOUND, INGEST_SECONDS, STATUS_UPDATES
+from gateway.domain.types import Inbound, StatusUpdate
 
 if TYPE_CHECKING:
     from gateway.app.runtime import Runtime
@@ -54,3 +54,17 @@ def accepted(channel: str, result: IngestResult) -> None:
     INBOUND.labels(channel, "duplicate" if result.duplicate else "stored").inc()
     log.info("inbound accepted", channel=channel, conversation_id=result.conversation_id,
              message_id=result.message_id, duplicate=result.duplicate)
+
+
+async def record_status(rt: Runtime, update: StatusUpdate) -> bool:
+    """Apply a provider's delivery status monotonically (kept for later when it arrived before the
+    send's answer); a provider opt-out code revokes consent. Every channel's status callback calls this.
+
+    Raises InputError (a PayloadError) for a report whose ids cannot be stored."""
+    update = inputs.clean_status(update)
+    effects = thread.Effects()
+    async with rt.pool.acquire(timeout=5) as conn, conn.transaction():
+        applied = await status.record(conn, update, rt.hooks, effects)
+    STATUS_UPDATES.labels(update.channel.value, "yes" if applied else "no").inc()
+    await rt.publish_effects(effects)
+    return applied is not None

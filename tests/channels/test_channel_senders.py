@@ -2,6 +2,8 @@
 the Twilio sender alone (a WhatsApp message sent through Meta never carries it)."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import aiohttp
 
 from gateway.channels.sandbox import SandboxSender
@@ -19,7 +21,8 @@ LIVE_SMS_AND_META = Settings(
 
 async def test_each_channel_gets_its_providers_sender_or_the_sandbox():
     async with aiohttp.ClientSession() as http:
-        senders = build_senders(LIVE_SMS_AND_META, http)
+        senders = build_senders(SimpleNamespace(settings=LIVE_SMS_AND_META, http=http, fetcher=None,
+                                                redis=None, keys=None))
     sms, whatsapp = senders[Channel.SMS], senders[Channel.WHATSAPP]
     assert isinstance(sms, TwilioSender) and sms.status_callback_url == "https://gw.example.com/webhooks/twilio/status"
     assert isinstance(whatsapp, WhatsAppCloudSender) and not hasattr(whatsapp, "status_callback_url")

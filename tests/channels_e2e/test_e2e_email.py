@@ -61,7 +61,7 @@ async def relayed(relay, n, timeout=15):
 
 
 async def test_three_email_reply_chain_threads_and_replies_carry_headers(settings, pool, clean, redis_client):
-    from gateway.pipeline.email_intake import start_smtp_listener
+    from gateway.channels.email.intake import start_smtp_listener
 
     async with FakeSmtpRelay(hostname="127.0.0.1") as relay:
         s = email_settings(settings, relay.port)
@@ -100,7 +100,7 @@ async def test_three_email_reply_chain_threads_and_replies_carry_headers(setting
 
 
 async def test_auto_replies_are_stored_but_never_answered(settings, pool, clean, redis_client):
-    from gateway.pipeline.email_intake import start_smtp_listener
+    from gateway.channels.email.intake import start_smtp_listener
 
     async with FakeSmtpRelay(hostname="127.0.0.1") as relay:
         s = email_settings(settings, relay.port)
@@ -159,7 +159,7 @@ async def test_sendgrid_needs_the_key_mailgun_needs_a_fresh_unreused_signature(s
 
 async def test_bounce_marks_our_message_undelivered_and_the_realtime_feed_hears_of_it(settings, pool, clean,
                                                                                       redis_client, http):
-    from gateway.pipeline.email_intake import start_smtp_listener
+    from gateway.channels.email.intake import start_smtp_listener
 
     async with FakeSmtpRelay(hostname="127.0.0.1") as relay:
         s = email_settings(settings, relay.port)
@@ -232,7 +232,7 @@ async def test_marketing_email_one_click_unsubscribe(settings, pool, clean, redi
 
 
 async def test_email_attachments_are_stored_by_content_hash(settings, pool, clean, redis_client):
-    from gateway.pipeline.email_intake import start_smtp_listener
+    from gateway.channels.email.intake import start_smtp_listener
 
     async with FakeSmtpRelay(hostname="127.0.0.1") as relay:
         s = email_settings(settings, relay.port, default_handler="agent")
@@ -252,7 +252,7 @@ async def test_email_attachments_are_stored_by_content_hash(settings, pool, clea
 
 async def test_a_robot_mailing_us_in_a_loop_hits_the_reply_ceiling(settings, pool, clean, redis_client):
     """A mail loop with a robot that does not mark its mails as automatic stops at the ceiling."""
-    from gateway.pipeline.email_intake import start_smtp_listener
+    from gateway.channels.email.intake import start_smtp_listener
 
     async with FakeSmtpRelay(hostname="127.0.0.1") as relay:
         s = email_settings(settings, relay.port, email_reply_ceiling=3)

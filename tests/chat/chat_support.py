@@ -14,7 +14,7 @@ from gateway.domain.types import Channel
 
 @contextlib.asynccontextmanager
 async def chat_gateway(settings, **kwargs):
-    """A gateway in this process; its chat replies go through the WebchatSender (the webchat plugin)."""
+    """A gateway in this process; its chat replies go through the WebchatSender (gateway.channels.webchat.sender)."""
     async with running_gateway(settings, **kwargs) as (runtime, base):
         assert isinstance(runtime.outbox.senders[Channel.WEBCHAT], WebchatSender)
         yield runtime, base

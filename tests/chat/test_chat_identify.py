@@ -54,7 +54,7 @@ async def test_chat_then_identify_by_email_then_email_is_one_thread(chat_setting
     import smtplib
     from email.message import EmailMessage
 
-    from gateway.pipeline.email_intake import start_smtp_listener
+    from gateway.channels.email.intake import start_smtp_listener
     from gateway.devtools.fakes.smtp import FakeSmtpRelay
     from gateway.devtools.testing import free_port
 

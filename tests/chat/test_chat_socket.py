@@ -14,7 +14,7 @@ from gateway.domain import thread
 from gateway.channels.webchat.hub import visitor_channel
 from gateway.channels.webchat.sender import WebchatSender
 from gateway.channels.webchat.tokens import issue_session
-from gateway.http import chat_socket
+from gateway.channels.webchat import socket as chat_socket
 from gateway.inbox import actions
 from gateway.pipeline.queue import Keys
 from gateway.devtools.testing import free_port, wait_for

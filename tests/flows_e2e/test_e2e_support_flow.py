@@ -186,7 +186,7 @@ async def test_the_flows_handoff_team_is_the_conversations_team(settings, pool, 
 
 async def test_on_email_one_turn_is_one_mail(settings, pool, clean, redis_client):
     """The lookup's answer and "Anything else?" are two replies on SMS, one mail on email."""
-    from gateway.pipeline.email_intake import simulated_mailgun_form
+    from gateway.devtools.simulate_providers import simulated_mailgun_form
     from gateway.devtools.fakes.smtp import FakeSmtpRelay
 
     async with FakeSmtpRelay(hostname="127.0.0.1") as relay, BusinessApi() as api:

@@ -22,7 +22,7 @@ import pytest
 
 from gateway.channels.twilio.adapter import SIGNATURE_HEADER, compute_signature
 from gateway.channels.whatsapp.adapter import signature_header
-from gateway.pipeline.email_intake import simulated_mailgun_form
+from gateway.devtools.simulate_providers import simulated_mailgun_form
 from gateway.http.app import create_app
 from gateway.http.openapi import describe
 from gateway.app.sandbox_secrets import email_webhook_key, twilio_webhook_token, whatsapp_app_secret

@@ -13,7 +13,7 @@ import pytest
 
 from gateway.pipeline import intake
 from gateway.channels.whatsapp.adapter import signature_header
-from gateway.pipeline.email_intake import simulated_mailgun_form
+from gateway.devtools.simulate_providers import simulated_mailgun_form
 from gateway.domain.inputs import InputError
 from gateway.app.sandbox_secrets import twilio_webhook_token, whatsapp_app_secret
 from gateway.devtools.simulate_providers import post_twilio_form, twilio_inbound_params
@@ -194,7 +194,7 @@ def _smtp_send(port: int, raw: bytes, mail_from: str = "ana@customer.example") -
 async def test_smtp_mail_with_nul_is_cleaned_or_refused_for_good(settings, pool, clean, redis_client, where):
     """NUL in the body: accepted (250) and stored without it. NUL in From: refused with 550 and a
     reason, never 451 (which the sending MTA retries for days)."""
-    from gateway.pipeline.email_intake import start_smtp_listener
+    from gateway.channels.email.intake import start_smtp_listener
 
     s = settings.with_(smtp_listen_port=free_port())
     sender = b"Ana <ana\x00@customer.example>" if where == "from" else b"Ana <ana@customer.example>"

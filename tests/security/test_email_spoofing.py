@@ -10,7 +10,7 @@ from email.utils import make_msgid
 import aiohttp
 
 from gateway.channels.email.sender_auth import check_sender
-from gateway.pipeline.email_intake import start_smtp_listener
+from gateway.channels.email.intake import start_smtp_listener
 from gateway.devtools.fakes.smtp import FakeSmtpRelay
 from gateway.devtools.testing import free_port, running_gateway, wait_for
 from gateway.devtools.testing import smtp_deliver as deliver

@@ -5,7 +5,7 @@ import asyncio
 
 import aiohttp
 
-from gateway.pipeline.email_intake import simulated_mailgun_form
+from gateway.devtools.simulate_providers import simulated_mailgun_form
 from gateway.devtools.testing import running_gateway, wait_for
 
 KEY = "email-webhook-key"

@@ -14,6 +14,15 @@ import gateway
 
 ROOT = Path(gateway.__file__).parent
 
+# A channel package (gateway/channels/<name>/) owns its whole channel, and its parts sit at two heights:
+# the modules that take messages in through the pipeline (its HTTP routes, the chat socket, intake glue
+# such as email threading and the SMTP listener's start, the chat's identify, which merges contacts)
+# are the channel's *edges*, between the HTTP app that mounts them and the features/pipeline they
+# call; everything else of the package (adapters, signatures, senders, stores) stays in "channels".
+EDGE_MODULES = ("routes", "socket", "intake", "identify")
+CHANNEL_EDGES = tuple(f"gateway.channels.{d.name}.{m}" for d in sorted((ROOT / "channels").iterdir())
+                      if (d / "__init__.py").exists() for m in EDGE_MODULES)
+
 # Highest first. A module's layer is the one of the longest prefix that names it ("gateway" alone is
 # the package's own __init__). The issue groups settings, log and metrics with the app; as imports go
 # they sit at the bottom, since every layer reads settings and logs.
@@ -22,12 +31,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("devtools", ("gateway.devtools", "gateway.flows.bench", "gateway.journeys.bench")),
     ("app", ("gateway", "gateway.app", "gateway.app.runtime", "gateway.app.embedded",
              # runtime plugins: each wires its package into the Runtime
-             "gateway.journeys.plugin", "gateway.inbox.plugin", "gateway.channels.webchat.plugin")),
+             "gateway.journeys.plugin", "gateway.inbox.plugin")),
     ("http", ("gateway.http",)),
-    ("features", ("gateway.inbox", "gateway.journeys", "gateway.flows.deploy", "gateway.retention",
-                  # a visitor who identifies is linked to a contact, merging two contacts when needed
-                  # (gateway.inbox.merge): an inbox operation that the chat socket triggers
-                  "gateway.channels.webchat.identify")),
+    ("edges", CHANNEL_EDGES),
+    # what every route needs, the channels' too: errors, the app keys, bearer-token access, JSON bodies
+    ("http base", ("gateway.http.errors", "gateway.http.keys", "gateway.http.access", "gateway.http.rights",
+                   "gateway.http.body")),
+    ("features", ("gateway.inbox", "gateway.journeys", "gateway.flows.deploy", "gateway.retention")),
     ("pipeline", ("gateway.pipeline",
                   # inboxes: the defaults synced from settings, the senders of inboxes with their own credentials
                   "gateway.inboxes.defaults", "gateway.inboxes.senders")),

@@ -3,15 +3,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from email.utils import parseaddr
 
 import aiosmtplib
 import structlog
 
+from gateway.channels.email.outgoing import prepare_outgoing
 from gateway.channels.email.render import build_email, email_bytes, email_text
 from gateway.channels.email.unsubscribe import unsubscribe_url
+from gateway.channels.modes import live_channels
 from gateway.app.settings import Settings
 from gateway.domain.types import Channel, OutgoingMessage, SendOutcome, SendResult
+
+if TYPE_CHECKING:
+    from gateway.app.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
@@ -116,3 +122,12 @@ def smtp_sender(s: Settings, **overrides) -> SmtpSender:
                 message_id_domain=(s.email_from or "@localhost").split("@")[-1],
                 unsubscribe_url_for=lambda msg: unsubscribe_url(s, msg.to))
     return SmtpSender(**{**args, **overrides})
+
+
+def live_senders(rt: Runtime) -> dict[Channel, SmtpSender]:
+    """SMTP when GATEWAY_SMTP_HOST is set."""
+    return {Channel.EMAIL: smtp_sender(rt.settings)} if Channel.EMAIL in live_channels(rt.settings) else {}
+
+
+# the outbox's last step for every email: threading headers, Reply-To, the From name
+PREPARE = {Channel.EMAIL: prepare_outgoing}

@@ -1,7 +1,7 @@
 """One-click unsubscribe links for marketing mail (RFC 8058): `/unsubscribe/<token>`.
 
 The token is base64url(address, NUL, 12-byte MAC over the address under GATEWAY_SECRET_KEY). Links
-already sent keep working: the format never changes. The page is gateway.http.email_routes.
+already sent keep working: the format never changes. The page is gateway.channels.email.routes.
 """
 from __future__ import annotations
 

@@ -17,19 +17,23 @@ import dataclasses
 import json
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any, Collection
+from typing import TYPE_CHECKING, Any, Collection
 from urllib.parse import urlencode
 
 import aiohttp
 
 from gateway.channels.http import json_object, retry_after_seconds, transport_failure
 from gateway.channels.errors import MediaDownloadError
+from gateway.channels.modes import live_channels, whatsapp_provider
 from gateway.channels.render import render_numbered_menu
 from gateway.channels.twilio.adapter import WHATSAPP_PREFIX
 from gateway.infra.guarded_fetch import GuardedFetcher, HostList
 from gateway.app.log import get_logger
 from gateway.app.settings import Settings, parse_content_sids
 from gateway.domain.types import Channel, OutgoingMessage, SendOutcome, SendResult
+
+if TYPE_CHECKING:
+    from gateway.app.runtime import Runtime
 
 log = get_logger(__name__)
 
@@ -40,7 +44,7 @@ UNDELIVERABLE_CODES = {"21211"}   # "The 'To' number is not a valid phone number
 LOOKUP_PAGE_SIZE = 20
 FORM = "application/x-www-form-urlencoded"
 LOOKUP_CLOCK_SKEW = timedelta(minutes=2)
-STATUS_PATH = "/webhooks/twilio/status"   # where Twilio posts status callbacks (gateway.http.providers)
+STATUS_PATH = "/webhooks/twilio/status"   # where Twilio posts status callbacks (gateway.channels.twilio.routes)
 
 
 class TwilioSender:
@@ -212,3 +216,14 @@ def twilio_sender(s: Settings, http: aiohttp.ClientSession, fetcher: GuardedFetc
                 fetcher=fetcher, media_hosts=HostList.of(s.twilio_media_hosts, s.twilio_api_base),
                 status_callback_url=f"{s.base_url}{STATUS_PATH}")
     return TwilioSender(http, channel=channel, **{**args, **overrides})
+
+
+def live_senders(rt: Runtime) -> dict[Channel, TwilioSender]:
+    """SMS where Twilio's SMS settings are set; WhatsApp when Twilio carries it (gateway.channels.modes)."""
+    s, live = rt.settings, live_channels(rt.settings)
+    senders = {}
+    if Channel.SMS in live:
+        senders[Channel.SMS] = twilio_sender(s, rt.http, rt.fetcher, Channel.SMS)
+    if whatsapp_provider(s) == "twilio":
+        senders[Channel.WHATSAPP] = twilio_sender(s, rt.http, rt.fetcher, Channel.WHATSAPP)
+    return senders

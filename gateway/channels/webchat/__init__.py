@@ -5,8 +5,7 @@
   store.py     the PostgreSQL reads and status writes a chat socket needs
   identify.py  linking a visitor to a known contact, merging an anonymous thread into theirs
   hub.py       one Redis pub/sub connection per process, fanning chat events out to local sockets
-  sender.py    the ChannelSender for Channel.WEBCHAT
-  plugin.py    runtime plugin: puts the WebchatSender in place of the sandbox sender
-
-The HTTP side (routes, the socket loop) lives in gateway.http.chat and gateway.http.chat_socket.
+  sender.py    the ChannelSender for Channel.WEBCHAT (always live)
+  routes.py    POST /chat/session, GET /chat/ws, the widget and the demo page
+  socket.py    one visitor tab's WebSocket: authentication, intake, pushing the thread
 """

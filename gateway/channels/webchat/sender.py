@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -17,6 +18,9 @@ from gateway.app.log import get_logger
 from gateway.pipeline.queue import Keys
 from gateway.infra.redis_client import shard_publish
 from gateway.domain.types import Channel, OutgoingMessage, SendOutcome, SendResult
+
+if TYPE_CHECKING:
+    from gateway.app.runtime import Runtime
 
 log = get_logger(__name__)
 
@@ -46,3 +50,8 @@ class WebchatSender:
         log.debug("chat message published", message_id=msg.message_id, listeners=listeners)
         return SendResult(SendOutcome.SENT, provider_message_id=f"chat-{msg.message_id}", status="sent",
                           extra={"listeners": listeners})
+
+
+def live_senders(rt: Runtime) -> dict[Channel, WebchatSender]:
+    """Web chat is always live: its sender publishes to the visitor's sockets."""
+    return {Channel.WEBCHAT: WebchatSender(rt.redis, rt.keys)}

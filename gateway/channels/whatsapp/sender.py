@@ -9,17 +9,21 @@ import asyncio
 import dataclasses
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from gateway.channels.http import json_object, retry_after_seconds, transport_failure
 from gateway.channels.errors import MediaDownloadError
+from gateway.channels.modes import whatsapp_provider
 from gateway.channels.render import render_numbered_menu
 from gateway.infra.guarded_fetch import GuardedFetcher, HostList
 from gateway.app.log import get_logger
 from gateway.app.settings import Settings
 from gateway.domain.types import Attachment, Channel, OutgoingMessage, SendOutcome, SendResult
+
+if TYPE_CHECKING:
+    from gateway.app.runtime import Runtime
 
 log = get_logger(__name__)
 
@@ -248,3 +252,10 @@ def meta_sender(s: Settings, http: aiohttp.ClientSession, fetcher: GuardedFetche
                 api_base=s.whatsapp_api_base, fetcher=fetcher, timeout=s.whatsapp_timeout,
                 media_hosts=HostList.of(s.whatsapp_media_hosts, s.whatsapp_api_base))
     return WhatsAppCloudSender(http, **{**args, **overrides})
+
+
+def live_senders(rt: Runtime) -> dict[Channel, WhatsAppCloudSender]:
+    """WhatsApp through Meta when its settings are set (preferred over Twilio, gateway.channels.modes)."""
+    if whatsapp_provider(rt.settings) != "cloud":
+        return {}
+    return {Channel.WHATSAPP: meta_sender(rt.settings, rt.http, rt.fetcher)}

@@ -27,7 +27,7 @@ from gateway.channels.webchat.hub import ChatHub, visitor_channel
 from gateway.channels.webchat.tokens import Session, TokenError, verify_session
 from gateway.domain.conversation import Mode
 from gateway.http.errors import DB_UNAVAILABLE, ApiError
-from gateway.http.keys import RUNTIME
+from gateway.http.keys import RUNTIME, WEBSOCKETS
 from gateway.http.rights import RIGHTS, RightsWatch, Watcher
 from gateway.domain.identity import AddressError
 from gateway.domain.inputs import InputError
@@ -69,8 +69,6 @@ def check_origin(request: web.Request) -> None:
 
 
 async def chat_socket(request: web.Request) -> web.WebSocketResponse:
-    from gateway.http.app import WEBSOCKETS
-
     check_origin(request)
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=protocol.SOCKET_MAX_MSG)
     await ws.prepare(request)

@@ -1,4 +1,4 @@
-"""The API channel's inbound side: `POST /api/v1/inbound` from a business system.
+"""The API channel's inbound route: `POST /api/v1/inbound` from a business system.
 
 Body: {"client_message_id": "...", "contact": {"external_id"|"phone"|"email"|"contact_id": ..., "name": ...},
        "text": "...", "attachments": [{"url": "...", "content_type": "..."}]}
@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.domain import contacts, inputs
-
+from gateway.domain import contacts
 from gateway.pipeline import intake
 from gateway.http.access import principal
+from gateway.http.body import read_json
 from gateway.http.errors import ApiError
 from gateway.http.keys import RUNTIME
 from gateway.domain.types import Attachment, Channel, Inbound
@@ -19,12 +19,8 @@ from gateway.domain.types import Attachment, Channel, Inbound
 MAX_TEXT = 10_000
 
 
-async def read_json(request: web.Request) -> dict:
-    """The request's JSON object, decoded by the one strict decoder (gateway.domain.inputs.object_body):
-    415 for another content type, 400 naming the field for anything we would not store."""
-    if request.content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type", "send application/json")
-    return inputs.object_body(await request.read())
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/inbound", post_inbound)
 
 
 def parse_inbound_body(data: dict) -> tuple[contacts.ContactRef, Inbound]:

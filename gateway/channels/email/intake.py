@@ -1,4 +1,4 @@
-"""Email into threads: thread lookup, attachment storage, bounces, unsubscribe tokens, SMTP listener.
+"""Email into threads: thread lookup, attachment storage, bounces; the SMTP listener's start.
 
 An inbound mail joins a thread, in this order, by: the reply-address token (`reply+<token>@domain`),
 its In-Reply-To/References matching one of our Message-IDs, and otherwise its sender's address, but
@@ -9,18 +9,14 @@ Everything (message, attachment contents, a bounce's status update) commits in o
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
-import json
-import time
 from typing import TYPE_CHECKING, Iterable
 
 import asyncpg
 
 from gateway.domain import contacts, status, thread
 from gateway.domain.blobs import store_blob
-from gateway.channels.email import (find_thread_token, iter_attachment_payloads, make_thread_token,
-                                    parse_mime, parse_thread_token, reply_address)
+from gateway.channels.email import iter_attachment_payloads, parse_mime, parse_thread_token
+from gateway.channels.email.outgoing import thread_secret
 from gateway.channels.errors import PayloadError
 from gateway.infra.db import STORAGE_REFUSED
 from gateway.channels.email.sender_auth import check_sender
@@ -29,19 +25,13 @@ from gateway.pipeline.ingest import IngestResult, ingest_inbound
 from gateway.domain.inputs import clean_inbound
 from gateway.pipeline.intake import accepted, enqueue_committed
 from gateway.app.log import get_logger
-from gateway.app.sandbox_secrets import email_webhook_key
-from gateway.domain.secret_keys import derive_key
 from gateway.app.settings import Settings
-from gateway.domain.types import Channel, Inbound, OutgoingMessage, StatusUpdate
+from gateway.domain.types import Channel, Inbound, StatusUpdate
 
 if TYPE_CHECKING:
     from gateway.app.runtime import Runtime
 
 log = get_logger(__name__)
-
-
-def thread_secret(settings: Settings) -> str:
-    return derive_key(settings.secret_key, "email-thread").hex()
 
 
 async def _thread_contact(conn: asyncpg.Connection, inbound: Inbound, settings: Settings) -> int | None:
@@ -129,51 +119,15 @@ async def _apply_bounce(conn: asyncpg.Connection, rt: Runtime, inbound: Inbound,
                         rt.hooks, effects, keep_unmatched=False)
 
 
-# -- outbound helpers ---------------------------------------------------------------------------
+# -- the SMTP listener -------------------------------------------------------------
 
-async def outbound_fields(conn: asyncpg.Connection, settings: Settings, conversation_id: int,
-                          subject: str | None, *, author_type: str | None = None,
-                          author_id: int | None = None) -> dict:
-    """Subject, threading headers, Reply-To and the From display name for an email in this conversation.
+async def start(rt: Runtime):
+    """The channel's background part: the inbound SMTP server, where GATEWAY_SMTP_LISTEN_PORT is set and
+    this process serves HTTP (the role that takes customer messages in). Returns its closer or None."""
+    if rt.settings.smtp_listen_port and "http" in rt.roles:
+        return await start_smtp_listener(rt)
+    return None
 
-    An agent's reply is from "Agent Name via Business" (GATEWAY_EMAIL_FROM_NAME; just the agent's
-    name without it); anything else (bot, journey, system) from the business's name when set.
-    """
-    last = await conn.fetchrow(
-        """SELECT content FROM messages WHERE conversation_id = $1 AND channel = 'email' AND direction = 'in'
-           ORDER BY seq DESC LIMIT 1""", conversation_id)
-    fields: dict = {}
-    if last is not None:
-        content = last["content"] or {}
-        mid = (content.get("extra") or {}).get("message_id")
-        if mid:
-            fields["in_reply_to"] = mid
-            fields["references"] = tuple(content.get("references", ())) + (mid,)
-        theirs = content.get("subject") or ""
-        if not subject and theirs:
-            subject = theirs if theirs.lower().startswith("re:") else f"Re: {theirs}"
-    fields["subject"] = subject or "Your conversation with us"
-    if settings.email_reply_domain:
-        token = make_thread_token(conversation_id, thread_secret(settings))
-        fields["reply_to"] = reply_address(token, settings.email_reply_domain)
-    business = settings.email_from_name
-    agent = (await conn.fetchval("SELECT name FROM agents WHERE id = $1", author_id)
-             if author_type == "agent" and author_id is not None else None)
-    if agent:
-        fields["sender_name"] = f"{agent} via {business}" if business else agent
-    elif business:
-        fields["sender_name"] = business
-    return fields
-
-
-async def prepare_outgoing(conn: asyncpg.Connection, settings: Settings, row, outgoing: OutgoingMessage) -> OutgoingMessage:
-    """The outbox's last step for an email (gateway.pipeline.outbox.sender.PrepareOutgoing): `outbound_fields`."""
-    fields = await outbound_fields(conn, settings, row["conversation_id"], outgoing.subject,
-                                   author_type=row["author_type"], author_id=row["author_id"])
-    return dataclasses.replace(outgoing, **fields)
-
-
-# -- SMTP listener and simulation -------------------------------------------------------------
 
 async def start_smtp_listener(rt: Runtime):
     """Receive customer mail by SMTP on GATEWAY_SMTP_LISTEN_PORT; returns an async closer."""
@@ -200,21 +154,4 @@ async def start_smtp_listener(rt: Runtime):
     return server.stop
 
 
-def simulated_mailgun_form(settings: Settings, *, sender: str, recipient: str, subject: str, text: str) -> dict:
-    """A signed Mailgun forward() post, as `gateway simulate email` sends it."""
-    import secrets
-    import uuid
-
-    timestamp, token = str(int(time.time())), secrets.token_hex(25)
-    signature = hmac.new(email_webhook_key(settings).encode(), (timestamp + token).encode(),
-                         hashlib.sha256).hexdigest()
-    message_id = f"<{uuid.uuid4().hex}@simulate.local>"    # one per mail, in both places, or mails dedupe
-    return {"recipient": recipient, "sender": sender, "from": sender, "subject": subject, "body-plain": text,
-            "Message-Id": message_id, "timestamp": timestamp, "token": token,
-            "signature": signature,
-            # Mailgun's own SPF verdict, as it adds it to mail it received (the sender is "authenticated")
-            "message-headers": json.dumps([["X-Mailgun-Spf", "Pass"], ["Message-Id", message_id],
-                                           ["Subject", subject]])}
-
-
-__all__ = ["accept_email", "find_thread_token", "outbound_fields", "start_smtp_listener"]
+__all__ = ["accept_email", "start", "start_smtp_listener"]

@@ -1,4 +1,4 @@
-"""Inbound email webhooks (SendGrid Inbound Parse, Mailgun forward) and one-click unsubscribe.
+"""The email channel's routes: inbound webhooks (SendGrid Inbound Parse, Mailgun forward) and one-click unsubscribe.
 
 Mailgun posts are signed (HMAC over timestamp + token with GATEWAY_EMAIL_WEBHOOK_KEY, stale ones
 rejected, a signature reused for another post rejected). SendGrid posts are not signed: the URL
@@ -22,7 +22,7 @@ from gateway.channels.email import (iter_webhook_payloads, parse_mailgun, parse_
                                     verify_mailgun_signature)
 from gateway.channels.errors import PayloadError
 from gateway.channels.email.unsubscribe import parse_unsubscribe_token
-from gateway.pipeline.email_intake import accept_email
+from gateway.channels.email.intake import accept_email
 from gateway.http.errors import ApiError
 from gateway.http.keys import RUNTIME
 from gateway.domain.identity import AddressError
@@ -39,7 +39,7 @@ LARGE_BODY_WAIT = 30.0
 _LARGE_BODIES = web.AppKey("email_large_bodies", asyncio.Semaphore)
 
 
-def register(app: web.Application) -> None:
+def add_routes(app: web.Application) -> None:
     app[_LARGE_BODIES] = asyncio.Semaphore(app[RUNTIME].settings.email_large_bodies)
     app.router.add_post("/webhooks/email/inbound", email_inbound)
     app.router.add_get("/unsubscribe/{token}", unsubscribe_page)

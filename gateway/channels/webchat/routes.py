@@ -1,7 +1,7 @@
 """Web chat routes: the session endpoint, the socket, the widget and the demo page.
 
   POST /chat/session   {token?, identity?} -> {token, visitor_id, expires_at, conversation_id, identified}
-  GET  /chat/ws        the visitor's WebSocket (gateway.http.chat_socket)
+  GET  /chat/ws        the visitor's WebSocket (gateway.channels.webchat.socket)
   GET  /chat/widget.js the embeddable widget (one script tag, no build step)
   GET  /               a demo page that embeds it
 """
@@ -14,16 +14,16 @@ from aiohttp import web
 
 from gateway.channels.webchat import identify, store
 from gateway.channels.webchat.hub import ChatHub
+from gateway.channels.webchat.socket import CHAT_HUB, chat_socket, check_origin
 from gateway.channels.webchat.tokens import TokenError, issue_session, verify_session
-from gateway.http.api_inbound import read_json
-from gateway.http.chat_socket import CHAT_HUB, chat_socket, check_origin
+from gateway.http.body import read_json
 from gateway.http.errors import ApiError
 from gateway.http.keys import RUNTIME
 
-STATIC = Path(__file__).resolve().parent.parent / "static"
+STATIC = Path(__file__).resolve().parents[2] / "static"
 
 
-def register(app: web.Application) -> None:
+def add_routes(app: web.Application) -> None:
     app.cleanup_ctx.append(_chat_hub)
     app.router.add_post("/chat/session", create_session)
     app.router.add_route("OPTIONS", "/chat/session", session_preflight)
