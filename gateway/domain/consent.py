@@ -38,6 +38,11 @@ ALL = "all"
 MARKETING = "marketing"
 ANY_CHANNEL = "*"
 RECORD_PURPOSES = (MARKETING, Purpose.TRANSACTIONAL.value, ALL)   # what an answer can be about
+# the channels a customer answers consent for (web chat and the API channel only ever reply), or all
+ANSWER_CHANNELS = ("sms", "whatsapp", "email")
+RECORD_CHANNELS = (*ANSWER_CHANNELS, ALL)
+# how the preference page names them
+CHANNEL_TITLES = {"sms": "Text messages (SMS)", "whatsapp": "WhatsApp", "email": "Email"}
 OPT_IN, OPT_OUT = "opt_in", "opt_out"
 # (channel, purpose) -> regime; every pair not named is opt_out
 DEFAULT_REGIMES = {("sms", MARKETING): OPT_IN, ("whatsapp", MARKETING): OPT_IN, ("email", MARKETING): OPT_OUT}

@@ -90,6 +90,8 @@ def address_for(channel: Channel | str, raw: str, kind_hint: str | None = None) 
 
 # Identity kinds as the API names them -> stored kind (an external id is the API channel's identity)
 API_KINDS = {"phone": "phone", "email": "email", "whatsapp_id": "whatsapp_id", "external_id": "api"}
+# the kinds of address a consent answer can be recorded for (imports name one of these)
+CONSENT_KINDS = ("phone", "email", "whatsapp_id")
 
 
 def parse_identity(kind, address) -> tuple[str, str]:

@@ -1,9 +1,10 @@
 """Attachment content for agents: stored copies, or fetched from the provider on first access.
 
-Email attachments are stored by content hash when the mail arrives. WhatsApp media arrive as ids
-and Twilio media as authenticated URLs: the first download goes to the provider (Graph media API,
-Twilio Basic auth) through the guarded fetcher (gateway.infra.guarded_fetch: the provider's own media
-hosts only) and the bytes are kept by content hash, so later downloads are local.
+Some channels store attachments by content hash when the message arrives (email); others deliver
+media as ids or authenticated URLs: the first download goes to the provider, through the channel's
+sender (`download_media`, with the field its media is named by, `media_source`) and the guarded
+fetcher (gateway.infra.guarded_fetch: the provider's own media hosts only), and the bytes are kept by
+content hash, so later downloads are local.
 
 Only media a provider delivered with an inbound message are ever fetched. URLs that agents, flows
 or integrations attach are links: providers receive them as links, and this route never requests
@@ -27,6 +28,7 @@ from gateway.inbox.scope import visible_conversation
 from gateway.domain.types import Channel
 
 MAX_INDEX = 100
+CHANNEL_VALUES = frozenset(c.value for c in Channel)
 # Customer files are served from our own origin, where the console's session lives: only raster
 # images are shown inline; everything else downloads, and nothing may run (sandbox, no sniffing).
 INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
@@ -88,7 +90,7 @@ def disposition(content_type: str, filename: str | None) -> str:
 
 
 async def _fetch_from_provider(request: web.Request, channel: str, att: dict) -> tuple[bytes, str | None]:
-    sender = request.app[RUNTIME].senders.get(Channel(channel)) if channel in Channel._value2member_map_ else None
+    sender = request.app[RUNTIME].senders.get(Channel(channel)) if channel in CHANNEL_VALUES else None
     download = getattr(sender, "download_media", None)
     source = att.get(getattr(sender, "media_source", "url"))   # the field this provider's media is named by
     if download is None or not source:

@@ -16,7 +16,7 @@ from gateway.inbox.scope import visible_contact
 
 MAX_PROOF_BYTES = 16_000
 MAX_IMPORT = 1000
-RECORD_CHANNELS = ("sms", "whatsapp", "email", "all")
+RECORD_CHANNELS = consent.RECORD_CHANNELS
 
 
 def _answer(data: dict) -> dict:
@@ -85,8 +85,8 @@ def _import_item(item) -> dict:
         raise bad("record", "must be an object")
     answer = _answer(item)
     kind = item.get("kind")
-    if kind not in ("phone", "email", "whatsapp_id"):
-        raise bad("kind", "must be phone, email or whatsapp_id")
+    if kind not in identity.CONSENT_KINDS:
+        raise bad("kind", "must be " + " or ".join((", ".join(identity.CONSENT_KINDS[:-1]), identity.CONSENT_KINDS[-1])))
     raw = text_field(item, "address", max_len=320)
     try:
         address = (identity.normalize_phone(raw) if kind == "phone" else identity.normalize_email(raw)

@@ -1,7 +1,9 @@
 """JSON schemas of the inbox API (request bodies and responses), used by the OpenAPI document."""
 from __future__ import annotations
 
+from gateway.domain.consent import RECORD_CHANNELS
 from gateway.domain.conversation import Mode, Status
+from gateway.domain.identity import API_KINDS, CONSENT_KINDS
 from gateway.http.openapi import ID, TIME, array, nullable, obj
 from gateway.domain.types import Channel
 
@@ -93,7 +95,7 @@ PROFILE = dict(locale=nullable({"type": "string", "minLength": 2, "maxLength": 2
 CONTACT_PATCH = obj(None, **PROFILE, name=nullable({"type": "string", "maxLength": 200}),
                     attributes={"type": "object", "description": "merged in; a null value removes the key"})
 MERGE_BODY = obj(["contact_id"], contact_id=ID)
-IDENTITY_KIND = {"type": "string", "enum": ["phone", "email", "whatsapp_id", "external_id"]}
+IDENTITY_KIND = {"type": "string", "enum": list(API_KINDS)}
 IDENTITY_BODY = obj(["kind", "address"], kind=IDENTITY_KIND, address={"type": "string", "minLength": 1, "maxLength": 320},
                     merge={"type": "boolean", "description": "POST only: merge the contact that owns it into this one"})
 CONTACT_CREATE = obj(None, **PROFILE, name=nullable({"type": "string", "maxLength": 200}), attributes=ANY_OBJECT,
@@ -144,7 +146,7 @@ CONSENT_FIELDS = dict(
 CONSENTS = obj(["consents", "current", "history"], **CONSENT_FIELDS)
 CONSENT_RECORDED = obj(["consents", "current", "history", "recorded"], **CONSENT_FIELDS,
                        recorded=array(obj(["address_kind", "address"], address_kind=STR, address=STR)))
-_ANSWER = dict(channel={"type": "string", "enum": ["sms", "whatsapp", "email", "all"]},
+_ANSWER = dict(channel={"type": "string", "enum": list(RECORD_CHANNELS)},
                purpose={"type": "string", "enum": ["marketing", "transactional", "all"]}, granted=BOOL,
                source={"type": "string", "minLength": 1, "maxLength": 200},
                proof={"type": "object", "description": "required for an opt-in: the text shown, the form or "
@@ -153,7 +155,7 @@ CONSENT_BODY = obj(["channel", "purpose", "granted", "source"], **_ANSWER,
                    address={"type": "string", "maxLength": 320, "description": "only this address of the contact"})
 CONSENT_IMPORT = obj(["records"], records=array(obj(
     ["kind", "address", "channel", "purpose", "granted", "source"], **_ANSWER,
-    kind={"type": "string", "enum": ["phone", "email", "whatsapp_id"]}, address={"type": "string", "maxLength": 320},
+    kind={"type": "string", "enum": list(CONSENT_KINDS)}, address={"type": "string", "maxLength": 320},
     at={"type": "string", "format": "date-time", "description": "when the answer was given (default: now)"}),
     minItems=1, maxItems=1000))
 PREFERENCES_LINK = obj(["url", "expires_at"], url=STR, expires_at={"type": "integer", "description": "Unix time"})

@@ -3,7 +3,7 @@
 A route module describes each handler with `@operation(...)` (summary, roles, request and
 response schemas, query parameters); `GET /openapi.json` walks the app's router and renders what
 it finds, so the document lists exactly the routes that exist. Routes registered by modules that
-predate this (inbound API, health, metrics) are described in `BUILTIN` below.
+predate this (health, metrics) are described in `BUILTIN` below.
 
 Conventions added to every operation: bearer auth with 401/403 when it has roles, 404 when its
 path has parameters, 400/415 when it takes a body or query parameters, 503 when storage is down.
@@ -81,19 +81,6 @@ def describe(handler) -> Operation | None:
     return getattr(handler, "__openapi__", None)
 
 
-_INBOUND_BODY = obj(
-    ["client_message_id", "contact"],
-    client_message_id={"type": "string", "minLength": 1, "maxLength": 200},
-    contact=obj(None, contact_id=ID, external_id={"type": "string"}, phone={"type": "string"},
-                email={"type": "string"}, name={"type": "string"}),
-    text={"type": "string", "maxLength": 10000},
-    attachments=array(obj(["url"], url={"type": "string"}, content_type={"type": "string"},
-                          filename={"type": "string"})),
-)
-_INBOUND_RESULT = obj(["message_id", "conversation_id", "contact_id", "seq", "duplicate"],
-                      message_id=ID, conversation_id=ID, contact_id=ID, seq={"type": "integer"},
-                      duplicate={"type": "boolean"})
-
 BUILTIN: dict[tuple[str, str], Operation] = {
     ("GET", "/healthz"): Operation("Liveness", {200: obj(["status"], status={"type": "string"})}, tags=("ops",)),
     ("GET", "/readyz"): Operation(
@@ -103,10 +90,6 @@ BUILTIN: dict[tuple[str, str], Operation] = {
     ("GET", "/metrics"): Operation("Prometheus metrics (bearer GATEWAY_METRICS_TOKEN when set)",
                                    {200: None, 401: ERROR}, tags=("ops",),
                                    produces="text/plain"),
-    ("POST", "/api/v1/inbound"): Operation(
-        "A customer message from a business system (API channel); idempotent by client_message_id",
-        {201: _INBOUND_RESULT, 200: _INBOUND_RESULT}, roles=("integration",), request=_INBOUND_BODY,
-        tags=("api channel",)),
 }
 
 _PATH_PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")

@@ -17,7 +17,7 @@ from gateway.domain.preferences import read_token
 log = get_logger(__name__)
 
 SOURCE = "preference page"
-CHANNEL_NAMES = {"sms": "Text messages (SMS)", "whatsapp": "WhatsApp", "email": "Email"}
+CHANNEL_NAMES = consent.CHANNEL_TITLES
 PURPOSE_NAMES = {"marketing": "Offers and news", "transactional": "Receipts, reminders and account notices"}
 PURPOSES = ("marketing", "transactional")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from gateway.domain import consent
 from gateway.devtools.simulate_providers import meta_inbound_payload, post_meta_webhook
 from gateway.devtools.testing import running_gateway, wait_for
-from gateway.app.sandbox_secrets import whatsapp_app_secret
+from gateway.channels.whatsapp.secrets import whatsapp_app_secret
 
 BSUID = "US.13491208655302741918"   # a business-scoped user id: WhatsApp without a phone number
 

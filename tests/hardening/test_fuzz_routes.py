@@ -25,7 +25,9 @@ from gateway.channels.whatsapp.adapter import signature_header
 from gateway.devtools.simulate_providers import simulated_mailgun_form
 from gateway.http.app import create_app
 from gateway.http.openapi import describe
-from gateway.app.sandbox_secrets import email_webhook_key, twilio_webhook_token, whatsapp_app_secret
+from gateway.channels.email.secrets import email_webhook_key
+from gateway.channels.twilio.secrets import twilio_webhook_token
+from gateway.channels.whatsapp.secrets import whatsapp_app_secret
 from gateway.devtools.testing import running_gateway
 
 FIXTURES = Path(__file__).resolve().parent.parent / "channels"

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import aiohttp
 
-from gateway.app.sandbox_secrets import twilio_webhook_token, whatsapp_verify_token
+from gateway.channels.twilio.secrets import twilio_webhook_token
+from gateway.channels.whatsapp.secrets import whatsapp_verify_token
 from gateway.devtools.simulate_providers import post_twilio_form, twilio_inbound_params
 from gateway.devtools.testing import free_port, running_gateway
 

@@ -15,7 +15,8 @@ from gateway.pipeline import intake
 from gateway.channels.whatsapp.adapter import signature_header
 from gateway.devtools.simulate_providers import simulated_mailgun_form
 from gateway.domain.inputs import InputError
-from gateway.app.sandbox_secrets import twilio_webhook_token, whatsapp_app_secret
+from gateway.channels.twilio.secrets import twilio_webhook_token
+from gateway.channels.whatsapp.secrets import whatsapp_app_secret
 from gateway.devtools.simulate_providers import post_twilio_form, twilio_inbound_params
 from gateway.devtools.testing import free_port, running_gateway
 from gateway.domain.types import Channel, Inbound

@@ -12,7 +12,7 @@ import aiohttp
 from gateway.devtools.simulate_providers import post_twilio_inbound, twilio_inbound_params
 from gateway.devtools.testing import free_port, settings_env, smtp_deliver, wait_for, wait_ready
 from gateway.app.log import mask_text
-from gateway.app.sandbox_secrets import twilio_webhook_token
+from gateway.channels.twilio.secrets import twilio_webhook_token
 
 PHONE = "+14155550188"
 EMAIL = "dee.customer@example.net"

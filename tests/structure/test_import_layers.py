@@ -34,9 +34,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
              "gateway.journeys.plugin", "gateway.inbox.plugin")),
     ("http", ("gateway.http",)),
     ("edges", CHANNEL_EDGES),
-    # what every route needs, the channels' too: errors, the app keys, bearer-token access, JSON bodies
+    # what every route needs, the channels' too: errors, the app keys, bearer-token access, JSON bodies,
+    # the OpenAPI descriptions (`@operation`)
     ("http base", ("gateway.http.errors", "gateway.http.keys", "gateway.http.access", "gateway.http.rights",
-                   "gateway.http.body")),
+                   "gateway.http.body", "gateway.http.openapi")),
     ("features", ("gateway.inbox", "gateway.journeys", "gateway.flows.deploy", "gateway.retention")),
     ("pipeline", ("gateway.pipeline",
                   # inboxes: the defaults synced from settings, the senders of inboxes with their own credentials

@@ -14,9 +14,23 @@ from gateway.http.access import principal
 from gateway.http.body import read_json
 from gateway.http.errors import ApiError
 from gateway.http.keys import RUNTIME
+from gateway.http.openapi import ID, array, obj, operation
 from gateway.domain.types import Attachment, Channel, Inbound
 
 MAX_TEXT = 10_000
+
+INBOUND_BODY = obj(
+    ["client_message_id", "contact"],
+    client_message_id={"type": "string", "minLength": 1, "maxLength": 200},
+    contact=obj(None, contact_id=ID, external_id={"type": "string"}, phone={"type": "string"},
+                email={"type": "string"}, name={"type": "string"}),
+    text={"type": "string", "maxLength": 10000},
+    attachments=array(obj(["url"], url={"type": "string"}, content_type={"type": "string"},
+                          filename={"type": "string"})),
+)
+INBOUND_RESULT = obj(["message_id", "conversation_id", "contact_id", "seq", "duplicate"],
+                      message_id=ID, conversation_id=ID, contact_id=ID, seq={"type": "integer"},
+                      duplicate={"type": "boolean"})
 
 
 def add_routes(app: web.Application) -> None:
@@ -51,6 +65,9 @@ def parse_inbound_body(data: dict) -> tuple[contacts.ContactRef, Inbound]:
     return ref, inbound
 
 
+@operation("A customer message from a business system (API channel); idempotent by client_message_id",
+           responses={201: INBOUND_RESULT, 200: INBOUND_RESULT}, roles=("integration",), request=INBOUND_BODY,
+           tags=("api channel",))
 async def post_inbound(request: web.Request) -> web.Response:
     await principal(request, "integration")
     data = await read_json(request)

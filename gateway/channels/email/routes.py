@@ -28,7 +28,7 @@ from gateway.http.keys import RUNTIME
 from gateway.domain.identity import AddressError
 from gateway.app.log import get_logger
 from gateway.app.metrics import REJECTED
-from gateway.app.sandbox_secrets import email_webhook_key
+from gateway.channels.email.secrets import email_webhook_key
 
 if TYPE_CHECKING:
     from gateway.app.runtime import Runtime

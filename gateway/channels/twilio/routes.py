@@ -14,7 +14,7 @@ from gateway.http.errors import reject
 from gateway.http.keys import RUNTIME
 from gateway.domain.identity import AddressError
 from gateway.inboxes import store as inboxes
-from gateway.app.sandbox_secrets import twilio_webhook_token
+from gateway.channels.twilio.secrets import twilio_webhook_token
 
 
 def add_routes(app: web.Application) -> None:

@@ -16,7 +16,7 @@ from gateway.http.keys import RUNTIME
 from gateway.domain.identity import AddressError
 from gateway.app.log import get_logger
 from gateway.app.metrics import REJECTED
-from gateway.app.sandbox_secrets import whatsapp_app_secret, whatsapp_verify_token
+from gateway.channels.whatsapp.secrets import whatsapp_app_secret, whatsapp_verify_token
 
 log = get_logger(__name__)
 
