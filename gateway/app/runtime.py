@@ -131,7 +131,8 @@ class Runtime:
                               burst=s.rate_limit_burst, per_sender=parse_limits(s.rate_limits))
         self.outbox = OutboxSender(self.pool, self.redis, self.keys, s, self.senders, rate_limiter=limiter,
                                    hooks=self.hooks, prepare=outgoing_steps(self.channels),
-                                   inbox_senders=InboxSenders(self.pool, s, self.http, self.fetcher))
+                                   inbox_senders=InboxSenders(self.pool, s, self.http, self.fetcher,
+                                                              channels=self.channels))
         self.timers = TimerService(self.pool, self.timer_handlers, clock=self.clock,
                                    after_commit=self.publish_effects)
         for setup in plugin_setups(self.plugin_modules):

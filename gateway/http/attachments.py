@@ -16,8 +16,7 @@ import hashlib
 
 from aiohttp import web
 
-from gateway.domain import inputs
-from gateway.domain.blobs import store_blob
+from gateway.domain import blobs, inputs
 from gateway.channels.errors import MediaDownloadError
 from gateway.infra.guarded_fetch import FetchRefused
 from gateway.http.errors import ApiError
@@ -54,15 +53,14 @@ async def attachment(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", "no such attachment") from None
     async with transaction(request, *READ) as tx:
         await visible_conversation(tx.conn, tx.scope, cid)
-        row = await tx.conn.fetchrow("""SELECT id, channel, direction, content FROM messages
-                                        WHERE id = $1 AND conversation_id = $2""", message_id, cid)
+        row = await blobs.message_attachments(tx.conn, cid, message_id)
         items = ((row["content"] or {}).get("attachments") or []) if row else []
         if not 0 <= index < len(items):
             raise ApiError(404, "not_found", "no such attachment")
         att = items[index]
         blob = None
         if att.get("content_ref"):
-            blob = await tx.conn.fetchrow("SELECT data, content_type FROM blobs WHERE ref = $1", att["content_ref"])
+            blob = await blobs.blob(tx.conn, att["content_ref"])
     if blob is None and att.get("content_ref"):   # stored once, then removed by the retention limit
         raise ApiError(410, "expired", "this attachment was deleted after the retention period")
     if blob is None and row["direction"] != "in":
@@ -72,10 +70,7 @@ async def attachment(request: web.Request) -> web.Response:
         ref = "sha256:" + hashlib.sha256(data).hexdigest()
         rt = request.app[RUNTIME]
         async with rt.pool.acquire(timeout=5) as conn, conn.transaction():
-            await store_blob(conn, ref, content_type, data)
-            await conn.execute(
-                """UPDATE messages SET content = jsonb_set(content, ARRAY['attachments', $2::text, 'content_ref'],
-                       to_jsonb($3::text)) WHERE id = $1""", message_id, str(index), ref)
+            await blobs.keep_attachment(conn, message_id, index, ref, content_type, data)
         blob = {"data": data, "content_type": content_type}
     content_type = (blob["content_type"] or att.get("content_type") or "application/octet-stream").split(";")[0]
     content_type = content_type.strip().lower() or "application/octet-stream"

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import time
 
-from gateway.channels.email.sender import smtp_sender
-from gateway.channels.twilio.sender import twilio_sender
-from gateway.channels.whatsapp.sender import meta_sender
+from gateway.channels.registry import CHANNELS, parts
 from gateway.inboxes import secrets
 from gateway.app.log import get_logger
 from gateway.domain.types import Channel
@@ -20,8 +18,11 @@ log = get_logger(__name__)
 
 
 class InboxSenders:
-    def __init__(self, pool, settings, http, fetcher=None, *, ttl: float = 10.0):
+    def __init__(self, pool, settings, http, fetcher=None, *, ttl: float = 10.0, channels=CHANNELS):
         self.pool, self.settings, self.http, self.fetcher, self.ttl = pool, settings, http, fetcher, ttl
+        # provider (an inbox row's) -> its channel package's builder (`<package>.sender.INBOX_SENDERS`)
+        self.builders = {provider: build for table in parts(channels, "sender", "INBOX_SENDERS", required=False)
+                         for provider, build in table.items()}
         self._rows: dict[int, tuple[float, object]] = {}      # inbox id -> (read at, updated_at)
         self._built: dict[tuple[int, object], object] = {}    # (inbox id, updated_at) -> its sender
 
@@ -46,7 +47,7 @@ class InboxSenders:
 
     def _build(self, inbox_id: int, row):
         """A sender for the inbox, or None (use the channel's): without credentials of its own, only
-        when settings enable its provider (a sandbox channel stays a sandbox)."""
+        when settings enable its provider (a sandbox channel stays a sandbox; each builder checks)."""
         s = self.settings
         creds: dict = {}
         if row["credentials"] is not None:
@@ -54,29 +55,11 @@ class InboxSenders:
             if not creds:
                 log.warning("inbox credentials cannot be read (sealed under another secret key); "
                             "using the provider's settings", inbox_id=inbox_id, channel=row["channel"])
-        address, channel = row["address"], Channel(row["channel"])
-        enabled = {"twilio": s.twilio_enabled, "meta": s.whatsapp_cloud_enabled, "smtp": s.smtp_enabled}
-        if not creds and not enabled.get(row["provider"]):
+        build = self.builders.get(row["provider"])
+        if build is None:
             return None
         try:
-            if row["provider"] == "twilio":
-                service = address if address and address.startswith("MG") else None
-                return twilio_sender(s, self.http, self.fetcher, channel,
-                                     account_sid=creds.get("account_sid") or s.twilio_account_sid,
-                                     auth_token=creds.get("auth_token") or s.twilio_auth_token,
-                                     api_key_sid=creds.get("api_key_sid"),
-                                     from_address=None if service else address,
-                                     messaging_service_sid=service or s.twilio_messaging_service_sid)
-            if row["provider"] == "meta":
-                return meta_sender(s, self.http, self.fetcher, phone_number_id=address or s.whatsapp_phone_number_id,
-                                   access_token=creds.get("access_token") or s.whatsapp_access_token)
-            if row["provider"] == "smtp":
-                return smtp_sender(s, hostname=creds.get("host") or s.smtp_host,
-                                   port=int(creds.get("port") or s.smtp_port),
-                                   username=creds.get("username") or s.smtp_username,
-                                   password=creds.get("password") or s.smtp_password,
-                                   from_address=address or s.email_from,
-                                   message_id_domain=(address or s.email_from or "@localhost").split("@")[-1])
+            return build(s, self.http, self.fetcher, Channel(row["channel"]), row["address"], creds)
         except (ValueError, TypeError) as exc:   # e.g. no account to send with: the channel's sender
             log.warning("inbox sender not built; using the channel's", channel=row["channel"], error=str(exc))
         return None

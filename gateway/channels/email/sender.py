@@ -131,3 +131,21 @@ def live_senders(rt: Runtime) -> dict[Channel, SmtpSender]:
 
 # the outbox's last step for every email: threading headers, Reply-To, the From name
 PREPARE = {Channel.EMAIL: prepare_outgoing}
+
+
+def inbox_sender(s: Settings, http, fetcher, channel: Channel, address: str | None, creds: dict) -> SmtpSender | None:
+    """The sender of a mailbox (its own SMTP server and login when it has credentials); None without
+    credentials of its own while GATEWAY_SMTP_HOST is not set."""
+    if not creds and not s.smtp_enabled:
+        return None
+    return smtp_sender(s, hostname=creds.get("host") or s.smtp_host,
+                       port=int(creds.get("port") or s.smtp_port),
+                       username=creds.get("username") or s.smtp_username,
+                       password=creds.get("password") or s.smtp_password,
+                       from_address=address or s.email_from,
+                       message_id_domain=(address or s.email_from or "@localhost").split("@")[-1])
+
+
+# inboxes whose provider is "smtp" send through `inbox_sender` (gateway.inboxes.senders)
+INBOX_SENDERS = {"smtp": inbox_sender}
+

@@ -227,3 +227,23 @@ def live_senders(rt: Runtime) -> dict[Channel, TwilioSender]:
     if whatsapp_provider(s) == "twilio":
         senders[Channel.WHATSAPP] = twilio_sender(s, rt.http, rt.fetcher, Channel.WHATSAPP)
     return senders
+
+
+def inbox_sender(s: Settings, http: aiohttp.ClientSession, fetcher: GuardedFetcher | None, channel: Channel,
+                 address: str | None, creds: dict) -> TwilioSender | None:
+    """The sender of an inbox on Twilio (its own number or Messaging Service, its own account when it
+    has credentials); None without credentials of its own while Twilio's settings are not set."""
+    if not creds and not s.twilio_enabled:
+        return None
+    service = address if address and address.startswith("MG") else None
+    return twilio_sender(s, http, fetcher, channel,
+                         account_sid=creds.get("account_sid") or s.twilio_account_sid,
+                         auth_token=creds.get("auth_token") or s.twilio_auth_token,
+                         api_key_sid=creds.get("api_key_sid"),
+                         from_address=None if service else address,
+                         messaging_service_sid=service or s.twilio_messaging_service_sid)
+
+
+# inboxes whose provider is "twilio" send through `inbox_sender` (gateway.inboxes.senders)
+INBOX_SENDERS = {"twilio": inbox_sender}
+

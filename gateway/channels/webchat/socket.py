@@ -398,7 +398,7 @@ class ChatConnection:
     async def _after_inbound(self, conversation_id: int, seq: int) -> None:
         """Let the visitor's other tabs (on any process) show the message; show the bot typing."""
         events = [("chat.inbound", {"conversation_id": conversation_id, "seq": seq})]
-        mode = await self.rt.pool.fetchval("SELECT mode FROM conversations WHERE id = $1", conversation_id)
+        mode = await store.conversation_mode(self.rt.pool, conversation_id)
         if mode == Mode.BOT and self.rt.settings.default_handler != "agent":
             events.append(("typing", {"conversation_id": conversation_id, "who": "bot", "state": "on",
                                       "ttl": BOT_TYPING_TTL}))

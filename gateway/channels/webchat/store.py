@@ -33,6 +33,11 @@ async def visitor_thread(db, visitor_id: str) -> VisitorThread:
     return VisitorThread(row["contact_id"], row["conversation_id"], row["last_seq"], row["identified"])
 
 
+async def conversation_mode(db, conversation_id: int) -> str | None:
+    """Who answers the conversation now (bot or agent): the socket shows the bot typing only for the bot."""
+    return await db.fetchval("SELECT mode FROM conversations WHERE id = $1", conversation_id)
+
+
 async def history(db, conversation_id: int, after_seq: int, limit: int = HISTORY_PAGE):
     """The customer-visible entries (messages in and out, any channel) newer than `after_seq`.
 

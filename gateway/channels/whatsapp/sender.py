@@ -259,3 +259,18 @@ def live_senders(rt: Runtime) -> dict[Channel, WhatsAppCloudSender]:
     if whatsapp_provider(rt.settings) != "cloud":
         return {}
     return {Channel.WHATSAPP: meta_sender(rt.settings, rt.http, rt.fetcher)}
+
+
+def inbox_sender(s: Settings, http: aiohttp.ClientSession, fetcher: GuardedFetcher | None, channel: Channel,
+                 address: str | None, creds: dict) -> WhatsAppCloudSender | None:
+    """The sender of a WhatsApp number on Meta's Cloud API (its own access token when it has one);
+    None without credentials of its own while Meta's settings are not set."""
+    if not creds and not s.whatsapp_cloud_enabled:
+        return None
+    return meta_sender(s, http, fetcher, phone_number_id=address or s.whatsapp_phone_number_id,
+                       access_token=creds.get("access_token") or s.whatsapp_access_token)
+
+
+# inboxes whose provider is "meta" send through `inbox_sender` (gateway.inboxes.senders)
+INBOX_SENDERS = {"meta": inbox_sender}
+
