@@ -15,8 +15,8 @@ class ChannelSender(Protocol):
     Optional, asked with getattr: `provider` (the metrics label), `lookup(...)` (did an attempt of
     unknown outcome reach the provider), `download_media(source)` with `media_source`, the name of
     the stored attachment's field that `source` is taken from ("url", "provider_media_id").
-    A provider package builds its sender from settings (e.g. `twilio_sender`); gateway.channels.senders
-    picks one per channel.
+    A channel package builds its senders from settings (`<package>.sender.live_senders`, see
+    gateway.channels.registry); gateway.channels.senders puts them, or the sandbox, in place per channel.
     """
 
     channel: Channel
