@@ -19,7 +19,7 @@ from gateway.devtools.testing import free_port, running_gateway, wait_for
 from gateway.devtools.testing import smtp_deliver as deliver
 from gateway.domain.types import Channel, Purpose
 
-FIXTURES = Path(__file__).resolve().parent.parent / "channels" / "email" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 KEY = "email-webhook-key"
 RELAY = "mx.support.example"   # the MX in front of the SMTP listener, which checks SPF/DKIM/DMARC
 DOMAIN = "reply.example.com"
