@@ -4,6 +4,8 @@
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# pytest-xdist workers for `make test` (each has its own database; xdist_group keeps some tests together)
+TEST_WORKERS ?= 2
 
 $(BIN)/gateway: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,7 +20,7 @@ run: install
 	$(BIN)/gateway run
 
 test: install
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/gateway bench

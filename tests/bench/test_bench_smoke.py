@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.slow   # runs `gateway bench` end to end
+pytestmark = [pytest.mark.slow,   # runs `gateway bench` end to end
+              pytest.mark.xdist_group("bench")]   # never beside the interrupted-bench test (see there)
 
 
 def bench_tiny(infra, tmp_path, scenarios: str, timeout: float = 150, extra: tuple = ()) -> tuple[dict, str]:

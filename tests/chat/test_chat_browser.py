@@ -17,7 +17,8 @@ from gateway.domain.types import Button
 
 from chat_support import chat_gateway
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean")]   # slow: drives a real headless Chromium
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean"),   # slow: drives a real headless Chromium
+              pytest.mark.xdist_group("browser")]   # one worker installs the browser (.ci/browser) if missing
 
 HERE = Path(__file__).resolve().parent
 BROWSER_DIR = HERE / "browser"
