@@ -180,6 +180,8 @@ class Runtime:
 
     async def __aexit__(self, *exc) -> None:
         self.stop_event.set()
+        if (outbox := getattr(self, "outbox", None)) is not None:
+            outbox.wake()   # its loop sees the stop now, not after its poll interval
         if self._tasks:
             done, pending = await asyncio.wait(self._tasks, timeout=15)
             for task in pending:

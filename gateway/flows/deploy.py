@@ -157,7 +157,7 @@ class DeployListener:
                 await self.apply_latest()
                 checked = loop.time()
                 while not stop.is_set():
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    message = await _next_message(pubsub, stop)
                     if message is not None or loop.time() - checked >= CHECK_EVERY:
                         await self.apply_latest()
                         checked = loop.time()
@@ -175,3 +175,20 @@ class DeployListener:
                         await pubsub.aclose()
                     except Exception:
                         pass
+
+
+async def _next_message(pubsub, stop: asyncio.Event, timeout: float = 1.0):
+    """The next announcement on `pubsub`, or None after `timeout` seconds or as soon as `stop` is set
+    (a stopping process does not sit out the rest of the wait)."""
+    if stop.is_set():
+        return None
+    getter = asyncio.ensure_future(pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout))
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((getter, stopper), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        if not getter.done():
+            getter.cancel()
+            await asyncio.wait((getter,))   # the read has let go of the connection before it is closed
+    return None if getter.cancelled() else getter.result()
