@@ -2,7 +2,8 @@
 
 With GATEWAY_TEST_DATABASE_URL / GATEWAY_TEST_REDIS_URL set (CI sets them to the machine's
 servers) those are used; otherwise embedded servers start under a temporary directory. Each run
-gets a database of its own (created, migrated, dropped) and a Redis key prefix of its own.
+(each pytest-xdist worker: `make test` runs two) gets a database of its own (created, migrated,
+dropped), and each test a Redis key prefix of its own.
 """
 from __future__ import annotations
 
