@@ -27,6 +27,35 @@ TABLES = ("inboxes", "deployments", "retention_cursors", "early_statuses", "unde
           "timers", "outbox", "messages", "episodes", "conversations", "teams", "identities", "contacts")
 
 
+# Tests that must not run beside each other when `make test` runs the suite on two pytest-xdist workers
+# (`--dist loadgroup`): each group runs on one worker, one test after the other. By node id prefix.
+XDIST_GROUPS = {
+    # each starts `gateway bench`; the interrupted-bench test checks that no gwbench_* database is left
+    "tests/bench/": "bench",
+    # the browser tests: the first one installs the browser (.ci/browser) when it is missing
+    "tests/chat/test_chat_browser.py::": "browser",
+    "tests/console/test_console_browser.py::": "browser",
+    "tests/inbox/test_inbox_preferences.py::test_the_page_in_real_headless_chromium": "browser",
+}
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadgroup` with the groups of XDIST_GROUPS (pytest-xdist 3.8 marks the `xdist_group`
+    of a test in its node id, which pytest 9.2 no longer lets it change: pytest-xdist issue 1386)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class PrefixGroups(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            for prefix, group in XDIST_GROUPS.items():
+                if nodeid.startswith(prefix):
+                    return f"group:{group}"
+            return super()._split_scope(nodeid)
+    return PrefixGroups(config, log)
+
+
 def _with_db(dsn: str, name: str) -> str:
     parsed = urlparse(dsn)
     return urlunparse(parsed._replace(path="/" + name))

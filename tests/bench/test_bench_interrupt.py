@@ -11,10 +11,6 @@ import time
 import psutil
 import pytest
 
-# one xdist worker runs every bench test: this one checks that no `gwbench_*` database is left, which a
-# bench running beside it on another worker would have for a while
-pytestmark = pytest.mark.xdist_group("bench")
-
 
 def _bench_env(infra, tmp_path) -> dict:
     admin_dsn, redis_url = infra

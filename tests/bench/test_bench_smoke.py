@@ -12,8 +12,7 @@ import sys
 
 import pytest
 
-pytestmark = [pytest.mark.slow,   # runs `gateway bench` end to end
-              pytest.mark.xdist_group("bench")]   # never beside the interrupted-bench test (see there)
+pytestmark = pytest.mark.slow   # runs `gateway bench` end to end
 
 
 def bench_tiny(infra, tmp_path, scenarios: str, timeout: float = 150, extra: tuple = ()) -> tuple[dict, str]:

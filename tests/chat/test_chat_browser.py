@@ -17,8 +17,7 @@ from gateway.domain.types import Button
 
 from chat_support import chat_gateway
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean"),   # slow: drives a real headless Chromium
-              pytest.mark.xdist_group("browser")]   # one worker installs the browser (.ci/browser) if missing
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean")]   # slow: drives a real headless Chromium
 
 HERE = Path(__file__).resolve().parent
 BROWSER_DIR = HERE / "browser"

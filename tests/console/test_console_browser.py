@@ -27,8 +27,7 @@ from gateway.devtools.fakes.twilio import FakeTwilio
 from gateway.devtools.simulate_providers import post_twilio_inbound, twilio_inbound_params
 from gateway.devtools.testing import drive_browser, ensure_browser, running_gateway, wait_for
 
-pytestmark = [pytest.mark.slow,   # drives a real headless Chromium
-              pytest.mark.xdist_group("browser")]   # one worker installs the browser (.ci/browser) if missing
+pytestmark = pytest.mark.slow   # drives a real headless Chromium
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent

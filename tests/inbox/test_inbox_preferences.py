@@ -93,7 +93,6 @@ async def test_expired_tampered_or_foreign_links_show_nothing(gw):
 
 
 @pytest.mark.slow   # drives a real headless Chromium
-@pytest.mark.xdist_group("browser")   # one worker installs the browser (.ci/browser) if missing
 async def test_the_page_in_real_headless_chromium_without_javascript_on_a_phone(gw, tmp_path):
     """Chromium with JavaScript off, 390 px wide: the labels are tappable, saving works, one button
     unsubscribes from all marketing; a screenshot is kept beside the test run."""
