@@ -57,7 +57,7 @@ def test_wheel_carries_migrations_and_flows(tmp_path):
         assert f"gateway/_shipped/migrations/{path.name}" in names
     for path in (REPO / "flows").rglob("*.yaml"):
         assert f"gateway/_shipped/flows/{path.relative_to(REPO / 'flows').as_posix()}" in names
-    assert "gateway/static/widget.js" in names
+    assert "gateway/channels/webchat/static/widget.js" in names
     console = {p.name for p in (REPO / "gateway" / "static" / "console").iterdir()}
     assert {"index.html", "app.js", "console.css"} <= console
     assert {f"gateway/static/console/{name}" for name in console} <= names, "the agent console ships in the wheel"

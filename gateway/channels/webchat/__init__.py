@@ -7,5 +7,6 @@
   hub.py       one Redis pub/sub connection per process, fanning chat events out to local sockets
   sender.py    the ChannelSender for Channel.WEBCHAT (always live)
   routes.py    POST /chat/session, GET /chat/ws, the widget and the demo page
+  static/      widget.js (the embeddable widget, no build step) and demo.html (the page at /)
   socket.py    one visitor tab's WebSocket: authentication, intake, pushing the thread
 """

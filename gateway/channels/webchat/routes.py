@@ -20,7 +20,7 @@ from gateway.http.body import read_json
 from gateway.http.errors import ApiError
 from gateway.http.keys import RUNTIME
 
-STATIC = Path(__file__).resolve().parents[2] / "static"
+STATIC = Path(__file__).resolve().parent / "static"   # the widget and the demo page
 
 
 def add_routes(app: web.Application) -> None:
