@@ -67,7 +67,12 @@ class FlowHandler:
         if state is not None and turn.new_episode:
             state = state.new_episode()
         if state is None:   # a new conversation starts on its inbox's flow, when it has one
-            flow_name = await inboxes.inbox_flow(turn.conn, msg["inbox_id"])
+            facts = await turn.route_facts()
+            if facts is not None:   # a batch read every inbox
+                inbox = facts.inboxes.get(msg["inbox_id"])
+                flow_name = inbox["flow"] if inbox is not None else None
+            else:
+                flow_name = await inboxes.inbox_flow(turn.conn, msg["inbox_id"])
             if flow_name and not self.registry.has(flow_name):
                 flow_name = None
             decide = self.engine.begin(inp, ctx, flow_name=flow_name)
@@ -80,7 +85,7 @@ class FlowHandler:
                 result = finish_now(decide)
             except WouldWait:
                 raise OutsideCallNeeded("the flow's turn waited") from None
-        await self.apply(turn.conn, turn.draft, result, turn.effects)
+        await self.apply(turn.conn, turn.draft, result, turn.effects, facts=await turn.route_facts())
 
     def _context(self, conv, inp: TurnInput) -> ActionContext:
         settings = {"business_api_base": self.rt.settings.business_api_base, "http_timeout": 5}
@@ -118,9 +123,11 @@ class FlowHandler:
 
     # -- writing a turn's decisions ------------------------------------------------------------
     async def apply(self, conn: asyncpg.Connection, draft: conversation.Draft, result: TurnResult,
-                    effects: Effects) -> None:
+                    effects: Effects, facts: thread.RouteFacts | None = None) -> None:
         """Write a turn's result: the row's changes go into `draft` (written by whoever owns it, or
-        before anything else here needs the row written: a business event, an escalation)."""
+        before anything else here needs the row written: a business event, an escalation). `facts`:
+        what routing the replies reads, read by the turn's batch (the replies go first: nothing
+        here changes them before)."""
         conv, cid = draft.view, draft.id
         state = result.state
         if result.ended:
@@ -129,7 +136,8 @@ class FlowHandler:
             conversation.save_flow_state(draft, state.flow, state.version, state.state, state.to_dict())
         for reply in _one_mail_per_turn(result.replies, conv["last_inbound_channel"]):
             await send_bot_reply(conn, cid, reply.text, settings=self.rt.settings, effects=effects,
-                                 buttons=reply.buttons, button_label=reply.button_label, draft=draft)
+                                 buttons=reply.buttons, button_label=reply.button_label, draft=draft,
+                                 facts=facts)
         now = self.rt.clock.now()
         replaced = sorted(set(result.cancel_timers) | {t.name for t in result.timers})
         if replaced:

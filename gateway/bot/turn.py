@@ -13,7 +13,7 @@ turns, so it must not wait on the outside world: where it would (a flow's HTTP a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol
+from typing import Any, Awaitable, Callable, Mapping, Protocol
 
 import asyncpg
 
@@ -22,7 +22,7 @@ from gateway.channels.modes import routing_policy
 from gateway.domain.hooks import Hooks
 from gateway.app.log import get_logger
 from gateway.app.settings import Settings
-from gateway.domain.types import Effects
+from gateway.domain.types import Effects, Purpose
 
 log = get_logger(__name__)
 
@@ -39,6 +39,36 @@ class NoOutsideCalls:
         raise OutsideCallNeeded(name)
 
 
+class Batch:
+    """What the turns of one batch round share (`gateway.pipeline.processor`): facts read once for
+    all of its conversations, on first use, in the round's transaction (the conversation rows are
+    locked by then). A round that is redone starts a new Batch."""
+
+    def __init__(self, conn: asyncpg.Connection, rows: Mapping[int, Mapping[str, Any]], settings: Settings):
+        self.conn = conn
+        self.rows = rows              # conversation id -> its row, read under its lock
+        self.settings = settings
+        self._cache: dict[str, Any] = {}
+
+    @property
+    def contact_ids(self) -> list[int]:
+        return sorted({r["contact_id"] for r in self.rows.values()})
+
+    async def once(self, key: str, load: Callable[[], Awaitable[Any]]) -> Any:
+        """`load()`'s result, loaded for the whole round on the first call with `key`."""
+        if key not in self._cache:
+            self._cache[key] = await load()
+        return self._cache[key]
+
+    async def route_facts(self, conversation_id: int) -> thread.RouteFacts | None:
+        """What routing a reply to this conversation reads (thread.RouteFacts)."""
+        if conversation_id not in self.rows:
+            return None
+        facts = await self.once("route_facts", lambda: thread.read_route_facts(
+            self.conn, list(self.rows.values()), purpose=Purpose.REPLY, policy=routing_policy(self.settings)))
+        return facts[conversation_id]
+
+
 @dataclass
 class Turn:
     """Everything a handler may use while one inbound message is processed."""
@@ -52,6 +82,7 @@ class Turn:
     new_episode: bool = False          # this message opened a new episode (per-episode counters reset)
     outside_calls: bool = True         # False in a batch: see OutsideCallNeeded
     contact_attributes: dict | None = None   # read with the batch, when it was
+    batch: Batch | None = None               # the batch round this turn is taken in, if any
 
     @property
     def conversation(self) -> Mapping[str, Any]:
@@ -62,9 +93,14 @@ class Turn:
     def conversation_id(self) -> int:
         return self.draft.id
 
+    async def route_facts(self) -> thread.RouteFacts | None:
+        """What routing this turn's replies reads, read for its whole batch (None: not batched)."""
+        return await self.batch.route_facts(self.conversation_id) if self.batch is not None else None
+
     async def reply(self, text: str, **kwargs) -> int | None:
         return await send_bot_reply(self.conn, self.conversation_id, text, settings=self.settings,
-                                    effects=self.effects, draft=self.draft, **kwargs)
+                                    effects=self.effects, draft=self.draft, facts=await self.route_facts(),
+                                    **kwargs)
 
 
 async def send_bot_reply(conn: asyncpg.Connection, conversation_id: int, text: str, *, settings: Settings,

@@ -18,6 +18,7 @@ enrollment's `seq`: a timer whose seq is stale (the enrollment moved on) does no
 """
 from __future__ import annotations
 
+import functools
 import random
 from contextvars import ContextVar
 from datetime import datetime, timedelta
@@ -81,6 +82,11 @@ def _trace(event, journey: str, reason: str | None) -> None:
         trace.append({"event_id": event["id"], "journey": journey, "entered": reason is None, "reason": reason})
 
 
+async def _enrolled(conn: asyncpg.Connection, contact_ids: list[int]) -> set[int]:
+    """Those of `contact_ids` ever enrolled in a journey (the others have no nudge or wait to mark)."""
+    return {r["contact_id"] for r in await conn.fetch(
+        "SELECT DISTINCT contact_id FROM journey_enrollments WHERE contact_id = ANY($1::bigint[])", contact_ids)}
+
 class JourneyEngine:
     def __init__(self, runtime: Runtime, registry: JourneyRegistry):
         self.runtime = runtime
@@ -120,6 +126,9 @@ class JourneyEngine:
         if msg["channel"] in processor.KEYWORD_CHANNELS and consent.classify_keyword(msg["body"] or "") is not None:
             return      # STOP, START, HELP answer the compliance rules, not the nudge: not a reply
         conn, contact_id, now = turn.conn, turn.conversation["contact_id"], self.now()
+        if turn.batch is not None and contact_id not in await turn.batch.once("journeys.enrolled", functools.partial(
+                _enrolled, conn, turn.batch.contact_ids)):
+            return      # never enrolled: no nudge to mark, no wait to resume (one look-up per batch)
         marked = await conn.fetch(
             """UPDATE journey_sends s SET replied_at = $2,
                    clicked_at = CASE WHEN $3 THEN coalesce(s.clicked_at, $2) ELSE s.clicked_at END

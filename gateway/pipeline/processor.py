@@ -33,7 +33,7 @@ from gateway.domain.identity import address_kind
 from gateway.app.log import get_logger
 from gateway.pipeline.queue import Keys
 from gateway.app.settings import Settings
-from gateway.bot.turn import Handler, OutsideCallNeeded, Turn
+from gateway.bot.turn import Batch, Handler, OutsideCallNeeded, Turn
 from gateway.domain.types import Channel, Effects, Purpose
 
 log = get_logger(__name__)
@@ -141,10 +141,11 @@ class Processor:
                 attributes = {r["id"]: dict(r["attributes"] or {}) for r in await conn.fetch(
                     "SELECT id, attributes FROM contacts WHERE id = ANY($1::bigint[])",
                     [r["contact_id"] for r in rows.values()])}
+                batch = Batch(conn, rows, self.settings)
                 for current, msg in sorted(first.items()):
                     row = rows[current]
                     await self._take(conn, msg, effects, conversation.Draft(row, locked=True),
-                                     attributes.get(row["contact_id"]), batched=True)
+                                     attributes.get(row["contact_id"]), batch=batch)
                 current = None
                 await conn.execute(MARK_PROCESSED, [m["id"] for m in first.values()])
                 taken.done = len(first)
@@ -159,8 +160,8 @@ class Processor:
             return Round(alone=list(conversation_ids))
 
     async def _take(self, conn, msg: asyncpg.Record, effects: Effects, draft: conversation.Draft | None = None,
-                    contact_attributes: dict | None = None, batched: bool = False) -> None:
-        """One customer message's turn (`draft`, `contact_attributes`: read by a batch, which
+                    contact_attributes: dict | None = None, batch: Batch | None = None) -> None:
+        """One customer message's turn (`draft`, `contact_attributes`: read by a `batch`, which
         shares its transaction: the turn may not wait on outside calls)."""
         conversation_id = msg["conversation_id"]
         with structlog.contextvars.bound_contextvars(
@@ -178,7 +179,8 @@ class Processor:
                          seq=msg["seq"], direction="in", channel=msg["channel"])
             if draft is not None:
                 await self._dispatch(Turn(conn, draft, msg, effects, self.settings, self.hooks, new_episode,
-                                          outside_calls=not batched, contact_attributes=contact_attributes))
+                                          outside_calls=batch is None, contact_attributes=contact_attributes,
+                                          batch=batch))
                 await draft.flush(conn)   # the turn's one write of the conversation row
             log.debug("message processed", seq=msg["seq"])
 

@@ -10,6 +10,7 @@ from aiohttp import web
 from gateway.devtools.fakes.twilio import FakeTwilio
 from gateway.devtools.simulate_providers import post_twilio_inbound, twilio_inbound_params
 from gateway.devtools.testing import LocalServer, kill_a_worker_mid_batch, running_gateway, wait_for
+from gateway.inboxes import store as inboxes
 
 FLOWS = Path(__file__).resolve().parents[2] / "flows"
 OUR = "+15550001111"
@@ -77,3 +78,69 @@ async def test_a_turn_waiting_on_an_http_action_holds_no_batch(settings, pool, c
             await wait_for(answered, timeout=30, message="the look-up's turn was not answered")
     assert api.calls == ["AB99999"], "the look-up was requested more than once"
     assert await pool.fetchval(DONE) == 11
+
+
+SALES_FLOW = """
+name: sales
+start: hello
+states:
+  hello:
+    say: "Welcome to sales! What are you looking for?"
+"""
+SALES = "+15550003333"
+
+
+async def test_turns_of_one_batch_are_routed_as_each_alone(settings, pool, clean, redis_client, tmp_path):
+    """A batch reads what routing needs (identities, last inbound, consent, inboxes) once for all
+    its turns: each customer is still answered from the inbox they wrote to, on that inbox's flow,
+    and a customer who opted out gets no reply (the thread says why)."""
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "sales.yaml").write_text(SALES_FLOW)
+    (flows / "support.yaml").write_text(SALES_FLOW.replace("sales", "support").replace("Welcome to support!",
+                                                                                       "Support here."))
+    sales_customers = [f"+1415555{n:04d}" for n in range(4)]
+    support_customers = [f"+1415556{n:04d}" for n in range(4)]
+    opted_out = "+14155579999"
+    async with FakeTwilio() as fake:
+        s = settings.with_(default_handler="flow", flows_dir=flows, default_flow="support",
+                           twilio_account_sid=fake.account_sid, twilio_auth_token=fake.auth_token,
+                           twilio_from_number=OUR, twilio_api_base=fake.base_url, worker_batch=20)
+        async with running_gateway(s) as (rt, url):
+            inbound = f"{url}/webhooks/twilio/inbound"
+            async with pool.acquire() as conn:
+                await inboxes.create_inbox(conn, name="Sales", channel="sms", provider="twilio", address=SALES,
+                                           flow="sales")
+            assert (await post_twilio_inbound(inbound, twilio_inbound_params(opted_out, OUR, "STOP"),
+                                              fake.auth_token))[0] == 200
+            async def stop_answered():
+                return any(r.value("To") == opted_out for r in fake.requests if r.method == "POST")
+            await wait_for(stop_answered, message="no answer to STOP")
+        async with running_gateway(s, roles=("http",)) as (rt, url):   # all queued before a worker starts
+            inbound = f"{url}/webhooks/twilio/inbound"
+            for customer, to in ([(c, SALES) for c in sales_customers] + [(c, OUR) for c in support_customers]
+                                 + [(opted_out, OUR)]):
+                status, _ = await post_twilio_inbound(inbound, twilio_inbound_params(customer, to, "hi"),
+                                                      fake.auth_token)
+                assert status == 200
+        async with running_gateway(s, roles=("http", "worker")):
+            async def replies():
+                posts = [r for r in fake.requests if r.method == "POST" and r.value("To") != opted_out]
+                return posts if len(posts) >= 8 else None
+            sent = {r.value("To"): (r.value("From"), r.value("Body")) for r in await wait_for(replies, timeout=30)}
+            async def all_done():
+                return await pool.fetchval(DONE + " AND body = 'hi'") == 9
+            await wait_for(all_done, timeout=30, message="not every message was processed")
+    for c in sales_customers:
+        assert sent[c] == (SALES, "Welcome to sales! What are you looking for?")
+    for c in support_customers:
+        assert sent[c] == (OUR, "Support here. What are you looking for?")
+    assert [r.value("Body") for r in fake.requests if r.method == "POST" and r.value("To") == opted_out][1:] == []
+    assert await pool.fetchval(
+        """SELECT count(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id
+           JOIN identities i ON i.contact_id = c.contact_id
+           WHERE i.address = $1 AND m.content->>'event' = 'reply_not_sent'""", opted_out) == 1
+    widest = await pool.fetchval(
+        """SELECT max(n) FROM (SELECT count(DISTINCT conversation_id) AS n FROM messages
+                               WHERE direction = 'in' AND body = 'hi' GROUP BY processed_at) b""")
+    assert widest > 1, "the turns were not taken in one batch"
