@@ -74,3 +74,11 @@ def test_capacity_scenario_reports_every_component(infra, tmp_path):
     assert set(capacity["cpu_ms_per_turn"]) == {"api", "worker", "postgres", "redis"}
     assert all(v > 0 for v in capacity["cpu_ms_per_turn"].values()), capacity["cpu_ms_per_turn"]
     assert capacity["per_turn"]["redis_commands"] > 0 and capacity["per_turn"]["postgres_transactions"] > 0
+
+
+def test_drain_scenario_counts_every_queued_turn(infra, tmp_path):
+    """CPU per turn drained from a backlog: every queued turn is answered and counted."""
+    drain = bench_tiny(infra, tmp_path, "drain", timeout=300)[0]["drain"]
+    assert drain["turns"] == drain["queued"] > 0
+    assert set(drain["cpu_ms_per_turn"]) == {"worker", "postgres", "redis", "total"}
+    assert drain["cpu_ms_per_turn"]["worker"] > 0 and drain["cpu_ms_per_turn"]["postgres"] > 0

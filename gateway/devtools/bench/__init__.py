@@ -11,6 +11,7 @@ PostgreSQL and Redis as configured (embedded ones when not). Every scenario gets
   timers    firing the due ones among many scheduled timers
   inbox     queue listing and history pages with millions of messages (vs OFFSET pagination)
   capacity  CPU per turn of the api, the worker, PostgreSQL and Redis (sizing; runs when named)
+  drain     CPU per turn of the worker, PostgreSQL and Redis draining a backlog (runs when named)
   retention inbox p99 while a retention pass turns the oldest tenth of those messages into tombstones
   memory    a worker's RSS after many conversations each had a flow turn
 
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from gateway.devtools.bench import (
     scenarios_capacity,
+    scenarios_drain,
     scenarios_inbox,
     scenarios_ingest,
     scenarios_memory,
@@ -39,8 +41,8 @@ from gateway.devtools.bench import (
 from gateway.devtools.bench.harness import SCALES, Bench, figure, show_figures
 from gateway.app.settings import Settings
 
-# capacity (CPU per turn well below saturation, for sizing) runs when named: the turns scenario
-# prints CPU per turn at its target rate already
+# capacity (CPU per turn well below saturation, for sizing) and drain (CPU per turn from a backlog,
+# to compare versions by) run when named: the turns scenario prints CPU per turn at its target rate already
 SCENARIOS = {
     "ingest": scenarios_ingest,
     "turns": scenarios_turns,
@@ -49,9 +51,10 @@ SCENARIOS = {
     "inbox": scenarios_inbox,
     "retention": scenarios_retention,
     "capacity": scenarios_capacity,
+    "drain": scenarios_drain,
     "memory": scenarios_memory,
 }
-DEFAULT = [name for name in SCENARIOS if name != "capacity"]
+DEFAULT = [name for name in SCENARIOS if name not in ("capacity", "drain")]
 
 
 def print_summary(results: dict, scale: str) -> None:
