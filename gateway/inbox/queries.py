@@ -97,7 +97,7 @@ def list_query(scope: Scope, f: ConversationFilter, *, limit: int, cursor: str |
         add("""(SELECT m.inbox_id FROM messages m WHERE m.conversation_id = c.id AND m.direction = 'in'
                ORDER BY m.seq DESC LIMIT 1) = {}""", f.inbox_id)
     if f.label:
-        add("c.labels @> ARRAY[{}]::text[]", f.label)
+        add("c.labels @> ARRAY[{}]::text[] AND c.labels <> '{{}}'", f.label)   # the partial GIN index (0018)
     if f.waiting_before is not None:
         add("c.waiting_since <= {}", f.waiting_before)
     if cursor:
