@@ -12,7 +12,7 @@ through the turn's draft, once (`gateway.domain.conversation`).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import asyncpg
 
@@ -85,7 +85,8 @@ class FlowHandler:
                 result = finish_now(decide)
             except WouldWait:
                 raise OutsideCallNeeded("the flow's turn waited") from None
-        await self.apply(turn.conn, turn.draft, result, turn.effects, facts=await turn.route_facts())
+        await self.apply(turn.conn, turn.draft, result, turn.effects, facts=await turn.route_facts(),
+                         defer=turn.batch.defer if turn.batch is not None else None)
 
     def _context(self, conv, inp: TurnInput) -> ActionContext:
         settings = {"business_api_base": self.rt.settings.business_api_base, "http_timeout": 5}
@@ -123,11 +124,13 @@ class FlowHandler:
 
     # -- writing a turn's decisions ------------------------------------------------------------
     async def apply(self, conn: asyncpg.Connection, draft: conversation.Draft, result: TurnResult,
-                    effects: Effects, facts: thread.RouteFacts | None = None) -> None:
+                    effects: Effects, facts: thread.RouteFacts | None = None,
+                    defer: Callable[[tuple[str, tuple]], None] | None = None) -> None:
         """Write a turn's result: the row's changes go into `draft` (written by whoever owns it, or
         before anything else here needs the row written: a business event, an escalation). `facts`:
         what routing the replies reads, read by the turn's batch (the replies go first: nothing
-        here changes them before)."""
+        here changes them before); `defer`: the batch's, which runs the timers' statement with
+        those of the other turns at the round's end."""
         conv, cid = draft.view, draft.id
         state = result.state
         if result.ended:
@@ -141,9 +144,14 @@ class FlowHandler:
         now = self.rt.clock.now()
         replaced = sorted(set(result.cancel_timers) | {t.name for t in result.timers})
         if replaced:
-            await timers.replace(conn, kind=FLOW_TIMER, conversation_id=cid, payload={"name": replaced}, timers=[
-                (now + t.delay, {"name": t.name, "flow": state.flow, "version": state.version})
-                for t in result.timers])
+            statement = timers.replace_statement(kind=FLOW_TIMER, conversation_id=cid, payload={"name": replaced},
+                                                 timers=[(now + t.delay, {"name": t.name, "flow": state.flow,
+                                                                          "version": state.version})
+                                                         for t in result.timers])
+            if defer is not None:
+                defer(statement)
+            else:
+                await conn.execute(statement[0], *statement[1])
         if result.attribute_updates:
             await contacts.merge_attributes(conn, conv["contact_id"], dict(result.attribute_updates))
         if result.tags:

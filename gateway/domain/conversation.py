@@ -101,8 +101,16 @@ class Draft:
 
     async def flush(self, conn: asyncpg.Connection) -> None:
         """Write what changed (nothing: no write)."""
+        statement = self.flush_statement()
+        if statement is not None:
+            await conn.execute(statement[0], *statement[1])
+
+    def flush_statement(self) -> tuple[str, tuple] | None:
+        """The UPDATE that `flush` runs (None: nothing changed), the draft then being flushed: for
+        a batch of turns, which runs the drafts' statements together at its end (drafts that
+        changed the same columns share the statement's text, `flush_together`)."""
         if not self._set:
-            return
+            return None
         assignments, args = [], [self.id]
         for column, (sql, values) in self._set.items():
             marks = []
@@ -110,11 +118,10 @@ class Draft:
                 args.append(value)
                 marks.append(f"${len(args)}")
             assignments.append(f"{column} = {sql.format(*marks)}")
-        await conn.execute(
-            f"UPDATE conversations SET {', '.join(assignments)}, updated_at = now() WHERE id = $1", *args)
         self._set.clear()
         self._last_seq = None   # others may append after a flush: the next seq is read again
         self._locked = False    # (and the row they change is read again under its lock)
+        return f"UPDATE conversations SET {', '.join(assignments)}, updated_at = now() WHERE id = $1", tuple(args)
 
 
 async def load(conn: asyncpg.Connection, conversation_id: int, *, lock: bool = False) -> Draft | None:

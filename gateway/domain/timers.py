@@ -107,16 +107,22 @@ async def replace(conn: asyncpg.Connection, *, kind: str, conversation_id: int, 
                   timers: Sequence[tuple[datetime, dict]]) -> None:
     """Cancel the conversation's pending timers of `kind` matching `payload` and schedule `timers`
     ((due_at, payload) each) in their stead, in one statement."""
+    sql, args = replace_statement(kind=kind, conversation_id=conversation_id, payload=payload, timers=timers)
+    await conn.execute(sql, *args)
+
+
+def replace_statement(*, kind: str, conversation_id: int, payload: Mapping[str, Any],
+                      timers: Sequence[tuple[datetime, dict]]) -> tuple[str, tuple]:
+    """The statement `replace` runs (a batch of turns runs those of the same text together)."""
     args: list = []
     where = _pending(args, kind=kind, conversation_id=conversation_id, ref_id=None, dedupe_key=None,
                      payload=payload)
     n = len(args)
     args += [kind, conversation_id, [due for due, _ in timers], [p for _, p in timers]]
-    await conn.execute(
-        f"""WITH cancelled AS (UPDATE timers SET state = 'cancelled' WHERE {where})
-            INSERT INTO timers (kind, due_at, payload, conversation_id)
-            SELECT ${n + 1}, t.due_at, t.payload, ${n + 2}
-            FROM unnest(${n + 3}::timestamptz[], ${n + 4}::jsonb[]) AS t(due_at, payload)""", *args)
+    return (f"""WITH cancelled AS (UPDATE timers SET state = 'cancelled' WHERE {where})
+                INSERT INTO timers (kind, due_at, payload, conversation_id)
+                SELECT ${n + 1}, t.due_at, t.payload, ${n + 2}
+                FROM unnest(${n + 3}::timestamptz[], ${n + 4}::jsonb[]) AS t(due_at, payload)""", tuple(args))
 
 
 async def bring_forward(conn: asyncpg.Connection, due_at: datetime, *, kind: str | None = None,

@@ -147,6 +147,7 @@ class Processor:
                     await self._take(conn, msg, effects, conversation.Draft(row, locked=True),
                                      attributes.get(row["contact_id"]), batch=batch)
                 current = None
+                await batch.write_deferred()
                 await conn.execute(MARK_PROCESSED, [m["id"] for m in first.values()])
                 taken.done = len(first)
                 return taken
@@ -181,7 +182,10 @@ class Processor:
                 await self._dispatch(Turn(conn, draft, msg, effects, self.settings, self.hooks, new_episode,
                                           outside_calls=batch is None, contact_attributes=contact_attributes,
                                           batch=batch))
-                await draft.flush(conn)   # the turn's one write of the conversation row
+                if batch is not None:   # the turn's one write of the conversation row
+                    batch.defer(draft.flush_statement())
+                else:
+                    await draft.flush(conn)
             log.debug("message processed", seq=msg["seq"])
 
     async def _record_failure(self, conn, conversation_id: int, error: str) -> bool:

@@ -67,6 +67,7 @@ def _measure(b: Bench) -> dict:
     meter.start()
     started = time.monotonic()
     worker, _ = b.start_gateway("worker", **common)
+    b.profile("worker", worker.pid)
     progress = Progress("turns drained", queued["ok"])
     replied = 0
     deadline = started + max(120.0, n / 20)
