@@ -87,6 +87,7 @@ async def _enrolled(conn: asyncpg.Connection, contact_ids: list[int]) -> set[int
     return {r["contact_id"] for r in await conn.fetch(
         "SELECT DISTINCT contact_id FROM journey_enrollments WHERE contact_id = ANY($1::bigint[])", contact_ids)}
 
+
 class JourneyEngine:
     def __init__(self, runtime: Runtime, registry: JourneyRegistry):
         self.runtime = runtime
