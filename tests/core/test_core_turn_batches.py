@@ -144,3 +144,50 @@ async def test_turns_of_one_batch_are_routed_as_each_alone(settings, pool, clean
         """SELECT max(n) FROM (SELECT count(DISTINCT conversation_id) AS n FROM messages
                                WHERE direction = 'in' AND body = 'hi' GROUP BY processed_at) b""")
     assert widest > 1, "the turns were not taken in one batch"
+
+
+async def test_a_batch_of_first_turns_costs_a_few_statements_per_turn(settings, pool, clean, redis_client,
+                                                                     monkeypatch):
+    """What a round reads and writes for all its turns at once stays shared: a round of 20 first
+    turns ("hi": the bot greets, a flow timer is set) runs 2 statements per turn (the new episode,
+    the reply with its outbox row) plus 13 for the round (BEGIN, locks, messages, rows, attributes,
+    the journeys' look-up, the routing facts' four, the deferred row and timer writes, the mark),
+    in asyncpg's query log. Before the routing facts and the deferred writes a first turn ran about 13."""
+    from gateway.pipeline.processor import Processor
+
+    rounds: list[tuple[int, int]] = []     # (messages processed, statements run)
+    original = Processor._round
+
+    async def counted(self, conn, conversation_ids):
+        queries: list[str] = []
+        def logger(record):    # asyncpg's own type introspection (first use of a type) left out
+            if "typeinfo_tree" not in record.query and "set_config('jit'" not in record.query:
+                queries.append(record.query)
+        conn.add_query_logger(logger)
+        try:
+            taken = await original(self, conn, conversation_ids)
+        finally:
+            conn.remove_query_logger(logger)
+        rounds.append((taken.done, len(queries)))
+        return taken
+
+    monkeypatch.setattr(Processor, "_round", counted)
+    customers = [f"+1415558{n:04d}" for n in range(20)]
+    async with FakeTwilio() as fake:
+        s = settings.with_(default_handler="flow", flows_dir=FLOWS, twilio_account_sid=fake.account_sid,
+                           twilio_auth_token=fake.auth_token, twilio_from_number=OUR,
+                           twilio_api_base=fake.base_url, worker_batch=20)
+        async with running_gateway(s, roles=("http",)) as (rt, url):   # all queued before a worker starts
+            for customer in customers:
+                status, _ = await post_twilio_inbound(f"{url}/webhooks/twilio/inbound",
+                                                      twilio_inbound_params(customer, OUR, "hi"), fake.auth_token)
+                assert status == 200
+        async with running_gateway(s, roles=("http", "worker")):
+            async def all_done():
+                return await pool.fetchval(DONE) == len(customers)
+            await wait_for(all_done, timeout=30, message="not every message was processed")
+    done = sum(n for n, _ in rounds)
+    statements = sum(q for _, q in rounds)
+    assert done == len(customers)
+    assert max(n for n, _ in rounds) > 1, rounds
+    assert statements <= 2 * done + 13 * len([r for r in rounds if r[0]]), rounds
