@@ -86,6 +86,16 @@ def test_token_bucket_allows_a_burst_then_the_rate():
     assert sum(bucket.take() == 0.0 for _ in range(20)) == 10
 
 
+def test_retry_after_never_tells_a_limited_client_to_retry_at_once():
+    now = [0.0]
+    bucket = protocol.TokenBucket(rate=5, burst=1, clock=lambda: now[0])
+    assert bucket.take() == 0.0
+    now[0] += 0.199   # a token is 1 ms away: rounding to the nearest centisecond said 0.0 (seen under load)
+    wait = bucket.take()
+    assert 0 < wait < 0.005 and protocol.retry_after(wait) == 0.01
+    assert protocol.retry_after(0.2) == 0.2 and protocol.retry_after(1.1) == 1.1 and protocol.retry_after(0.201) == 0.21
+
+
 @pytest.mark.parametrize("origin, host, allowed, ok", [
     (None, "gw.example", (), True),                                  # not a browser
     ("https://gw.example", "gw.example", (), True),                  # same origin

@@ -22,6 +22,7 @@ Server -> client:
 """
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -204,6 +205,12 @@ class TokenBucket:
             self.tokens -= 1
             return 0.0
         return (1 - self.tokens) / self.rate
+
+
+def retry_after(wait: float) -> float:
+    """The `retry_after` a rate-limited frame carries: the wait rounded UP to the centisecond, never
+    0 (rounding 0.004 s to the nearest would tell the client it may retry at once, and be refused again)."""
+    return max(0.01, math.ceil(round(wait * 100, 6)) / 100)   # round(): 1.1 * 100 is 110.00000000000001
 
 
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}

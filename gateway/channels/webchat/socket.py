@@ -358,7 +358,7 @@ class ChatConnection:
             await self.fail("rate_limited", "too many frames; closing", CLOSE_RATE_LIMITED)
             return
         frame = {"type": "error", "code": "rate_limited", "message": "slow down",
-                 "retry_after": round(wait, 2)}
+                 "retry_after": protocol.retry_after(wait)}
         if client_msg_id:
             frame["client_msg_id"] = client_msg_id
         await self.send(frame)
