@@ -20,7 +20,10 @@ def _bench_env(infra, tmp_path) -> dict:
     return env
 
 
-def _bench_databases(admin_dsn: str) -> set[str]:
+def _bench_databases(admin_dsn: str, pid: int | None = None) -> set[str]:
+    """The bench databases on the server; with `pid`, only those the bench process `pid` created
+    (another session's bench on the same server must not fail this test)."""
+    pattern = f"gwbench_{pid}_%" if pid is not None else "gwbench_%"
     import asyncio
 
     import asyncpg
@@ -28,7 +31,7 @@ def _bench_databases(admin_dsn: str) -> set[str]:
     async def names():
         conn = await asyncpg.connect(admin_dsn)
         try:
-            return {r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'gwbench_%'")}
+            return {r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1", pattern)}
         finally:
             await conn.close()
     return asyncio.run(names())
@@ -36,7 +39,6 @@ def _bench_databases(admin_dsn: str) -> set[str]:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_bench_leaves_no_child_process_and_no_database(infra, tmp_path, signum):
-    before_dbs = _bench_databases(infra[0])
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway", "bench", "--scale", "tiny", "--scenarios", "turns,outbound",
          "--out", str(tmp_path / "bench.json")], env=_bench_env(infra, tmp_path),
@@ -55,6 +57,7 @@ def test_interrupted_bench_leaves_no_child_process_and_no_database(infra, tmp_pa
         time.sleep(0.2)
     assert proc.poll() is None, proc.stdout.read()
     assert len(children) >= 3, "the bench started no processes to stop"
+    assert _bench_databases(infra[0], proc.pid), "the bench made no database of its own (named by its pid)"
     proc.send_signal(signum)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out[-3000:]
@@ -62,4 +65,4 @@ def test_interrupted_bench_leaves_no_child_process_and_no_database(infra, tmp_pa
     time.sleep(0.5)
     alive = [c for c in children.values() if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert alive == [], [(c.pid, c.cmdline()) for c in alive]
-    assert _bench_databases(infra[0]) <= before_dbs
+    assert _bench_databases(infra[0], proc.pid) == set()

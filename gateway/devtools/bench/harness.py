@@ -440,7 +440,7 @@ async def connect_pool(dsn: str, **kwargs) -> asyncpg.Pool:
 
 
 async def _create_database(admin_dsn: str) -> str:
-    name = f"gwbench_{secrets.token_hex(4)}"
+    name = f"gwbench_{os.getpid()}_{secrets.token_hex(4)}"   # whose it is: benches may run side by side
     conn = await asyncpg.connect(admin_dsn)
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
