@@ -61,7 +61,13 @@ async def test_several_senders_against_a_misbehaving_provider_send_each_reply_on
         report.examples
     fates = {fate for _, _, fate in fake_twilio.fates}
     assert {"throttle", "server_error", "drop_after_accept"} <= fates
-    # a 429 pauses the sender in every process: hardly anything lands inside the Retry-After second
+    # a 429 pauses the sender in every process: hardly anything lands inside the Retry-After second.
+    # Stragglers are requests sent just before a process saw the pause; the fake stamps them when its
+    # handler runs, and it shares this test's event loop with the gateway's HTTP role, so under load a
+    # straggler can be stamped half a second late: up to two per 429 are stragglers, not a missed pause.
+    # Without the pause the window would hold the overall request rate times 0.45 s per 429.
     throttled = [r.at for r in fake_twilio.requests if r.status == 429]
     inside = [r for r in fake_twilio.requests for t in throttled if t + 0.5 < r.at < t + 0.95]
-    assert len(inside) <= len(throttled), (len(inside), len(throttled))
+    stamps = [r.at for r in fake_twilio.requests]
+    unpaused = len(stamps) / max(max(stamps) - min(stamps), 1e-9) * 0.45 * len(throttled)
+    assert len(inside) <= 2 * len(throttled) < unpaused, (len(inside), len(throttled), round(unpaused, 1))
