@@ -108,6 +108,7 @@ class Runtime:
         self.pool = await _connect_pg(s.database_url, pooler=s.database_pooler)
         self._exit.push_async_callback(self.pool.close)
         await db.migrate_dsn(s.session_database_url, pooler=s.database_pooler)
+        await db.check_server(self.pool)
         await sync_defaults(self.pool, s)
         self.redis = connect_redis(s)
         self._exit.push_async_callback(self.redis.aclose)

@@ -116,6 +116,20 @@ async def migrate(conn: asyncpg.Connection, directory: Path | None = None) -> li
     return applied_now
 
 
+async def check_server(pool) -> list[str]:
+    """Server settings the gateway's performance depends on, each logged at warning when wrong.
+
+    autovacuum off: nothing ANALYZEs the tables as they grow, so the planner keeps the estimates of
+    empty tables and a turn's statements turn into scans (measured: 80 instead of 408 turns/s, and
+    PostgreSQL's CPU per turn 13 ms instead of 2, in `gateway bench --scenarios turns`)."""
+    problems = []
+    if await pool.fetchval("SHOW autovacuum") == "off":
+        problems.append("autovacuum")
+        log.warning("PostgreSQL runs with autovacuum off: table statistics go stale as tables grow and "
+                    "queries slow down; turn it on (or ANALYZE regularly)", setting="autovacuum")
+    return problems
+
+
 async def migrate_dsn(dsn: str, pooler: str = "none") -> list[str]:
     """Apply pending migrations over a connection of their own (pass the session URL)."""
     conn = await asyncpg.connect(dsn, **pool_options(pooler))

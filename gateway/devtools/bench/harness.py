@@ -14,6 +14,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ class Bench:
     prefix: str = ""
     procs: list = field(default_factory=list)
     databases: list = field(default_factory=list)
+    analyzers: list = field(default_factory=list)
     results: dict = field(default_factory=dict)
     profile_dir: str | None = None
     scenario: str = ""
@@ -196,12 +198,24 @@ class Bench:
 
     # -- databases ---------------------------------------------------------------------------
     def fresh_database(self) -> str:
-        """A new, migrated throwaway database (`gwbench_*`), dropped when the bench ends."""
+        """A new, migrated throwaway database (`gwbench_*`), dropped when the bench ends. On a server
+        with autovacuum off, the bench ANALYZEs it as autovacuum would (see AutoAnalyze)."""
         dsn = asyncio.run(_create_database(self.settings.database_url))
         self.databases.append(dsn)
+        if asyncio.run(_autovacuum_off(dsn)):
+            if not self.analyzers:
+                print("  .. PostgreSQL runs with autovacuum off: the bench ANALYZEs its database as "
+                      "autovacuum would (a table with more than 50 + 10% of its rows changed, every 2 s)",
+                      flush=True)
+            analyzer = AutoAnalyze(dsn)
+            analyzer.start()
+            self.analyzers.append(analyzer)
         return dsn
 
     def drop_databases(self) -> None:
+        for analyzer in self.analyzers:
+            analyzer.stop()
+        self.analyzers.clear()
         for dsn in self.databases:
             asyncio.run(_drop_database(self.settings.database_url, dsn))
         self.databases.clear()
@@ -449,6 +463,50 @@ async def _create_database(admin_dsn: str) -> str:
     dsn = urlunparse(urlparse(admin_dsn)._replace(path="/" + name))
     await db.migrate_dsn(dsn)
     return dsn
+
+
+async def _autovacuum_off(dsn: str) -> bool:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval("SHOW autovacuum") == "off"
+    finally:
+        await conn.close()
+
+
+class AutoAnalyze(threading.Thread):
+    """What autovacuum's analyze does, for a server that runs without it (CI machines often do):
+    every 2 s, ANALYZE each table with more than autovacuum_analyze_threshold (50) + scale factor
+    (10%) of its rows changed since its last analyze. Without it the planner keeps the estimates of
+    empty tables while the run fills them, and the figures measure that, not the gateway."""
+
+    def __init__(self, dsn: str, every: float = 2.0):
+        super().__init__(name="bench-autoanalyze", daemon=True)
+        self.dsn, self.every, self._halt = dsn, every, threading.Event()
+
+    def run(self) -> None:
+        asyncio.run(self._loop())
+
+    async def _loop(self) -> None:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            while not self._halt.is_set():
+                stale = await conn.fetch(
+                    """SELECT format('%I.%I', schemaname, relname) AS name FROM pg_stat_user_tables
+                       WHERE n_mod_since_analyze > 50 + 0.1 * greatest(n_live_tup, 0)""")
+                for row in stale:
+                    if self._halt.is_set():
+                        break
+                    await conn.execute(f"ANALYZE {row['name']}")
+                await asyncio.sleep(self.every)
+        except Exception:   # the database went away (dropped, server stopped): nothing left to analyze
+            pass
+        finally:
+            if not conn.is_closed():
+                conn.terminate()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)
 
 
 async def _drop_database(admin_dsn: str, dsn: str) -> None:
