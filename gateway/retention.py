@@ -25,10 +25,10 @@ from datetime import datetime, timedelta, timezone
 
 import asyncpg
 
-from gateway.inbox.privacy import redact_message_sql
 from gateway.app.log import get_logger
 from gateway.app.settings import Settings
 from gateway.domain.timers import Clock
+from gateway.inbox.privacy import redact_message_sql
 
 log = get_logger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

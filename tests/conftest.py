@@ -18,8 +18,8 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.infra import db
 from gateway.app.settings import Settings, validate
+from gateway.infra import db
 
 TABLES = ("inboxes", "deployments", "retention_cursors", "early_statuses", "undeliverable_addresses", "outbox_senders", "agents", "canned_responses", "send_idempotency", "audit_log", "events", "blobs", "flow_versions", "api_tokens", "suppressions", "consents", "consent_history",
           "rollup_days", "rollup_dirty", "rollup_messages", "rollup_inbox_conversations", "rollup_inbox_reach",

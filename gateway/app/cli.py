@@ -20,8 +20,8 @@ log = get_logger("gateway")
 async def serve(settings: Settings, roles: tuple[str, ...]) -> None:
     from aiohttp import web
 
-    from gateway.http.app import create_app
     from gateway.app.runtime import Runtime
+    from gateway.http.app import create_app
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -131,8 +131,8 @@ async def _announce_revocation(settings: Settings, revoked: dict) -> None:
     from types import SimpleNamespace
 
     from gateway.http.access import announce
-    from gateway.pipeline.queue import Keys
     from gateway.infra.redis_client import connect_small
+    from gateway.pipeline.queue import Keys
 
     client = connect_small(settings.redis_url, socket_connect_timeout=2)
     try:
@@ -154,8 +154,8 @@ def cmd_health(args, settings: Settings) -> int:
 
     import redis as redis_sync
 
-    from gateway.pipeline.queue import Keys
     from gateway.infra.redis_client import connect_small_sync
+    from gateway.pipeline.queue import Keys
 
     if not settings.redis_url:
         print("GATEWAY_REDIS_URL is required for health checks", file=sys.stderr)

@@ -20,30 +20,28 @@ import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
 
-from gateway.infra import db, realtime, redis_client
-
-from gateway.app import plugins
-
 from gateway import retention
-from gateway.pipeline.batcher import IngestBatcher
-from gateway.channels.base import ChannelSender
+from gateway.app import plugins
+from gateway.app.log import get_logger
+from gateway.app.settings import Settings
+from gateway.bot.turn import AgentQueueHandler, EchoHandler, Handler
 from gateway.channels import registry
+from gateway.channels.base import ChannelSender
 from gateway.channels.senders import build_senders, outgoing_steps
-from gateway.infra.guarded_fetch import GuardedFetcher
 from gateway.domain.hooks import Hooks
+from gateway.domain.timers import Batch, Clock, TimerHandler, TimerService
+from gateway.domain.types import Channel, Effects
 from gateway.inbox.rollups import Rollups
 from gateway.inboxes.defaults import sync_defaults
 from gateway.inboxes.senders import InboxSenders
+from gateway.infra import db, realtime, redis_client
+from gateway.infra.guarded_fetch import GuardedFetcher
+from gateway.pipeline.batcher import IngestBatcher
 from gateway.pipeline.intake import enqueue_committed
-from gateway.app.log import get_logger
 from gateway.pipeline.outbox import OutboxSender
 from gateway.pipeline.processor import Processor
 from gateway.pipeline.queue import Keys
 from gateway.pipeline.ratelimit import RateLimiter, parse_limits
-from gateway.app.settings import Settings
-from gateway.domain.timers import Batch, Clock, TimerHandler, TimerService
-from gateway.bot.turn import AgentQueueHandler, EchoHandler, Handler
-from gateway.domain.types import Channel, Effects
 from gateway.pipeline.worker import QueueConsumer, Sweeper
 
 if TYPE_CHECKING:

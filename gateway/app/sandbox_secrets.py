@@ -7,8 +7,8 @@ back to which stand-in (gateway/channels/<name>/secrets.py).
 """
 from __future__ import annotations
 
-from gateway.domain.secret_keys import derive_key
 from gateway.app.settings import Settings
+from gateway.domain.secret_keys import derive_key
 
 
 def sandbox_secret(settings: Settings, purpose: str) -> str:

@@ -16,17 +16,17 @@ from typing import TYPE_CHECKING, Callable
 
 import asyncpg
 
+from gateway.app.log import get_logger
+from gateway.bot.turn import NoOutsideCalls, OutsideCallNeeded, Turn, escalate, send_bot_reply
 from gateway.domain import contacts, conversation, thread, timers
-from gateway.infra.assets import flows_dir
 from gateway.domain.conversation import Mode
 from gateway.domain.events import emit_event
+from gateway.domain.types import Channel, Effects
 from gateway.flows.actions import ActionContext, ActionRegistry
 from gateway.flows.engine import ConversationState, Engine, Reply, TurnInput, TurnResult, WouldWait, finish_now
 from gateway.flows.loader import FlowRegistry
 from gateway.inboxes import store as inboxes
-from gateway.app.log import get_logger
-from gateway.bot.turn import NoOutsideCalls, OutsideCallNeeded, Turn, escalate, send_bot_reply
-from gateway.domain.types import Channel, Effects
+from gateway.infra.assets import flows_dir
 
 if TYPE_CHECKING:
     from gateway.app.runtime import Runtime

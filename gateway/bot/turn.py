@@ -17,11 +17,11 @@ from typing import Any, Awaitable, Callable, Mapping, Protocol
 
 import asyncpg
 
-from gateway.domain import conversation, thread
-from gateway.channels.modes import routing_policy
-from gateway.domain.hooks import Hooks
 from gateway.app.log import get_logger
 from gateway.app.settings import Settings
+from gateway.channels.modes import routing_policy
+from gateway.domain import conversation, thread
+from gateway.domain.hooks import Hooks
 from gateway.domain.types import Effects, Purpose
 
 log = get_logger(__name__)

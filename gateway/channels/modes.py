@@ -7,8 +7,8 @@ routing policy (`routing_policy`) and the start-up log all read
 """
 from __future__ import annotations
 
-from gateway.domain.routing import Policy
 from gateway.app.settings import Settings
+from gateway.domain.routing import Policy
 from gateway.domain.types import Channel
 
 LIVE = "live"

@@ -5,8 +5,8 @@ leaving the machine, so `gateway run` on a fresh machine is fully usable.
 """
 from __future__ import annotations
 
-from gateway.channels.sms_segments import count_segments
 from gateway.app.log import get_logger
+from gateway.channels.sms_segments import count_segments
 from gateway.domain.types import Channel, OutgoingMessage, SendOutcome, SendResult
 
 log = get_logger(__name__)

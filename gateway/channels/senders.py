@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from gateway.app.settings import Settings
 from gateway.channels.base import ChannelSender
 from gateway.channels.modes import whatsapp_provider
 from gateway.channels.registry import CHANNELS, parts
 from gateway.channels.sandbox import SandboxSender
-from gateway.app.settings import Settings
 from gateway.domain.types import Channel, TemplateRef
 
 if TYPE_CHECKING:

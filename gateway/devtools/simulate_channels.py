@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import aiohttp
 
+from gateway.app.settings import Settings
 from gateway.channels.twilio.secrets import twilio_webhook_token
 from gateway.channels.whatsapp.secrets import whatsapp_app_secret
-from gateway.app.settings import Settings
 from gateway.devtools.simulate_providers import (meta_inbound_payload, post_meta_webhook, post_twilio_inbound,
-                                                simulated_mailgun_form, twilio_inbound_params)
+                                                 simulated_mailgun_form, twilio_inbound_params)
 
 
 async def send(args, settings: Settings, url: str) -> tuple[int, str]:

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from gateway.channels.email.secrets import email_webhook_key
 from gateway.app.settings import Settings
+from gateway.channels.email.secrets import email_webhook_key
 from gateway.channels.sms_segments import count_segments
 from gateway.channels.twilio.adapter import SIGNATURE_HEADER as TWILIO_SIGNATURE_HEADER
 from gateway.channels.twilio.adapter import WHATSAPP_PREFIX, compute_signature, public_url

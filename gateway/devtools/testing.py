@@ -8,9 +8,9 @@ import socket
 
 from aiohttp import web
 
-from gateway.http.app import create_app
 from gateway.app.runtime import Runtime
 from gateway.app.settings import Settings
+from gateway.http.app import create_app
 
 
 def free_port() -> int:

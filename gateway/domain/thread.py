@@ -12,13 +12,13 @@ from typing import Any, Mapping
 
 import asyncpg
 
-from gateway.domain import consent, conversation, routing
-from gateway.domain.identity import address_kind
-from gateway.inboxes import store as inboxes
 from gateway.app.log import get_logger
 from gateway.app.metrics import REPLIES_DROPPED
+from gateway.domain import consent, conversation, routing
+from gateway.domain.identity import address_kind
 from gateway.domain.text_parts import split_text
 from gateway.domain.types import Attachment, Button, Channel, Effects, Purpose, TemplateRef
+from gateway.inboxes import store as inboxes
 
 log = get_logger(__name__)
 

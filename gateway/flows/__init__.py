@@ -5,8 +5,8 @@ new conversation), and writes the `TurnResult` in the same transaction. See engi
 in which a message is understood, loader.py for the definition format and its validation.
 """
 from gateway.flows.actions import ActionCall, ActionContext, ActionRegistry
-from gateway.flows.engine import (ConversationState, Engine, Escalation, Reply, TimerRequest, TurnInput,
-                                  TurnResult, hand_back)
+from gateway.flows.engine import (ConversationState, Engine, Escalation, Reply, TimerRequest, TurnInput, TurnResult,
+                                  hand_back)
 from gateway.flows.hours import BusinessHours
 from gateway.flows.loader import FlowRegistry, flow_version, load_flow_file, load_flow_text
 from gateway.flows.model import Flow, FlowError, UnknownFlowVersion

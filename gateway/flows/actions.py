@@ -19,9 +19,9 @@ from urllib.parse import quote
 
 import aiohttp
 
+from gateway.domain.inputs import clean_text, loads
 from gateway.flows.machine import dig
 from gateway.flows.nlu import Message, normalize
-from gateway.domain.inputs import clean_text, loads
 
 log = logging.getLogger("gateway.flows")
 

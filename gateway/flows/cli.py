@@ -11,6 +11,7 @@ from pathlib import Path
 
 from gateway.flows.model import FlowError
 
+
 def flows_dir(args, settings=None) -> Path:
     """--dir, else what `gateway.infra.assets.flows_dir` resolves (setting, ./flows, the shipped flows)."""
     from gateway.infra.assets import flows_dir as resolve
@@ -117,10 +118,10 @@ def cmd_deploy(args, settings=None) -> int:
 
 
 async def _deploy(settings, directory: Path) -> dict:
-    from gateway.infra import db
     from gateway.flows.deploy import deploy
-    from gateway.pipeline.queue import Keys
+    from gateway.infra import db
     from gateway.infra.redis_client import connect_small
+    from gateway.pipeline.queue import Keys
 
     await db.migrate_dsn(settings.session_database_url, pooler=settings.database_pooler)
     pool = await db.create_pool(settings.database_url, min_size=1, max_size=2, pooler=settings.database_pooler)

@@ -22,15 +22,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Coroutine, Mapping, TypeVar
 
-from gateway.flows.actions import FAILED, OK, ActionCall, ActionContext, ActionRegistry, TurnEffects, \
-    render_template
+from gateway.domain.types import Button, Channel
+from gateway.flows.actions import FAILED, OK, ActionCall, ActionContext, ActionRegistry, TurnEffects, render_template
 from gateway.flows.loader import FlowRegistry
 from gateway.flows.machine import GuardView, decide
 from gateway.flows.model import Flow, FlowError, Say, StateDef, Trigger
-from gateway.flows.nlu import BACK_WORDS, CANCEL_WORDS, HANDOFF_INTENT, Message, is_control, match_intent, \
-    match_option, normalize
+from gateway.flows.nlu import (BACK_WORDS, CANCEL_WORDS, HANDOFF_INTENT, Message, is_control, match_intent,
+                               match_option, normalize)
 from gateway.flows.slots import EXTRACTABLE, parse_slot
-from gateway.domain.types import Button, Channel
 
 MAX_STEPS = 25          # transitions per turn before the flow is declared looping
 HISTORY_LIMIT = 10      # states remembered for "back"

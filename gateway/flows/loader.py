@@ -13,14 +13,13 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from gateway.infra.assets import ROUTING_FILE
 from gateway.flows.hours import BusinessHours, HoursError
 from gateway.flows.machine import OPERATORS, build_machine
-from gateway.flows.model import (ActionRef, Condition, FaqEntry, Flow, FlowError, GlobalConfig, Handoff,
-                                 Option, Say, SlotDef, StateDef, Trigger, UnknownFlowVersion,
-                                 parse_duration)
+from gateway.flows.model import (ActionRef, Condition, FaqEntry, Flow, FlowError, GlobalConfig, Handoff, Option, Say,
+                                 SlotDef, StateDef, Trigger, UnknownFlowVersion, parse_duration)
 from gateway.flows.nlu import HANDOFF_EXAMPLES, HANDOFF_INTENT, HANDOFF_KEYWORDS, IntentModel, share_vocabulary
 from gateway.flows.slots import DEFAULT_ORDER_PATTERN, SLOT_TYPES
+from gateway.infra.assets import ROUTING_FILE
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 TRIGGER_KINDS = ("intent", "choice", "event", "result", "timeout", "else")

@@ -32,11 +32,11 @@ from typing import Any, Mapping
 import aiohttp
 from aiohttp import web
 
+from gateway.domain.types import Channel
 from gateway.flows.actions import ActionContext, ActionRegistry
 from gateway.flows.engine import ConversationState, Engine, TurnInput, TurnResult
 from gateway.flows.loader import FlowRegistry, parse_yaml
 from gateway.flows.model import FlowError, parse_duration
-from gateway.domain.types import Channel
 
 DEFAULT_NOW = "2024-05-06T10:00:00+02:00"    # a Monday morning in Berlin: within business hours
 STEP_KINDS = ("customer", "tap", "event", "wait", "hand_back")

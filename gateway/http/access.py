@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 import asyncpg
 from aiohttp import web
 
+from gateway.app.log import get_logger
 from gateway.domain import auth
 from gateway.http.errors import ApiError
 from gateway.http.keys import RUNTIME
 from gateway.inbox import sign_in
-from gateway.app.log import get_logger
 
 if TYPE_CHECKING:
     from gateway.app.runtime import Runtime

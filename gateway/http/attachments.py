@@ -16,15 +16,15 @@ import hashlib
 
 from aiohttp import web
 
-from gateway.domain import blobs, inputs
 from gateway.channels.errors import MediaDownloadError
-from gateway.infra.guarded_fetch import FetchRefused
+from gateway.domain import blobs, inputs
+from gateway.domain.types import Channel
 from gateway.http.errors import ApiError
 from gateway.http.inbox_common import READ, path_id, transaction
 from gateway.http.keys import RUNTIME
 from gateway.http.openapi import operation
 from gateway.inbox.scope import visible_conversation
-from gateway.domain.types import Channel
+from gateway.infra.guarded_fetch import FetchRefused
 
 MAX_INDEX = 100
 CHANNEL_VALUES = frozenset(c.value for c in Channel)

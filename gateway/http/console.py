@@ -17,13 +17,13 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gateway.app.log import get_logger
 from gateway.http.access import CSRF_COOKIE, CSRF_HEADER, PRINCIPAL, SESSION_COOKIE, announce, principal
 from gateway.http.errors import ApiError
 from gateway.http.inbox_common import body, respond
 from gateway.http.keys import RUNTIME
 from gateway.http.openapi import ID, obj, operation
 from gateway.inbox import Invalid, agents, sign_in
-from gateway.app.log import get_logger
 
 log = get_logger(__name__)
 STATIC = Path(__file__).resolve().parent.parent / "static" / "console"

@@ -13,11 +13,11 @@ import json
 import asyncpg
 from aiohttp import web
 
-from gateway.infra.db import STORAGE_REFUSED
-from gateway.domain.identity import AddressError
-from gateway.domain.inputs import InputError
 from gateway.app.log import get_logger
 from gateway.app.metrics import REJECTED
+from gateway.domain.identity import AddressError
+from gateway.domain.inputs import InputError
+from gateway.infra.db import STORAGE_REFUSED
 
 log = get_logger(__name__)
 

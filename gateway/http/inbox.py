@@ -9,19 +9,20 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.domain import routing, thread
 from gateway.channels.modes import routing_policy
-from gateway.http import inbox_admin, inbox_consent, inbox_contacts, inbox_people, stream, uploads
+from gateway.domain import routing, thread
+from gateway.domain.types import Attachment, Channel, Purpose
+from gateway.http import inbox_admin, inbox_consent, inbox_contacts, inbox_people
 from gateway.http import inbox_schemas as S
+from gateway.http import stream, uploads
 from gateway.http.access import principal
 from gateway.http.errors import ApiError
-from gateway.http.inbox_common import (ACT, READ, bad, body, id_field, parse_time, path_id, q_bool,
-                                       q_choice, q_int, q_text, respond, storable, text_field, transaction)
+from gateway.http.inbox_common import (ACT, READ, bad, body, id_field, parse_time, path_id, q_bool, q_choice, q_int,
+                                       q_text, respond, storable, text_field, transaction)
 from gateway.http.keys import RUNTIME
 from gateway.http.openapi import ID, TIME, Param, operation
 from gateway.inbox import Invalid, actions, canned, queries
 from gateway.inbox.scope import visible_conversation
-from gateway.domain.types import Attachment, Channel, Purpose
 
 DEFAULT_CSAT = "How would you rate the help you received? Reply with a number from 1 (poor) to 5 (great)."
 LIST_QUERY = (

@@ -12,12 +12,12 @@ from aiohttp import web
 from gateway.domain import auth
 from gateway.http import inbox_schemas as S
 from gateway.http.access import announce, principal
+from gateway.http.console import invite_url
 from gateway.http.errors import ApiError
-from gateway.http.inbox_common import (ACT, ADMIN, READ, bad, body, id_field, int_field, parse_time, path_id,
-                                       q_bool, q_int, respond, text_field, transaction)
+from gateway.http.inbox_common import (ACT, ADMIN, READ, bad, body, id_field, int_field, parse_time, path_id, q_bool,
+                                       q_int, respond, text_field, transaction)
 from gateway.http.keys import RUNTIME
 from gateway.http.openapi import ID, TIME, Param, operation
-from gateway.http.console import invite_url
 from gateway.inbox import Invalid, NotFound, actions, agents, assignment, canned, reports, sign_in
 
 REPORTING = ("readonly",)
@@ -283,8 +283,8 @@ async def routing_rules(request: web.Request) -> web.Response:
            "take the new versions while running ones stay on theirs", roles=ADMIN,
            responses={200: S.DEPLOYED, 422: {"type": "object"}})
 async def deploy_flows(request: web.Request) -> web.Response:
-    from gateway.infra.assets import flows_dir
     from gateway.flows.deploy import DeployError, deploy
+    from gateway.infra.assets import flows_dir
 
     await principal(request, *ADMIN)
     rt = request.app[RUNTIME]

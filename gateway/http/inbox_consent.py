@@ -7,8 +7,8 @@ from aiohttp import web
 from gateway.domain import consent, identity, preferences
 from gateway.http import inbox_schemas as S
 from gateway.http.errors import ApiError
-from gateway.http.inbox_common import (ACT, ADMIN, READ, bad, body, parse_time, path_id, respond, storable,
-                                       text_field, transaction)
+from gateway.http.inbox_common import (ACT, ADMIN, READ, bad, body, parse_time, path_id, respond, storable, text_field,
+                                       transaction)
 from gateway.http.keys import RUNTIME
 from gateway.http.openapi import operation
 from gateway.inbox import actions

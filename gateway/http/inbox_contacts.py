@@ -4,17 +4,16 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.domain import contacts
-from gateway.pipeline import queue
 from gateway.http import inbox_schemas as S
-from gateway.http.inbox_common import (ACT, ADMIN, READ, bad, body, id_field, path_id, q_choice, q_int,
-                                       q_text, respond, storable, transaction)
+from gateway.http.inbox_common import (ACT, ADMIN, READ, bad, body, id_field, path_id, q_choice, q_int, q_text, respond,
+                                       storable, transaction)
 from gateway.http.keys import RUNTIME
 from gateway.http.openapi import Param, operation
 from gateway.inbox import actions, merge, privacy, queries, search
 from gateway.inbox.scope import visible_contact
 from gateway.journeys import guards
 from gateway.journeys.stats import contact_journeys
-
+from gateway.pipeline import queue
 
 MAX_ATTRIBUTES_BYTES = 32_000
 

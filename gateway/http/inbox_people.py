@@ -5,12 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.domain import contacts, inputs
+from gateway.domain.identity import parse_identity
 from gateway.http import inbox_schemas as S
-from gateway.http.inbox_common import (ACT, READ, bad, body, path_id, q_int, q_text, respond, storable,
-                                       transaction)
+from gateway.http.inbox_common import ACT, READ, bad, body, path_id, q_int, q_text, respond, storable, transaction
 from gateway.http.inbox_contacts import MAX_ATTRIBUTES_BYTES, enqueue_after_merge, profile_fields
 from gateway.http.openapi import Param, operation
-from gateway.domain.identity import parse_identity
 from gateway.inbox import actions, contact_ops, queries
 from gateway.inbox.scope import visible_contact
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 from gateway.domain.consent import RECORD_CHANNELS
 from gateway.domain.conversation import Mode, Status
 from gateway.domain.identity import API_KINDS, CONSENT_KINDS
-from gateway.http.openapi import ID, TIME, array, nullable, obj
 from gateway.domain.types import Channel
+from gateway.http.openapi import ID, TIME, array, nullable, obj
 
 STR = {"type": "string"}
 INT = {"type": "integer"}

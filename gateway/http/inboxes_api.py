@@ -13,8 +13,7 @@ from gateway.flows.hours import BusinessHours, HoursError
 from gateway.http.inbox_common import (ADMIN, READ, bad, body, id_field, path_id, q_choice, respond, text_field,
                                        transaction)
 from gateway.http.keys import RUNTIME
-from gateway.http.openapi import ID, TIME, Param, array, nullable, obj
-from gateway.http.openapi import operation
+from gateway.http.openapi import ID, TIME, Param, array, nullable, obj, operation
 from gateway.inbox import Conflict, Invalid, NotFound, actions
 from gateway.inboxes import InboxRefused, secrets
 from gateway.inboxes import store as inboxes

@@ -9,10 +9,10 @@ import html
 
 from aiohttp import web
 
-from gateway.domain import consent, contacts
-from gateway.http.keys import RUNTIME
 from gateway.app.log import get_logger
+from gateway.domain import consent, contacts
 from gateway.domain.preferences import read_token
+from gateway.http.keys import RUNTIME
 
 log = get_logger(__name__)
 

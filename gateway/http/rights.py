@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 
 from aiohttp import web
 
-from gateway.http.keys import RUNTIME
 from gateway.app.log import get_logger
+from gateway.http.keys import RUNTIME
 
 if TYPE_CHECKING:
     from gateway.app.runtime import Runtime

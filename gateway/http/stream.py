@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING
 import asyncpg
 from aiohttp import WSMsgType, web
 
+from gateway.app.log import get_logger
 from gateway.domain import inputs, thread
-
-from gateway.infra import realtime
 from gateway.http.access import authenticate_token, principal, still_allowed
 from gateway.http.errors import ApiError
 from gateway.http.inbox_common import READ, dumps
@@ -34,7 +33,7 @@ from gateway.http.openapi import ERROR, Param, operation
 from gateway.http.rights import RIGHTS, Watcher
 from gateway.inbox import actions, assignment
 from gateway.inbox.scope import Scope, may_see, owners, scope_for
-from gateway.app.log import get_logger
+from gateway.infra import realtime
 
 if TYPE_CHECKING:
     from gateway.app.runtime import Runtime

@@ -21,12 +21,12 @@ from urllib.parse import quote, unquote
 from aiohttp import web
 
 from gateway.domain.blobs import blob, store_blob
+from gateway.domain.secret_keys import derive_key
 from gateway.http.attachments import SAFE_HEADERS, disposition
 from gateway.http.errors import ApiError
 from gateway.http.inbox_common import ACT, respond, transaction
 from gateway.http.keys import RUNTIME
 from gateway.http.openapi import Param, obj, operation
-from gateway.domain.secret_keys import derive_key
 
 LINK_TTL = 7 * 24 * 3600      # providers fetch at send time and on retries; a week covers both
 _TYPE = re.compile(r"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+$")

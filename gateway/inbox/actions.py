@@ -12,11 +12,11 @@ import asyncpg
 from gateway.domain import conversation, routing, thread
 from gateway.domain.auth import Principal
 from gateway.domain.conversation import Status
+from gateway.domain.types import Attachment, Channel
 from gateway.inbox import Conflict, Invalid
 from gateway.inbox.scope import Scope, visible_conversation
 from gateway.inboxes import InboxRefused
 from gateway.inboxes import store as inboxes
-from gateway.domain.types import Attachment, Channel
 
 TYPING_TTL = 10     # seconds an agent's "typing" shows without a refresh
 

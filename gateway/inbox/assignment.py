@@ -12,9 +12,9 @@ import asyncio
 
 import asyncpg
 
+from gateway.app.log import get_logger
 from gateway.domain import conversation, thread
 from gateway.domain.conversation import ACTIVE_STATUSES, IN_AGENT_QUEUE
-from gateway.app.log import get_logger
 
 log = get_logger(__name__)
 

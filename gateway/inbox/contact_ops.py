@@ -14,6 +14,7 @@ from gateway.inbox.merge import merge_contacts
 from gateway.inbox.scope import Scope
 from gateway.inbox.search import contact_matches
 
+
 def _taken(kind: str, address: str, owner: int) -> Conflict:
     return Conflict("identity_taken", f"{kind} {address} belongs to contact {owner}", contact_id=owner)
 

@@ -14,8 +14,8 @@ from datetime import timedelta
 
 import asyncpg
 
-from gateway.domain import thread
 from gateway.bot.turn import send_bot_reply
+from gateway.domain import thread
 
 WORDS = {
     5: ("great", "excellent", "amazing", "awesome", "perfect", "fantastic", "superb", "brilliant",

@@ -1,16 +1,15 @@
 """Runtime plugin: the snooze timer handler, the survey's answers and the escalation router, in every process."""
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
-import functools
-
 from gateway.domain import timers
-from gateway.infra.assets import flows_dir
 from gateway.domain.conversation import SNOOZE_TIMER
 from gateway.inbox import csat
 from gateway.inbox.actions import wake_snoozed
 from gateway.inbox.team_routing import TeamRouter, load_routing
+from gateway.infra.assets import flows_dir
 
 if TYPE_CHECKING:
     from gateway.app.runtime import Runtime

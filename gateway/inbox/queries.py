@@ -8,8 +8,8 @@ from datetime import datetime
 
 import asyncpg
 
-from gateway.inbox import Invalid, NotFound
 from gateway.domain.inputs import loads
+from gateway.inbox import Invalid, NotFound
 from gateway.inbox.scope import Scope, visible_conversation
 
 STATUSES = ("open", "pending", "snoozed", "resolved")

@@ -18,7 +18,6 @@ import asyncpg
 
 from gateway.inbox import rollups
 
-
 BUCKETS = (60, 300, 900, 3600, 4 * 3600, 24 * 3600)    # 1 min, 5 min, 15 min, 1 h, 4 h, 1 day
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date, datetime, time, timedelta, timezone
+
 import asyncpg
 
 from gateway.app.log import get_logger

@@ -5,7 +5,6 @@ import asyncpg
 
 from gateway.inbox.scope import Scope
 
-
 # Where to look first: the newest messages, walked newest first, stop at the page; a word in many
 # messages fills the page within a few thousand. Only a rarer query then looks its matches up in
 # the GIN index and sorts them (few, by then). The planner cannot tell the two apart from its

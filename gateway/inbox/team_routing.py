@@ -37,12 +37,12 @@ from typing import Any, Mapping
 import asyncpg
 import yaml
 
-from gateway.domain import thread
-from gateway.infra.assets import ROUTING_FILE
-from gateway.flows.hours import BusinessHours, HoursError
-from gateway.inboxes import store as inboxes
 from gateway.app.log import get_logger
 from gateway.bot.turn import send_bot_reply
+from gateway.domain import thread
+from gateway.flows.hours import BusinessHours, HoursError
+from gateway.inboxes import store as inboxes
+from gateway.infra.assets import ROUTING_FILE
 
 log = get_logger(__name__)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncpg
 
+from gateway.app.log import get_logger
 from gateway.channels.modes import whatsapp_provider
 from gateway.channels.senders import sending_address
 from gateway.domain.identity import AddressError
-from gateway.inboxes.model import PROVIDERS, normalize_address
-from gateway.app.log import get_logger
 from gateway.domain.types import Channel
+from gateway.inboxes.model import PROVIDERS, normalize_address
 
 log = get_logger(__name__)
 

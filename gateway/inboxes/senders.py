@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import time
 
-from gateway.channels.registry import CHANNELS, parts
-from gateway.inboxes import secrets
 from gateway.app.log import get_logger
+from gateway.channels.registry import CHANNELS, parts
 from gateway.domain.types import Channel
+from gateway.inboxes import secrets
 
 log = get_logger(__name__)
 

@@ -8,11 +8,10 @@ from typing import Any
 
 import asyncpg
 
-from gateway.domain.identity import AddressError
-from gateway.inboxes import InboxRefused
-from gateway.inboxes import secrets
-from gateway.inboxes.model import PROVIDERS, normalize_address
 from gateway.app.log import get_logger
+from gateway.domain.identity import AddressError
+from gateway.inboxes import InboxRefused, secrets
+from gateway.inboxes.model import PROVIDERS, normalize_address
 
 log = get_logger(__name__)
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import asyncpg
 
-from gateway.infra.assets import migrations_dir
 from gateway.app.log import get_logger
+from gateway.infra.assets import migrations_dir
 
 log = get_logger(__name__)
 

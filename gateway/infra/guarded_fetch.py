@@ -28,9 +28,9 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from gateway.channels.errors import MediaDownloadError
 from gateway.app.log import get_logger
 from gateway.app.settings import Settings
+from gateway.channels.errors import MediaDownloadError
 
 log = get_logger(__name__)
 REDIRECTS = (301, 302, 303, 307, 308)

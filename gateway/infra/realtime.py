@@ -14,8 +14,8 @@ import redis.asyncio as aioredis
 
 from gateway.app.log import get_logger
 from gateway.app.metrics import REALTIME_DROPPED
-from gateway.pipeline.queue import Keys
 from gateway.infra.redis_client import shard_publish
+from gateway.pipeline.queue import Keys
 
 if TYPE_CHECKING:
     from gateway.domain.types import Effects

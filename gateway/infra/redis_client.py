@@ -87,7 +87,8 @@ def connect_small(url: str, **kwargs):
 def connect_small_sync(url: str, **kwargs):
     """The blocking client for command-line checks (`gateway health`), for either kind of URL."""
     if is_cluster_url(url):
-        from redis.cluster import ClusterNode as SyncNode, RedisCluster as SyncCluster
+        from redis.cluster import ClusterNode as SyncNode
+        from redis.cluster import RedisCluster as SyncCluster
 
         return SyncCluster(startup_nodes=[SyncNode(h, p) for h, p in cluster_seeds(url)],
                            ssl=url.lower().startswith("redis+clusters://"), **_credentials(url), **kwargs)

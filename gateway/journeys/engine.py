@@ -26,40 +26,18 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from gateway.domain import consent, contacts, conversation, thread, timers
-
-from gateway.pipeline import processor
-from gateway.channels.modes import routing_policy
-from gateway.journeys import guards
-from gateway.journeys.model import (
-    END,
-    BranchStep,
-    Case,
-    EscalateStep,
-    FlowStep,
-    Journey,
-    SendStep,
-    SplitStep,
-    UpdateStep,
-    WaitStep,
-    all_hold,
-)
-from gateway.journeys.registry import JourneyRegistry
-from gateway.journeys.sending import (
-    FALLBACK_TIMER,
-    Contact,
-    cancel_fallbacks,
-    cancel_unsent,
-    competing_priorities,
-    deliver,
-    load_contact,
-    marketing_sent,
-    record_skip,
-    schedule_fallback,
-)
 from gateway.app.log import get_logger
 from gateway.bot.turn import escalate
+from gateway.channels.modes import routing_policy
+from gateway.domain import consent, contacts, conversation, thread, timers
 from gateway.domain.types import Channel
+from gateway.journeys import guards
+from gateway.journeys.model import (END, BranchStep, Case, EscalateStep, FlowStep, Journey, SendStep, SplitStep,
+                                    UpdateStep, WaitStep, all_hold)
+from gateway.journeys.registry import JourneyRegistry
+from gateway.journeys.sending import (FALLBACK_TIMER, Contact, cancel_fallbacks, cancel_unsent, competing_priorities,
+                                      deliver, load_contact, marketing_sent, record_skip, schedule_fallback)
+from gateway.pipeline import processor
 
 if TYPE_CHECKING:
     from gateway.app.runtime import Runtime

@@ -38,9 +38,9 @@ from typing import Any
 import yaml
 
 from gateway.domain.events import EVENT_NAME
+from gateway.domain.types import Channel
 from gateway.journeys.guards import QuietHours
 from gateway.journeys.templates import Template, TemplateError, lookup, parse_template
-from gateway.domain.types import Channel
 
 END = "end"
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")

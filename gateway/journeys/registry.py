@@ -17,15 +17,9 @@ from typing import Any
 import asyncpg
 import yaml
 
-from gateway.infra.assets import flows_dir
-from gateway.journeys.model import (
-    Journey,
-    JourneyError,
-    Policy,
-    parse_journey,
-    parse_policy,
-)
 from gateway.app.settings import Settings
+from gateway.infra.assets import flows_dir
+from gateway.journeys.model import Journey, JourneyError, Policy, parse_journey, parse_policy
 
 VERSION_PREFIX = "journey:"
 

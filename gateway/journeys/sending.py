@@ -15,13 +15,13 @@ from datetime import datetime
 
 import asyncpg
 
+from gateway.app.log import get_logger
 from gateway.domain import preferences, routing, thread, timers
+from gateway.domain.types import Channel, Purpose
 from gateway.inboxes import store as inboxes
 from gateway.journeys import guards
 from gateway.journeys.model import Journey, Policy, SendStep
 from gateway.journeys.templates import Rendered, Template
-from gateway.app.log import get_logger
-from gateway.domain.types import Channel, Purpose
 
 CONSENT_REASONS = {"opted_out", "no_marketing_consent"}
 FALLBACK_TIMER = "journey_fallback"

@@ -16,10 +16,10 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
+from gateway.app.log import get_logger
+from gateway.domain.inputs import InputError
 from gateway.infra.db import STORAGE_REFUSED
 from gateway.pipeline.ingest import IngestResult, ingest_items
-from gateway.domain.inputs import InputError
-from gateway.app.log import get_logger
 
 log = get_logger(__name__)
 

@@ -13,12 +13,12 @@ from typing import Sequence
 
 import asyncpg
 
-from gateway.infra.db import STORAGE_REFUSED
-from gateway.domain.identity import Address, address_for
-from gateway.inboxes.model import addresses_of
-from gateway.domain.inputs import InputError, clean_inbound
 from gateway.app.log import get_logger
+from gateway.domain.identity import Address, address_for
+from gateway.domain.inputs import InputError, clean_inbound
 from gateway.domain.types import Inbound
+from gateway.inboxes.model import addresses_of
+from gateway.infra.db import STORAGE_REFUSED
 
 log = get_logger(__name__)
 

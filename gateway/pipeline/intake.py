@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.domain import contacts, inputs, status, thread
-
-from gateway.pipeline import queue
-from gateway.pipeline.ingest import IngestResult, ingest_inbound, ingest_item
 from gateway.app.log import get_logger
 from gateway.app.metrics import INBOUND, INGEST_SECONDS, STATUS_UPDATES
+from gateway.domain import contacts, inputs, status, thread
 from gateway.domain.types import Inbound, StatusUpdate
+from gateway.pipeline import queue
+from gateway.pipeline.ingest import IngestResult, ingest_inbound, ingest_item
 
 if TYPE_CHECKING:
     from gateway.app.runtime import Runtime

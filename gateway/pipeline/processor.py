@@ -24,17 +24,16 @@ import asyncpg
 import redis.asyncio as aioredis
 import structlog
 
+from gateway.app.log import get_logger
+from gateway.app.settings import Settings
+from gateway.bot.turn import Batch, Handler, OutsideCallNeeded, Turn
 from gateway.domain import consent, conversation, thread
-
-from gateway.infra import realtime
 from gateway.domain.conversation import Mode
 from gateway.domain.hooks import Hooks
 from gateway.domain.identity import address_kind
-from gateway.app.log import get_logger
-from gateway.pipeline.queue import Keys
-from gateway.app.settings import Settings
-from gateway.bot.turn import Batch, Handler, OutsideCallNeeded, Turn
 from gateway.domain.types import Channel, Effects, Purpose
+from gateway.infra import realtime
+from gateway.pipeline.queue import Keys
 
 log = get_logger(__name__)
 

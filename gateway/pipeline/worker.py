@@ -20,8 +20,8 @@ import uuid
 import asyncpg
 import redis.asyncio as aioredis
 
-from gateway.pipeline import queue
 from gateway.app.log import get_logger
+from gateway.pipeline import queue
 from gateway.pipeline.processor import Processor
 from gateway.pipeline.queue import Keys
 

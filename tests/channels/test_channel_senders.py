@@ -6,11 +6,11 @@ from types import SimpleNamespace
 
 import aiohttp
 
+from gateway.app.settings import Settings
 from gateway.channels.sandbox import SandboxSender
 from gateway.channels.senders import build_senders, sending_address, whatsapp_reengage_template
 from gateway.channels.twilio.sender import TwilioSender
 from gateway.channels.whatsapp.sender import WhatsAppCloudSender
-from gateway.app.settings import Settings
 from gateway.domain.types import Channel
 
 LIVE_SMS_AND_META = Settings(

@@ -9,7 +9,7 @@ from gateway.channels.twilio.adapter import parse_inbound, public_url, validate_
 from gateway.channels.whatsapp.adapter import parse_webhook, verify_signature
 from gateway.devtools.fakes.graph import FakeGraph, inbound_text_payload, status_payload
 from gateway.devtools.simulate_providers import (meta_inbound_payload, post_meta_webhook, post_twilio_inbound,
-                                        twilio_inbound_params)
+                                                 twilio_inbound_params)
 from gateway.domain.types import Channel
 
 TOKEN = "twilio-token"

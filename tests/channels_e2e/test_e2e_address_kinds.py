@@ -2,10 +2,10 @@
 outbound message, so consent is checked against it, also for a long reply split in several parts."""
 from __future__ import annotations
 
-from gateway.domain import consent
+from gateway.channels.whatsapp.secrets import whatsapp_app_secret
 from gateway.devtools.simulate_providers import meta_inbound_payload, post_meta_webhook
 from gateway.devtools.testing import running_gateway, wait_for
-from gateway.channels.whatsapp.secrets import whatsapp_app_secret
+from gateway.domain import consent
 
 BSUID = "US.13491208655302741918"   # a business-scoped user id: WhatsApp without a phone number
 

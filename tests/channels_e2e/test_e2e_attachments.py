@@ -6,7 +6,7 @@ import aiohttp
 from gateway.devtools.fakes.graph import FakeGraph
 from gateway.devtools.fakes.twilio import FakeTwilio
 from gateway.devtools.simulate_providers import (meta_inbound_payload, post_meta_webhook, post_twilio_inbound,
-                                        twilio_inbound_params)
+                                                 twilio_inbound_params)
 from gateway.devtools.testing import running_gateway
 
 ADMIN = {"Authorization": "Bearer admin-test-token"}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from structlog.testing import capture_logs
 
-from gateway.channels.modes import channel_modes
 from gateway.app.metrics import REPLIES_DROPPED
+from gateway.channels.modes import channel_modes
 from gateway.channels.twilio.secrets import twilio_webhook_token
 from gateway.devtools.simulate_providers import post_twilio_inbound, twilio_inbound_params
 from gateway.devtools.testing import ApiChannelReceiver, running_gateway, wait_for

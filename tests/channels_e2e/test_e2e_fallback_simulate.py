@@ -5,11 +5,11 @@ import asyncio
 import subprocess
 import sys
 
-from gateway.domain import thread
 from gateway.devtools.fakes.graph import FakeGraph
 from gateway.devtools.fakes.twilio import FakeTwilio
 from gateway.devtools.simulate_providers import meta_inbound_payload, post_meta_webhook
 from gateway.devtools.testing import running_gateway, settings_env, wait_for
+from gateway.domain import thread
 
 APP_SECRET = "app-secret-for-tests"
 PHONE_ID = "106540352242922"

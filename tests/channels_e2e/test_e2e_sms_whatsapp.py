@@ -6,12 +6,12 @@ import json
 
 import aiohttp
 
-from gateway.domain import consent, thread
 from gateway.devtools.fakes.graph import FakeGraph
 from gateway.devtools.fakes.twilio import FakeTwilio
 from gateway.devtools.simulate_providers import (meta_inbound_payload, meta_status_payload, post_meta_webhook,
-                                        post_twilio_inbound, twilio_inbound_params)
+                                                 post_twilio_inbound, twilio_inbound_params)
 from gateway.devtools.testing import running_gateway, wait_for
+from gateway.domain import consent, thread
 from gateway.domain.types import Channel, Purpose
 
 OUR_SMS = "+15550001111"

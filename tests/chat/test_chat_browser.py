@@ -10,12 +10,11 @@ import os
 from pathlib import Path
 
 import pytest
-
-from gateway.domain import thread
-from gateway.devtools.testing import drive_browser, ensure_browser
-from gateway.domain.types import Button
-
 from chat_support import chat_gateway
+
+from gateway.devtools.testing import drive_browser, ensure_browser
+from gateway.domain import thread
+from gateway.domain.types import Button
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean")]   # slow: drives a real headless Chromium
 

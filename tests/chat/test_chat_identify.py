@@ -9,16 +9,15 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from chat_support import chat_gateway, new_session, open_tab
 
-from gateway.pipeline import intake
-
-from gateway.domain import thread
 from gateway.channels.webchat.identify import merge_contacts
 from gateway.channels.webchat.tokens import sign_identity
 from gateway.devtools.testing import wait_for
+from gateway.domain import thread
 from gateway.domain.types import Channel, Inbound
+from gateway.pipeline import intake
 
-from chat_support import chat_gateway, new_session, open_tab
 IDENTITY_SECRET = "identity-test-secret"  # as in tests/chat/conftest.py
 
 pytestmark = pytest.mark.usefixtures("clean")

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from gateway.channels.webchat import protocol
-from gateway.channels.webchat.tokens import (TokenError, _b64encode, issue_session, sign_identity,
-                                             verify_identity, verify_session)
+from gateway.channels.webchat.tokens import (TokenError, _b64encode, issue_session, sign_identity, verify_identity,
+                                             verify_session)
 
 
 def test_session_token_round_trip_and_tampering():

@@ -8,11 +8,10 @@ import json
 
 import aiohttp
 import pytest
+from chat_support import chat_gateway, new_session, open_tab
 
 from gateway.app.metrics import REALTIME_DROPPED
 from gateway.devtools.testing import wait_for
-
-from chat_support import chat_gateway, new_session, open_tab
 
 pytestmark = pytest.mark.usefixtures("clean")
 VISITORS = 300

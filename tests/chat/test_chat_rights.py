@@ -6,10 +6,9 @@ import asyncio
 
 import aiohttp
 import pytest
+from chat_support import chat_gateway, open_tab
 
 from gateway.channels.webchat.tokens import issue_session
-
-from chat_support import chat_gateway, open_tab
 
 pytestmark = pytest.mark.usefixtures("clean")
 

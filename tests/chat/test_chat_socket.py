@@ -7,20 +7,18 @@ import json
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from chat_support import chat_gateway, new_session, open_tab
 
-from gateway.infra import realtime
-
-from gateway.domain import thread
+from gateway.channels.webchat import socket as chat_socket
 from gateway.channels.webchat.hub import visitor_channel
 from gateway.channels.webchat.sender import WebchatSender
 from gateway.channels.webchat.tokens import issue_session
-from gateway.channels.webchat import socket as chat_socket
-from gateway.inbox import actions
-from gateway.pipeline.queue import Keys
 from gateway.devtools.testing import free_port, wait_for
+from gateway.domain import thread
 from gateway.domain.types import Button, Channel, OutgoingMessage, SendOutcome
-
-from chat_support import chat_gateway, new_session, open_tab
+from gateway.inbox import actions
+from gateway.infra import realtime
+from gateway.pipeline.queue import Keys
 
 pytestmark = pytest.mark.usefixtures("clean")
 

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import pytest
+from chat_support import chat_gateway, new_session, open_tab
 
 from gateway.devtools.testing import free_port, settings_env, wait_ready
-
-from chat_support import chat_gateway, new_session, open_tab
 
 pytestmark = pytest.mark.usefixtures("clean")
 

@@ -22,10 +22,10 @@ import aiohttp
 import pytest
 from console_support import PASSWORD, admin
 
-from gateway.domain import auth, thread
 from gateway.devtools.fakes.twilio import FakeTwilio
 from gateway.devtools.simulate_providers import post_twilio_inbound, twilio_inbound_params
 from gateway.devtools.testing import drive_browser, ensure_browser, running_gateway, wait_for
+from gateway.domain import auth, thread
 
 pytestmark = pytest.mark.slow   # drives a real headless Chromium
 

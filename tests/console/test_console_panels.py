@@ -5,8 +5,8 @@ from __future__ import annotations
 import aiohttp
 from console_support import admin
 
-from gateway.domain import consent
 from gateway.devtools.testing import running_gateway
+from gateway.domain import consent
 
 
 async def test_flows_list_the_states_a_hand_back_can_pick(settings, pool, clean, redis_client):

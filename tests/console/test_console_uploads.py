@@ -7,8 +7,8 @@ import time
 import aiohttp
 from console_support import ADMIN_TOKEN
 
-from gateway.http import uploads
 from gateway.devtools.testing import running_gateway
+from gateway.http import uploads
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 

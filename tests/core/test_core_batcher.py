@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.pipeline import intake
-from gateway.domain.inputs import InputError
 from gateway.devtools.testing import running_gateway
+from gateway.domain.inputs import InputError
 from gateway.domain.types import Channel, Inbound
+from gateway.pipeline import intake
 
 
 def sms(mid: str, sender: str, text: str) -> Inbound:

@@ -5,10 +5,10 @@ import asyncio
 
 import aiohttp
 
-from gateway.domain import consent, thread
-from gateway.pipeline.outbox import backoff_delay
 from gateway.devtools.testing import ApiChannelReceiver, running_gateway, wait_for
+from gateway.domain import consent, thread
 from gateway.domain.types import Channel, Purpose
+from gateway.pipeline.outbox import backoff_delay
 
 ADMIN = {"Authorization": "Bearer admin-test-token"}
 SECRET = "hook-secret"

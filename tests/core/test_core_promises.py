@@ -10,7 +10,7 @@ import pytest
 
 from gateway.app.embedded import EmbeddedRedis
 from gateway.devtools.testing import (assert_each_processed_once_in_order, inbound, kill_a_worker_mid_batch, post_all,
-                             running_gateway, settings_env, splice, wait_for)
+                                      running_gateway, settings_env, splice, wait_for)
 
 ADMIN = {"Authorization": "Bearer admin-test-token"}
 

@@ -6,12 +6,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from gateway.domain import routing
-from gateway.channels.modes import channel_modes, routing_policy
-from gateway.domain.consent import classify_keyword
-from gateway.domain.identity import AddressError, address_for, normalize_email, normalize_phone
 from gateway.app.log import _mask_secrets
 from gateway.app.settings import Settings, SettingsError, load_settings
+from gateway.channels.modes import channel_modes, routing_policy
+from gateway.domain import routing
+from gateway.domain.consent import classify_keyword
+from gateway.domain.identity import AddressError, address_for, normalize_email, normalize_phone
 from gateway.domain.status import next_status
 from gateway.domain.types import Channel, Purpose
 

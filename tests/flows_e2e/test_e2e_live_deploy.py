@@ -8,8 +8,8 @@ from pathlib import Path
 
 import aiohttp
 
-from gateway.flows.cli import main as flows_cli
 from gateway.devtools.testing import running_gateway, wait_for
+from gateway.flows.cli import main as flows_cli
 
 FLOWS = Path(__file__).resolve().parents[2] / "flows"
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from gateway.domain import thread
 from gateway.devtools.fakes.twilio import FakeTwilio
 from gateway.devtools.simulate_providers import post_twilio_inbound, twilio_inbound_params
 from gateway.devtools.testing import LocalServer, running_gateway, wait_for
+from gateway.domain import thread
 from gateway.domain.timers import ManualClock
 
 OUR = "+15550001111"
@@ -186,8 +186,8 @@ async def test_the_flows_handoff_team_is_the_conversations_team(settings, pool, 
 
 async def test_on_email_one_turn_is_one_mail(settings, pool, clean, redis_client):
     """The lookup's answer and "Anything else?" are two replies on SMS, one mail on email."""
-    from gateway.devtools.simulate_providers import simulated_mailgun_form
     from gateway.devtools.fakes.smtp import FakeSmtpRelay
+    from gateway.devtools.simulate_providers import simulated_mailgun_form
 
     async with FakeSmtpRelay(hostname="127.0.0.1") as relay, BusinessApi() as api:
         s = settings.with_(default_handler="flow", flows_dir=FLOWS, business_api_base=f"http://127.0.0.1:{api.port}",

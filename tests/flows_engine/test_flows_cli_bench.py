@@ -2,10 +2,9 @@
 import shutil
 import textwrap
 
-
 from gateway.flows.bench import run_decision_bench
-from gateway.infra.assets import shipped_flows_dir
 from gateway.flows.cli import main
+from gateway.infra.assets import shipped_flows_dir
 
 FLOW = """
 name: tiny

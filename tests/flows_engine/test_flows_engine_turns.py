@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from transitions import Machine
 
-from gateway.flows import (ActionContext, ActionRegistry, ConversationState, Engine, FlowError, FlowRegistry,
-                           TurnInput, UnknownFlowVersion, hand_back)
 from gateway.domain.types import Channel
+from gateway.flows import (ActionContext, ActionRegistry, ConversationState, Engine, FlowError, FlowRegistry, TurnInput,
+                           UnknownFlowVersion, hand_back)
 
 MONDAY = datetime(2024, 5, 6, 10, 0, tzinfo=timezone.utc)
 SATURDAY = datetime(2024, 5, 11, 13, 0, tzinfo=timezone.utc)

@@ -2,8 +2,8 @@
 import pytest
 
 from gateway.flows.model import Option
-from gateway.flows.nlu import (BACK_WORDS, CANCEL_WORDS, HANDOFF_EXAMPLES, HANDOFF_KEYWORDS, IntentModel,
-                               is_control, match_intent, match_option, menu_index, normalize)
+from gateway.flows.nlu import (BACK_WORDS, CANCEL_WORDS, HANDOFF_EXAMPLES, HANDOFF_KEYWORDS, IntentModel, is_control,
+                               match_intent, match_option, menu_index, normalize)
 
 ORDER = IntentModel.build("order_status", ["where is my order", "track my order", "order status"],
                           ["tracking", "parcel"], 80)

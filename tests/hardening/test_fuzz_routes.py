@@ -20,15 +20,15 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 
+from gateway.channels.email.secrets import email_webhook_key
 from gateway.channels.twilio.adapter import SIGNATURE_HEADER, compute_signature
+from gateway.channels.twilio.secrets import twilio_webhook_token
 from gateway.channels.whatsapp.adapter import signature_header
+from gateway.channels.whatsapp.secrets import whatsapp_app_secret
 from gateway.devtools.simulate_providers import simulated_mailgun_form
+from gateway.devtools.testing import running_gateway
 from gateway.http.app import create_app
 from gateway.http.openapi import describe
-from gateway.channels.email.secrets import email_webhook_key
-from gateway.channels.twilio.secrets import twilio_webhook_token
-from gateway.channels.whatsapp.secrets import whatsapp_app_secret
-from gateway.devtools.testing import running_gateway
 
 FIXTURES = Path(__file__).resolve().parent.parent / "channels"
 SEED = int(os.environ.get("FUZZ_SEED", "20261126"))   # fixed in CI; another value explores further

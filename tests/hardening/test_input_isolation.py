@@ -11,15 +11,14 @@ import time
 import aiohttp
 import pytest
 
-from gateway.pipeline import intake
-from gateway.channels.whatsapp.adapter import signature_header
-from gateway.devtools.simulate_providers import simulated_mailgun_form
-from gateway.domain.inputs import InputError
 from gateway.channels.twilio.secrets import twilio_webhook_token
+from gateway.channels.whatsapp.adapter import signature_header
 from gateway.channels.whatsapp.secrets import whatsapp_app_secret
-from gateway.devtools.simulate_providers import post_twilio_form, twilio_inbound_params
+from gateway.devtools.simulate_providers import post_twilio_form, simulated_mailgun_form, twilio_inbound_params
 from gateway.devtools.testing import free_port, running_gateway
+from gateway.domain.inputs import InputError
 from gateway.domain.types import Channel, Inbound
+from gateway.pipeline import intake
 
 KEY = "email-webhook-key"
 

@@ -6,8 +6,8 @@ from datetime import datetime
 import aiohttp
 import asyncpg
 
-from gateway.domain import auth, thread
 from gateway.devtools.testing import ApiChannelReceiver
+from gateway.domain import auth, thread
 
 ADMIN_TOKEN = "admin-test-token"
 INBOX_TABLES = "agents, canned_responses, send_idempotency"

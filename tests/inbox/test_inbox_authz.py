@@ -4,7 +4,6 @@ from __future__ import annotations
 import pytest
 from inbox_support import ADMIN_TOKEN, seed_conversation
 
-
 ALL = ("admin", "agent", "readonly", "integration")
 READ = ("admin", "agent", "readonly")
 ACT = ("admin", "agent")

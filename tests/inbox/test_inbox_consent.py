@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.domain import consent, thread
 from gateway.channels.modes import routing_policy
 from gateway.devtools.testing import running_gateway, wait_for
+from gateway.domain import consent, thread
 from gateway.domain.types import Channel, Purpose
 
 PHONE, EMAIL = "+14155550123", "lea@example.com"

@@ -6,9 +6,9 @@ from datetime import datetime, timedelta, timezone
 
 from inbox_support import seed_conversation
 
+from gateway.devtools.testing import wait_for
 from gateway.domain import consent
 from gateway.domain.identity import address_hash
-from gateway.devtools.testing import wait_for
 
 
 async def test_merge_interleaves_threads_by_time_and_loses_nothing(gw):

@@ -11,10 +11,10 @@ import pytest
 from inbox_support import Api
 
 from gateway.devtools.fakes.twilio import FakeTwilio
-from gateway.inbox.csat import parse_rating
 from gateway.devtools.simulate_providers import post_twilio_inbound, twilio_inbound_params
 from gateway.devtools.testing import running_gateway, wait_for
 from gateway.domain.timers import ManualClock
+from gateway.inbox.csat import parse_rating
 
 FLOWS = Path(__file__).resolve().parents[2] / "flows"
 OUR_SMS, OUR_WA, CUSTOMER = "+15550001111", "+15550002222", "+14155550100"

@@ -116,9 +116,9 @@ async def _gateway(settings, pool, **changes):
     import contextlib
 
     import aiohttp
+    from inbox_support import Api
 
     from gateway.devtools.testing import running_gateway
-    from inbox_support import Api
 
     stack = contextlib.AsyncExitStack()
     rt, url = await stack.enter_async_context(running_gateway(settings.with_(**changes)))

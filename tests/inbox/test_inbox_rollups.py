@@ -6,17 +6,17 @@ changed closed days (marked, then recomputed), and after a pass that stopped hal
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from gateway.domain import conversation
+from gateway.domain.types import Effects
 from gateway.inbox import reports
 from gateway.inbox.merge import merge_contacts
 from gateway.inbox.privacy import redact_message_sql
 from gateway.inbox.rollups import Rollups, compute_day
-from gateway.domain.types import Effects
 
 DAYS = 12
 ZONES = ("UTC", "America/New_York", "Asia/Kolkata", "Australia/Eucla", "Pacific/Chatham")
@@ -165,7 +165,7 @@ async def test_the_rollups_answer_what_the_raw_rows_say(pool, seeded):
                 AND resolved_at IS NULL AND {past} LIMIT 1""")
         await conversation.agent_answered(conn, ep["conversation_id"], 1, ep["id"])
         conv = await conn.fetchrow(
-            f"""SELECT c.* FROM conversations c JOIN episodes e ON e.id = c.current_episode_id
+            """SELECT c.* FROM conversations c JOIN episodes e ON e.id = c.current_episode_id
                 WHERE e.resolved_at < date_trunc('day', now(), 'UTC') AND e.resolved_by IS NOT NULL LIMIT 1""")
         await conversation.reopen(conn, conv)
         moved = await conn.fetchval(

@@ -11,10 +11,10 @@ import aiohttp
 import pytest
 from inbox_support import Api
 
-from gateway.inbox.team_routing import Facts, RoutingError, parse_routing
-from gateway.journeys.model import EscalateStep
 from gateway.devtools.testing import running_gateway, wait_for
 from gateway.domain.timers import ManualClock
+from gateway.inbox.team_routing import Facts, RoutingError, parse_routing
+from gateway.journeys.model import EscalateStep
 
 FLOWS = Path(__file__).resolve().parents[2] / "flows"
 SUNDAY_NOON_UTC = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)

@@ -8,15 +8,15 @@ import textwrap
 import aiohttp
 import pytest
 
-from gateway.domain import thread
 from gateway.devtools.fakes.twilio import FakeTwilio
 from gateway.devtools.simulate_providers import post_twilio_inbound, twilio_inbound_params
 from gateway.devtools.testing import running_gateway, wait_for
+from gateway.domain import thread
 from gateway.domain.identity import AddressError
+from gateway.domain.types import Channel, Inbound
 from gateway.inboxes import store as inboxes
 from gateway.inboxes.model import addresses_of, normalize_address
 from gateway.pipeline.ingest import ingest_inbound
-from gateway.domain.types import Channel, Inbound
 
 
 def test_addresses_are_normalized_per_channel_and_provider():
@@ -141,8 +141,8 @@ async def test_a_chat_message_lands_in_the_inbox_of_the_site_the_widget_runs_on(
 async def test_unknown_addresses_are_logged_unless_the_default_inbox_stands_for_every_address(pool, clean):
     from structlog.testing import capture_logs
 
-    from gateway.inboxes.defaults import sync_defaults
     from gateway.app.settings import Settings
+    from gateway.inboxes.defaults import sync_defaults
 
     async def to_us(sid: str, settings: Settings) -> list[dict]:
         await sync_defaults(pool, settings)

@@ -13,11 +13,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.journeys.engine import JourneyEngine
-from gateway.domain.status import apply_status
 from gateway.devtools.testing import running_gateway
-from gateway.domain.types import Effects
+from gateway.domain.status import apply_status
 from gateway.domain.timers import ManualClock
+from gateway.domain.types import Effects
+from gateway.journeys.engine import JourneyEngine
 
 ADMIN = {"Authorization": "Bearer admin-test-token"}
 POLICY = """

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from gateway.pipeline import intake
 from gateway.domain.types import Channel, Inbound
+from gateway.pipeline import intake
 
 UTC = timezone.utc
 

@@ -7,11 +7,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from gateway.domain.types import Channel
 from gateway.journeys import guards
 from gateway.journeys.model import JourneyError, SendStep, parse_journey, parse_policy
 from gateway.journeys.registry import JourneyRegistry
 from gateway.journeys.templates import TemplateError, parse_template
-from gateway.domain.types import Channel
 
 UTC = timezone.utc
 NY = ZoneInfo("America/New_York")

@@ -7,10 +7,11 @@ import os
 import signal
 
 import aiohttp
+
 ADMIN = {"Authorization": "Bearer admin-test-token"}
 
-from gateway.journeys.bench import format_result, timer_bench
 from gateway.devtools.testing import running_gateway, settings_env, wait_for
+from gateway.journeys.bench import format_result, timer_bench
 
 BULK = """
 name: bulk

@@ -9,10 +9,10 @@ from email.message import EmailMessage
 
 import aiohttp
 
-from gateway.devtools.simulate_providers import post_twilio_inbound, twilio_inbound_params
-from gateway.devtools.testing import free_port, settings_env, smtp_deliver, wait_for, wait_ready
 from gateway.app.log import mask_text
 from gateway.channels.twilio.secrets import twilio_webhook_token
+from gateway.devtools.simulate_providers import post_twilio_inbound, twilio_inbound_params
+from gateway.devtools.testing import free_port, settings_env, smtp_deliver, wait_for, wait_ready
 
 PHONE = "+14155550188"
 EMAIL = "dee.customer@example.net"
@@ -86,9 +86,9 @@ def test_addresses_are_masked_in_free_text_and_kept_apart_from_other_numbers():
 
 
 def test_address_fields_are_masked_whatever_their_shape_and_show_keeps_them(capsys):
-    import structlog
-
     import logging
+
+    import structlog
 
     from gateway.app.log import HANDLER_NAME, configure_logging, get_logger
 

@@ -54,10 +54,10 @@ async def test_scrapes_share_one_recount_within_the_cache_age(settings, pool, cl
 async def test_a_realtime_publish_that_cannot_reach_redis_is_counted():
     import redis.asyncio as aioredis
 
-    from gateway.infra import realtime
     from gateway.app.metrics import REALTIME_DROPPED
-    from gateway.pipeline.queue import Keys
     from gateway.devtools.testing import free_port
+    from gateway.infra import realtime
+    from gateway.pipeline.queue import Keys
 
     def total() -> float:
         return sum(s.value for m in REALTIME_DROPPED.collect() for s in m.samples if s.name.endswith("_total"))
@@ -77,9 +77,8 @@ async def test_a_scrape_while_postgres_is_away_still_serves_the_counters(databas
 
     from prometheus_client import generate_latest
 
-    from gateway.infra import db
-
     from gateway.app import metrics
+    from gateway.infra import db
 
     gone = await db.create_pool(database_url, min_size=1, max_size=1)
     await gone.close()                                   # every query now fails, as with PostgreSQL down

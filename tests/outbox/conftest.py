@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 
 from gateway.channels.twilio.sender import TwilioSender
+from gateway.domain.types import Channel
 from gateway.pipeline.outbox import OutboxSender
 from gateway.pipeline.queue import Keys
 from gateway.pipeline.ratelimit import RateLimiter
-from gateway.domain.types import Channel
 
 FROM = "+15550009999"
 

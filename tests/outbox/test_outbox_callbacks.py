@@ -2,11 +2,9 @@
 wins over a failure clears the failure's error."""
 from __future__ import annotations
 
-from gateway.devtools.fakes.replies import seed
-from gateway.domain.status import apply_status
+from gateway.devtools.fakes.replies import number, seed
 from gateway.devtools.testing import running_gateway, wait_for
-
-from gateway.devtools.fakes.replies import number
+from gateway.domain.status import apply_status
 
 
 def twilio_settings(settings, fake, **changes):

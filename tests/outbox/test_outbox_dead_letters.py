@@ -7,8 +7,8 @@ import asyncio
 import aiohttp
 from structlog.testing import capture_logs
 
-from gateway.devtools.fakes.replies import number, seed
 from gateway.app.metrics import REGISTRY
+from gateway.devtools.fakes.replies import number, seed
 from gateway.devtools.testing import running_gateway
 
 ADMIN = {"Authorization": "Bearer admin-test-token"}

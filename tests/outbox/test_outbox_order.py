@@ -6,9 +6,8 @@ import asyncio
 
 from gateway.devtools.fakes.replies import order_report, seed, unfinished
 from gateway.devtools.fakes.twilio import Misbehaviour
-from gateway.pipeline.outbox import store
 from gateway.devtools.testing import wait_for
-
+from gateway.pipeline.outbox import store
 
 
 async def _done(pool) -> bool:

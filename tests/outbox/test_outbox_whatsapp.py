@@ -2,13 +2,13 @@
 marketing only, not replies; Meta throttling pauses the WhatsApp sender and nothing else."""
 from __future__ import annotations
 
-from gateway.domain import consent
 from gateway.channels.whatsapp.sender import WhatsAppCloudSender
 from gateway.devtools.fakes.graph import FakeGraph
 from gateway.devtools.fakes.replies import number, seed
+from gateway.domain import consent
+from gateway.domain.types import Channel
 from gateway.pipeline.outbox import OutboxSender
 from gateway.pipeline.queue import Keys
-from gateway.domain.types import Channel
 
 
 async def test_whatsapp_131050_blocks_marketing_and_lets_replies_through(settings, pool, clean, redis_client, http):
@@ -34,8 +34,8 @@ async def test_meta_throttling_pauses_whatsapp_while_sms_keeps_going(settings, p
     from gateway.channels.twilio.sender import TwilioSender
     from gateway.devtools.fakes import Misbehaviour
     from gateway.devtools.fakes.replies import unfinished
-    from gateway.pipeline.ratelimit import RateLimiter
     from gateway.devtools.testing import wait_for
+    from gateway.pipeline.ratelimit import RateLimiter
 
     await seed(pool, 5, 1, channel="whatsapp", area=556)
     await seed(pool, 5, 1)

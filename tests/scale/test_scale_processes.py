@@ -11,12 +11,11 @@ from pathlib import Path
 
 import aiohttp
 import yaml
+from scale_support import RoundRobinFront
 
 from gateway.devtools.fakes.replies import order_report
 from gateway.devtools.simulate_providers import post_twilio_form, twilio_inbound_params
 from gateway.devtools.testing import assert_each_processed_once_in_order, free_port, settings_env, wait_for
-
-from scale_support import RoundRobinFront
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker" / "compose.yml"
 BUSINESS = "+15550009999"

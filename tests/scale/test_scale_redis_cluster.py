@@ -8,15 +8,14 @@ import asyncio
 import aiohttp
 import pytest
 from redis.crc import key_slot
+from scale_support import RedisClusterServers, redis_cluster_missing
 
+from gateway.devtools.testing import (assert_each_processed_once_in_order, inbound, kill_a_worker_mid_batch, post_all,
+                                      running_gateway, settings_env, wait_for)
 from gateway.infra import realtime
+from gateway.infra.redis_client import connect_cluster
 from gateway.pipeline.queue import Keys
 from gateway.pipeline.ratelimit import RateLimiter
-from gateway.infra.redis_client import connect_cluster
-from gateway.devtools.testing import (assert_each_processed_once_in_order, inbound, kill_a_worker_mid_batch, post_all,
-                             running_gateway, settings_env, wait_for)
-
-from scale_support import RedisClusterServers, redis_cluster_missing
 
 pytestmark = pytest.mark.skipif(bool(redis_cluster_missing()), reason=redis_cluster_missing() or "")
 
@@ -129,8 +128,8 @@ async def test_core_promises_on_redis_cluster(settings, pool, clean, cluster, cl
 async def test_a_subscription_right_after_start_finds_its_node(cluster, settings):
     """Pub/sub connections pick their node from the slot map: the runtime loads it at start, so the
     rights listener and the chat hub subscribe at once instead of failing their first try."""
-    from gateway.infra import redis_client
     from gateway.app.runtime import connect_redis
+    from gateway.infra import redis_client
 
     client = connect_redis(settings.with_(redis_url=cluster.url))
     try:

@@ -17,9 +17,9 @@ from aiohttp.test_utils import TestServer
 
 from gateway.channels.errors import MediaDownloadError
 from gateway.devtools.fakes.twilio import FakeTwilio
-from gateway.infra.guarded_fetch import FetchRefused, GuardedFetcher, HostList, address_blocked
 from gateway.devtools.simulate_providers import post_twilio_inbound, twilio_inbound_params
 from gateway.devtools.testing import running_gateway, wait_for
+from gateway.infra.guarded_fetch import FetchRefused, GuardedFetcher, HostList, address_blocked
 
 ADMIN = {"Authorization": "Bearer admin-test-token"}
 CREDENTIALS = {"Authorization": "Basic " + base64.b64encode(b"AC1:secret-token").decode()}

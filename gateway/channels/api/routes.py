@@ -9,13 +9,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.domain import contacts
-from gateway.pipeline import intake
+from gateway.domain.types import Attachment, Channel, Inbound
 from gateway.http.access import principal
 from gateway.http.body import read_json
 from gateway.http.errors import ApiError
 from gateway.http.keys import RUNTIME
 from gateway.http.openapi import ID, array, obj, operation
-from gateway.domain.types import Attachment, Channel, Inbound
+from gateway.pipeline import intake
 
 MAX_TEXT = 10_000
 

@@ -13,8 +13,8 @@ import time
 
 import aiohttp
 
-from gateway.channels.http import retry_after_seconds
 from gateway.app.settings import Settings
+from gateway.channels.http import retry_after_seconds
 from gateway.domain.types import Channel, OutgoingMessage, SendOutcome, SendResult
 
 SIGNATURE_HEADER = "X-Gateway-Signature"

@@ -13,20 +13,20 @@ from typing import TYPE_CHECKING, Iterable
 
 import asyncpg
 
-from gateway.domain import contacts, status, thread
-from gateway.domain.blobs import store_blob
-from gateway.channels.email import iter_attachment_payloads, parse_mime, parse_thread_token
-from gateway.channels.email.outgoing import thread_secret
-from gateway.channels.errors import PayloadError
-from gateway.infra.db import STORAGE_REFUSED
-from gateway.channels.email.sender_auth import check_sender
-from gateway.domain.identity import UNVERIFIED_EMAIL, AddressError, normalize_email
-from gateway.pipeline.ingest import IngestResult, ingest_inbound
-from gateway.domain.inputs import clean_inbound
-from gateway.pipeline.intake import accepted, enqueue_committed
 from gateway.app.log import get_logger
 from gateway.app.settings import Settings
+from gateway.channels.email import iter_attachment_payloads, parse_mime, parse_thread_token
+from gateway.channels.email.outgoing import thread_secret
+from gateway.channels.email.sender_auth import check_sender
+from gateway.channels.errors import PayloadError
+from gateway.domain import contacts, status, thread
+from gateway.domain.blobs import store_blob
+from gateway.domain.identity import UNVERIFIED_EMAIL, AddressError, normalize_email
+from gateway.domain.inputs import clean_inbound
 from gateway.domain.types import Channel, Inbound, StatusUpdate
+from gateway.infra.db import STORAGE_REFUSED
+from gateway.pipeline.ingest import IngestResult, ingest_inbound
+from gateway.pipeline.intake import accepted, enqueue_committed
 
 if TYPE_CHECKING:
     from gateway.app.runtime import Runtime

@@ -8,12 +8,7 @@ from __future__ import annotations
 
 import re
 
-from gateway.channels.email.headers import (
-    HeaderSource,
-    addresses,
-    first_header,
-    raw_headers,
-)
+from gateway.channels.email.headers import HeaderSource, addresses, first_header, raw_headers
 from gateway.domain.types import Purpose
 
 _BULK_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}

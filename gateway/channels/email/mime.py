@@ -18,17 +18,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from gateway.channels.email.bounces import delivery_report
-from gateway.channels.email.headers import (
-    HeaderSource,
-    addresses,
-    decode_bytes,
-    decode_header_value,
-    first_header,
-    fix_surrogates,
-    header_pairs,
-    message_ids,
-    raw_headers,
-)
+from gateway.channels.email.headers import (HeaderSource, addresses, decode_bytes, decode_header_value, first_header,
+                                            fix_surrogates, header_pairs, message_ids, raw_headers)
 from gateway.channels.email.html_text import html_to_text
 from gateway.channels.email.loops import auto_generated_reason
 from gateway.channels.email.quotes import strip_quotes

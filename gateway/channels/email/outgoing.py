@@ -10,9 +10,9 @@ import dataclasses
 
 import asyncpg
 
+from gateway.app.settings import Settings
 from gateway.channels.email.threading import make_thread_token, reply_address
 from gateway.domain.secret_keys import derive_key
-from gateway.app.settings import Settings
 from gateway.domain.types import OutgoingMessage
 
 

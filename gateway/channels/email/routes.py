@@ -17,18 +17,18 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from gateway.domain import consent
-from gateway.channels.email import (iter_webhook_payloads, parse_mailgun, parse_sendgrid, read_form,
-                                    verify_mailgun_signature)
-from gateway.channels.errors import PayloadError
-from gateway.channels.email.unsubscribe import parse_unsubscribe_token
-from gateway.channels.email.intake import accept_email
-from gateway.http.errors import ApiError
-from gateway.http.keys import RUNTIME
-from gateway.domain.identity import AddressError
 from gateway.app.log import get_logger
 from gateway.app.metrics import REJECTED
+from gateway.channels.email import (iter_webhook_payloads, parse_mailgun, parse_sendgrid, read_form,
+                                    verify_mailgun_signature)
+from gateway.channels.email.intake import accept_email
 from gateway.channels.email.secrets import email_webhook_key
+from gateway.channels.email.unsubscribe import parse_unsubscribe_token
+from gateway.channels.errors import PayloadError
+from gateway.domain import consent
+from gateway.domain.identity import AddressError
+from gateway.http.errors import ApiError
+from gateway.http.keys import RUNTIME
 
 if TYPE_CHECKING:
     from gateway.app.runtime import Runtime

@@ -3,17 +3,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 from email.utils import parseaddr
+from typing import TYPE_CHECKING
 
 import aiosmtplib
 import structlog
 
+from gateway.app.settings import Settings
 from gateway.channels.email.outgoing import prepare_outgoing
 from gateway.channels.email.render import build_email, email_bytes, email_text
 from gateway.channels.email.unsubscribe import unsubscribe_url
 from gateway.channels.modes import live_channels
-from gateway.app.settings import Settings
 from gateway.domain.types import Channel, OutgoingMessage, SendOutcome, SendResult
 
 if TYPE_CHECKING:

@@ -19,12 +19,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from gateway.channels.email.headers import decode_bytes
-from gateway.channels.email.mime import (
-    content_ref,
-    inbound_from_parts,
-    iter_attachment_payloads,
-    parse_mime,
-)
+from gateway.channels.email.mime import content_ref, inbound_from_parts, iter_attachment_payloads, parse_mime
 from gateway.channels.errors import PayloadError
 from gateway.domain.inputs import loads
 from gateway.domain.types import Attachment, Inbound

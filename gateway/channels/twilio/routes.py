@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.pipeline import intake
 from gateway.channels.errors import PayloadError
 from gateway.channels.twilio import adapter as twilio
+from gateway.channels.twilio.secrets import twilio_webhook_token
+from gateway.domain.identity import AddressError
 from gateway.http.errors import reject
 from gateway.http.keys import RUNTIME
-from gateway.domain.identity import AddressError
 from gateway.inboxes import store as inboxes
-from gateway.channels.twilio.secrets import twilio_webhook_token
+from gateway.pipeline import intake
 
 
 def add_routes(app: web.Application) -> None:

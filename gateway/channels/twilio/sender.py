@@ -22,15 +22,15 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from gateway.channels.http import json_object, retry_after_seconds, transport_failure
+from gateway.app.log import get_logger
+from gateway.app.settings import Settings, parse_content_sids
 from gateway.channels.errors import MediaDownloadError
+from gateway.channels.http import json_object, retry_after_seconds, transport_failure
 from gateway.channels.modes import live_channels, whatsapp_provider
 from gateway.channels.render import render_numbered_menu
 from gateway.channels.twilio.adapter import WHATSAPP_PREFIX
-from gateway.infra.guarded_fetch import GuardedFetcher, HostList
-from gateway.app.log import get_logger
-from gateway.app.settings import Settings, parse_content_sids
 from gateway.domain.types import Channel, OutgoingMessage, SendOutcome, SendResult
+from gateway.infra.guarded_fetch import GuardedFetcher, HostList
 
 if TYPE_CHECKING:
     from gateway.app.runtime import Runtime

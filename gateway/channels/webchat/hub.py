@@ -17,8 +17,8 @@ from typing import Callable
 import redis.asyncio as aioredis
 
 from gateway.app.log import get_logger
-from gateway.pipeline.queue import Keys
 from gateway.infra.redis_client import is_cluster
+from gateway.pipeline.queue import Keys
 
 log = get_logger(__name__)
 

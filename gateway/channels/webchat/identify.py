@@ -21,15 +21,13 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from gateway.domain import contacts, thread
-
-from gateway.pipeline import queue
-
-from gateway.infra import realtime
+from gateway.app.log import get_logger
 from gateway.channels.webchat import tokens
 from gateway.channels.webchat.hub import visitor_channel
-from gateway.app.log import get_logger
+from gateway.domain import contacts, thread
+from gateway.infra import realtime
 from gateway.infra.redis_client import shard_publish
+from gateway.pipeline import queue
 
 if TYPE_CHECKING:
     from gateway.app.runtime import Runtime

@@ -15,9 +15,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gateway.app.log import get_logger
-from gateway.pipeline.queue import Keys
-from gateway.infra.redis_client import shard_publish
 from gateway.domain.types import Channel, OutgoingMessage, SendOutcome, SendResult
+from gateway.infra.redis_client import shard_publish
+from gateway.pipeline.queue import Keys
 
 if TYPE_CHECKING:
     from gateway.app.runtime import Runtime

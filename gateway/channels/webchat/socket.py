@@ -17,23 +17,21 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
-from gateway.domain import inputs, thread
-
-from gateway.pipeline import intake
-
-from gateway.infra import realtime
+from gateway.app.log import get_logger
 from gateway.channels.webchat import identify, protocol, store
 from gateway.channels.webchat.hub import ChatHub, visitor_channel
 from gateway.channels.webchat.tokens import Session, TokenError, verify_session
+from gateway.domain import inputs, thread
 from gateway.domain.conversation import Mode
+from gateway.domain.identity import AddressError
+from gateway.domain.inputs import InputError
+from gateway.domain.types import Channel, Inbound
 from gateway.http.errors import DB_UNAVAILABLE, ApiError
 from gateway.http.keys import RUNTIME, WEBSOCKETS
 from gateway.http.rights import RIGHTS, RightsWatch, Watcher
-from gateway.domain.identity import AddressError
-from gateway.domain.inputs import InputError
-from gateway.app.log import get_logger
+from gateway.infra import realtime
 from gateway.infra.redis_client import shard_publish
-from gateway.domain.types import Channel, Inbound
+from gateway.pipeline import intake
 
 if TYPE_CHECKING:
     from gateway.app.runtime import Runtime

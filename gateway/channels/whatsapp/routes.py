@@ -7,16 +7,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.domain import inputs
-from gateway.pipeline import intake
-from gateway.channels.errors import PayloadError
-from gateway.channels.whatsapp import adapter as whatsapp
-from gateway.http.errors import reject
-from gateway.http.keys import RUNTIME
-from gateway.domain.identity import AddressError
 from gateway.app.log import get_logger
 from gateway.app.metrics import REJECTED
+from gateway.channels.errors import PayloadError
+from gateway.channels.whatsapp import adapter as whatsapp
 from gateway.channels.whatsapp.secrets import whatsapp_app_secret, whatsapp_verify_token
+from gateway.domain import inputs
+from gateway.domain.identity import AddressError
+from gateway.http.errors import reject
+from gateway.http.keys import RUNTIME
+from gateway.pipeline import intake
 
 log = get_logger(__name__)
 

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from gateway.channels.http import json_object, retry_after_seconds, transport_failure
-from gateway.channels.errors import MediaDownloadError
-from gateway.channels.modes import whatsapp_provider
-from gateway.channels.render import render_numbered_menu
-from gateway.infra.guarded_fetch import GuardedFetcher, HostList
 from gateway.app.log import get_logger
 from gateway.app.settings import Settings
+from gateway.channels.errors import MediaDownloadError
+from gateway.channels.http import json_object, retry_after_seconds, transport_failure
+from gateway.channels.modes import whatsapp_provider
+from gateway.channels.render import render_numbered_menu
 from gateway.domain.types import Attachment, Channel, OutgoingMessage, SendOutcome, SendResult
+from gateway.infra.guarded_fetch import GuardedFetcher, HostList
 
 if TYPE_CHECKING:
     from gateway.app.runtime import Runtime

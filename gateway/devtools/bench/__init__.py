@@ -27,19 +27,11 @@ import sys
 import time
 from pathlib import Path
 
-from gateway.devtools.bench import (
-    scenarios_capacity,
-    scenarios_drain,
-    scenarios_inbox,
-    scenarios_ingest,
-    scenarios_memory,
-    scenarios_outbound,
-    scenarios_retention,
-    scenarios_timers,
-    scenarios_turns,
-)
-from gateway.devtools.bench.harness import SCALES, Bench, figure, show_figures
 from gateway.app.settings import Settings
+from gateway.devtools.bench import (scenarios_capacity, scenarios_drain, scenarios_inbox, scenarios_ingest,
+                                    scenarios_memory, scenarios_outbound, scenarios_retention, scenarios_timers,
+                                    scenarios_turns)
+from gateway.devtools.bench.harness import SCALES, Bench, figure, show_figures
 
 # capacity (CPU per turn well below saturation, for sizing) and drain (CPU per turn from a backlog,
 # to compare versions by) run when named: the turns scenario prints CPU per turn at its target rate already

@@ -22,11 +22,11 @@ from urllib.parse import urlencode, urlparse, urlunparse
 
 import asyncpg
 
-from gateway.infra import db
-from gateway.devtools.bench.loadgen import percentile
-from gateway.channels.twilio.adapter import compute_signature
 from gateway.app.settings import Settings
+from gateway.channels.twilio.adapter import compute_signature
+from gateway.devtools.bench.loadgen import percentile
 from gateway.devtools.testing import free_port
+from gateway.infra import db
 
 BENCH_TOKEN = "bench-auth-token-0123456789abcdef"
 BENCH_SID = "AC" + "0" * 32

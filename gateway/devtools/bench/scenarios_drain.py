@@ -13,20 +13,8 @@ from __future__ import annotations
 
 import time
 
-from gateway.devtools.bench.harness import (
-    Bench,
-    CpuMeter,
-    Progress,
-    cpu_seconds,
-    figure,
-    get_json,
-    load,
-    message_sid,
-    new_run_id,
-    phone,
-    r,
-    signed_sms,
-)
+from gateway.devtools.bench.harness import (Bench, CpuMeter, Progress, cpu_seconds, figure, get_json, load, message_sid,
+                                            new_run_id, phone, r, signed_sms)
 from gateway.devtools.bench.scenarios_turns import _drive
 
 

@@ -163,12 +163,7 @@ async def _timed(fn, samples: int, budget: float | None = None) -> dict:
 
 
 async def measure(dsn: str, n_conversations: int, big: int, samples: int) -> dict:
-    from gateway.inbox.queries import (
-        ConversationFilter,
-        list_conversations,
-        list_messages,
-        list_query,
-    )
+    from gateway.inbox.queries import ConversationFilter, list_conversations, list_messages, list_query
     from gateway.inbox.reports import summary, summary_from_raw
     from gateway.inbox.scope import Scope
     from gateway.inbox.search import search_messages

@@ -11,19 +11,8 @@ import asyncio
 
 import asyncpg
 
-from gateway.devtools.bench.harness import (
-    BENCH_TOKEN,
-    Bench,
-    CpuMeter,
-    figure,
-    load,
-    message_sid,
-    new_run_id,
-    phone,
-    r,
-    signed_sms,
-    verdict,
-)
+from gateway.devtools.bench.harness import (BENCH_TOKEN, Bench, CpuMeter, figure, load, message_sid, new_run_id, phone,
+                                            r, signed_sms, verdict)
 
 TARGET_RATIO = 1.5
 TARGET_P99_MS = 50.0

@@ -11,20 +11,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from gateway.devtools.bench.harness import (
-    BENCH_SID,
-    OUR_NUMBER,
-    Bench,
-    Progress,
-    connect_pool,
-    message_sid,
-    new_run_id,
-    phone,
-    figure,
-    r,
-    rss_bytes,
-    verdict,
-)
+from gateway.devtools.bench.harness import (BENCH_SID, OUR_NUMBER, Bench, Progress, connect_pool, figure, message_sid,
+                                            new_run_id, phone, r, rss_bytes, verdict)
 
 TARGET_MB = 300
 BATCH = 500
@@ -33,8 +21,8 @@ BATCH = 500
 async def _feed_and_wait(b: Bench, pid: int, n: int, samples: list[tuple[float, int]]) -> dict:
     import redis.asyncio as aioredis
 
-    from gateway.pipeline import queue
     from gateway.channels.twilio.adapter import parse_inbound
+    from gateway.pipeline import queue
     from gateway.pipeline.ingest import ingest_item, ingest_items
 
     pool = await connect_pool(b.dsn)

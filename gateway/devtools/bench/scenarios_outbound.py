@@ -19,7 +19,8 @@ import time
 
 import asyncpg
 
-from gateway.devtools.bench.harness import BENCH_SID, BENCH_TOKEN, Bench, Progress, figure, get_json, r, run_child, verdict
+from gateway.devtools.bench.harness import (BENCH_SID, BENCH_TOKEN, Bench, Progress, figure, get_json, r, run_child,
+                                            verdict)
 from gateway.devtools.bench.loadgen import timeline
 from gateway.devtools.fakes.replies import order_report, seed
 

@@ -12,8 +12,8 @@ from datetime import timedelta
 
 from gateway.devtools.bench.harness import Bench, connect_pool, figure, pcts, r, verdict
 from gateway.devtools.bench.scenarios_inbox import TARGET_P99_MS, message_count, seed
-from gateway.retention import Retention
 from gateway.domain.timers import ManualClock
+from gateway.retention import Retention
 
 EXPIRED_SHARE = 0.10
 RETENTION_DAYS = 30

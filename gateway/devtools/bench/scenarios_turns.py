@@ -10,22 +10,9 @@ from __future__ import annotations
 
 import time
 
+from gateway.devtools.bench.harness import (Bench, CpuMeter, Progress, figure, get_json, load, message_sid, new_run_id,
+                                            pcts, phone, r, signed_sms, verdict)
 from gateway.devtools.bench.loadgen import cdf, timeline
-from gateway.devtools.bench.harness import (
-    Bench,
-    CpuMeter,
-    Progress,
-    figure,
-    get_json,
-    load,
-    message_sid,
-    new_run_id,
-    pcts,
-    phone,
-    r,
-    signed_sms,
-    verdict,
-)
 
 TARGET_P99_MS = 100.0
 TARGET_RATE = 500

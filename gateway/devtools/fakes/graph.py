@@ -24,7 +24,6 @@ from typing import Any
 from aiohttp import web
 
 from gateway.devtools.fakes import FakeServer, Misbehaving, drop_connection
-
 from gateway.devtools.simulate_providers import meta_inbound_payload as inbound_text_payload  # noqa: F401 (re-export)
 from gateway.devtools.simulate_providers import meta_status_payload as status_payload  # noqa: F401 (re-export)
 from gateway.devtools.simulate_providers import new_wamid, post_meta_webhook

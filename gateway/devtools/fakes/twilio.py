@@ -28,9 +28,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from gateway.devtools.fakes import FakeServer, Misbehaving, Misbehaviour, drop_connection
-
 from gateway.channels.sms_segments import count_segments
+from gateway.devtools.fakes import FakeServer, Misbehaving, Misbehaviour, drop_connection
 from gateway.devtools.simulate_providers import post_twilio_form, twilio_status_params
 
 

@@ -3,8 +3,8 @@ its sender is rate-limited under. What is provider-specific (which number a chan
 WhatsApp re-engagement template) is asked of the channels (gateway.channels.senders)."""
 from __future__ import annotations
 
-from gateway.channels.senders import sending_address, whatsapp_reengage_template
 from gateway.app.settings import Settings
+from gateway.channels.senders import sending_address, whatsapp_reengage_template
 from gateway.domain.types import Attachment, Button, Channel, OutgoingMessage, Purpose, TemplateRef
 
 

@@ -6,13 +6,13 @@ from dataclasses import replace
 
 import asyncpg
 
-from gateway.domain import consent, routing, thread
-from gateway.channels.modes import routing_policy
 from gateway.app.log import get_logger
 from gateway.app.metrics import OUTBOX_DEAD_LETTERS
-from gateway.pipeline.outbox import store
 from gateway.app.settings import Settings
+from gateway.channels.modes import routing_policy
+from gateway.domain import consent, routing, thread
 from gateway.domain.types import Channel, Purpose, SendResult
+from gateway.pipeline.outbox import store
 
 log = get_logger(__name__)
 

@@ -29,19 +29,18 @@ from typing import Mapping
 import asyncpg
 import redis.asyncio as aioredis
 
-from gateway.domain import consent, status, thread
-
-from gateway.infra import realtime
-from gateway.channels.base import ChannelSender
 from gateway.app.log import get_logger
 from gateway.app.metrics import OUTBOX_ATTEMPTS, OUTBOX_LEASES_LOST, OUTBOX_LOOKUPS, OUTBOX_PAUSES
+from gateway.app.settings import Settings
+from gateway.channels.base import ChannelSender
+from gateway.domain import consent, status, thread
+from gateway.domain.types import Channel, OutgoingMessage, SendOutcome, SendResult
+from gateway.infra import realtime
 from gateway.pipeline.outbox import outcomes, store
 from gateway.pipeline.outbox.coalesce import Coalescer
 from gateway.pipeline.outbox.compose import build_outgoing, sender_key
 from gateway.pipeline.outbox.gate import SenderGate
 from gateway.pipeline.queue import Keys
-from gateway.app.settings import Settings
-from gateway.domain.types import Channel, OutgoingMessage, SendOutcome, SendResult
 
 log = get_logger(__name__)
 

@@ -13,10 +13,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.domain import thread
 from gateway.devtools.fakes.smtp import FakeSmtpRelay
-from gateway.devtools.testing import free_port, running_gateway, wait_for
+from gateway.devtools.testing import free_port, running_gateway
 from gateway.devtools.testing import smtp_deliver as deliver
+from gateway.devtools.testing import wait_for
+from gateway.domain import thread
 from gateway.domain.types import Channel, Purpose
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

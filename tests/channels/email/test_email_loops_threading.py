@@ -6,13 +6,8 @@ from email.policy import compat32
 
 import pytest
 
-from gateway.channels.email import (
-    is_auto_generated,
-    make_thread_token,
-    parse_thread_token,
-    reply_address,
-    verify_mailgun_signature,
-)
+from gateway.channels.email import (is_auto_generated, make_thread_token, parse_thread_token, reply_address,
+                                    verify_mailgun_signature)
 from gateway.channels.email.loops import outbound_loop_headers
 from gateway.domain.types import Purpose
 

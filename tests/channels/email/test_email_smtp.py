@@ -10,12 +10,7 @@ from email.policy import SMTP
 import aiosmtplib
 import pytest
 
-from gateway.channels.email import (
-    InboundSmtpServer,
-    SmtpSender,
-    classify_smtp_error,
-    parse_mime,
-)
+from gateway.channels.email import InboundSmtpServer, SmtpSender, classify_smtp_error, parse_mime
 from gateway.devtools.fakes.smtp import FakeSmtpRelay
 from gateway.domain.types import Button, Channel, OutgoingMessage, Purpose, SendOutcome
 

@@ -9,11 +9,12 @@ from email.utils import make_msgid
 
 import aiohttp
 
-from gateway.channels.email.sender_auth import check_sender
 from gateway.channels.email.intake import start_smtp_listener
+from gateway.channels.email.sender_auth import check_sender
 from gateway.devtools.fakes.smtp import FakeSmtpRelay
-from gateway.devtools.testing import free_port, running_gateway, wait_for
+from gateway.devtools.testing import free_port, running_gateway
 from gateway.devtools.testing import smtp_deliver as deliver
+from gateway.devtools.testing import wait_for
 from gateway.domain.types import Channel, Inbound
 
 ADMIN = {"Authorization": "Bearer admin-test-token"}

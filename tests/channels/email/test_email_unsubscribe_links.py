@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import base64
 
-from gateway.channels.email.unsubscribe import parse_unsubscribe_token, unsubscribe_token
 from gateway.app.settings import Settings
+from gateway.channels.email.unsubscribe import parse_unsubscribe_token, unsubscribe_token
 
 
 def test_every_issued_link_verifies_for_ten_thousand_addresses():

@@ -6,7 +6,7 @@ import asyncio
 import aiohttp
 
 from gateway.devtools.simulate_providers import simulated_mailgun_form
-from gateway.devtools.testing import running_gateway, wait_for
+from gateway.devtools.testing import running_gateway
 
 KEY = "email-webhook-key"
 

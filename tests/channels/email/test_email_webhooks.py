@@ -5,13 +5,8 @@ import hashlib
 
 import pytest
 
-from gateway.channels.email import (
-    UploadedFile,
-    iter_webhook_payloads,
-    parse_mailgun,
-    parse_sendgrid,
-    verify_mailgun_signature,
-)
+from gateway.channels.email import (UploadedFile, iter_webhook_payloads, parse_mailgun, parse_sendgrid,
+                                    verify_mailgun_signature)
 from gateway.channels.errors import PayloadError
 from gateway.domain.types import Channel
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 import hmac
 
 from aiohttp import web
+from pigeon import secrets
 
 from gateway.domain.types import Channel, Inbound
 from gateway.http.body import read_json
 from gateway.http.errors import reject
 from gateway.http.keys import RUNTIME
 from gateway.pipeline import intake
-
-from pigeon import secrets
 
 
 def add_routes(app: web.Application) -> None:

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import aiohttp
+from pigeon import secrets
 
 from gateway.domain.types import Channel, OutgoingMessage, SendOutcome, SendResult
-
-from pigeon import secrets
 
 
 class PigeonSender:

@@ -9,9 +9,8 @@ from aiohttp.test_utils import TestServer
 from gateway.channels.errors import MediaDownloadError
 from gateway.channels.twilio.adapter import parse_status, validate_signature
 from gateway.channels.twilio.sender import TwilioSender
+from gateway.domain.types import Attachment, Button, Channel, OutgoingMessage, SendOutcome, SendResult, TemplateRef
 from gateway.infra.guarded_fetch import GuardedFetcher
-from gateway.domain.types import (Attachment, Button, Channel, OutgoingMessage, SendOutcome, SendResult,
-                           TemplateRef)
 
 
 def sender(fake, http, channel=Channel.SMS, **kw) -> TwilioSender:

@@ -1,6 +1,5 @@
 """X-Twilio-Signature: the providers.md 6.1-6.3 vectors, port handling, JSON bodySHA256, public URL."""
-from gateway.channels.twilio.adapter import (compute_signature, public_url, validate_signature,
-                                             validate_signature_json)
+from gateway.channels.twilio.adapter import compute_signature, public_url, validate_signature, validate_signature_json
 
 KAT_URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
 KAT_PARAMS = {"CallSid": "CA1234567890ABCDE", "Digits": "1234", "From": "+14158675309",

@@ -3,9 +3,8 @@ import pytest
 
 from gateway.channels.errors import MediaDownloadError
 from gateway.channels.whatsapp.sender import WhatsAppCloudSender
+from gateway.domain.types import Attachment, Button, Channel, OutgoingMessage, SendOutcome, SendResult, TemplateRef
 from gateway.infra.guarded_fetch import GuardedFetcher
-from gateway.domain.types import (Attachment, Button, Channel, OutgoingMessage, SendOutcome, SendResult,
-                           TemplateRef)
 
 ENVELOPE = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": "14155550100"}
 
