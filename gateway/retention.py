@@ -29,6 +29,7 @@ from gateway.app.log import get_logger
 from gateway.app.settings import Settings
 from gateway.domain.timers import Clock
 from gateway.inbox.privacy import redact_message_sql
+from gateway.infra import periodic
 
 log = get_logger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -122,15 +123,8 @@ class Retention:
         return done
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.run_once()
-            except Exception as exc:   # the next pass carries on where this one stopped
-                log.warning("retention pass failed", error=str(exc))
-            try:
-                await asyncio.wait_for(stop.wait(), self.settings.retention_interval)
-            except asyncio.TimeoutError:
-                pass
+        await periodic.every(self.settings.retention_interval, stop, self.run_once, log=log,
+                             failed="retention pass failed")
 
     def _cutoff(self, days: float) -> datetime:
         return self.clock.now() - timedelta(days=days)

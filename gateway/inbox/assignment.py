@@ -8,13 +8,13 @@ processes never hand one agent more than their capacity.
 """
 from __future__ import annotations
 
-import asyncio
 
 import asyncpg
 
 from gateway.app.log import get_logger
 from gateway.domain import conversation, thread
 from gateway.domain.conversation import ACTIVE_STATUSES, IN_AGENT_QUEUE
+from gateway.infra import periodic
 
 log = get_logger(__name__)
 
@@ -117,12 +117,5 @@ class AutoAssigner:
         return n
 
     async def run(self, stop) -> None:
-        while not stop.is_set():
-            try:
-                await self.run_once()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("auto-assignment pass failed", error=str(exc))
-            try:
-                await asyncio.wait_for(stop.wait(), self.interval)
-            except asyncio.TimeoutError:
-                pass
+        await periodic.every(self.interval, stop, self.run_once, log=log, failed="auto-assignment pass failed",
+                             errors=(OSError, asyncpg.PostgresError, asyncpg.InterfaceError))

@@ -22,6 +22,7 @@ from datetime import date, datetime, time, timedelta, timezone
 import asyncpg
 
 from gateway.app.log import get_logger
+from gateway.infra import periodic
 
 log = get_logger(__name__)
 LOCK_KEY = 0x726F6C6C7570      # "rollup": one process computes a day at a time
@@ -177,12 +178,4 @@ class Rollups:
         return done
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.run_once()
-            except Exception as exc:   # the next pass carries on where this one stopped
-                log.warning("rollup pass failed", error=str(exc))
-            try:
-                await asyncio.wait_for(stop.wait(), self.interval)
-            except asyncio.TimeoutError:
-                pass
+        await periodic.every(self.interval, stop, self.run_once, log=log, failed="rollup pass failed")

@@ -21,6 +21,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from gateway.app.log import get_logger
+from gateway.infra import periodic
 from gateway.pipeline import queue
 from gateway.pipeline.processor import Processor
 from gateway.pipeline.queue import Keys
@@ -161,12 +162,4 @@ class Sweeper:
         return len(ids)
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.sweep_once()
-            except Exception as exc:
-                log.warning("sweep failed", error=str(exc))
-            try:
-                await asyncio.wait_for(stop.wait(), self.interval)
-            except asyncio.TimeoutError:
-                pass
+        await periodic.every(self.interval, stop, self.sweep_once, log=log, failed="sweep failed")

@@ -196,6 +196,24 @@ class Bench:
                 proc.wait()
         self.procs.clear()
 
+    def on_private_redis(self, measure):
+        """`measure(self)` with the gateway's processes on an embedded Redis of their own, so the
+        Redis figures are this run's alone; everything started is stopped and the Redis removed after."""
+        import tempfile
+        from pathlib import Path
+
+        from gateway.app.embedded import EmbeddedRedis
+
+        private = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="gwbench-redis-")))
+        shared = self.settings
+        self.settings = shared.with_(redis_url=private.start())
+        try:
+            return measure(self)
+        finally:
+            self.stop_all()
+            self.settings = shared
+            private.stop()
+
     # -- databases ---------------------------------------------------------------------------
     def fresh_database(self) -> str:
         """A new, migrated throwaway database (`gwbench_*`), dropped when the bench ends. On a server

@@ -14,20 +14,7 @@ from gateway.devtools.bench.scenarios_turns import _drive
 
 def run(b: Bench) -> dict:
     """On a Redis of its own (embedded), so the Redis figures are this run's alone."""
-    import tempfile
-    from pathlib import Path
-
-    from gateway.app.embedded import EmbeddedRedis
-
-    private = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="gwbench-redis-")))
-    shared = b.settings
-    b.settings = shared.with_(redis_url=private.start())
-    try:
-        return _measure(b)
-    finally:
-        b.stop_all()
-        b.settings = shared
-        private.stop()
+    return b.on_private_redis(_measure)
 
 
 def _measure(b: Bench) -> dict:
