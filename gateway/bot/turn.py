@@ -23,6 +23,7 @@ from gateway.channels.modes import routing_policy
 from gateway.domain import conversation, thread
 from gateway.domain.hooks import Hooks
 from gateway.domain.types import Effects, Purpose
+from gateway.infra.deferred import Deferred
 
 log = get_logger(__name__)
 
@@ -49,23 +50,18 @@ class Batch:
         self.rows = rows              # conversation id -> its row, read under its lock
         self.settings = settings
         self._cache: dict[str, Any] = {}
-        self._deferred: dict[str, list[tuple]] = {}   # statement text -> the args of each run
+        # the turns' writes that nothing in the round reads again, run together (and their ids)
+        self.writes = Deferred(conn, turns=len(rows))
 
     def defer(self, statement: tuple[str, tuple] | None) -> None:
-        """Run this write (sql, args) at the end of the round, with the others of the same text in
-        one pipelined `executemany`: a turn's last writes, which nothing in the round reads again
+        """Run this write (sql, args) later in the round, with the others of the same text in one
+        pipelined `executemany`: a turn's last writes, which nothing in the round reads again
         (its conversation row, its flow timers)."""
-        if statement is not None:
-            self._deferred.setdefault(statement[0], []).append(statement[1])
+        self.writes.add(statement)
 
     async def write_deferred(self) -> None:
         """The deferred writes, in the round's transaction, before its messages are marked processed."""
-        deferred, self._deferred = self._deferred, {}
-        for sql, runs in deferred.items():
-            if len(runs) == 1:
-                await self.conn.execute(sql, *runs[0])
-            else:
-                await self.conn.executemany(sql, runs)
+        await self.writes.run()
 
     @property
     def contact_ids(self) -> list[int]:

@@ -20,6 +20,7 @@ import asyncpg
 
 from gateway.domain import timers
 from gateway.domain.types import Effects
+from gateway.infra.deferred import Deferred
 
 SNOOZE_TIMER = "snooze"
 
@@ -58,10 +59,15 @@ class Draft:
     flush commits, and the flush writes `last_seq` with the rest. Flush before the connection goes to
     code that appends to the thread without the draft (hooks, business events): its seqs would
     otherwise collide with the draft's.
+
+    In a batch round of turns the draft carries the round's `writes` (`gateway.infra.deferred`):
+    the entries appended with it and a new episode are written with the other turns' at the
+    round's end, their ids taken ahead; `settle` (and `flush`) write them before anything reads them.
     """
 
-    def __init__(self, row: Mapping[str, Any], *, locked: bool = False):
+    def __init__(self, row: Mapping[str, Any], *, locked: bool = False, writes: Deferred | None = None):
         self.id: int = row["id"]
+        self.writes = writes
         self.view: dict[str, Any] = dict(row)     # the row as this turn sees it, pending changes included
         self._set: dict[str, tuple[str, tuple]] = {}
         self._last_seq: int | None = None          # known (and the row locked) once a seq was taken
@@ -99,8 +105,14 @@ class Draft:
         self._set["last_seq"] = ("{}", (self._last_seq,))
         return self._last_seq, self.view["current_episode_id"]
 
+    async def settle(self, conn: asyncpg.Connection) -> None:
+        """Write what the round put off (this turn's entries, its new episode) before a read of them."""
+        if self.writes is not None:
+            await self.writes.run()
+
     async def flush(self, conn: asyncpg.Connection) -> None:
-        """Write what changed (nothing: no write)."""
+        """Write what changed (nothing: no write), what the round put off first."""
+        await self.settle(conn)
         statement = self.flush_statement()
         if statement is not None:
             await conn.execute(statement[0], *statement[1])
@@ -150,6 +162,15 @@ async def for_contact(conn: asyncpg.Connection, contact_id: int) -> int:
 
 # -- a customer message arrives (the worker's turn) -------------------------------------------------
 
+EPISODE_IDS = "episodes_id_seq"
+# a new episode, and the customer message that opened it in it
+OPEN_EPISODE = """WITH e AS (INSERT INTO episodes (conversation_id, channel) VALUES ($1, $2) RETURNING id),
+                       m AS (UPDATE messages SET episode_id = e.id FROM e WHERE messages.id = $3)
+                  SELECT id FROM e"""
+OPEN_EPISODE_WITH_ID = """WITH e AS (INSERT INTO episodes (id, conversation_id, channel) VALUES ($1, $2, $3))
+                          UPDATE messages SET episode_id = $1 WHERE id = $4"""
+
+
 async def open_for_message(conn: asyncpg.Connection, draft: Draft, message: asyncpg.Record) -> bool:
     """The conversation, reopened for a customer message. True when a new episode starts with it
     (none yet, or the last one resolved): bot mode, unassigned, not waiting."""
@@ -158,10 +179,11 @@ async def open_for_message(conn: asyncpg.Connection, draft: Draft, message: asyn
         # held from here, as before: an agent acting meanwhile (assign, snooze) waits for this turn
         await draft.lock(conn)
     if conv["current_episode_id"] is None or conv["status"] == Status.RESOLVED:
-        episode_id = await conn.fetchval(
-            """WITH e AS (INSERT INTO episodes (conversation_id, channel) VALUES ($1, $2) RETURNING id),
-                    m AS (UPDATE messages SET episode_id = e.id FROM e WHERE messages.id = $3)
-               SELECT id FROM e""", draft.id, message["channel"], message["id"])
+        if draft.writes is not None:    # a batch round: written with the other turns' at its end
+            episode_id = await draft.writes.take_id(EPISODE_IDS)
+            draft.writes.add((OPEN_EPISODE_WITH_ID, (episode_id, draft.id, message["channel"], message["id"])))
+        else:
+            episode_id = await conn.fetchval(OPEN_EPISODE, draft.id, message["channel"], message["id"])
         draft.set(current_episode_id=episode_id, status=Status.OPEN.value, mode=Mode.BOT.value,
                   assignee_id=None, waiting_since=None, snoozed_until=None)
         return True
@@ -195,6 +217,7 @@ async def escalate(conn: asyncpg.Connection, draft: Draft, reason: str) -> None:
     """To the agents' queue (counted once per episode, with the first reason)."""
     draft.set(mode=Mode.AGENT.value, status=Status.OPEN.value)
     customer_waits(draft)
+    await draft.settle(conn)     # the episode may be this turn's, not written yet
     await _escalate_episode(conn, draft.view["current_episode_id"], reason)
 
 

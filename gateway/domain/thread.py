@@ -35,17 +35,20 @@ class NoRoute(Exception):
         self.reasons = reasons
 
 
-INSERT_MESSAGE = """INSERT INTO messages (conversation_id, seq, episode_id, direction, kind, channel, body,
-                        content, author_type, author_id, status, purpose, recipient_address, sender_address,
-                        processed_at, segments, inbox_id)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
-                            CASE WHEN $15 THEN now() END, $16, $17)
-                    RETURNING id"""
+_MESSAGE_COLUMNS = """conversation_id, seq, episode_id, direction, kind, channel, body, content, author_type,
+                      author_id, status, purpose, recipient_address, sender_address, processed_at, segments,
+                      inbox_id"""
+_MESSAGE_VALUES = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, CASE WHEN $15 THEN now() END, $16, $17"
+INSERT_MESSAGE = f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({_MESSAGE_VALUES}) RETURNING id"
 # An outbound message and its outbox row in one statement (one round trip).
-INSERT_MESSAGE_AND_OUTBOX = f"""WITH m AS ({INSERT_MESSAGE}), o AS (
-    INSERT INTO outbox (message_id, conversation_id, channel, to_address, purpose, payload, max_attempts)
-    SELECT id, $1, $6, $13, $12, $18, $19 FROM m)
-SELECT id FROM m"""
+_OUTBOX_ROW = """o AS (INSERT INTO outbox (message_id, conversation_id, channel, to_address, purpose, payload, max_attempts)
+                       SELECT id, $1, $6, $13, $12, $18, $19 FROM m)"""
+INSERT_MESSAGE_AND_OUTBOX = f"WITH m AS ({INSERT_MESSAGE}), {_OUTBOX_ROW} SELECT id FROM m"
+# The same with the id taken ahead (the last argument), for a batch round's deferred writes.
+MESSAGE_IDS = "messages_id_seq"
+INSERT_MESSAGE_WITH_ID = (f"INSERT INTO messages ({_MESSAGE_COLUMNS}, id) VALUES ({_MESSAGE_VALUES}, $18)")
+INSERT_MESSAGE_AND_OUTBOX_WITH_ID = (f"WITH m AS (INSERT INTO messages ({_MESSAGE_COLUMNS}, id) "
+                                     f"VALUES ({_MESSAGE_VALUES}, $20) RETURNING id), {_OUTBOX_ROW} SELECT id FROM m")
 
 
 async def append(conn: asyncpg.Connection, conversation_id: int, *, direction: str, channel: str,
@@ -56,7 +59,8 @@ async def append(conn: asyncpg.Connection, conversation_id: int, *, direction: s
                  segments: int | None = None, draft: conversation.Draft | None = None,
                  inbox_id: int | None = None, outbox: tuple[dict, int] | None = None) -> tuple[int, int]:
     """Append one entry to the thread; returns (message id, seq). With a turn's `draft` the
-    conversation row is written once, when the draft is flushed. With `outbox` (payload,
+    conversation row is written once, when the draft is flushed, and in a batch round (the draft's
+    `writes`) the entry too, with the round's others, its id taken ahead. With `outbox` (payload,
     max_attempts) the entry's outbox row is written by the same statement."""
     if draft is not None:
         seq, episode_id = await draft.take_seq(conn)
@@ -64,7 +68,13 @@ async def append(conn: asyncpg.Connection, conversation_id: int, *, direction: s
         seq, episode_id = await conversation.take_seq(conn, conversation_id)
     args = (conversation_id, seq, episode_id, direction, kind, channel, body, content or {}, author_type,
             author_id, status, purpose, recipient_address, sender_address, processed, segments, inbox_id)
-    if outbox is None:
+    if draft is not None and draft.writes is not None:
+        message_id = await draft.writes.take_id(MESSAGE_IDS, per_turn=2)
+        if outbox is None:
+            draft.writes.add((INSERT_MESSAGE_WITH_ID, (*args, message_id)))
+        else:
+            draft.writes.add((INSERT_MESSAGE_AND_OUTBOX_WITH_ID, (*args, *outbox, message_id)))
+    elif outbox is None:
         message_id = await conn.fetchval(INSERT_MESSAGE, *args)
     else:
         message_id = await conn.fetchval(INSERT_MESSAGE_AND_OUTBOX, *args, *outbox)

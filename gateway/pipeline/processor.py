@@ -143,7 +143,7 @@ class Processor:
                 batch = Batch(conn, rows, self.settings)
                 for current, msg in sorted(first.items()):
                     row = rows[current]
-                    await self._take(conn, msg, effects, conversation.Draft(row, locked=True),
+                    await self._take(conn, msg, effects, conversation.Draft(row, locked=True, writes=batch.writes),
                                      attributes.get(row["contact_id"]), batch=batch)
                 current = None
                 await batch.write_deferred()
