@@ -50,6 +50,9 @@ GAUGES_AGE = Gauge("gateway_metrics_gauges_age_seconds", "Age of the database-de
 REPLIES_DROPPED = Counter("gateway_replies_dropped_total",
                           "Bot and system replies no channel could carry (consent, closed window, no address)",
                           ["reasons"], registry=REGISTRY)
+FEED_EVENTS_READ = Counter("gateway_feed_events_read_total",
+                           "Events this API process read from the realtime stream for its agents' sockets (none "
+                           "while no socket listens)", registry=REGISTRY)
 REALTIME_DROPPED = Counter("gateway_realtime_dropped_total",
                            "Realtime events (agents' feed, chat pokes) that could not be published", ["reason"],
                            registry=REGISTRY)

@@ -24,6 +24,7 @@ import asyncpg
 from aiohttp import WSMsgType, web
 
 from gateway.app.log import get_logger
+from gateway.app.metrics import FEED_EVENTS_READ
 from gateway.domain import inputs, thread
 from gateway.http.access import authenticate_token, principal, still_allowed
 from gateway.http.errors import ApiError
@@ -117,17 +118,35 @@ def parse_entries(items) -> list[tuple[str, dict]]:
 
 
 class FeedHub:
-    """This process's single reader of the events stream."""
+    """This process's single reader of the events stream. It reads only while some socket listens:
+    with none (a worker-heavy flash sale and no agent online) it reads nothing, and the first
+    socket to come sets where it starts (`subscribe`)."""
 
     def __init__(self, rt: Runtime):
         self.rt = rt
         self.subscribers: weakref.WeakSet[Subscriber] = weakref.WeakSet()
         self.last_id = "$"
+        self._listened = asyncio.Event()      # a socket subscribed while the hub was idle
+
+    async def subscribe(self, sub: Subscriber) -> None:
+        """Hand `sub` every event from now on. An idle hub starts after the stream's newest entry
+        as of now, read here before the socket says hello, so nothing between is lost."""
+        if not self.subscribers and self.last_id == "$":
+            latest = await self.rt.redis.xrevrange(self.rt.keys.stream_events(), count=1)
+            if self.last_id == "$":
+                self.last_id = _s(latest[0][0]) if latest else "0-0"
+        self.subscribers.add(sub)
+        self._listened.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         key = self.rt.keys.stream_events()
         while not stop.is_set():
             try:
+                if not self.subscribers:
+                    self.last_id = "$"
+                    self._listened.clear()
+                    await _first(self._listened.wait(), stop.wait())
+                    continue
                 if self.last_id == "$":
                     latest = await self.rt.redis.xrevrange(key, count=1)
                     self.last_id = _s(latest[0][0]) if latest else "0-0"
@@ -136,6 +155,7 @@ class FeedHub:
                     entries = parse_entries(items)
                     if items:
                         self.last_id = _s(items[-1][0])
+                        FEED_EVENTS_READ.inc(len(items))
                     await self.dispatch(entries)
             except asyncio.CancelledError:
                 raise
@@ -150,6 +170,16 @@ class FeedHub:
         for sub in list(self.subscribers):
             for entry_id, event in entries:
                 sub.offer(entry_id, event, visibility)
+
+
+async def _first(*waits) -> None:
+    """Wait until the first of these finishes; cancel the others."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
 
 
 FEED_HUB = web.AppKey("feed_hub", FeedHub)
@@ -208,7 +238,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
         scope = await scope_for(conn, who)
     sub = Subscriber(scope)
     hub = request.app[FEED_HUB]
-    hub.subscribers.add(sub)
+    await hub.subscribe(sub)
     watch = request.app[RIGHTS]
     watcher = Watcher(lambda: _recheck(rt, ws, who, sub), agent_id=who.agent_id, token_id=who.token_id,
                       name="agent-stream")

@@ -174,3 +174,44 @@ async def test_websocket_heartbeat_sets_presence(gw):
     agents = await api.ok("GET", "/api/v1/agents")
     assert agents[0]["presence"] == "online"
     await ws.close()
+
+
+async def test_the_feed_is_read_only_while_a_socket_listens(gw):
+    """With no agent's socket open the API process reads none of the events stream (a flash sale
+    with nobody online costs it nothing); the first socket gets every event after its hello, and
+    when the last one closes the reading stops again."""
+    from gateway.app.metrics import FEED_EVENTS_READ
+
+    rt, api = gw
+    team = await api.team("t")
+    _, agent = await api.agent("ann", [team])
+    cid = (await seed_conversation(api.pool, "c", team_id=team))["conversation_id"]
+
+    async def notes(n: int) -> list[int]:
+        return [(await api.ok("POST", f"/api/v1/conversations/{cid}/notes", agent, expect=201,
+                              json={"text": f"note {i}"}))["id"] for i in range(n)]
+
+    before = FEED_EVENTS_READ._value.get()
+    await notes(3)
+    await asyncio.sleep(1.2)     # longer than the reader's block: it would have read them by now
+    assert await rt.redis.xlen(rt.keys.stream_events()) >= 3
+    assert FEED_EVENTS_READ._value.get() == before, "the feed was read with no socket open"
+
+    ws, _ = await connect(api.http, api.url, agent)
+    live = await notes(2)
+    assert [(await next_event(ws, types={"message.created"}))["message_id"] for _ in live] == live
+    assert FEED_EVENTS_READ._value.get() > before
+    await ws.close()
+
+    async def idle():
+        return FEED_EVENTS_READ._value.get()
+    await asyncio.sleep(1.2)     # the reader notices the socket is gone at its next read
+    stopped = await idle()
+    await notes(2)
+    await asyncio.sleep(1.2)
+    assert await idle() == stopped, "the feed was still read after the last socket closed"
+
+    ws, _ = await connect(api.http, api.url, agent)      # and a new socket is served again
+    again = await notes(1)
+    assert (await next_event(ws, types={"message.created"}))["message_id"] == again[0]
+    await ws.close()
