@@ -39,9 +39,9 @@ async def serve(settings: Settings, roles: tuple[str, ...]) -> None:
             site = web.SockSite(runner, sock)
             await site.start()
             log.info("gateway listening", url=f"http://{settings.http_host}:{settings.http_port}",
-                     roles=list(roles), channels=_channel_modes(runtime))
+                     roles=list(roles), channels=_channel_modes(runtime), event_loop=_loop_name(loop))
         else:
-            log.info("gateway worker running", roles=list(roles))
+            log.info("gateway worker running", roles=list(roles), event_loop=_loop_name(loop))
         await stop.wait()
         log.info("shutting down")
         if runner is not None:
@@ -71,6 +71,10 @@ def _listen(host: str, port: int):
     return sock
 
 
+def _loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+
+
 def _channel_modes(runtime: Runtime) -> dict:
     from gateway.channels.modes import channel_modes
 
@@ -79,10 +83,22 @@ def _channel_modes(runtime: Runtime) -> dict:
 
 def cmd_serve(roles: tuple[str, ...]):
     def run(args, settings: Settings) -> int:
-        with infrastructure(settings, supervise=True) as settings:
-            asyncio.run(serve(settings, roles))
+        with infrastructure(settings, supervise=True) as settings, event_loop(settings) as runner:
+            runner.run(serve(settings, roles))
         return 0
     return run
+
+
+def event_loop(settings: Settings) -> asyncio.Runner:
+    """The serving roles' loop: uvloop's (GATEWAY_EVENT_LOOP=uvloop, where installed), else asyncio's."""
+    if settings.event_loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            log.warning("uvloop is not installed; serving on asyncio's event loop", setting="GATEWAY_EVENT_LOOP")
+        else:
+            return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    return asyncio.Runner()
 
 
 def cmd_migrate(args, settings: Settings) -> int:

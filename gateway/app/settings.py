@@ -41,6 +41,7 @@ class Settings:
     queue_partitions: int = 8
     worker_concurrency: int = 16          # batches of turns in flight per worker process
     worker_batch: int = 32                # conversations whose next message one transaction takes
+    event_loop: str = "uvloop"            # uvloop | asyncio: the loop `gateway run/api/worker` serve on
     secret_key: str = ""                  # signs chat sessions, thread tokens, unsubscribe links
     admin_token: str | None = None
     default_handler: str = "flow"         # flow | agent | echo
@@ -331,6 +332,7 @@ ENV: dict[str, tuple[str, object]] = {
     "GATEWAY_QUEUE_PARTITIONS": ("queue_partitions", _int),
     "GATEWAY_WORKER_CONCURRENCY": ("worker_concurrency", _int),
     "GATEWAY_WORKER_BATCH": ("worker_batch", _int),
+    "GATEWAY_EVENT_LOOP": ("event_loop", _choice("uvloop", "asyncio")),
     "GATEWAY_SECRET_KEY": ("secret_key", _str),
     "GATEWAY_ADMIN_TOKEN": ("admin_token", _str),
     "GATEWAY_DEFAULT_HANDLER": ("default_handler", _choice("flow", "agent", "echo")),

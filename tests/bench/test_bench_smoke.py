@@ -82,3 +82,17 @@ def test_drain_scenario_counts_every_queued_turn(infra, tmp_path):
     assert drain["turns"] == drain["queued"] > 0
     assert set(drain["cpu_ms_per_turn"]) == {"worker", "postgres", "redis", "total"}
     assert drain["cpu_ms_per_turn"]["worker"] > 0 and drain["cpu_ms_per_turn"]["postgres"] > 0
+
+
+def test_turns_scenario_answers_every_turn_and_sweeps_lower_rates(infra, tmp_path):
+    """The turns scenario: every offered turn answered, CPU per turn for every component, and the
+    same turns at lower offered rates, each with its latencies and every one answered."""
+    results, stdout = bench_tiny(infra, tmp_path, "turns", timeout=300)
+    turns = results["turns"]
+    assert turns["replied"] == turns["offered"] > 0
+    assert set(turns["cpu_ms_per_turn"]) >= {"api", "worker", "postgres", "redis"}
+    assert [x["rate"] for x in turns["sweep"]] == [r * 20 for r in (0.2, 0.4, 0.6, 0.8)]   # tiny: 20/s
+    for x in turns["sweep"]:
+        assert x["replied"] == x["offered"] > 0 and x["latency"]["p99_ms"] is not None, x
+        assert f"at {x['rate']:g}/s offered: {x['replied']}/{x['offered']} replied" in stdout
+    assert "turns below the target's rate" in {f["name"].split(":")[0] for f in turns["figures"]}

@@ -76,6 +76,7 @@ async def test_gateway_run_writes_only_json_lines_with_addresses_masked(settings
     assert any(name.startswith("mail.log") for name in loggers), "the SMTP listener's own records are missing"
     listening = next(e for e in events if e["event"] == "gateway listening")
     assert listening["channels"]["sms"] == "sandbox" and listening["channels"]["webchat"] == "live"
+    assert listening["event_loop"] == "uvloop", "the serving roles run on uvloop by default (GATEWAY_EVENT_LOOP)"
 
 
 def test_addresses_are_masked_in_free_text_and_kept_apart_from_other_numbers():
@@ -110,3 +111,17 @@ def test_address_fields_are_masked_whatever_their_shape_and_show_keeps_them(caps
     assert first["to"] == "US***" and first["wa_id"] == "14***" and first["channel"] == "whatsapp"
     assert first["channels"] == {"email": "sandbox"} and first["sender"] == "vm:1:abc"
     assert second["to"] == "+14155550188"
+
+
+async def test_the_event_loop_is_a_setting(settings, pool, clean, redis_client, spawn, tmp_path):
+    """GATEWAY_EVENT_LOOP=asyncio serves on asyncio's own loop (uvloop, the default, is checked above)."""
+    port = free_port()
+    log_path = tmp_path / "api.log"
+    proc = spawn(["api"], settings_env(settings, GATEWAY_HTTP_PORT=port, GATEWAY_EVENT_LOOP="asyncio", GATEWAY_LOG_LEVEL="info",
+                                       GATEWAY_LOG_FORMAT="json"), log_path=log_path)
+    async with aiohttp.ClientSession() as http:
+        await wait_ready(http, f"http://127.0.0.1:{port}", message=f"gateway did not start; see {log_path}")
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(20)
+    events = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines() if line.startswith("{")]
+    assert [e["event_loop"] for e in events if e["event"] == "gateway listening"] == ["asyncio"]

@@ -34,6 +34,7 @@ def run(b: Bench) -> dict:
     meter.start()
     res = _drive(fake, url, block=650, n=n, rate=rate, wait=max(30.0, b.sizes.turns_seconds * 1.5))
     cpu = meter.stop(res["replied"])
+    sweep = _sweep(fake, url, rate, b.sizes.turns_seconds)
     b.stop_all()
     p99 = res["latency"]["p99_ms"]
     ok = res["replied"] == n and p99 is not None and p99 < TARGET_P99_MS and res["offered_per_s"] >= 0.95 * rate
@@ -43,6 +44,10 @@ def run(b: Bench) -> dict:
                f"{p99} ms (p50 {res['latency']['p50_ms']} ms), {res['replied']}/{n} replied, "
                f"{res['turns_per_s']} turns/s", f"p99 < {TARGET_P99_MS:g} ms at {TARGET_RATE}/s, every one answered",
                ok and rate >= TARGET_RATE),
+        figure("turns below the target's rate: end-to-end p50 / p99 by offered rate",
+               "; ".join(f"{x['rate']:g}/s: {x['latency']['p50_ms']} / {x['latency']['p99_ms']} ms, "
+                         f"{x['replied']}/{x['offered']} replied" for x in sweep),
+               "where the p99 passes 100 ms: what one api + one worker sustain beside the load here", None),
         figure("CPU per turn (from each process's own counters)",
                ", ".join(f"{k} {v} ms" for k, v in ms.items()) +
                f"; per turn {cpu['per_unit']['postgres_transactions']} PostgreSQL transactions, "
@@ -55,13 +60,31 @@ def run(b: Bench) -> dict:
                         "unit": "ms", "series": {"turns": res.pop("cdf")}},
                        {"title": "turns per second (replies received by the fake)", "kind": "timeline",
                         "unit": "turns/s", "bucket_s": 0.5,
-                        "series": {"webhooks acked": res.pop("acked_timeline"), "replies": res.pop("timeline")}}],
+                        "series": {"webhooks acked": res.pop("acked_timeline"), "replies": res.pop("timeline")}},
+                       {"title": "turn latency by percentile at lower offered rates", "kind": "cdf", "unit": "ms",
+                        "series": {f"{x['rate']:g}/s": x.pop("cdf") for x in sweep}}],
+            "sweep": [{k: v for k, v in x.items() if k in ("rate", "offered", "replied", "turns_per_s", "latency")}
+                      for x in sweep],
             "processes": "1 `gateway api` + 1 `gateway worker` (flow handler) + fake Twilio + load generator",
             "summary": {
                 "measured": f"{res['turns_per_s']} turns/s at {rate:g}/s offered; end-to-end p50 "
                             f"{res['latency']['p50_ms']} ms, p99 {p99} ms; {res['replied']}/{n} replied",
                 "target": f"p99 < {TARGET_P99_MS:g} ms at {TARGET_RATE} turns/s",
                 "ratio": None, "verdict": verdict(ok and rate >= TARGET_RATE)}}
+
+
+SWEEP = ((0.2, 660), (0.4, 661), (0.6, 662), (0.8, 678))   # (share of the target's rate, number block)
+
+
+def _sweep(fake: str, url: str, rate: float, seconds: float) -> list[dict]:
+    """The same turns at lower open-loop rates, after the main run's backlog is answered: where
+    the latency leaves the target shows the capacity beside the load generator on this machine."""
+    out = []
+    for share, block in SWEEP:
+        at = rate * share
+        res = _drive(fake, url, block=block, n=max(10, int(at * seconds / 4)), rate=at, wait=30.0)
+        out.append({"rate": at, **res})
+    return out
 
 
 def _drive(fake: str, url: str, *, block: int, n: int, rate: float, wait: float = 60.0) -> dict:
@@ -104,5 +127,8 @@ def show(res: dict) -> None:
     print(f"turns/s {res['turns_per_s']}; end-to-end latency p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
           f"p99 {lat['p99_ms']} ms (target p99 < {TARGET_P99_MS:g} ms at {TARGET_RATE}/s); webhook ack p99 "
           f"{res['webhook']['p99_ms']} ms")
+    for x in res.get("sweep", []):
+        print(f"  at {x['rate']:g}/s offered: {x['replied']}/{x['offered']} replied, {x['turns_per_s']} turns/s, "
+              f"p50 {x['latency']['p50_ms']} ms, p99 {x['latency']['p99_ms']} ms")
     print("CPU ms per turn: " + ", ".join(f"{k} {v}" for k, v in res["cpu_ms_per_turn"].items()))
     print(f"processes: {res['processes']}")
