@@ -39,7 +39,7 @@ class Settings:
     log_addresses: str = "mask"           # mask | show: customers' emails and phone numbers in logs
     redis_prefix: str = "gw"
     queue_partitions: int = 8
-    worker_concurrency: int = 16          # batches of turns in flight per worker process
+    worker_concurrency: int = 2           # batches of turns in flight per worker process
     worker_batch: int = 32                # conversations whose next message one transaction takes
     event_loop: str = "uvloop"            # uvloop | asyncio: the loop `gateway run/api/worker` serve on
     secret_key: str = ""                  # signs chat sessions, thread tokens, unsubscribe links

@@ -97,8 +97,16 @@ class Processor:
             return True
 
     async def drain_batch(self, conversation_ids: Sequence[int]) -> tuple[int, list[int]]:
-        """Process every pending inbound message of many conversations, a round (one transaction)
-        per message depth. Returns (messages processed, conversations that failed: not drained)."""
+        """Process every pending inbound message of many conversations: `drain_rounds`, then those
+        it leaves `drain_alone`. Returns (messages processed, conversations that failed: not drained)."""
+        done, alone = await self.drain_rounds(conversation_ids)
+        more, failed = await self.drain_alone(alone)
+        return done + more, failed
+
+    async def drain_rounds(self, conversation_ids: Sequence[int]) -> tuple[int, list[int]]:
+        """The pending messages of many conversations, a round (one transaction) per message depth.
+        Returns (messages processed, conversations to drain on their own: held by another worker,
+        needing an outside call, or in a failed round)."""
         pending, alone, done = sorted(set(conversation_ids)), [], 0
         while pending:
             async with self.pool.acquire() as conn:
@@ -107,8 +115,13 @@ class Processor:
             done += taken.done
             alone += taken.alone
             pending = taken.more
-        failed = []
-        for cid, outcome in zip(alone, await asyncio.gather(*(self.drain(c) for c in alone), return_exceptions=True)):
+        return done, sorted(set(alone))
+
+    async def drain_alone(self, conversation_ids: Sequence[int]) -> tuple[int, list[int]]:
+        """Each conversation drained on its own, at once. Returns (messages processed, those that failed)."""
+        done, failed = 0, []
+        outcomes = await asyncio.gather(*(self.drain(c) for c in conversation_ids), return_exceptions=True)
+        for cid, outcome in zip(conversation_ids, outcomes):
             if isinstance(outcome, BaseException):
                 log.warning("conversation drain failed; will be retried", conversation_id=cid, error=str(outcome))
                 failed.append(cid)

@@ -52,24 +52,37 @@ class HeldOrderApi(LocalServer):
 async def test_a_turn_waiting_on_an_http_action_holds_no_batch(settings, pool, clean, redis_client):
     """A customer whose first message runs the order look-up is taken out of the batch before the
     request goes out (the API is called once) and waits alone; the others of its batch are answered
-    meanwhile."""
+    meanwhile, and so are customers who write while it waits, even with one batch in flight
+    (GATEWAY_WORKER_CONCURRENCY=1): it waits beside the batches, not in one."""
     async with FakeTwilio() as fake, HeldOrderApi() as api:
         s = settings.with_(default_handler="flow", flows_dir=FLOWS, twilio_account_sid=fake.account_sid,
                            twilio_auth_token=fake.auth_token, twilio_from_number=OUR,
-                           twilio_api_base=fake.base_url, business_api_base=api.base_url, worker_batch=20)
+                           twilio_api_base=fake.base_url, business_api_base=api.base_url, worker_batch=20,
+                           worker_concurrency=1)
         customers = [f"+1415555{n:04d}" for n in range(11)]
+        later = [f"+1415556{n:04d}" for n in range(3)]
         async with running_gateway(s, roles=("http",)) as (rt, url):   # all queued before a worker starts
             for n, customer in enumerate(customers):
                 text = "where is my order AB99999" if n == 0 else "hi"
                 status, _ = await post_twilio_inbound(f"{url}/webhooks/twilio/inbound",
                                                       twilio_inbound_params(customer, OUR, text), fake.auth_token)
                 assert status == 200
-        async with running_gateway(s, roles=("http", "worker")):
-            async def menus():
-                return sorted(r.value("To") for r in fake.requests
-                              if "How can I help" in (r.value("Body") or "")) == sorted(customers[1:])
-            await wait_for(menus, timeout=30, message="the batch waited on another conversation's HTTP call")
+        async with running_gateway(s, roles=("http", "worker")) as (rt, url):
+            def menus(expected):
+                async def check():
+                    return sorted(r.value("To") for r in fake.requests
+                                  if "How can I help" in (r.value("Body") or "")) == sorted(expected)
+                return check
+            await wait_for(menus(customers[1:]), timeout=30,
+                           message="the batch waited on another conversation's HTTP call")
             assert api.calls == ["AB99999"] and not api.release.is_set()
+            for customer in later:
+                status, _ = await post_twilio_inbound(f"{url}/webhooks/twilio/inbound",
+                                                      twilio_inbound_params(customer, OUR, "hi"), fake.auth_token)
+                assert status == 200
+            await wait_for(menus(customers[1:] + later), timeout=30,
+                           message="customers who wrote later waited on another conversation's HTTP call")
+            assert not api.release.is_set()
             api.release.set()
 
             async def answered():
@@ -77,7 +90,7 @@ async def test_a_turn_waiting_on_an_http_action_holds_no_batch(settings, pool, c
                            for r in fake.requests)
             await wait_for(answered, timeout=30, message="the look-up's turn was not answered")
     assert api.calls == ["AB99999"], "the look-up was requested more than once"
-    assert await pool.fetchval(DONE) == 11
+    assert await pool.fetchval(DONE) == 14
 
 
 SALES_FLOW = """
