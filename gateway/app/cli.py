@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 from gateway.app.embedded import infrastructure
 from gateway.app.log import configure_logging, get_logger
+from gateway.app.loop import loop_name
+from gateway.app.loop import runner as loop_runner
 from gateway.app.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
@@ -39,9 +41,9 @@ async def serve(settings: Settings, roles: tuple[str, ...]) -> None:
             site = web.SockSite(runner, sock)
             await site.start()
             log.info("gateway listening", url=f"http://{settings.http_host}:{settings.http_port}",
-                     roles=list(roles), channels=_channel_modes(runtime), event_loop=_loop_name(loop))
+                     roles=list(roles), channels=_channel_modes(runtime), event_loop=loop_name(loop))
         else:
-            log.info("gateway worker running", roles=list(roles), event_loop=_loop_name(loop))
+            log.info("gateway worker running", roles=list(roles), event_loop=loop_name(loop))
         await stop.wait()
         log.info("shutting down")
         if runner is not None:
@@ -71,10 +73,6 @@ def _listen(host: str, port: int):
     return sock
 
 
-def _loop_name(loop: asyncio.AbstractEventLoop) -> str:
-    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
-
-
 def _channel_modes(runtime: Runtime) -> dict:
     from gateway.channels.modes import channel_modes
 
@@ -83,22 +81,10 @@ def _channel_modes(runtime: Runtime) -> dict:
 
 def cmd_serve(roles: tuple[str, ...]):
     def run(args, settings: Settings) -> int:
-        with infrastructure(settings, supervise=True) as settings, event_loop(settings) as runner:
+        with infrastructure(settings, supervise=True) as settings, loop_runner(settings.event_loop) as runner:
             runner.run(serve(settings, roles))
         return 0
     return run
-
-
-def event_loop(settings: Settings) -> asyncio.Runner:
-    """The serving roles' loop: uvloop's (GATEWAY_EVENT_LOOP=uvloop, where installed), else asyncio's."""
-    if settings.event_loop == "uvloop":
-        try:
-            import uvloop
-        except ImportError:
-            log.warning("uvloop is not installed; serving on asyncio's event loop", setting="GATEWAY_EVENT_LOOP")
-        else:
-            return asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    return asyncio.Runner()
 
 
 def cmd_migrate(args, settings: Settings) -> int:

@@ -13,6 +13,8 @@ import argparse
 import asyncpg
 from aiohttp import web
 
+from gateway.app.loop import loop_factory
+
 from gateway.channels.twilio.adapter import EMPTY_TWIML, validate_signature
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS naive_messages (
@@ -54,8 +56,9 @@ def main() -> None:
     parser.add_argument("--token", required=True)
     args = parser.parse_args()
     base = f"http://127.0.0.1:{args.port}"
+    factory = loop_factory()     # the gateway's loop, so the comparison runs both on one
     web.run_app(build_app(args.dsn, args.token, base), host="127.0.0.1", port=args.port,
-                access_log=None, print=None)
+                access_log=None, print=None, loop=factory() if factory else None)
 
 
 if __name__ == "__main__":
