@@ -25,6 +25,7 @@ FEED_MAXLEN = 50_000
 
 
 async def publish(redis: aioredis.Redis, keys: Keys, events: list[tuple[str, dict]]) -> None:
+    """The events, to the agents' feed and each conversation's chat channel, in one round trip."""
     if not events:
         return
     try:
@@ -55,7 +56,8 @@ async def wake_outbox(redis: aioredis.Redis, keys: Keys) -> None:
 
 async def publish_effects(redis: aioredis.Redis, keys: Keys, effects: Effects) -> None:
     """After commit: a unit of work's realtime events, and a wake-up for every outbox sender when it
-    queued a message. Never raises (a lost publish only delays a screen or a send)."""
-    await publish(redis, keys, effects.events)
+    queued a message, that one first (a send waits on it, a screen does not). Never raises (a lost
+    publish only delays a screen or a send)."""
     if effects.wake_outbox:
         await wake_outbox(redis, keys)
+    await publish(redis, keys, effects.events)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Sequence
+from functools import partial
+from typing import Awaitable, Callable, Sequence
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -59,8 +60,12 @@ class Round:
 
 class Processor:
     def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys, settings: Settings,
-                 handler: Handler, hooks: Hooks | None = None):
+                 handler: Handler, hooks: Hooks | None = None,
+                 after_commit: Callable[[Effects], Awaitable[None]] | None = None):
         self.pool = pool
+        # what a committed unit of work's effects go to (the runtime's: wakes this process's outbox
+        # sender at once, then publishes); without one, straight to Redis
+        self.after_commit = after_commit or partial(realtime.publish_effects, redis, keys)
         self.hooks = hooks or Hooks()
         self.redis = redis
         self.keys = keys
@@ -83,7 +88,7 @@ class Processor:
                 if not processed:
                     break
                 done += 1
-                await realtime.publish_effects(self.redis, self.keys, effects)
+                await self.after_commit(effects)
         return done
 
     async def _process_next(self, conn, conversation_id: int, effects: Effects) -> bool:
@@ -111,7 +116,7 @@ class Processor:
         while pending:
             async with self.pool.acquire() as conn:
                 taken = await self._round(conn, pending)
-            await realtime.publish_effects(self.redis, self.keys, taken.effects)
+            await self.after_commit(taken.effects)
             done += taken.done
             alone += taken.alone
             pending = taken.more
