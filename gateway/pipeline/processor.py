@@ -43,6 +43,17 @@ KEYWORD_CHANNELS = {Channel.SMS.value, Channel.WHATSAPP.value}
 
 NEXT_MESSAGE = """SELECT * FROM messages WHERE conversation_id = $1 AND direction = 'in'
                   AND processed_at IS NULL ORDER BY seq LIMIT 1"""
+# A round's first read: the try-lock of each conversation and, for those locked, their next two
+# messages (the second says whether there is more); `locked_id` is there for every lock taken.
+TAKE_NEXT = """SELECT c.id AS locked_id, m.* FROM unnest($1::bigint[]) AS c(id)
+               CROSS JOIN LATERAL (SELECT pg_try_advisory_xact_lock(c.id) AS locked) l
+               LEFT JOIN LATERAL (SELECT * FROM messages WHERE conversation_id = c.id AND direction = 'in'
+                                  AND processed_at IS NULL ORDER BY seq LIMIT 2) m ON true
+               WHERE l.locked ORDER BY c.id, m.seq"""
+# The round's conversation rows, locked, with their contacts' attributes.
+LOCK_ROWS = """SELECT c.*, ct.attributes AS contact_attributes FROM conversations c
+               LEFT JOIN contacts ct ON ct.id = c.contact_id
+               WHERE c.id = ANY($1::bigint[]) ORDER BY c.id FOR UPDATE OF c"""
 MARK_PROCESSED = """UPDATE messages SET processed_at = now(), process_attempts = process_attempts + 1,
                         process_order = nextval('message_process_order') WHERE id = ANY($1::bigint[])"""
 
@@ -138,26 +149,27 @@ class Processor:
         current, effects = None, Effects()
         try:
             async with conn.transaction():
-                locked = [r["id"] for r in await conn.fetch(
-                    "SELECT id FROM unnest($1::bigint[]) AS c(id) WHERE pg_try_advisory_xact_lock(c.id)",
-                    conversation_ids)]
-                taken = Round(alone=sorted(set(conversation_ids) - set(locked)), effects=effects)
+                # the try-locks, then each locked conversation's next two messages, in one statement
+                # (the lateral lock is taken per conversation before its messages are read)
+                locked: set[int] = set()
                 first: dict[int, asyncpg.Record] = {}
-                for m in await conn.fetch(
-                        """SELECT m.* FROM unnest($1::bigint[]) AS c(id) CROSS JOIN LATERAL (
-                               SELECT * FROM messages WHERE conversation_id = c.id AND direction = 'in'
-                               AND processed_at IS NULL ORDER BY seq LIMIT 2) m""", locked):
+                more: list[int] = []
+                for m in await conn.fetch(TAKE_NEXT, conversation_ids):
+                    locked.add(m["locked_id"])
+                    if m["id"] is None:
+                        continue
                     if m["conversation_id"] in first:
-                        taken.more.append(m["conversation_id"])
+                        more.append(m["conversation_id"])
                     else:
                         first[m["conversation_id"]] = m
+                taken = Round(more=more, alone=sorted(set(conversation_ids) - locked), effects=effects)
                 if not first:
                     return taken
-                rows = {r["id"]: r for r in await conn.fetch(
-                    "SELECT * FROM conversations WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE", list(first))}
-                attributes = {r["id"]: dict(r["attributes"] or {}) for r in await conn.fetch(
-                    "SELECT id, attributes FROM contacts WHERE id = ANY($1::bigint[])",
-                    [r["contact_id"] for r in rows.values()])}
+                rows, attributes = {}, {}
+                for r in await conn.fetch(LOCK_ROWS, list(first)):
+                    row = dict(r)
+                    attributes[row["contact_id"]] = dict(row.pop("contact_attributes") or {})
+                    rows[row["id"]] = row
                 batch = Batch(conn, rows, self.settings)
                 for current, msg in sorted(first.items()):
                     row = rows[current]
