@@ -85,8 +85,9 @@ def test_drain_scenario_counts_every_queued_turn(infra, tmp_path):
 
 
 def test_turns_scenario_answers_every_turn_and_sweeps_lower_rates(infra, tmp_path):
-    """The turns scenario: every offered turn answered, CPU per turn for every component, and the
-    same turns at lower offered rates, each with its latencies and every one answered."""
+    """The turns scenario: every offered turn answered, CPU per turn for every component, where a
+    turn's time goes stage by stage, and the same turns at lower offered rates, each with its
+    latencies and every one answered."""
     results, stdout = bench_tiny(infra, tmp_path, "turns", timeout=300)
     turns = results["turns"]
     assert turns["replied"] == turns["offered"] > 0
@@ -96,3 +97,9 @@ def test_turns_scenario_answers_every_turn_and_sweeps_lower_rates(infra, tmp_pat
         assert x["replied"] == x["offered"] > 0 and x["latency"]["p99_ms"] is not None, x
         assert f"at {x['rate']:g}/s offered: {x['replied']}/{x['offered']} replied" in stdout
     assert "turns below the target's rate" in {f["name"].split(":")[0] for f in turns["figures"]}
+    # where the time goes: every stage measured, each non-negative (one machine's clocks)
+    assert set(turns["stages"]) == {"webhook -> ingest", "ingest -> round", "round -> provider", "provider -> finished"}
+    for stage in turns["stages"].values():
+        assert stage["p50_ms"] is not None and stage["p50_ms"] >= 0, turns["stages"]
+    assert "where a turn's time goes" in stdout
+    assert "sent_at" not in turns and "arrived" not in turns

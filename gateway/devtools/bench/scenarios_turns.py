@@ -8,11 +8,12 @@ webhook-sent, matched by the customer's number (unique per turn in this run).
 """
 from __future__ import annotations
 
+import asyncio
 import time
 
-from gateway.devtools.bench.harness import (Bench, CpuMeter, Progress, figure, get_json, load, message_sid, new_run_id,
-                                            pcts, phone, r, signed_sms, verdict)
-from gateway.devtools.bench.loadgen import cdf, timeline
+from gateway.devtools.bench.harness import (Bench, CpuMeter, Progress, connect_pool, figure, get_json, load, message_sid,
+                                            new_run_id, pcts, phone, r, signed_sms, verdict)
+from gateway.devtools.bench.loadgen import cdf, percentile, timeline
 
 TARGET_P99_MS = 100.0
 TARGET_RATE = 500
@@ -34,6 +35,7 @@ def run(b: Bench) -> dict:
     meter.start()
     res = _drive(fake, url, block=650, n=n, rate=rate, wait=max(30.0, b.sizes.turns_seconds * 1.5))
     cpu = meter.stop(res["replied"])
+    stages = asyncio.run(_stages(b.dsn, res.pop("sent_at"), res.pop("arrived"), phone(650, 0)[:5]))
     sweep = _sweep(fake, url, rate, b.sizes.turns_seconds)
     b.stop_all()
     p99 = res["latency"]["p99_ms"]
@@ -48,6 +50,9 @@ def run(b: Bench) -> dict:
                "; ".join(f"{x['rate']:g}/s: {x['latency']['p50_ms']} / {x['latency']['p99_ms']} ms, "
                          f"{x['replied']}/{x['offered']} replied" for x in sweep),
                "where the p99 passes 100 ms: what one api + one worker sustain beside the load here", None),
+        figure(f"where a turn's time goes at {rate:g}/s (p50 / p90 / p99, each stage on its own)",
+               "; ".join(f"{name} {v['p50_ms']} / {v['p90_ms']} / {v['p99_ms']} ms" for name, v in stages.items()),
+               "reported: which stage the latency is spent in", None),
         figure("CPU per turn (from each process's own counters)",
                ", ".join(f"{k} {v} ms" for k, v in ms.items()) +
                f"; per turn {cpu['per_unit']['postgres_transactions']} PostgreSQL transactions, "
@@ -55,6 +60,7 @@ def run(b: Bench) -> dict:
                f"drive down (about {TODAY_CPU_MS:g} ms in total before issue 13)", None),
     ]
     return {**res, "warmup_replied": warm["replied"], "cpu_ms_per_turn": ms, "per_turn": cpu["per_unit"],
+            "stages": stages,
             "figures": figures,
             "charts": [{"title": "turn latency by percentile (webhook sent -> reply at the fake)", "kind": "cdf",
                         "unit": "ms", "series": {"turns": res.pop("cdf")}},
@@ -76,6 +82,37 @@ def run(b: Bench) -> dict:
 SWEEP = ((0.2, 660), (0.4, 661), (0.6, 662), (0.8, 678))   # (share of the target's rate, number block)
 
 
+# Each turn's timestamps in the database: its webhook's ingest transaction began (the inbound row's
+# created_at), its round began (processed_at), its reply's send finished (status_updated_at).
+STAGES_SQL = """SELECT DISTINCT ON (i.id) i.sender_address AS customer, extract(epoch FROM i.created_at) AS stored,
+                       extract(epoch FROM i.processed_at) AS round_began, extract(epoch FROM o.status_updated_at) AS finished
+                FROM messages i JOIN messages o ON o.conversation_id = i.conversation_id AND o.direction = 'out'
+                     AND o.kind = 'message'
+                WHERE i.direction = 'in' AND i.sender_address LIKE $1 || '%' ORDER BY i.id, o.seq"""
+
+
+async def _stages(dsn: str, sent_at: dict[str, float], arrived: dict[str, float], prefix: str) -> dict:
+    """Where each turn's time went, stage by stage (clocks of one machine: the load generator's send,
+    PostgreSQL's now(), the fake provider's receipt): webhook sent -> its ingest transaction began ->
+    its round began -> the provider had the reply -> the send was finished."""
+    pool = await connect_pool(dsn)
+    try:
+        rows = await pool.fetch(STAGES_SQL, prefix)
+    finally:
+        await pool.close()
+    spans: dict[str, list[float]] = {"webhook -> ingest": [], "ingest -> round": [], "round -> provider": [],
+                                     "provider -> finished": []}
+    for row in rows:
+        sent, got = sent_at.get(row["customer"]), arrived.get(row["customer"])
+        if sent is None or got is None or row["round_began"] is None or row["finished"] is None:
+            continue
+        stored, began, finished = float(row["stored"]), float(row["round_began"]), float(row["finished"])
+        for name, span in (("webhook -> ingest", stored - sent), ("ingest -> round", began - stored),
+                           ("round -> provider", got - began), ("provider -> finished", finished - got)):
+            spans[name].append(span * 1000)
+    return {name: {f"p{q}_ms": r(percentile(v, q)) for q in (50, 90, 99)} for name, v in spans.items()}
+
+
 def _sweep(fake: str, url: str, rate: float, seconds: float) -> list[dict]:
     """The same turns at lower open-loop rates, after the main run's backlog is answered: where
     the latency leaves the target shows the capacity beside the load generator on this machine."""
@@ -83,6 +120,7 @@ def _sweep(fake: str, url: str, rate: float, seconds: float) -> list[dict]:
     for share, block in SWEEP:
         at = rate * share
         res = _drive(fake, url, block=block, n=max(10, int(at * seconds / 4)), rate=at, wait=30.0)
+        res.pop("sent_at"), res.pop("arrived")
         out.append({"rate": at, **res})
     return out
 
@@ -116,7 +154,8 @@ def _drive(fake: str, url: str, *, block: int, n: int, rate: float, wait: float 
             "turns_per_s": r(len(replies) / (last_reply - first_sent), 1) if last_reply > first_sent else None,
             "webhook": {"p50_ms": r(res["p50"]), "p99_ms": r(res["p99"])},
             "latency": pcts(latencies), "cdf": cdf(latencies), "acked_timeline": res["timeline"],
-            "timeline": timeline([t - first_sent for t in replies.values()], 0.5)}
+            "timeline": timeline([t - first_sent for t in replies.values()], 0.5),
+            "sent_at": sent_at, "arrived": replies}
 
 
 def show(res: dict) -> None:
@@ -127,6 +166,9 @@ def show(res: dict) -> None:
     print(f"turns/s {res['turns_per_s']}; end-to-end latency p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
           f"p99 {lat['p99_ms']} ms (target p99 < {TARGET_P99_MS:g} ms at {TARGET_RATE}/s); webhook ack p99 "
           f"{res['webhook']['p99_ms']} ms")
+    if res.get("stages"):
+        print("where a turn's time goes (p50 / p90 / p99 ms): " + "; ".join(
+            f"{name} {v['p50_ms']} / {v['p90_ms']} / {v['p99_ms']}" for name, v in res["stages"].items()))
     for x in res.get("sweep", []):
         print(f"  at {x['rate']:g}/s offered: {x['replied']}/{x['offered']} replied, {x['turns_per_s']} turns/s, "
               f"p50 {x['latency']['p50_ms']} ms, p99 {x['latency']['p99_ms']} ms")
