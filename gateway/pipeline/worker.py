@@ -149,7 +149,16 @@ class QueueConsumer:
                 # Not acked: the entries stay pending and are reclaimed after reclaim_idle_ms.
                 self._active.pop(cid, None)
                 self._dirty.discard(cid)
-            again = await self._ack_drained([cid for cid in conversation_ids if cid not in set(failed)])
+            drained = [cid for cid in conversation_ids if cid not in set(failed)]
+            try:
+                again = await self._ack_drained(drained)
+            except Exception as exc:   # as for a batch: left unacked, reclaimed and redone
+                for cid in drained:
+                    self._active.pop(cid, None)
+                    self._dirty.discard(cid)
+                log.warning("conversation drain not acknowledged; will be retried", conversations=len(drained),
+                            error=str(exc))
+                return
         if again:
             self._ready.extend(again)
             self._start_batches()
