@@ -199,6 +199,27 @@ def spawn():
         proc.wait(10)
 
 
+SALES_FLOW = """
+name: sales
+start: hello
+states:
+  hello:
+    say: "Welcome to sales! What are you looking for?"
+"""
+
+
+@pytest.fixture
+def sales_and_support_flows(tmp_path):
+    """A flows directory of two one-state flows that greet differently: `sales` ("Welcome to
+    sales! ...") and `support` ("Support here. ..."), to tell which flow a conversation started on."""
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "sales.yaml").write_text(SALES_FLOW)
+    (flows / "support.yaml").write_text(SALES_FLOW.replace("sales", "support")
+                                        .replace("Welcome to support!", "Support here."))
+    return flows
+
+
 @pytest.fixture
 async def http():
     """A client session for talking to servers and fakes."""

@@ -119,8 +119,8 @@ class Runtime:
         if "http" in self.roles:
             self.batcher = IngestBatcher(self.pool, partial(enqueue_committed, self))
             self._exit.push_async_callback(self.batcher.close)
-        self.processor = Processor(self.pool, self.redis, self.keys, s, self.handler or default_handler(self),
-                                   hooks=self.hooks, after_commit=self.publish_effects)
+        self.processor = Processor(self.pool, s, self.handler or default_handler(self),
+                                   after_commit=self.publish_effects, hooks=self.hooks)
         if self.flow_handler is not None:
             from gateway.bot.flow_handler import store_versions
 

@@ -86,7 +86,7 @@ class FlowHandler:
             except WouldWait:
                 raise OutsideCallNeeded("the flow's turn waited") from None
         await self.apply(turn.conn, turn.draft, result, turn.effects, facts=await turn.route_facts(),
-                         defer=turn.batch.defer if turn.batch is not None else None)
+                         defer=turn.batch.writes.add if turn.batch is not None else None)
 
     def _context(self, conv, inp: TurnInput) -> ActionContext:
         settings = {"business_api_base": self.rt.settings.business_api_base, "http_timeout": 5}

@@ -50,18 +50,9 @@ class Batch:
         self.rows = rows              # conversation id -> its row, read under its lock
         self.settings = settings
         self._cache: dict[str, Any] = {}
-        # the turns' writes that nothing in the round reads again, run together (and their ids)
+        # the turns' last writes, which nothing in the round reads again (a turn's conversation row,
+        # its flow timers, its new episode and thread entries), run together at the round's end
         self.writes = Deferred(conn, turns=len(rows))
-
-    def defer(self, statement: tuple[str, tuple] | None) -> None:
-        """Run this write (sql, args) later in the round, with the others of the same text in one
-        pipelined `executemany`: a turn's last writes, which nothing in the round reads again
-        (its conversation row, its flow timers)."""
-        self.writes.add(statement)
-
-    async def write_deferred(self) -> None:
-        """The deferred writes, in the round's transaction, before its messages are marked processed."""
-        await self.writes.run()
 
     @property
     def contact_ids(self) -> list[int]:

@@ -41,10 +41,6 @@ class Deferred:
             ids = self._ids[sequence] = sorted(taken, reverse=True)
         return ids.pop()
 
-    @property
-    def pending(self) -> int:
-        return sum(len(runs) for runs in self._runs.values())
-
     async def run(self) -> None:
         """Every write added so far, those of the same text together."""
         runs, self._runs = self._runs, {}

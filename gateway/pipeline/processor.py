@@ -6,23 +6,22 @@ lowest unprocessed seq. Whatever the handler writes (state, outbound messages vi
 commits together with the "processed" mark: a worker killed at any instant leaves either nothing
 or everything, and the message is simply redone.
 
-`drain_batch` takes the next message of many conversations in one transaction (a round): their
-locks (try-locks: a conversation another worker holds is drained on its own, waiting for it), their
-messages, conversation rows (locked) and contacts' attributes in three reads, every turn decided
-and written, then one statement marks them all processed. A turn that needs an outside call (a
-flow's HTTP action) is taken out before any request goes out and drained on its own, so no batch
-waits on it; a round that fails is rolled back and each of its conversations is drained on its
-own (`drain`), so one bad message fails alone.
+`drain_rounds` takes the next message of many conversations in one transaction (a round): their
+locks (try-locks: a conversation another worker holds is drained on its own, waiting for it) with
+their messages, then the conversation rows (locked) with the contacts' attributes, every turn
+decided and written (the writes nothing in the round reads again together at its end), then one
+statement marks them all processed. A turn that needs an outside call (a flow's HTTP action) is
+taken out before any request goes out and left to be drained on its own (`drain_alone`), so no
+batch waits on it; a round that fails is rolled back and each of its conversations is left to be
+drained on its own, so one bad message fails alone.
 """
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Awaitable, Callable, Sequence
 
 import asyncpg
-import redis.asyncio as aioredis
 import structlog
 
 from gateway.app.log import get_logger
@@ -33,8 +32,6 @@ from gateway.domain.conversation import Mode
 from gateway.domain.hooks import Hooks
 from gateway.domain.identity import address_kind
 from gateway.domain.types import Channel, Effects, Purpose
-from gateway.infra import realtime
-from gateway.pipeline.queue import Keys
 
 log = get_logger(__name__)
 
@@ -70,16 +67,13 @@ class Round:
 
 
 class Processor:
-    def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys, settings: Settings,
-                 handler: Handler, hooks: Hooks | None = None,
-                 after_commit: Callable[[Effects], Awaitable[None]] | None = None):
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, handler: Handler, *,
+                 after_commit: Callable[[Effects], Awaitable[None]], hooks: Hooks | None = None):
         self.pool = pool
-        # what a committed unit of work's effects go to (the runtime's: wakes this process's outbox
-        # sender at once, then publishes); without one, straight to Redis
-        self.after_commit = after_commit or partial(realtime.publish_effects, redis, keys)
+        # what a committed unit of work's effects go to: the runtime's (wakes this process's outbox
+        # sender at once, then publishes through Redis)
+        self.after_commit = after_commit
         self.hooks = hooks or Hooks()
-        self.redis = redis
-        self.keys = keys
         self.settings = settings
         self.handler = handler
 
@@ -111,13 +105,6 @@ class Processor:
             await self._take(conn, msg, effects)
             await conn.execute(MARK_PROCESSED, [msg["id"]])
             return True
-
-    async def drain_batch(self, conversation_ids: Sequence[int]) -> tuple[int, list[int]]:
-        """Process every pending inbound message of many conversations: `drain_rounds`, then those
-        it leaves `drain_alone`. Returns (messages processed, conversations that failed: not drained)."""
-        done, alone = await self.drain_rounds(conversation_ids)
-        more, failed = await self.drain_alone(alone)
-        return done + more, failed
 
     async def drain_rounds(self, conversation_ids: Sequence[int]) -> tuple[int, list[int]]:
         """The pending messages of many conversations, a round (one transaction) per message depth.
@@ -176,7 +163,7 @@ class Processor:
                     await self._take(conn, msg, effects, conversation.Draft(row, locked=True, writes=batch.writes),
                                      attributes.get(row["contact_id"]), batch=batch)
                 current = None
-                await batch.write_deferred()
+                await batch.writes.run()
                 await conn.execute(MARK_PROCESSED, [m["id"] for m in first.values()])
                 taken.done = len(first)
                 return taken
@@ -212,7 +199,7 @@ class Processor:
                                           outside_calls=batch is None, contact_attributes=contact_attributes,
                                           batch=batch))
                 if batch is not None:   # the turn's one write of the conversation row
-                    batch.defer(draft.flush_statement())
+                    batch.writes.add(draft.flush_statement())
                 else:
                     await draft.flush(conn)
             log.debug("message processed", seq=msg["seq"])

@@ -121,13 +121,14 @@ class QueueConsumer:
         try:
             while batch:
                 self._dirty.difference_update(batch)
-                done, alone = await self.processor.drain_rounds(batch)
+                done, left = await self.processor.drain_rounds(batch)
+                alone = set(left)
                 self.processed += done
                 if alone:
-                    task = asyncio.create_task(self._alone(alone))
+                    task = asyncio.create_task(self._alone(left))
                     self._alone_tasks.add(task)
                     task.add_done_callback(self._alone_tasks.discard)
-                batch = await self._ack_drained([cid for cid in batch if cid not in set(alone)])
+                batch = await self._ack_drained([cid for cid in batch if cid not in alone])
         except Exception as exc:
             for cid in batch:
                 self._active.pop(cid, None)
@@ -149,7 +150,7 @@ class QueueConsumer:
                 # Not acked: the entries stay pending and are reclaimed after reclaim_idle_ms.
                 self._active.pop(cid, None)
                 self._dirty.discard(cid)
-            drained = [cid for cid in conversation_ids if cid not in set(failed)]
+            drained = [cid for cid in conversation_ids if cid not in failed]
             try:
                 again = await self._ack_drained(drained)
             except Exception as exc:   # as for a batch: left unacked, reclaimed and redone

@@ -96,25 +96,15 @@ async def test_a_turn_waiting_on_an_http_action_holds_no_batch(settings, pool, c
     assert await pool.fetchval(DONE) == 14
 
 
-SALES_FLOW = """
-name: sales
-start: hello
-states:
-  hello:
-    say: "Welcome to sales! What are you looking for?"
-"""
 SALES = "+15550003333"
 
 
-async def test_turns_of_one_batch_are_routed_as_each_alone(settings, pool, clean, redis_client, tmp_path):
+async def test_turns_of_one_batch_are_routed_as_each_alone(settings, pool, clean, redis_client,
+                                                          sales_and_support_flows):
     """A batch reads what routing needs (identities, last inbound, consent, inboxes) once for all
     its turns: each customer is still answered from the inbox they wrote to, on that inbox's flow,
     and a customer who opted out gets no reply (the thread says why)."""
-    flows = tmp_path / "flows"
-    flows.mkdir()
-    (flows / "sales.yaml").write_text(SALES_FLOW)
-    (flows / "support.yaml").write_text(SALES_FLOW.replace("sales", "support").replace("Welcome to support!",
-                                                                                       "Support here."))
+    flows = sales_and_support_flows
     sales_customers = [f"+1415555{n:04d}" for n in range(4)]
     support_customers = [f"+1415556{n:04d}" for n in range(4)]
     opted_out = "+14155579999"

@@ -3,7 +3,6 @@ starting on its inbox's flow, an inbox's out-of-hours text, a chat site's inbox.
 from __future__ import annotations
 
 import json
-import textwrap
 
 import aiohttp
 import pytest
@@ -58,21 +57,9 @@ async def test_mail_to_a_mailbox_is_answered_from_it_with_its_signature(pool, cl
     assert row["content"]["html"].endswith("<p>-- <br>Billing team<br>Shop Ltd</p>")
 
 
-SALES_FLOW = """
-name: sales
-start: hello
-states:
-  hello:
-    say: "Welcome to sales! What are you looking for?"
-"""
-
-
-async def test_a_new_conversation_starts_on_its_inbox_flow(settings, pool, clean, redis_client, tmp_path):
-    flows = tmp_path / "flows"
-    flows.mkdir()
-    (flows / "sales.yaml").write_text(textwrap.dedent(SALES_FLOW))
-    (flows / "support.yaml").write_text(textwrap.dedent(SALES_FLOW).replace("sales", "support")
-                                        .replace("Welcome to support!", "Support here."))
+async def test_a_new_conversation_starts_on_its_inbox_flow(settings, pool, clean, redis_client,
+                                                           sales_and_support_flows):
+    flows = sales_and_support_flows
     async with FakeTwilio() as twilio:
         s = settings.with_(twilio_account_sid=twilio.account_sid, twilio_auth_token=twilio.auth_token,
                            twilio_from_number="+15550001111", twilio_api_base=twilio.base_url,

@@ -8,7 +8,6 @@ Sends every pending outbox row and prints JSON: {"sent": n, "failed": n, "second
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import time
 

@@ -9,7 +9,7 @@ component needs follow directly. The run has a Redis of its own, so its figures 
 from __future__ import annotations
 
 from gateway.devtools.bench.harness import Bench, CpuMeter, figure, r
-from gateway.devtools.bench.scenarios_turns import _drive
+from gateway.devtools.bench.scenarios_turns import _drive, start_api
 
 
 def run(b: Bench) -> dict:
@@ -18,11 +18,8 @@ def run(b: Bench) -> dict:
 
 
 def _measure(b: Bench) -> dict:
-    fake = b.start_fake_twilio()
-    common = {"GATEWAY_DEFAULT_HANDLER": "flow", "GATEWAY_TWILIO_API_BASE": fake}
-    api, api_port = b.start_gateway("api", **common)
+    fake, common, api, url = start_api(b)
     worker, _ = b.start_gateway("worker", **common)
-    url = f"http://127.0.0.1:{api_port}/webhooks/twilio/inbound"
     rate = min(b.sizes.turns_rate, 60.0)
     _drive(fake, url, block=660, n=max(20, int(rate)), rate=rate)   # flows loaded, pools warm
     meter = CpuMeter(b, {"api": api.pid, "worker": worker.pid})

@@ -15,7 +15,7 @@ import time
 
 from gateway.devtools.bench.harness import (Bench, CpuMeter, Progress, cpu_seconds, figure, get_json, load, message_sid,
                                             new_run_id, phone, r, signed_sms)
-from gateway.devtools.bench.scenarios_turns import _drive
+from gateway.devtools.bench.scenarios_turns import _drive, start_api
 
 
 def run(b: Bench) -> dict:
@@ -24,10 +24,7 @@ def run(b: Bench) -> dict:
 
 
 def _measure(b: Bench) -> dict:
-    fake = b.start_fake_twilio()
-    common = {"GATEWAY_DEFAULT_HANDLER": "flow", "GATEWAY_TWILIO_API_BASE": fake}
-    api, api_port = b.start_gateway("api", **common)
-    url = f"http://127.0.0.1:{api_port}/webhooks/twilio/inbound"
+    fake, common, _api, url = start_api(b)
     warm, _ = b.start_gateway("worker", **common)
     _drive(fake, url, block=690, n=50, rate=50)           # flows loaded, pools warm
     warm.terminate()

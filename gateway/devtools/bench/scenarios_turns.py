@@ -9,6 +9,7 @@ webhook-sent, matched by the customer's number (unique per turn in this run).
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 
 from gateway.devtools.bench.harness import (Bench, CpuMeter, Progress, connect_pool, figure, get_json, load, message_sid,
@@ -20,14 +21,20 @@ TARGET_RATE = 500
 TODAY_CPU_MS = 12.0
 
 
-def run(b: Bench) -> dict:
+def start_api(b: Bench) -> tuple[str, dict, subprocess.Popen, str]:
+    """The fake Twilio and one `gateway api` on the support flow replying through it: (the fake's
+    URL, the settings a worker of the same run takes, the api process, its inbound webhook URL)."""
     fake = b.start_fake_twilio()
     common = {"GATEWAY_DEFAULT_HANDLER": "flow", "GATEWAY_TWILIO_API_BASE": fake}
     api, api_port = b.start_gateway("api", **common)
+    return fake, common, api, f"http://127.0.0.1:{api_port}/webhooks/twilio/inbound"
+
+
+def run(b: Bench) -> dict:
+    fake, common, api, url = start_api(b)
     worker, _ = b.start_gateway("worker", **common)
     b.profile("api", api.pid)
     b.profile("worker", worker.pid)
-    url = f"http://127.0.0.1:{api_port}/webhooks/twilio/inbound"
     rate = b.sizes.turns_rate
     warm = _drive(fake, url, block=628, n=max(20, int(rate)), rate=min(rate, 100))   # flows loaded, pools warm
     n = int(rate * b.sizes.turns_seconds)
